@@ -1,0 +1,86 @@
+# dedup: the entry point for every task. `make help` lists the targets.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-12s %s\n", $$1, $$2}'
+
+# ---- set-up ---------------------------------------------------------------------------
+$(VENV)/.installed: pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade 'pip==25.3' 'setuptools<81' wheel
+	$(VENV)/bin/pip install -q -c requirements.lock -e '.[dev]'
+	touch $@
+
+.PHONY: venv
+venv: $(VENV)/.installed ## create .venv with the project and its pinned dependencies
+
+.PHONY: setup
+setup: venv ## install everything: .venv, Kafka, Azurite, Milvus Lite, Triton, Prometheus (idempotent)
+	bash stack/setup.sh
+
+.PHONY: lock
+lock: ## re-pin requirements.lock from a fresh resolve of pyproject.toml
+	rm -rf /tmp/dedup-lock && $(PYTHON) -m venv /tmp/dedup-lock
+	/tmp/dedup-lock/bin/pip install -q 'setuptools<81' wheel && /tmp/dedup-lock/bin/pip install -q -e '.[dev]'
+	/tmp/dedup-lock/bin/pip freeze --exclude-editable | grep -v '^-e' > requirements.lock
+
+# ---- the local stack ------------------------------------------------------------------
+.PHONY: up
+up: setup ## start Kafka, Azurite, Milvus, Triton and Prometheus on 127.0.0.1 (idempotent)
+	bash stack/up.sh
+
+.PHONY: down
+down: ## stop the local stack
+	bash stack/down.sh
+
+.PHONY: status
+status: ## show which parts of the local stack run, their PIDs and ports
+	bash stack/status.sh
+
+# ---- code -----------------------------------------------------------------------------
+.PHONY: proto
+proto: venv ## regenerate the Python code of protos/ into libs/dedup/v1
+	bash scripts/gen_proto.sh
+
+.PHONY: proto-check
+proto-check: venv ## fail when the checked-in generated code is stale
+	bash scripts/gen_proto.sh --check
+
+.PHONY: lint
+lint: venv ## ruff and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+.PHONY: fmt
+fmt: venv ## format and autofix
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+.PHONY: unit
+unit: venv ## unit tests (no stack needed)
+	$(VENV)/bin/pytest -m 'not integration'
+
+.PHONY: integration
+integration: setup ## integration tests against the real stack (started and stopped by the tests)
+	$(VENV)/bin/pytest -m integration
+
+.PHONY: test
+test: setup proto-check lint ## everything CI runs: set-up, proto check, lint, unit and integration tests
+	$(VENV)/bin/pytest
+
+.PHONY: demo
+demo: setup ## run the main job on the local stack and print what happened
+	bash scripts/demo.sh
+
+.PHONY: clean
+clean: down ## stop the stack and remove the run directory (keeps installed tools)
+	rm -rf .run
