@@ -1,0 +1,13 @@
+"""Exceptions that tell the stage runtime how to treat a failure."""
+
+
+class TransientError(Exception):
+    """A dependency is unavailable (blob storage, Milvus, Triton): retry with backoff.
+
+    The runtime retries these without limit and never dead-letters them: a dependency
+    that stays down stops consumption (lag grows, alerts fire) instead of losing images.
+    """
+
+
+class InvalidMessageError(ValueError):
+    """A message parsed but breaks the schema's rules (e.g. no image id): dead-letter it."""

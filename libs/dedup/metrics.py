@@ -1,0 +1,38 @@
+"""Prometheus metrics: prefix dedup_, base units, a small fixed set of labels.
+
+Every metric carries `service` (the short name); never an image id as a label.
+"""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+# Stage runtime (every stage).
+MESSAGES_CONSUMED = Counter(
+    "dedup_messages_consumed_total", "Messages read from the input topic", ["service", "topic"]
+)
+MESSAGES_PRODUCED = Counter(
+    "dedup_messages_produced_total", "Messages acknowledged by Kafka", ["service", "topic"]
+)
+HANDLER_SECONDS = Histogram(
+    "dedup_handler_seconds",
+    "Time the stage's handler spent on one message",
+    ["service"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+ERRORS = Counter(
+    "dedup_errors_total",
+    "Failures by kind: parse, transient, permanent, produce, commit",
+    ["service", "kind"],
+)
+DLQ_MESSAGES = Counter(
+    "dedup_dlq_messages_total", "Messages sent to a dead-letter topic", ["service", "topic"]
+)
+RETRIES = Counter("dedup_retries_total", "Handler or produce retries", ["service"])
+CONSUMER_LAG = Gauge(
+    "dedup_consumer_lag_messages",
+    "Messages in the input topic not yet consumed",
+    ["service", "topic", "partition"],
+)
+LAST_COMMIT = Gauge(
+    "dedup_last_commit_timestamp_seconds", "Unix time of the last offset commit", ["service"]
+)
+INFLIGHT = Gauge("dedup_inflight_messages", "Messages being handled now", ["service"])

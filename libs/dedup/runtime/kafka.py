@@ -1,0 +1,151 @@
+"""Kafka wiring: the one module that imports aiokafka.
+
+Client options from settings, topic creation, and a publisher for producers that are not
+stages (ingest, tests, the demo).
+"""
+
+import contextlib
+import logging
+from collections.abc import Iterable, Sequence
+from types import TracebackType
+from typing import Any, Self
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.helpers import create_ssl_context
+from google.protobuf.message import Message
+
+from dedup import topics
+from dedup.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "AIOKafkaConsumer",
+    "AIOKafkaProducer",
+    "KafkaError",
+    "Publisher",
+    "client_options",
+    "ensure_topics",
+    "make_consumer",
+    "make_producer",
+]
+
+
+def client_options(settings: KafkaSettings) -> dict[str, Any]:
+    """Connection options shared by consumers, producers and the admin client."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap_servers,
+        "security_protocol": settings.kafka_security_protocol,
+    }
+    if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
+        options["ssl_context"] = create_ssl_context()
+    if settings.kafka_sasl_mechanism:
+        password = settings.kafka_sasl_password
+        options |= {
+            "sasl_mechanism": settings.kafka_sasl_mechanism,
+            "sasl_plain_username": settings.kafka_sasl_username,
+            "sasl_plain_password": password.get_secret_value() if password else None,
+        }
+    return options
+
+
+def topic_config(topic: str) -> dict[str, str]:
+    """Per-topic configuration: decisions are compacted, everything else is a log."""
+    return {"cleanup.policy": "compact"} if topic in topics.COMPACTED else {}
+
+
+async def ensure_topics(settings: KafkaSettings, names: Iterable[str]) -> None:
+    """Create the topics that are missing (idempotent; a no-op when creation is off)."""
+    if not settings.kafka_create_topics:
+        return
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [
+            NewTopic(
+                name,
+                num_partitions=settings.kafka_partitions,
+                replication_factor=settings.kafka_replication_factor,
+                topic_configs=topic_config(name),
+            )
+            for name in sorted(set(names) - existing)
+        ]
+        if missing:
+            # Another replica may create them first.
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(missing)
+            log.info("created topics %s", [t.name for t in missing])
+    finally:
+        await admin.close()
+
+
+def make_consumer(settings: KafkaSettings, topic: str, group_id: str) -> AIOKafkaConsumer:
+    """A consumer that never commits on its own: the runtime commits after produce acks."""
+    return AIOKafkaConsumer(
+        topic,
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        **client_options(settings),
+    )
+
+
+def make_producer(settings: KafkaSettings) -> AIOKafkaProducer:
+    """An idempotent producer that waits for every in-sync replica."""
+    return AIOKafkaProducer(
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+        **client_options(settings),
+    )
+
+
+class Publisher:
+    """Publishes protobuf messages keyed by image id; `flush` waits for every ack."""
+
+    def __init__(self, settings: KafkaSettings) -> None:
+        self._settings = settings
+        self._producer = make_producer(settings)
+        self._pending: list[Any] = []
+
+    async def __aenter__(self) -> Self:
+        await self._producer.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if exc is None:
+                await self.flush()
+        finally:
+            await self._producer.stop()
+
+    async def ensure_topics(self, names: Sequence[str]) -> None:
+        await ensure_topics(self._settings, names)
+
+    async def publish(
+        self,
+        topic: str,
+        key: str,
+        message: Message | bytes,
+        headers: Sequence[tuple[str, bytes]] = (),
+    ) -> None:
+        """Queue one message; it is sent in the background and acknowledged by `flush`."""
+        value = message if isinstance(message, bytes) else message.SerializeToString()
+        future = await self._producer.send(
+            topic, value, key=key.encode(), headers=list(headers) or None
+        )
+        self._pending.append(future)
+
+    async def flush(self) -> None:
+        """Wait until Kafka acknowledged everything published so far (raises on failure)."""
+        pending, self._pending = self._pending, []
+        for future in pending:
+            await future

@@ -1,0 +1,339 @@
+"""The stage runtime: consume -> parse -> handle -> produce -> commit.
+
+At-least-once: a batch's offsets are committed only after every output of the batch is
+acknowledged by Kafka, so a crash anywhere means redelivery, never loss. Handlers are
+idempotent (keyed by image id), which makes redelivery harmless.
+
+Failures:
+- a message that does not parse, or breaks the schema's rules, goes to `<topic>.dlq`
+  at once, with the error in its headers;
+- a `TransientError` (or a timeout / connection error) is retried with capped
+  exponential backoff for as long as it lasts: a dependency that is down stops the
+  stage (lag grows), it never drops the message;
+- any other exception is retried `max_attempts` times, then dead-lettered.
+
+SIGTERM (or SIGINT) finishes the batch in hand, flushes, commits and exits. If the batch
+cannot finish within `shutdown_timeout_seconds` (a dependency is down), the process
+exits without committing it, and the batch is redelivered to the next consumer.
+"""
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+from google.protobuf.message import DecodeError, Message
+
+from dedup import metrics
+from dedup.errors import InvalidMessageError, TransientError
+from dedup.health import Health, serve_health
+from dedup.logs import configure_logging
+from dedup.runtime.kafka import ensure_topics, make_consumer, make_producer
+from dedup.settings import RuntimeSettings
+from dedup.topics import dead_letter
+
+log = logging.getLogger("dedup.runtime")
+
+In = TypeVar("In", bound=Message)
+
+# Errors worth waiting out: the dependency may come back.
+TRANSIENT = (TransientError, ConnectionError, TimeoutError)
+# Longest error text carried in a dead-letter header.
+MAX_ERROR_HEADER = 2000
+
+
+@dataclass(frozen=True)
+class Output:
+    """One message a handler asks to publish; `topic` defaults to the stage's output topic."""
+
+    key: str
+    message: Message
+    topic: str | None = None
+
+
+Handler = Callable[[In], Awaitable[Sequence[Output]]]
+
+
+@dataclass(frozen=True)
+class Stage(Generic[In]):
+    """A service as the runtime sees it: its name, its input type, its pure handler."""
+
+    name: str
+    input_type: type[In]
+    handle: Handler[In]
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A serialised record ready to send."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+class Abandoned(Exception):
+    """Shutdown ran out of time while the batch was still retrying: leave it uncommitted."""
+
+
+def backoff_seconds(attempt: int, base: float, cap: float) -> float:
+    """Capped exponential backoff: base, 2*base, 4*base, ... at most cap (attempt >= 1)."""
+    return float(min(cap, base * 2 ** min(attempt - 1, 30)))
+
+
+def parse_message(input_type: type[In], data: bytes | None) -> In:
+    """Decode a record's value; raise DecodeError or InvalidMessageError if it is unusable."""
+    if not data:
+        raise InvalidMessageError("empty message")
+    message = input_type()
+    message.ParseFromString(data)
+    # Every message that crosses a topic is keyed by image id (the type checker cannot know).
+    has_id_field = "image_id" in message.DESCRIPTOR.fields_by_name
+    if has_id_field and not getattr(message, "image_id"):  # noqa: B009
+        raise InvalidMessageError(f"{input_type.__name__} without image_id")
+    return message
+
+
+def dead_letter_record(
+    record: ConsumerRecord[bytes, bytes], stage: str, kind: str, error: BaseException, attempts: int
+) -> Outgoing:
+    """The record as received, sent to its topic's DLQ with the error in its headers."""
+    text = f"{type(error).__name__}: {error}"[:MAX_ERROR_HEADER]
+    headers = (
+        ("dedup-error", text.encode()),
+        ("dedup-error-kind", kind.encode()),
+        ("dedup-stage", stage.encode()),
+        ("dedup-source-topic", record.topic.encode()),
+        ("dedup-source-partition", str(record.partition).encode()),
+        ("dedup-source-offset", str(record.offset).encode()),
+        ("dedup-attempts", str(attempts).encode()),
+    )
+    return Outgoing(dead_letter(record.topic), record.key, record.value or b"", headers)
+
+
+def next_offsets(records: Sequence[ConsumerRecord[bytes, bytes]]) -> dict[TopicPartition, int]:
+    """The offsets to commit after `records`: one past the highest offset per partition."""
+    offsets: dict[TopicPartition, int] = {}
+    for record in records:
+        tp = TopicPartition(record.topic, record.partition)
+        offsets[tp] = max(offsets.get(tp, 0), record.offset + 1)
+    return offsets
+
+
+@dataclass
+class StageRunner(Generic[In]):
+    stage: Stage[In]
+    settings: RuntimeSettings
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    health: Health = field(default_factory=Health)
+    _deadline: float | None = None
+
+    @property
+    def name(self) -> str:
+        return self.stage.name
+
+    async def run(self) -> None:
+        s = self.settings
+        await self._retry_forever("kafka", lambda: ensure_topics(s, self._topics()))
+        consumer = make_consumer(s, s.input_topic, s.group_id or self.name)
+        producer = make_producer(s)
+        await self._retry_forever("kafka", consumer.start)
+        await self._retry_forever("kafka", producer.start)
+        self.health.ready, self.health.detail = True, "consuming"
+        log.info(
+            "consuming %s -> %s", s.input_topic, s.output_topic, extra={"topic": s.input_topic}
+        )
+        try:
+            while not self.stop.is_set():
+                batch = await consumer.getmany(
+                    timeout_ms=int(s.poll_timeout_seconds * 1000), max_records=s.batch_size
+                )
+                records = [r for part in batch.values() for r in part]
+                if records:
+                    await self._handle_batch(consumer, producer, records)
+                await self._update_lag(consumer)
+        except Abandoned:
+            log.warning("shutdown timed out; the batch in hand stays uncommitted")
+        finally:
+            self.health.ready, self.health.detail = False, "stopping"
+            await producer.stop()  # flushes whatever is still queued
+            await consumer.stop()
+            log.info("stopped")
+
+    def _topics(self) -> list[str]:
+        s = self.settings
+        return [s.input_topic, s.output_topic, dead_letter(s.input_topic)]
+
+    async def _handle_batch(
+        self,
+        consumer: AIOKafkaConsumer,
+        producer: AIOKafkaProducer,
+        records: list[ConsumerRecord[bytes, bytes]],
+    ) -> None:
+        for record in records:
+            metrics.MESSAGES_CONSUMED.labels(self.name, record.topic).inc()
+        limit = asyncio.Semaphore(self.settings.concurrency)
+
+        async def bounded(record: ConsumerRecord[bytes, bytes]) -> list[Outgoing]:
+            async with limit:
+                return await self._process(record)
+
+        results = await asyncio.gather(*(bounded(r) for r in records))
+        outgoing = [o for result in results for o in result]
+        await self._produce(producer, outgoing)
+        try:
+            await consumer.commit(next_offsets(records))
+        except (CommitFailedError, KafkaError) as error:
+            # A rebalance took the partitions: the new owner reprocesses (at-least-once).
+            metrics.ERRORS.labels(self.name, "commit").inc()
+            log.warning("commit failed: %s", error)
+            return
+        metrics.LAST_COMMIT.labels(self.name).set(time.time())
+
+    async def _process(self, record: ConsumerRecord[bytes, bytes]) -> list[Outgoing]:
+        context = {"topic": record.topic, "partition": record.partition, "offset": record.offset}
+        try:
+            message = parse_message(self.stage.input_type, record.value)
+        except (DecodeError, InvalidMessageError) as error:
+            metrics.ERRORS.labels(self.name, "parse").inc()
+            log.warning("unparseable message to DLQ: %s", error, extra=context)
+            return [self._to_dlq(record, "parse", error, 1)]
+        context["image_id"] = getattr(message, "image_id", None)
+        failures = 0
+        transient_attempts = 0
+        while True:
+            metrics.INFLIGHT.labels(self.name).inc()
+            started = time.perf_counter()
+            try:
+                outputs = await self.stage.handle(message)
+                return [self._serialise(o) for o in outputs]
+            except TRANSIENT as error:
+                transient_attempts += 1
+                metrics.ERRORS.labels(self.name, "transient").inc()
+                log.warning(
+                    "transient failure, will retry: %s",
+                    error,
+                    extra=context | {"attempt": transient_attempts},
+                )
+                delay = self._backoff(transient_attempts)
+            except Exception as error:
+                failures += 1
+                metrics.ERRORS.labels(self.name, "permanent").inc()
+                if failures >= self.settings.max_attempts:
+                    log.exception("handler keeps failing; message to DLQ", extra=context)
+                    return [self._to_dlq(record, "permanent", error, failures)]
+                log.warning(
+                    "handler failed, will retry: %s", error, extra=context | {"attempt": failures}
+                )
+                delay = self._backoff(failures)
+            finally:
+                metrics.INFLIGHT.labels(self.name).dec()
+                metrics.HANDLER_SECONDS.labels(self.name).observe(time.perf_counter() - started)
+            metrics.RETRIES.labels(self.name).inc()
+            await self._sleep(delay)
+
+    def _serialise(self, output: Output) -> Outgoing:
+        return Outgoing(
+            output.topic or self.settings.output_topic,
+            output.key.encode(),
+            output.message.SerializeToString(),
+        )
+
+    def _to_dlq(
+        self, record: ConsumerRecord[bytes, bytes], kind: str, error: BaseException, attempts: int
+    ) -> Outgoing:
+        metrics.DLQ_MESSAGES.labels(self.name, record.topic).inc()
+        return dead_letter_record(record, self.name, kind, error, attempts)
+
+    async def _produce(self, producer: AIOKafkaProducer, outgoing: list[Outgoing]) -> None:
+        """Send the batch's records and wait for every ack; retry the lot until it lands."""
+        attempt = 0
+        while True:
+            try:
+                futures = [
+                    await producer.send(
+                        o.topic, o.value, key=o.key, headers=list(o.headers) or None
+                    )
+                    for o in outgoing
+                ]
+                for future in futures:
+                    await future
+            except KafkaError as error:
+                attempt += 1
+                metrics.ERRORS.labels(self.name, "produce").inc()
+                metrics.RETRIES.labels(self.name).inc()
+                log.warning("produce failed, will retry the batch: %s", error)
+                await self._sleep(self._backoff(attempt))
+                continue
+            for o in outgoing:
+                metrics.MESSAGES_PRODUCED.labels(self.name, o.topic).inc()
+            return
+
+    async def _update_lag(self, consumer: AIOKafkaConsumer) -> None:
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            if highwater is None:
+                continue
+            with contextlib.suppress(KafkaError, asyncio.TimeoutError):
+                position = await asyncio.wait_for(consumer.position(tp), timeout=1)
+                metrics.CONSUMER_LAG.labels(self.name, tp.topic, str(tp.partition)).set(
+                    max(0, highwater - position)
+                )
+
+    async def _retry_forever(self, what: str, call: Callable[[], Awaitable[object]]) -> None:
+        """Start-up calls: wait for a dependency that is not there yet."""
+        attempt = 0
+        while True:
+            try:
+                await call()
+                return
+            except (KafkaError, *TRANSIENT) as error:
+                attempt += 1
+                self.health.detail = f"waiting for {what}: {error}"
+                log.warning("waiting for %s: %s", what, error, extra={"attempt": attempt})
+                await self._sleep(self._backoff(attempt))
+
+    def _backoff(self, attempt: int) -> float:
+        s = self.settings
+        return backoff_seconds(attempt, s.retry_backoff_seconds, s.retry_backoff_max_seconds)
+
+    async def _sleep(self, seconds: float) -> None:
+        """Back off, unless shutdown has run out of patience for this batch."""
+        if self.stop.is_set():
+            if self._deadline is None:
+                self._deadline = time.monotonic() + self.settings.shutdown_timeout_seconds
+            remaining = self._deadline - time.monotonic()
+            if remaining <= 0:
+                raise Abandoned
+            seconds = min(seconds, remaining)
+        await asyncio.sleep(seconds)
+
+
+def request_stop_on_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+
+async def serve(stage: Stage[In], settings: RuntimeSettings) -> None:
+    """Run a stage until SIGTERM: probes and metrics on the HTTP port, the loop on Kafka."""
+    runner = StageRunner(stage, settings)
+    request_stop_on_signals(runner.stop)
+    http = await serve_health(runner.health, settings.http_host, settings.http_port)
+    try:
+        await runner.run()
+    finally:
+        await http.cleanup()
+
+
+def main(stage: Stage[In], settings: RuntimeSettings) -> None:
+    """The entry point of a service's `__main__`."""
+    configure_logging(stage.name, settings.log_level)
+    asyncio.run(serve(stage, settings))

@@ -1,0 +1,1 @@
+"""Generated from protos/dedup/v1 by `make proto`; do not edit."""
