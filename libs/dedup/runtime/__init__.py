@@ -1,6 +1,16 @@
 """The stage runtime: the only package that imports aiokafka."""
 
-from dedup.runtime.kafka import Publisher, ensure_topics
+from dedup.runtime.kafka import Publisher, Record, ensure_topics, read_topic
 from dedup.runtime.stage import Output, Stage, StageRunner, main, serve
 
-__all__ = ["Output", "Publisher", "Stage", "StageRunner", "ensure_topics", "main", "serve"]
+__all__ = [
+    "Output",
+    "Publisher",
+    "Record",
+    "Stage",
+    "StageRunner",
+    "ensure_topics",
+    "main",
+    "read_topic",
+    "serve",
+]

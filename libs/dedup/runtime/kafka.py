@@ -6,11 +6,12 @@ stages (ingest, tests, the demo).
 
 import contextlib
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.helpers import create_ssl_context
@@ -26,10 +27,12 @@ __all__ = [
     "AIOKafkaProducer",
     "KafkaError",
     "Publisher",
+    "Record",
     "client_options",
     "ensure_topics",
     "make_consumer",
     "make_producer",
+    "read_topic",
 ]
 
 
@@ -149,3 +152,48 @@ class Publisher:
         pending, self._pending = self._pending, []
         for future in pending:
             await future
+
+
+@dataclass(frozen=True)
+class Record:
+    """A record read back from a topic (reports, tests, the demo)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: str
+    value: bytes
+    headers: dict[str, bytes]
+
+
+async def read_topic(
+    settings: KafkaSettings, topic: str, *, idle_seconds: float = 2.0
+) -> AsyncIterator[Record]:
+    """Read `topic` from the beginning, without a consumer group, until it is idle.
+
+    Stops once every partition has reached the end offset seen at the start and no new
+    record came for `idle_seconds`; a topic that keeps growing is read until it pauses.
+    """
+    consumer = AIOKafkaConsumer(enable_auto_commit=False, **client_options(settings))
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        if not tps:
+            return
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        end = await consumer.end_offsets(tps)
+        while True:
+            batch = await consumer.getmany(timeout_ms=int(idle_seconds * 1000), max_records=500)
+            for part in batch.values():
+                for r in part:
+                    key = r.key.decode() if r.key else ""
+                    headers = {k: v for k, v in (r.headers or ())}
+                    yield Record(r.topic, r.partition, r.offset, key, r.value or b"", headers)
+            if not batch:
+                positions = {tp: await consumer.position(tp) for tp in tps}
+                if all(positions[tp] >= end[tp] for tp in tps):
+                    return
+    finally:
+        await consumer.stop()

@@ -1,0 +1,71 @@
+"""Unit tests of the stage runtime's pure parts (no Kafka)."""
+
+import pytest
+from aiokafka import ConsumerRecord, TopicPartition
+from google.protobuf.message import DecodeError
+
+from dedup.errors import InvalidMessageError
+from dedup.runtime.stage import backoff_seconds, dead_letter_record, next_offsets, parse_message
+from dedup.v1.events_pb2 import BlobEvent
+
+
+def record(offset: int, value: bytes = b"", partition: int = 0) -> ConsumerRecord[bytes, bytes]:
+    return ConsumerRecord(
+        topic="t.in",
+        partition=partition,
+        offset=offset,
+        timestamp=0,
+        timestamp_type=0,
+        key=b"img-1",
+        value=value,
+        checksum=None,
+        serialized_key_size=5,
+        serialized_value_size=len(value),
+        headers=(),
+    )
+
+
+def test_backoff_doubles_up_to_the_cap() -> None:
+    assert [backoff_seconds(a, 0.5, 3.0) for a in range(1, 6)] == [0.5, 1.0, 2.0, 3.0, 3.0]
+    assert backoff_seconds(10_000, 0.5, 3.0) == 3.0
+
+
+def test_parse_accepts_a_valid_message() -> None:
+    event = BlobEvent(image_id="abc", blob_name="a.jpg")
+    assert parse_message(BlobEvent, event.SerializeToString()) == event
+
+
+@pytest.mark.parametrize("data", [b"", None])
+def test_parse_refuses_empty_values(data: bytes | None) -> None:
+    with pytest.raises(InvalidMessageError, match="empty"):
+        parse_message(BlobEvent, data)
+
+
+def test_parse_refuses_bytes_that_are_not_protobuf() -> None:
+    with pytest.raises(DecodeError):
+        parse_message(BlobEvent, b"\xff\xff\xff\xff")
+
+
+def test_parse_refuses_a_message_without_image_id() -> None:
+    with pytest.raises(InvalidMessageError, match="image_id"):
+        parse_message(BlobEvent, BlobEvent(blob_name="a.jpg").SerializeToString())
+
+
+def test_dead_letter_keeps_the_record_and_names_the_error() -> None:
+    out = dead_letter_record(record(7, b"\xff"), "hasher", "parse", ValueError("bad"), 1)
+    headers = dict(out.headers)
+    assert (out.topic, out.key, out.value) == ("t.in.dlq", b"img-1", b"\xff")
+    assert headers["dedup-error"] == b"ValueError: bad"
+    assert headers["dedup-error-kind"] == b"parse"
+    assert headers["dedup-stage"] == b"hasher"
+    assert headers["dedup-source-offset"] == b"7"
+
+
+def test_dead_letter_error_text_is_bounded() -> None:
+    out = dead_letter_record(record(1), "s", "permanent", RuntimeError("x" * 10_000), 3)
+    assert len(dict(out.headers)["dedup-error"]) <= 2000
+
+
+def test_next_offsets_is_one_past_the_highest_per_partition() -> None:
+    records = [record(5), record(3), record(9, partition=1), record(4)]
+    assert next_offsets(records) == {TopicPartition("t.in", 0): 6, TopicPartition("t.in", 1): 10}
