@@ -36,3 +36,17 @@ LAST_COMMIT = Gauge(
     "dedup_last_commit_timestamp_seconds", "Unix time of the last offset commit", ["service"]
 )
 INFLIGHT = Gauge("dedup_inflight_messages", "Messages being handled now", ["service"])
+
+# Clients shared by several stages.
+DOWNLOADED_BYTES = Counter(
+    "dedup_downloaded_bytes_total", "Bytes read from blob storage", ["service"]
+)
+MILVUS_SECONDS = Histogram(
+    "dedup_milvus_request_seconds",
+    "Milvus call latency",
+    ["service", "operation"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5),
+)
+MILVUS_ERRORS = Counter(
+    "dedup_milvus_errors_total", "Failed Milvus calls", ["service", "operation"]
+)

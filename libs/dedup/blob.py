@@ -1,0 +1,133 @@
+"""Blob storage: Azure Blob Storage in production, Azurite locally.
+
+Credentials come from a connection string (a Kubernetes Secret; locally Azurite's
+`UseDevelopmentStorage=true`) or, when only an account URL is set, from workload
+identity through DefaultAzureCredential. Errors are mapped onto what the runtime
+understands: a missing blob is a fact about the image, an unreachable service is
+transient.
+"""
+
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.identity.aio import DefaultAzureCredential
+from azure.storage.blob import ContentSettings
+from azure.storage.blob.aio import BlobServiceClient
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings
+
+from dedup import metrics
+from dedup.errors import TransientError
+
+
+class BlobSettings(BaseSettings):
+    # Not a secret: the SDK's short-hand for Azurite's well-known development account.
+    blob_connection_string: SecretStr | None = SecretStr("UseDevelopmentStorage=true")
+    # With no connection string: https://<account>.blob.core.windows.net + workload identity.
+    blob_account_url: str | None = None
+    blob_max_download_bytes: int = 100 * 1024 * 1024
+
+
+class BlobMissingError(Exception):
+    """The blob does not exist (never uploaded, or deleted since the event)."""
+
+
+class BlobTooLargeError(Exception):
+    """The blob is over the download size limit; it is not read."""
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    name: str
+    size: int
+    etag: str
+    content_type: str
+    last_modified: float
+
+
+def open_service(settings: BlobSettings) -> BlobServiceClient:
+    """A client for the account; the caller closes it (`async with`)."""
+    if settings.blob_connection_string is not None:
+        return BlobServiceClient.from_connection_string(
+            settings.blob_connection_string.get_secret_value()
+        )
+    if settings.blob_account_url:
+        return BlobServiceClient(settings.blob_account_url, credential=DefaultAzureCredential())
+    raise ValueError("set a blob connection string or an account URL")
+
+
+def _is_transient(error: HttpResponseError) -> bool:
+    return error.status_code is None or error.status_code in (408, 429) or error.status_code >= 500
+
+
+class BlobStore:
+    """The few blob operations dedup needs, with errors mapped and bytes counted."""
+
+    def __init__(self, service: BlobServiceClient, service_name: str) -> None:
+        self._service = service
+        self._service_name = service_name
+
+    async def download(self, container: str, name: str, max_bytes: int) -> bytes:
+        """Read a whole blob, refusing one over `max_bytes` before reading its body."""
+        blob = self._service.get_blob_client(container, name)
+        try:
+            stream = await blob.download_blob()
+            if stream.size > max_bytes:
+                raise BlobTooLargeError(f"{stream.size} bytes is over the {max_bytes} limit")
+            data = await stream.readall()
+        except ResourceNotFoundError as error:
+            raise BlobMissingError(f"{container}/{name} not found") from error
+        except (ServiceRequestError, ServiceResponseError) as error:
+            raise TransientError(f"blob storage unreachable: {error}") from error
+        except HttpResponseError as error:
+            if _is_transient(error):
+                raise TransientError(f"blob storage: {error.message}") from error
+            raise
+        metrics.DOWNLOADED_BYTES.labels(self._service_name).inc(len(data))
+        return data
+
+    async def upload(
+        self, container: str, name: str, data: bytes, content_type: str = "application/octet-stream"
+    ) -> str:
+        """Write (or overwrite) a blob; returns its URL."""
+        blob = self._service.get_blob_client(container, name)
+        try:
+            await blob.upload_blob(
+                data, overwrite=True, content_settings=ContentSettings(content_type=content_type)
+            )
+        except (ServiceRequestError, ServiceResponseError) as error:
+            raise TransientError(f"blob storage unreachable: {error}") from error
+        return str(blob.url)
+
+    async def ensure_container(self, container: str) -> None:
+        with contextlib.suppress(ResourceExistsError):
+            await self._service.create_container(container)
+
+    async def list_pages(
+        self, container: str, prefix: str | None = None, continuation: str | None = None
+    ) -> AsyncIterator[tuple[list[BlobInfo], str | None]]:
+        """List a container a page at a time: (blobs, marker to resume after this page)."""
+        client = self._service.get_container_client(container)
+        pages = client.list_blobs(name_starts_with=prefix).by_page(continuation_token=continuation)
+        async for page in pages:
+            blobs = [
+                BlobInfo(
+                    name=b.name,
+                    size=b.size,
+                    etag=b.etag,
+                    content_type=b.content_settings.content_type or "",
+                    last_modified=b.last_modified.timestamp() if b.last_modified else time.time(),
+                )
+                async for b in page
+            ]
+            # by_page() is typed as a plain iterator, but it is a page iterator with a marker.
+            yield blobs, getattr(pages, "continuation_token", None)
