@@ -34,6 +34,8 @@ class KafkaSettings(BaseSettings):
     kafka_create_topics: bool = True
     kafka_partitions: int = Field(4, ge=1)
     kafka_replication_factor: int = Field(1, ge=1)
+    # How soon the group notices a consumer that died without leaving (SIGKILL, node loss).
+    kafka_session_timeout_ms: int = Field(10_000, ge=6_000)
 
 
 class RuntimeSettings(KafkaSettings):

@@ -13,6 +13,7 @@ from typing import Any, Self
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.helpers import create_ssl_context
 from google.protobuf.message import Message
@@ -29,6 +30,9 @@ __all__ = [
     "Publisher",
     "Record",
     "client_options",
+    "committed_offsets",
+    "describe_topic_config",
+    "end_offsets",
     "ensure_topics",
     "make_consumer",
     "make_producer",
@@ -92,6 +96,8 @@ def make_consumer(settings: KafkaSettings, topic: str, group_id: str) -> AIOKafk
         group_id=group_id,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
+        session_timeout_ms=settings.kafka_session_timeout_ms,
+        heartbeat_interval_ms=settings.kafka_session_timeout_ms // 3,
         **client_options(settings),
     )
 
@@ -197,3 +203,44 @@ async def read_topic(
                     return
     finally:
         await consumer.stop()
+
+
+async def committed_offsets(settings: KafkaSettings, group_id: str, topic: str) -> dict[int, int]:
+    """The offsets `group_id` has committed on each partition of `topic` (-1: none yet)."""
+    consumer = AIOKafkaConsumer(
+        group_id=group_id, enable_auto_commit=False, **client_options(settings)
+    )
+    await consumer.start()
+    try:
+        partitions = sorted(consumer.partitions_for_topic(topic) or ())
+        result = {}
+        for p in partitions:
+            offset = await consumer.committed(TopicPartition(topic, p))
+            result[p] = -1 if offset is None else offset
+        return result
+    finally:
+        await consumer.stop()
+
+
+async def end_offsets(settings: KafkaSettings, topic: str) -> dict[int, int]:
+    """The next offset to be written on each partition of `topic`."""
+    consumer = AIOKafkaConsumer(enable_auto_commit=False, **client_options(settings))
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        ends = await consumer.end_offsets(tps) if tps else {}
+        return {tp.partition: offset for tp, offset in ends.items()}
+    finally:
+        await consumer.stop()
+
+
+async def describe_topic_config(settings: KafkaSettings, topic: str) -> dict[str, str]:
+    """The broker's configuration of `topic` (for checks and `make status`)."""
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    await admin.start()
+    try:
+        responses = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+        entries = responses[0].resources[0][4]
+        return {entry[0]: entry[1] for entry in entries}
+    finally:
+        await admin.close()
