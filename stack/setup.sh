@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# Installs the local stack into git-ignored paths, each part from its own registry:
+#   Kafka (Maven Central) -> .tools/kafka/libs        Azurite (npm) -> stack/azurite/node_modules
+#   Triton (PyPI nvidia-pytriton) -> .venv-triton     Prometheus, curl (Debian) -> the system
+# and checks that Milvus Lite (a dependency of .venv) serves binary vectors.
+# Idempotent: a part whose stamp matches its pinned version is skipped, so a second run is fast.
+# Run as root on a fresh Debian 12 (apt is used only for what is missing).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+# step NAME VERSION STAMP_FILE STAMP_VALUE FUNCTION [DONE_WORD]: run FUNCTION unless the
+# stamp says that this very version is in place already.
+step() {
+  local name=$1 version=$2 stamp=$3 want=$4 fn=$5 done=${6:-installed} t0
+  if [[ -f $stamp && $(<"$stamp") == "$want" ]]; then
+    printf '%s %s: already %s\n' "$name" "$version" "$done"
+    return 0
+  fi
+  t0=$(now_ms)
+  "$fn"
+  mkdir -p "$(dirname "$stamp")"
+  printf '%s\n' "$want" >"$stamp"
+  printf '%s %s: %s in %s\n' "$name" "$version" "$done" "$(since "$t0")"
+}
+
+sha() { sha256sum "$@" | awk '{ print $1 }' | sha256sum | cut -c1-16; }
+
+# ---- Debian packages: only the commands that are missing ----------------------------------
+
+apt_packages() {
+  local -A pkg_of=([curl]=curl [ss]=iproute2 [ps]=procps [java]=openjdk-17-jre-headless
+    [mvn]=maven [npm]=npm [prometheus]=prometheus [promtool]=prometheus)
+  local cmd missing=()
+  for cmd in "${!pkg_of[@]}"; do
+    command -v "$cmd" >/dev/null || missing+=("${pkg_of[$cmd]}")
+  done
+  if ((${#missing[@]} == 0)); then
+    printf 'debian packages: already installed (prometheus %s)\n' "$(prometheus_version)"
+    return 0
+  fi
+  local t0 policy=/usr/sbin/policy-rc.d made_policy=
+  t0=$(now_ms)
+  mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+  # The package would start its own Prometheus on :9090 (and node-exporter, a recommendation,
+  # on :9100). Keep invoke-rc.d from starting any service while we install.
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && made_policy=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" \
+    >/dev/null
+  [[ -n $made_policy ]] && rm -f "$policy"
+  disable_system_prometheus
+  printf 'debian packages %s: installed in %s\n' "${missing[*]}" "$(since "$t0")"
+}
+
+# Our Prometheus is started by up.sh with its own config; the system service must not hold 9090.
+disable_system_prometheus() {
+  if [[ -d /run/systemd/system ]]; then
+    systemctl disable --now prometheus >/dev/null 2>&1 || true
+  elif [[ -x /etc/init.d/prometheus ]]; then
+    /etc/init.d/prometheus stop >/dev/null 2>&1 || true
+    update-rc.d prometheus disable >/dev/null 2>&1 || true
+  fi
+}
+
+# ---- Kafka: the broker's jars from Maven Central --------------------------------------------
+
+install_kafka() {
+  local dest=$TOOLS_DIR/kafka/libs
+  rm -rf "$dest.new"
+  # -B: no colours in logs; copy into .new first so a failed download leaves no half install.
+  mvn -B -q -Dstyle.color=never -f "$STACK_DIR/kafka/pom.xml" dependency:copy-dependencies \
+    -DincludeScope=runtime -DoutputDirectory="$dest.new"
+  rm -rf "$dest"
+  mv "$dest.new" "$dest"
+}
+
+# ---- Azurite from npm, exactly as locked ------------------------------------------------------
+
+install_azurite() {
+  (cd "$STACK_DIR/azurite" && npm ci --omit=dev --no-audit --no-fund --loglevel=error >/dev/null)
+}
+
+# ---- Milvus Lite: already in .venv; prove the features we rely on work ---------------------
+
+check_milvus() {
+  local dir lib port pid rc=0
+  dir=$(mktemp -d)
+  lib=$(milvus_lite_dir)/lib
+  port=$("$VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  (cd "$dir" && exec env LD_LIBRARY_PATH="$lib" "$lib/milvus" "$dir/selftest.db" "127.0.0.1:$port" ERROR \
+    >"$dir/log" 2>&1) &
+  pid=$!
+  for _ in $(seq 60); do probe milvus "http://127.0.0.1:$port" && break; sleep 0.5; done
+  "$VENV/bin/python" "$STACK_DIR/probe.py" milvus-selftest "http://127.0.0.1:$port" || rc=$?
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  if ((rc != 0)); then
+    cat "$dir/log" >&2
+    rm -rf "$dir"
+    die "milvus-lite: self-test (binary vectors, BIN_FLAT/HAMMING) failed"
+  fi
+  rm -rf "$dir"
+}
+
+# ---- Triton Inference Server from PyPI (nvidia-pytriton), in its own venv -------------------
+
+install_triton() {
+  local site pyver server
+  rm -rf "$TRITON_VENV"
+  "$BASE_PYTHON" -m venv "$TRITON_VENV"
+  "$TRITON_VENV/bin/pip" install -q --disable-pip-version-check \
+    "nvidia-pytriton==$PYTRITON_VERSION" "numpy==$TRITON_NUMPY_VERSION"
+  site=$(triton_site)
+  pyver=$("$TRITON_VENV/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+  server=$site/pytriton/tritonserver
+  # The wheel ships one Python-backend stub per Python version beside the backend; pytriton
+  # copies the matching one into backends/python at run time. We do it once, here.
+  rm -rf "$TOOLS_DIR/triton"
+  mkdir -p "$TOOLS_DIR/triton"
+  cp -r "$server/backends" "$TOOLS_DIR/triton/backends"
+  cp "$server/python_backend_stubs/$pyver/triton_python_backend_stub" "$TOOLS_DIR/triton/backends/python/"
+}
+
+main() {
+  [[ -x $VENV/bin/python ]] || die "no $VENV: run \`make setup\` (it creates .venv first)"
+  apt_packages
+  step kafka "$(kafka_version)" "$TOOLS_DIR/kafka/.stamp" "$(sha "$STACK_DIR/kafka/pom.xml")" install_kafka
+  step azurite "$(azurite_version)" "$STACK_DIR/azurite/node_modules/.dedup-stamp" \
+    "$(sha "$STACK_DIR/azurite/package-lock.json")" install_azurite
+  step milvus-lite "$(milvus_lite_version)" "$TOOLS_DIR/milvus/.stamp" \
+    "milvus-lite $(milvus_lite_version) $(sha "$STACK_DIR/probe.py")" check_milvus "verified (binary vectors)"
+  step triton "$TRITON_SERVER_VERSION (nvidia-pytriton $PYTRITON_VERSION)" "$TRITON_VENV/.dedup-stamp" \
+    "nvidia-pytriton==$PYTRITON_VERSION numpy==$TRITON_NUMPY_VERSION $("$BASE_PYTHON" -V 2>&1)" install_triton
+}
+
+main "$@"
