@@ -69,7 +69,11 @@ running_pid() {
 session_pids() { ps -e -o pid=,sid=,stat= | awk -v s="$1" '$2 == s && $3 !~ /^Z/ { print $1 }'; }
 
 port_in_use() { [[ -n $(ss -Hltn "sport = :$1" 2>/dev/null) ]]; }
-port_holder() { ss -Hltnp "sport = :$1" 2>/dev/null | grep -o 'users:(.*)' | head -n 1; }
+# "java (pid 123)" for the process listening on PORT (ss -p needs root to name it).
+port_holder() {
+  ss -Hltnp "sport = :$1" 2>/dev/null | grep -o 'users:((.*' | head -n 1 |
+    sed -E 's/users:\(\("([^"]*)",pid=([0-9]+).*/\1 (pid \2)/'
+}
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 show_log_tail() {
@@ -121,24 +125,23 @@ launch() {
   die "$c: no PID file after 5s ($pidf)"
 }
 
-# wait_healthy COMPONENT T0_MS TIMEOUT_S: poll <c>_healthy until it passes; fail early when
-# the process exits, and show the end of its log on failure.
-wait_healthy() {
-  local c=$1 t0=$2 limit=$3
-  while :; do
-    if ! running_pid "$c" >/dev/null; then
-      printf '%s: FAILED: the process exited during start-up\n' "$c" >&2
-      show_log_tail "$c"
-      return 1
-    fi
-    "${c}_healthy" && return 0
-    if (($(now_ms) - t0 > limit * 1000)); then
-      printf '%s: FAILED: not healthy after %ss\n' "$c" "$limit" >&2
-      show_log_tail "$c"
-      return 1
-    fi
-    sleep 0.5
-  done
+# start_state COMPONENT T0_MS TIMEOUT_S: one look at a starting component. Returns 0 when
+# healthy, 2 while still starting, 1 when it failed (exited or timed out; the reason and the
+# end of its log are shown).
+start_state() {
+  local c=$1 t0=$2 limit=$3 why
+  if ! running_pid "$c" >/dev/null; then
+    why="the process exited during start-up"
+  elif "${c}_healthy"; then
+    return 0
+  elif (($(now_ms) - t0 <= limit * 1000)); then
+    return 2
+  else
+    why="not healthy after ${limit}s"
+  fi
+  printf '%s: FAILED: %s\n' "$c" "$why" >&2
+  show_log_tail "$c"
+  return 1
 }
 
 # stop COMPONENT: TERM the leader, give it STOP_TIMEOUT_S to shut down cleanly, then KILL

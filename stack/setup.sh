@@ -9,12 +9,16 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # step NAME VERSION STAMP_FILE STAMP_VALUE FUNCTION [DONE_WORD]: run FUNCTION unless the
-# stamp says that this very version is in place already.
+# stamp says that this very version is in place already. NAME is also the stack component
+# whose files FUNCTION replaces: never pull them from under a running process.
 step() {
-  local name=$1 version=$2 stamp=$3 want=$4 fn=$5 done=${6:-installed} t0
+  local name=$1 version=$2 stamp=$3 want=$4 fn=$5 done=${6:-installed} t0 pid
   if [[ -f $stamp && $(<"$stamp") == "$want" ]]; then
     printf '%s %s: already %s\n' "$name" "$version" "$done"
     return 0
+  fi
+  if [[ $(type -t "${name}_marker") == function ]] && pid=$(running_pid "$name"); then
+    die "$name: $version is to be installed but $name is running (pid $pid); run \`make down\` first"
   fi
   t0=$(now_ms)
   "$fn"
@@ -38,20 +42,22 @@ apt_packages() {
     printf 'debian packages: already installed (prometheus %s)\n' "$(prometheus_version)"
     return 0
   fi
-  local t0 policy=/usr/sbin/policy-rc.d made_policy=
+  local t0 policy=/usr/sbin/policy-rc.d made_policy=''
   t0=$(now_ms)
   mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
   # The package would start its own Prometheus on :9090 (and node-exporter, a recommendation,
   # on :9100). Keep invoke-rc.d from starting any service while we install.
   if [[ ! -e $policy ]]; then
     printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && made_policy=1
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
   fi
   DEBIAN_FRONTEND=noninteractive apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" \
     >/dev/null
-  [[ -n $made_policy ]] && rm -f "$policy"
+  if [[ -n $made_policy ]]; then rm -f "$policy"; trap - EXIT; fi
   disable_system_prometheus
-  printf 'debian packages %s: installed in %s\n' "${missing[*]}" "$(since "$t0")"
+  printf 'debian packages %s: installed in %s (prometheus %s)\n' "${missing[*]}" "$(since "$t0")" \
+    "$(prometheus_version)"
 }
 
 # Our Prometheus is started by up.sh with its own config; the system service must not hold 9090.
@@ -69,9 +75,10 @@ disable_system_prometheus() {
 install_kafka() {
   local dest=$TOOLS_DIR/kafka/libs
   rm -rf "$dest.new"
-  # -B: no colours in logs; copy into .new first so a failed download leaves no half install.
-  mvn -B -q -Dstyle.color=never -f "$STACK_DIR/kafka/pom.xml" dependency:copy-dependencies \
-    -DincludeScope=runtime -DoutputDirectory="$dest.new"
+  # Into .new first, so a failed download leaves no half install. Debian's Maven prints
+  # colour codes even with -B -q: strip them (pipefail keeps mvn's exit status).
+  mvn -B -q -f "$STACK_DIR/kafka/pom.xml" dependency:copy-dependencies \
+    -DincludeScope=runtime -DoutputDirectory="$dest.new" 2>&1 | sed 's/\x1b\[[0-9;]*m//g'
   rm -rf "$dest"
   mv "$dest.new" "$dest"
 }
@@ -126,13 +133,16 @@ install_triton() {
 main() {
   [[ -x $VENV/bin/python ]] || die "no $VENV: run \`make setup\` (it creates .venv first)"
   apt_packages
-  step kafka "$(kafka_version)" "$TOOLS_DIR/kafka/.stamp" "$(sha "$STACK_DIR/kafka/pom.xml")" install_kafka
+  # Each stamp lives inside what it vouches for, so deleting that also forgets the stamp.
+  step kafka "$(kafka_version)" "$TOOLS_DIR/kafka/libs/.dedup-stamp" "$(sha "$STACK_DIR/kafka/pom.xml")" install_kafka
   step azurite "$(azurite_version)" "$STACK_DIR/azurite/node_modules/.dedup-stamp" \
     "$(sha "$STACK_DIR/azurite/package-lock.json")" install_azurite
   step milvus-lite "$(milvus_lite_version)" "$TOOLS_DIR/milvus/.stamp" \
     "milvus-lite $(milvus_lite_version) $(sha "$STACK_DIR/probe.py")" check_milvus "verified (binary vectors)"
-  step triton "$TRITON_SERVER_VERSION (nvidia-pytriton $PYTRITON_VERSION)" "$TRITON_VENV/.dedup-stamp" \
-    "nvidia-pytriton==$PYTRITON_VERSION numpy==$TRITON_NUMPY_VERSION $("$BASE_PYTHON" -V 2>&1)" install_triton
+  # Triton is in two places: the stamp in .tools names the venv, which must still be there.
+  step triton "$TRITON_SERVER_VERSION (nvidia-pytriton $PYTRITON_VERSION)" "$TOOLS_DIR/triton/.dedup-stamp" \
+    "nvidia-pytriton==$PYTRITON_VERSION numpy==$TRITON_NUMPY_VERSION $("$BASE_PYTHON" -V 2>&1) $(triton_site)" \
+    install_triton
 }
 
 main "$@"

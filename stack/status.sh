@@ -5,7 +5,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 rc=0
-fmt='%-11s %-10s %-8s %-16s %s\n'
+fmt='%-11s %-10s %-8s %-18s %s\n'
 # shellcheck disable=SC2059
 printf "$fmt" COMPONENT STATE PID PORTS LOG
 for c in "${COMPONENTS[@]}"; do

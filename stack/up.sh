@@ -11,10 +11,11 @@ t_total=$(now_ms)
 mkdir -p "$RUN_DIR"
 
 # 1. Check every part before starting any, so a port conflict leaves nothing half started.
-to_start=()
+to_start=() already=()
 for c in "${COMPONENTS[@]}"; do
   if pid=$(running_pid "$c"); then
     printf '%s: already running (pid %s)\n' "$c" "$pid"
+    already+=("$c")
     continue
   fi
   for port in $("${c}_ports"); do
@@ -26,7 +27,7 @@ for c in "${COMPONENTS[@]}"; do
   to_start+=("$c")
 done
 
-# 2. Launch them all at once (their start-ups overlap), then wait for each in turn.
+# 2. Launch them all at once (their start-ups overlap), then wait until each is healthy.
 declare -A t0
 for c in "${to_start[@]}"; do
   t0[$c]=$(now_ms)
@@ -34,14 +35,25 @@ for c in "${to_start[@]}"; do
   launch "$c"
 done
 
-failed=()
-for c in "${to_start[@]}"; do
-  if wait_healthy "$c" "${t0[$c]}" "$("${c}_timeout")"; then
-    printf '%s: started (pid %s) in %s, ports %s, log %s\n' "$c" "$(running_pid "$c")" \
-      "$(since "${t0[$c]}")" "$("${c}_ports" | tr ' ' ,)" "$(log_file "$c")"
-  else
-    failed+=("$c")
-  fi
+# Poll them all round-robin so that each one's time is its own. One that was running already
+# may still be starting too (an earlier `up` that gave up, say).
+for c in "${already[@]}"; do t0[$c]=$(now_ms); done
+pending=("${already[@]}" "${to_start[@]}") failed=()
+while ((${#pending[@]})); do
+  still=()
+  for c in "${pending[@]}"; do
+    rc=0
+    start_state "$c" "${t0[$c]}" "$("${c}_timeout")" || rc=$?
+    case $rc in
+      0) [[ " ${already[*]} " == *" $c "* ]] ||
+        printf '%s: ready (pid %s) in %s, ports %s, log %s\n' "$c" "$(running_pid "$c")" \
+          "$(since "${t0[$c]}")" "$("${c}_ports" | tr ' ' ,)" "$(log_file "$c")" ;;
+      1) failed+=("$c") ;;
+      *) still+=("$c") ;;
+    esac
+  done
+  pending=("${still[@]}")
+  ((${#pending[@]} == 0)) || sleep 0.25
 done
 
 if ((${#failed[@]})); then
