@@ -1,0 +1,294 @@
+"""Decode untrusted image bytes once, small and safe, into an upright RGB array.
+
+Order of work, each step chosen so the expensive part happens on as few pixels as possible:
+
+1. refuse empty input and input over ``max_bytes`` (``too_large``);
+2. open the header only and refuse a declared pixel count over ``max_pixels`` (``bomb``)
+   before a single pixel is decoded;
+3. JPEG: ``Image.draft`` asks libjpeg for DCT-domain scaling (1/2, 1/4 or 1/8) so that the
+   longer side still has at least ``max_side`` pixels; other formats decode in full and are
+   then box-reduced by an integer factor to the same bound;
+4. normalise the mode to RGB: 16-bit and float greyscale are rescaled (Pillow would clip
+   them), alpha is flattened onto a fixed mid-grey (see ``BACKGROUND``);
+5. apply the EXIF orientation, on the small image.
+
+Every failure is a ``DecodeError`` whose ``kind`` matches the pipeline's image status.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+from typing import Final, Literal
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image, UnidentifiedImageError
+
+DecodeErrorKind = Literal["corrupt", "unsupported", "too_large", "bomb", "empty"]
+
+# Alpha is composited onto mid-grey rather than white or black: a logo drawn in black
+# or in white (the two commonest logo colours) stays visible on it, so two logos whose
+# RGB planes are identical but whose alpha differs stay different. A copy flattened by
+# some tool onto white still hashes alike, because the hashes threshold at the median.
+BACKGROUND: Final = (128, 128, 128)
+
+# 2**27 = 134 M pixels: above every phone and medium-format camera in common use (a
+# 108 MP sensor is 12000x9000) and below Pillow's own hard limit (~179 M), so ours is
+# the one that fires, with our reason.
+DEFAULT_MAX_PIXELS: Final = 1 << 27
+DEFAULT_MAX_BYTES: Final = 64 << 20
+
+# Our pixel limit replaces Pillow's warning (which would fire between 89 M and our
+# limit); Pillow's hard DecompressionBombError above ~179 M still maps to "bomb".
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+RGBArray = npt.NDArray[np.uint8]
+
+
+class DecodeError(Exception):
+    """An image that cannot be decoded; ``kind`` is one of the pipeline's statuses."""
+
+    def __init__(self, kind: DecodeErrorKind, reason: str) -> None:
+        super().__init__(f"{kind}: {reason}")
+        self.kind: DecodeErrorKind = kind
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """An upright RGB image, downscaled on decode, plus facts about the original file."""
+
+    rgb: RGBArray  # H x W x 3, C-contiguous, longer side in [max_side, 2*max_side) if larger
+    width: int  # of the original, after EXIF orientation
+    height: int
+    format: str  # Pillow's format name: "JPEG", "PNG", "WEBP", ...
+    mode: str  # Pillow's mode of the original: "RGB", "P", "I;16", "CMYK", ...
+    has_alpha: bool
+    file_size: int
+    # JPEG quantisation tables in natural (row-major) order, table id -> 64 values.
+    quantization: dict[int, tuple[int, ...]] | None = None
+    # True: lossless storage (PNG, BMP, lossless WebP, ...); False: lossy (JPEG, lossy
+    # WebP); None: not known.
+    lossless: bool | None = None
+    animated: bool = False
+    orientation: int = 1  # the EXIF orientation that was applied (1 = none)
+    scale: float = 1.0  # original longer side / decoded longer side
+
+
+def decode(
+    data: bytes,
+    *,
+    max_side: int = 512,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> Decoded:
+    """Decode ``data`` into an upright RGB array whose longer side is about ``max_side``.
+
+    The array keeps the original's aspect ratio; its longer side is at least ``max_side``
+    (unless the original is smaller) and less than ``2 * max_side``. Raises ``DecodeError``.
+    """
+    if max_side < 1:
+        raise ValueError("max_side must be positive")
+    if not data:
+        raise DecodeError("empty", "zero bytes")
+    if len(data) > max_bytes:
+        raise DecodeError("too_large", f"{len(data)} bytes is over the limit of {max_bytes}")
+    try:
+        return _decode(data, max_side=max_side, max_pixels=max_pixels)
+    except DecodeError:
+        raise
+    except Image.DecompressionBombError as e:
+        raise DecodeError("bomb", str(e)) from e
+    except MemoryError as e:
+        raise DecodeError("too_large", "out of memory while decoding") from e
+    except Exception as e:
+        # Untrusted bytes reach deep into the format plugins, which raise all sorts
+        # (OSError, ValueError, SyntaxError, struct.error, IndexError, ...): a broken
+        # file must become a status, never a crash that poisons the consumer.
+        raise DecodeError("corrupt", f"{type(e).__name__}: {e}") from e
+
+
+def _decode(data: bytes, *, max_side: int, max_pixels: int) -> Decoded:
+    try:
+        img = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError as e:
+        raise _unidentified(data) from e
+    with img:
+        fmt = img.format or "unknown"
+        mode = img.mode
+        w0, h0 = img.size
+        if w0 <= 0 or h0 <= 0:
+            raise DecodeError("empty", f"declared size {w0}x{h0}")
+        if w0 * h0 > max_pixels:
+            raise DecodeError(
+                "bomb", f"declared {w0}x{h0} = {w0 * h0} pixels is over the limit of {max_pixels}"
+            )
+        animated = bool(getattr(img, "is_animated", False))  # not n_frames: that scans all
+        quantization = _quantization(img) if fmt == "JPEG" else None
+        orientation = _orientation(img)
+
+        if fmt == "JPEG" and max(w0, h0) >= 2 * max_side:
+            # Ask for at least max_side on the longer side; libjpeg picks 1/2..1/8.
+            longer0 = max(w0, h0)
+            img.draft("RGB", (-(-w0 * max_side // longer0), -(-h0 * max_side // longer0)))
+        img.load()  # the first frame of an animation
+        has_alpha = _has_alpha(img)
+        rgb_img = _to_rgb(img, has_alpha)
+        factor = max(rgb_img.size) // max_side
+        if factor >= 2:
+            # Integer box reduction (C, fast) keeps the longer side >= max_side.
+            rgb_img = rgb_img.reduce(factor)
+        if orientation != 1:
+            rgb_img = _transpose(rgb_img, orientation)
+        # Copy out before the file (and, for plain RGB, the image core) is closed.
+        rgb = np.array(rgb_img, dtype=np.uint8)
+
+    if orientation in (5, 6, 7, 8):
+        w0, h0 = h0, w0
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.size == 0:
+        raise DecodeError("corrupt", f"decoded to an unexpected shape {rgb.shape}")
+    return Decoded(
+        rgb=rgb,
+        width=w0,
+        height=h0,
+        format=fmt,
+        mode=mode,
+        has_alpha=has_alpha,
+        file_size=len(data),
+        quantization=quantization,
+        lossless=_lossless(fmt, data),
+        animated=animated,
+        orientation=orientation,
+        scale=max(w0, h0) / max(rgb.shape[0], rgb.shape[1]),
+    )
+
+
+# Signatures of formats Pillow does not read here (or reads only with a plugin): the
+# bytes are a real file, just not one we decode.
+_UNSUPPORTED_MAGIC: Final = (
+    (b"%PDF", "PDF"),
+    (b"<svg", "SVG"),
+    (b"<?xml", "XML/SVG"),
+    (b"8BPS", "Photoshop PSD"),
+)
+_HEIF_BRANDS: Final = (b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1")
+
+
+def _unidentified(data: bytes) -> DecodeError:
+    head = data[:64].lstrip()
+    for magic, name in _UNSUPPORTED_MAGIC:
+        if head.startswith(magic):
+            return DecodeError("unsupported", f"{name} is not a supported image format")
+    if data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS:
+        return DecodeError("unsupported", "HEIF/HEIC is not a supported image format")
+    return DecodeError("corrupt", "not a decodable image (unknown or damaged header)")
+
+
+def _quantization(img: Image.Image) -> dict[int, tuple[int, ...]] | None:
+    q = getattr(img, "quantization", None)
+    if not isinstance(q, dict) or not q:
+        return None
+    return {int(k): tuple(int(x) for x in v) for k, v in q.items()}
+
+
+def _orientation(img: Image.Image) -> int:
+    try:
+        value = img.getexif().get(0x0112, 1)
+        o = int(value)
+    except Exception:
+        # A malformed EXIF block is common in the wild; it must not fail the image.
+        return 1
+    return o if 1 <= o <= 8 else 1
+
+
+_TRANSPOSE: Final = {
+    2: (Image.Transpose.FLIP_LEFT_RIGHT,),
+    3: (Image.Transpose.ROTATE_180,),
+    4: (Image.Transpose.FLIP_TOP_BOTTOM,),
+    5: (Image.Transpose.TRANSPOSE,),
+    6: (Image.Transpose.ROTATE_270,),
+    7: (Image.Transpose.TRANSVERSE,),
+    8: (Image.Transpose.ROTATE_90,),
+}
+
+
+def _transpose(img: Image.Image, orientation: int) -> Image.Image:
+    # The same mapping as ImageOps.exif_transpose, applied to our already-small RGB
+    # image (exif_transpose would also rewrite the EXIF block, which we do not keep).
+    for method in _TRANSPOSE[orientation]:
+        img = img.transpose(method)
+    return img
+
+
+def _has_alpha(img: Image.Image) -> bool:
+    return img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        img.mode in ("P", "L", "RGB", "I", "I;16") and "transparency" in img.info
+    )
+
+
+def _to_rgb(img: Image.Image, has_alpha: bool) -> Image.Image:
+    mode = img.mode
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        img = _deep_to_l(img)  # any tRNS of a 16-bit PNG is dropped: rare, harmless
+        has_alpha = False
+    if has_alpha:
+        rgba = img.convert("RGBA")  # P+tRNS, LA, PA, premultiplied modes: all to RGBA
+        out = Image.new("RGB", rgba.size, BACKGROUND)
+        out.paste(rgba, mask=rgba.getchannel("A"))
+        return out
+    if img.mode == "RGB":
+        return img
+    if img.mode == "LAB":
+        return _lab_to_rgb(img)
+    return img.convert("RGB")  # L, 1, P, CMYK (Adobe inversion handled), YCbCr, HSV
+
+
+def _deep_to_l(img: Image.Image) -> Image.Image:
+    # Pillow's I;16 -> L conversion clips at 255 instead of scaling: scale ourselves.
+    a = np.asarray(img).astype(np.float64)
+    finite = a[np.isfinite(a)]
+    hi = float(finite.max()) if finite.size else 0.0
+    lo = float(finite.min()) if finite.size else 0.0
+    if img.mode == "F" and hi <= 1.0 and lo >= 0.0:
+        a = a * 255.0  # floats in 0..1
+    elif hi > 255.0:
+        # 16-bit data (0..65535) scales by 257; anything wider is stretched to its range.
+        a = a / 257.0 if hi <= 65535.0 and lo >= 0.0 else (a - lo) * (255.0 / (hi - lo))
+    a = np.nan_to_num(a, nan=0.0, posinf=255.0, neginf=0.0)
+    return Image.fromarray(np.clip(a + 0.5, 0, 255).astype(np.uint8))
+
+
+def _lab_to_rgb(img: Image.Image) -> Image.Image:
+    from PIL import ImageCms
+
+    transform = ImageCms.buildTransform(
+        ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB"), "LAB", "RGB"
+    )
+    out = ImageCms.applyTransform(img, transform)
+    if out is None:  # pragma: no cover - only for in-place transforms
+        raise DecodeError("unsupported", "LAB conversion failed")
+    return out
+
+
+def _lossless(fmt: str, data: bytes) -> bool | None:
+    if fmt in ("PNG", "BMP", "TIFF", "PPM", "TGA", "QOI", "ICO", "DIB", "PCX"):
+        return True  # (TIFF may hold JPEG, rare for photos people upload)
+    if fmt in ("JPEG", "MPO"):
+        return False
+    if fmt == "WEBP":
+        # RIFF....WEBP then chunks: VP8L = lossless, VP8 = lossy; VP8X = extended, search.
+        chunks = data[12:4096]
+        if chunks.startswith(b"VP8L"):
+            return True
+        if chunks.startswith(b"VP8 "):
+            return False
+        if b"VP8L" in chunks:
+            return True
+        if b"VP8 " in chunks:
+            return False
+    return None
+
+
+__all__ = ["BACKGROUND", "DecodeError", "DecodeErrorKind", "Decoded", "decode"]
