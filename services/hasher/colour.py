@@ -1,0 +1,165 @@
+"""A compact colour signature (280 bytes) for the verifier, and its distance.
+
+What it holds, all measured on the image area-averaged to 64x64 pixels:
+
+- ``lab``: an 8x8 grid of mean CIELAB colours (D65, sRGB), the colour layout;
+- ``grey_l``: an 8x8 grid of the lightness the image would have after a plain greyscale
+  conversion (L* of its Rec.601 luma, which Pillow, OpenCV and libjpeg use). L* itself
+  is not what a greyscale copy keeps: a saturated red has L* 53 but its grey is L* 41;
+- scalars: mean lightness, mean and 99th-percentile chroma C*, and colourfulness
+  (Hasler and Suesstrunk 2003, on 0..255 sRGB), and ``is_greyscale``.
+
+Distance policy (``colour_distance``, 0..1, 0.01 = one CIELAB unit of mean ΔE76 per
+grid cell, minimised over the 8 rotations/flips unless the caller names one):
+
+- re-encoded or resized copies: < 0.03;
+- brightness/contrast/white-balance edits of about 20 %: well under 0.2;
+- a greyscale copy of a colour photo: when either side ``is_greyscale`` only lightness
+  is compared, the colour side through ``grey_l``, so the copy stays < 0.05: the
+  verifier must still treat "one side is greyscale" as weaker evidence;
+- the same design re-coloured (a dark and a light version of a wallpaper): > 0.3.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Any, Final
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from services.hasher.hashes import DIHEDRAL, apply_dihedral
+
+GRID: Final = 8
+SAMPLE: Final = 64
+# p99 of chroma below this (CIELAB units) = no visible colour anywhere; a JPEG of a
+# greyscale image keeps chroma under ~1, a sepia or faded print is above 10.
+GREYSCALE_CHROMA: Final = 4.0
+
+_VERSION: Final = 1
+_HEADER: Final = struct.Struct("<2sBB4f")  # magic, version, flags, 4 scalars
+_GRID_BYTES: Final = GRID * GRID
+SIGNATURE_BYTES: Final = _HEADER.size + 4 * _GRID_BYTES
+
+Grid = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True, slots=True)
+class ColourSignature:
+    lab: Grid  # GRID x GRID x 3: L* 0..100, a* and b* about -128..127
+    grey_l: Grid  # GRID x GRID: L* of the image's Rec.601 luma
+    mean_lightness: float  # L*, 0..100
+    mean_chroma: float  # C*
+    p99_chroma: float
+    colourfulness: float  # Hasler-Suesstrunk M; < ~15 reads as "not colourful"
+    is_greyscale: bool
+
+    def to_bytes(self) -> bytes:
+        header = _HEADER.pack(
+            b"CS",
+            _VERSION,
+            1 if self.is_greyscale else 0,
+            self.mean_lightness,
+            self.mean_chroma,
+            self.p99_chroma,
+            self.colourfulness,
+        )
+        l_q = _quantise_l(self.lab[..., 0])
+        ab_q = np.clip(np.rint(self.lab[..., 1:]), -128, 127).astype(np.int8)
+        return b"".join(
+            (
+                header,
+                l_q.tobytes(),
+                ab_q[..., 0].tobytes(),
+                ab_q[..., 1].tobytes(),
+                _quantise_l(self.grey_l).tobytes(),
+            )
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ColourSignature:
+        if len(data) != SIGNATURE_BYTES:
+            raise ValueError(f"colour signature must be {SIGNATURE_BYTES} bytes, got {len(data)}")
+        magic, version, flags, mean_l, mean_c, p99_c, colourful = _HEADER.unpack_from(data)
+        if magic != b"CS" or version != _VERSION:
+            raise ValueError(f"not a version-{_VERSION} colour signature")
+        o = _HEADER.size
+        n = _GRID_BYTES
+        shape = (GRID, GRID)
+        l_ = np.frombuffer(data, np.uint8, n, o).reshape(shape).astype(np.float32) / 2.55
+        a_ = np.frombuffer(data, np.int8, n, o + n).reshape(shape).astype(np.float32)
+        b_ = np.frombuffer(data, np.int8, n, o + 2 * n).reshape(shape).astype(np.float32)
+        g_ = np.frombuffer(data, np.uint8, n, o + 3 * n).reshape(shape).astype(np.float32) / 2.55
+        return cls(
+            lab=np.stack([l_, a_, b_], axis=-1),
+            grey_l=g_,
+            mean_lightness=mean_l,
+            mean_chroma=mean_c,
+            p99_chroma=p99_c,
+            colourfulness=colourful,
+            is_greyscale=bool(flags & 1),
+        )
+
+
+def _quantise_l(values: Grid) -> npt.NDArray[np.uint8]:
+    return np.asarray(np.clip(np.rint(values * 2.55), 0, 255), dtype=np.uint8)
+
+
+def _srgb_to_l(v: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """CIE L* of an sRGB grey level in 0..1."""
+    linear = np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
+    f = np.where(linear > (6 / 29) ** 3, np.cbrt(linear), linear / (3 * (6 / 29) ** 2) + 4 / 29)
+    return np.asarray(116.0 * f - 16.0, dtype=np.float32)
+
+
+def _cell_mean(a: npt.NDArray[Any]) -> Grid:
+    k = SAMPLE // GRID
+    shape = (GRID, k, GRID, k, *a.shape[2:])
+    return np.asarray(a.reshape(shape).mean(axis=(1, 3)), dtype=np.float32)
+
+
+def colour_signature(rgb: npt.NDArray[np.uint8]) -> ColourSignature:
+    """The colour signature of an RGB uint8 image (any size; area-averaged to 64x64)."""
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.size == 0:
+        raise ValueError(f"expected a non-empty H x W x 3 image, got shape {rgb.shape}")
+    small = cv2.resize(rgb, (SAMPLE, SAMPLE), interpolation=cv2.INTER_AREA)
+    small_f = small.astype(np.float32) * np.float32(1.0 / 255.0)
+    lab = np.asarray(cv2.cvtColor(small_f, cv2.COLOR_RGB2Lab), dtype=np.float32)
+    luma = np.asarray(cv2.cvtColor(small_f, cv2.COLOR_RGB2GRAY), dtype=np.float32)
+    chroma = np.hypot(lab[..., 1], lab[..., 2])
+    p99 = float(np.percentile(chroma, 99))
+
+    r, g, b = (small[..., i].astype(np.float32) for i in range(3))
+    rg = r - g
+    yb = 0.5 * (r + g) - b
+    colourfulness = float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean()))
+    return ColourSignature(
+        lab=_cell_mean(lab),
+        grey_l=_cell_mean(_srgb_to_l(luma)),
+        mean_lightness=float(lab[..., 0].mean()),
+        mean_chroma=float(chroma.mean()),
+        p99_chroma=p99,
+        colourfulness=colourfulness,
+        is_greyscale=p99 < GREYSCALE_CHROMA,
+    )
+
+
+def colour_distance(a: ColourSignature, b: ColourSignature, transform: int | None = None) -> float:
+    """0..1: mean per-cell ΔE76 / 100 between ``a`` and ``b`` turned by ``transform``.
+
+    ``transform`` indexes ``hashes.DIHEDRAL`` (as ``Scores.pdq_transform`` does); None
+    takes the best of the 8. If either side is greyscale only lightness counts (see the
+    module docstring).
+    """
+    greyscale = a.is_greyscale or b.is_greyscale
+    ga: npt.NDArray[np.float32] = a.grey_l if greyscale else a.lab
+    gb: npt.NDArray[np.float32] = b.grey_l if greyscale else b.lab
+    indices = range(len(DIHEDRAL)) if transform is None else (transform,)
+    best = float("inf")
+    for t in indices:
+        diff = ga - apply_dihedral(gb, t)
+        per_cell = np.abs(diff) if greyscale else np.sqrt((diff * diff).sum(axis=-1))
+        best = min(best, float(per_cell.mean()))
+    return min(1.0, best / 100.0)

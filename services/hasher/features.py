@@ -1,0 +1,61 @@
+"""Everything the hasher computes from one image's bytes, decoded once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from services.hasher.colour import ColourSignature, colour_signature
+from services.hasher.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, Decoded, decode
+from services.hasher.hashes import PdqHash, content_box, luminance, pdq_hash, wavelet_hash
+from services.hasher.quality import Quality, quality
+from services.hasher.thumbnail import WORKING_SIDE, fit, working_copy
+
+
+@dataclass(frozen=True, slots=True)
+class Features:
+    decoded: Decoded
+    wavelet_hash: bytes  # 32 bytes
+    pdq: PdqHash  # 32 bytes, plus 8 dihedral variants and a quality 0..100
+    colour: ColourSignature
+    quality: Quality
+    working_copy: bytes  # JPEG, longer side <= WORKING_SIDE
+    # (top, bottom, left, right) of the hashed region in the working copy's pixels: the
+    # hashes and the colour signature skip black or white bars; see hashes.content_box.
+    content_box: tuple[int, int, int, int]
+
+
+def compute(decoded: Decoded, *, working_side: int = WORKING_SIDE) -> Features:
+    """All features of an already decoded image.
+
+    Everything works from one copy at most ``working_side`` pixels long: the hashes need
+    only 64x64, the colour signature 64x64, the quality measures fix their own scale.
+    """
+    small = fit(decoded.rgb, working_side)
+    grey = luminance(small)
+    box = content_box(grey)
+    top, bottom, left, right = box
+    inner_grey = grey[top:bottom, left:right]
+    inner_rgb = np.ascontiguousarray(small[top:bottom, left:right])
+    return Features(
+        decoded=decoded,
+        wavelet_hash=wavelet_hash(inner_grey),
+        pdq=pdq_hash(inner_grey),
+        colour=colour_signature(inner_rgb),
+        quality=quality(decoded, grey),  # the whole image: bars make a copy worse
+        working_copy=working_copy(small, working_side),
+        content_box=box,
+    )
+
+
+def extract(
+    data: bytes,
+    *,
+    working_side: int = WORKING_SIDE,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> Features:
+    """Decode ``data`` (raises ``DecodeError``) and compute all its features."""
+    decoded = decode(data, max_side=working_side, max_pixels=max_pixels, max_bytes=max_bytes)
+    return compute(decoded, working_side=working_side)

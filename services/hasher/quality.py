@@ -1,0 +1,174 @@
+"""Quality score in [0, 1]: the ranker keeps the highest-scoring copy of a cluster.
+
+Copies of one image are compared with each other, so every part is measured the same way
+on every copy: sharpness, noise and exposure on the greyscale image resized to a longer
+side of exactly ``CANONICAL_SIDE`` (512) pixels, so a 4000-px original and its 1000-px
+copy are judged at the same scale relative to their content; smaller copies are
+upscaled to it and so look (correctly) soft.
+
+    Q = 0.30 R + 0.30 S + 0.15 J + 0.10 N + 0.15 E
+
+- R, resolution: m / (m + 2), m = megapixels of the original (after orientation);
+  0.5 at 2 MP, 0.86 at 12 MP, strictly increasing, so a downscale or a crop always loses.
+- S, sharpness: v / (v + 150), v = variance of the 4-neighbour Laplacian minus the part
+  that noise explains (20 sigma^2: the kernel's squared weights sum to 20), so adding
+  noise does not pass for detail.
+- N, noise: 1 / (1 + (sigma / 5)^2), sigma = Immerkaer's noise estimate (the 3x3
+  kernel [1 -2 1; -2 4 -2; 1 -2 1]) made robust to edges by using the median absolute
+  response: sigma = median|K*I| / (6 * 0.6745); in grey levels.
+- J, compression: JPEG: q / 100, q = the IJG quality (1..100) whose scaled standard
+  luminance table is nearest (in log ratio) to the file's; lossless formats: 1.0;
+  lossy WebP (quality not recorded): 0.80; GIF (256 colours): 0.70; unknown: 0.85.
+- E, exposure: 1 - min(1, 2 c), c = the fraction of pixels clipped (<= 2 or >= 253).
+
+Known limits: a copy re-saved at a *higher* JPEG quality than its original gains J;
+a lossless (PNG) copy of a JPEG scores as lossless; blur that is invisible at 512 px
+is not measured.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from services.hasher.decode import Decoded
+
+CANONICAL_SIDE: Final = 512
+WEIGHTS: Final = {
+    "resolution": 0.30,
+    "sharpness": 0.30,
+    "jpeg_quality": 0.15,
+    "noise": 0.10,
+    "exposure": 0.15,
+}
+
+# The IJG (libjpeg) standard luminance quantisation table, natural order (Annex K).
+_IJG_LUMA: Final = np.array(
+    [
+        [16, 11, 10, 16, 24, 40, 51, 61],
+        [12, 12, 14, 19, 26, 58, 60, 55],
+        [14, 13, 16, 24, 40, 57, 69, 56],
+        [14, 17, 22, 29, 51, 87, 80, 62],
+        [18, 22, 37, 56, 68, 109, 103, 77],
+        [24, 35, 55, 64, 81, 104, 113, 92],
+        [49, 64, 78, 87, 103, 121, 120, 101],
+        [72, 92, 95, 98, 112, 100, 103, 99],
+    ],
+    dtype=np.float64,
+).ravel()
+
+
+def _ijg_tables() -> npt.NDArray[np.float64]:
+    q = np.arange(1, 101, dtype=np.float64)[:, None]
+    scale = np.where(q < 50, 5000.0 / q, 200.0 - 2.0 * q)
+    return np.clip(np.floor((_IJG_LUMA[None, :] * scale + 50.0) / 100.0), 1, 255)
+
+
+_LOG_TABLES: Final = np.log(_ijg_tables())  # 100 x 64, row q-1
+_IMMERKAER: Final = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float32)
+
+
+@dataclass(frozen=True, slots=True)
+class Quality:
+    score: float
+    resolution: float
+    sharpness: float
+    noise: float
+    jpeg_quality: float
+    exposure: float
+    # Raw measurements, for logs and tuning.
+    megapixels: float
+    laplacian_variance: float
+    noise_sigma: float
+    jpeg_q: int | None  # the estimated IJG quality, JPEG only
+
+
+def estimate_jpeg_quality(luma_table: tuple[int, ...] | list[int]) -> int:
+    """The IJG quality 1..100 whose luminance table best matches ``luma_table``.
+
+    ``luma_table`` holds 64 values in natural (row-major) order, as Pillow's
+    ``img.quantization[0]``. Tables that are not IJG (cameras, Photoshop) get the nearest
+    IJG quality by overall step size, which is what matters for the score.
+    """
+    table = np.asarray(luma_table, dtype=np.float64)
+    if table.shape != (64,) or np.any(table <= 0):
+        raise ValueError("expected 64 positive quantisation steps")
+    errors = np.abs(_LOG_TABLES - np.log(table)[None, :]).sum(axis=1)
+    return int(np.argmin(errors)) + 1
+
+
+def canonical_grey(
+    grey: npt.NDArray[np.float32], side: int = CANONICAL_SIDE
+) -> npt.NDArray[np.float32]:
+    """``grey`` resized so that its longer side is exactly ``side`` pixels."""
+    h, w = grey.shape
+    longer = max(h, w)
+    if longer == side:
+        return grey
+    size = (max(1, round(w * side / longer)), max(1, round(h * side / longer)))
+    interpolation = cv2.INTER_AREA if longer > side else cv2.INTER_LINEAR
+    return np.asarray(cv2.resize(grey, size, interpolation=interpolation), dtype=np.float32)
+
+
+def _compression(decoded: Decoded) -> tuple[float, int | None]:
+    if decoded.format in ("JPEG", "MPO") and decoded.quantization:
+        luma = decoded.quantization.get(0) or next(iter(decoded.quantization.values()))
+        if len(luma) == 64:
+            q = estimate_jpeg_quality(luma)
+            return q / 100.0, q
+    if decoded.lossless:
+        return 1.0, None
+    if decoded.format == "WEBP":
+        return 0.80, None
+    if decoded.format == "GIF":
+        return 0.70, None
+    return 0.85, None
+
+
+def quality(decoded: Decoded, grey: npt.NDArray[np.float32]) -> Quality:
+    """Score ``decoded``; ``grey`` is its luma (any size, e.g. ``hashes.luminance``)."""
+    g = canonical_grey(grey)
+    megapixels = decoded.width * decoded.height / 1e6
+    resolution = megapixels / (megapixels + 2.0)
+
+    if min(g.shape) >= 3:
+        # The median of every other row and column: as robust, a quarter of the work.
+        response = np.abs(cv2.filter2D(g, cv2.CV_32F, _IMMERKAER)[1:-1:2, 1:-1:2])
+        sigma = float(np.median(response)) / (6.0 * 0.6745)
+        laplacian = cv2.Laplacian(g, cv2.CV_32F, ksize=1)[1:-1, 1:-1]
+        lap_var = float(laplacian.var())
+    else:
+        sigma, lap_var = 0.0, 0.0
+    detail = max(0.0, lap_var - 20.0 * sigma * sigma)
+    sharpness = detail / (detail + 150.0)
+    noise = 1.0 / (1.0 + (sigma / 5.0) ** 2)
+
+    jpeg_quality, jpeg_q = _compression(decoded)
+
+    clipped = float(np.count_nonzero((g <= 2.0) | (g >= 253.0))) / g.size
+    exposure = 1.0 - min(1.0, 2.0 * clipped)
+
+    parts = {
+        "resolution": resolution,
+        "sharpness": sharpness,
+        "jpeg_quality": jpeg_quality,
+        "noise": noise,
+        "exposure": exposure,
+    }
+    score = sum(WEIGHTS[k] * v for k, v in parts.items())
+    return Quality(
+        score=float(min(1.0, max(0.0, score))),
+        resolution=resolution,
+        sharpness=sharpness,
+        noise=noise,
+        jpeg_quality=jpeg_quality,
+        exposure=exposure,
+        megapixels=megapixels,
+        laplacian_variance=lap_var,
+        noise_sigma=sigma,
+        jpeg_q=jpeg_q,
+    )
