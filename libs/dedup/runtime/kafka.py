@@ -4,6 +4,7 @@ Client options from settings, topic creation, and a publisher for producers that
 stages (ingest, tests, the demo).
 """
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -172,6 +173,13 @@ class Record:
     headers: dict[str, bytes]
 
 
+async def _stop_groupless(consumer: AIOKafkaConsumer) -> None:
+    """Stop a consumer without a group. aiokafka's group-less coordinator fails with
+    CancelledError if stopped before its background task first ran: let it run once."""
+    await asyncio.sleep(0)
+    await consumer.stop()
+
+
 async def read_topic(
     settings: KafkaSettings, topic: str, *, idle_seconds: float = 2.0
 ) -> AsyncIterator[Record]:
@@ -202,7 +210,7 @@ async def read_topic(
                 if all(positions[tp] >= end[tp] for tp in tps):
                     return
     finally:
-        await consumer.stop()
+        await _stop_groupless(consumer)
 
 
 async def committed_offsets(settings: KafkaSettings, group_id: str, topic: str) -> dict[int, int]:
@@ -231,7 +239,7 @@ async def end_offsets(settings: KafkaSettings, topic: str) -> dict[int, int]:
         ends = await consumer.end_offsets(tps) if tps else {}
         return {tp.partition: offset for tp, offset in ends.items()}
     finally:
-        await consumer.stop()
+        await _stop_groupless(consumer)
 
 
 async def describe_topic_config(settings: KafkaSettings, topic: str) -> dict[str, str]:
