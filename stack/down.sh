@@ -4,6 +4,7 @@
 # Idempotent: nothing running is fine. Data is kept unless --purge is given (which then
 # removes the whole run dir).
 set -euo pipefail
+# shellcheck source=stack/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 purge=

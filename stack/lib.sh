@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034  # the variables are used by the scripts sourcing this
 # Shared by stack/{setup,up,down,status}.sh: paths, pinned versions, ports, and per component
 # a few small functions (<name>_ports, _marker, _prepare, _command, _healthy). Source it.
 #
@@ -16,6 +16,7 @@ RUN_DIR=${DEDUP_RUN_DIR:-$REPO_ROOT/.run}
 TOOLS_DIR=$REPO_ROOT/.tools
 VENV=$REPO_ROOT/.venv
 TRITON_VENV=$REPO_ROOT/.venv-triton
+TRITON_BACKENDS=$TRITON_VENV/tritonserver-backends
 MODEL_REPO=$REPO_ROOT/services/embedder/models
 
 # Pinned versions. Kafka's lives in stack/kafka/pom.xml, Azurite's in stack/azurite/package.json,
@@ -47,7 +48,7 @@ comp_dir() { printf '%s/%s' "$RUN_DIR" "$1"; }
 pid_file() { printf '%s/%s/pid' "$RUN_DIR" "$1"; }
 log_file() { printf '%s/%s/%s.log' "$RUN_DIR" "$1" "$1"; }
 
-# A zombie counts as dead: kill -0 succeeds on one, and a container's PID 1 may never reap it.
+# A zombie counts as dead: kill -0 succeeds on one, and PID 1 may reap it late (here ~1.5s).
 alive() {
   local st
   st=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
@@ -119,6 +120,7 @@ launch() {
   CMD=()
   "${c}_command"
   printf '=== %s: starting %s\n' "$(date -Is)" "${CMD[*]}" >>"$(log_file "$c")"
+  # shellcheck disable=SC2016  # $$ and $@ are for the inner shell
   (cd "$dir" && exec setsid -f bash -c 'echo $$ >"$0"; exec "$@"' "$pidf" "${CMD[@]}" \
     >>"$(log_file "$c")" 2>&1 </dev/null)
   for ((i = 0; i < 50; i++)); do [[ -s $pidf ]] && return 0; sleep 0.1; done
@@ -247,7 +249,7 @@ triton_command() {
   CMD=(env "LD_LIBRARY_PATH=$libdir:$site/nvidia_pytriton.libs" "PATH=$TRITON_VENV/bin:$PATH"
     "$site/pytriton/tritonserver/bin/tritonserver"
     --model-repository "$MODEL_REPO"
-    --backend-directory "$TOOLS_DIR/triton/backends"
+    --backend-directory "$TRITON_BACKENDS"
     --model-control-mode explicit --load-model '*'
     --http-address 127.0.0.1 --http-port "$TRITON_HTTP_PORT"
     --grpc-address 127.0.0.1 --grpc-port "$TRITON_GRPC_PORT"

@@ -6,6 +6,7 @@
 # Idempotent: a part whose stamp matches its pinned version is skipped, so a second run is fast.
 # Run as root on a fresh Debian 12 (apt is used only for what is missing).
 set -euo pipefail
+# shellcheck source=stack/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # step NAME VERSION STAMP_FILE STAMP_VALUE FUNCTION [DONE_WORD]: run FUNCTION unless the
@@ -123,11 +124,10 @@ install_triton() {
   pyver=$("$TRITON_VENV/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
   server=$site/pytriton/tritonserver
   # The wheel ships one Python-backend stub per Python version beside the backend; pytriton
-  # copies the matching one into backends/python at run time. We do it once, here.
-  rm -rf "$TOOLS_DIR/triton"
-  mkdir -p "$TOOLS_DIR/triton"
-  cp -r "$server/backends" "$TOOLS_DIR/triton/backends"
-  cp "$server/python_backend_stubs/$pyver/triton_python_backend_stub" "$TOOLS_DIR/triton/backends/python/"
+  # copies the matching one into backends/python at run time. We do it once, here, into a
+  # copy inside the venv (the venv is all there is to Triton, and the package stays as shipped).
+  cp -r "$server/backends" "$TRITON_BACKENDS"
+  cp "$server/python_backend_stubs/$pyver/triton_python_backend_stub" "$TRITON_BACKENDS/python/"
 }
 
 main() {
@@ -139,10 +139,8 @@ main() {
     "$(sha "$STACK_DIR/azurite/package-lock.json")" install_azurite
   step milvus-lite "$(milvus_lite_version)" "$TOOLS_DIR/milvus/.stamp" \
     "milvus-lite $(milvus_lite_version) $(sha "$STACK_DIR/probe.py")" check_milvus "verified (binary vectors)"
-  # Triton is in two places: the stamp in .tools names the venv, which must still be there.
-  step triton "$TRITON_SERVER_VERSION (nvidia-pytriton $PYTRITON_VERSION)" "$TOOLS_DIR/triton/.dedup-stamp" \
-    "nvidia-pytriton==$PYTRITON_VERSION numpy==$TRITON_NUMPY_VERSION $("$BASE_PYTHON" -V 2>&1) $(triton_site)" \
-    install_triton
+  step triton "$TRITON_SERVER_VERSION (nvidia-pytriton $PYTRITON_VERSION)" "$TRITON_VENV/.dedup-stamp" \
+    "nvidia-pytriton==$PYTRITON_VERSION numpy==$TRITON_NUMPY_VERSION $("$BASE_PYTHON" -V 2>&1)" install_triton
 }
 
 main "$@"

@@ -2,6 +2,7 @@
 # One line per part of the local stack: state (running / unhealthy / stopped), PID, ports
 # and log. Exit status 0 when every part is running and healthy, 3 otherwise (as systemctl).
 set -euo pipefail
+# shellcheck source=stack/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 rc=0

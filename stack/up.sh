@@ -5,6 +5,7 @@
 # Idempotent: a part that already runs from this run dir is left alone. Exit status 1 when a
 # port is held by something else or a part does not become healthy.
 set -euo pipefail
+# shellcheck source=stack/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 t_total=$(now_ms)
@@ -57,6 +58,7 @@ while ((${#pending[@]})); do
 done
 
 if ((${#failed[@]})); then
+  # shellcheck disable=SC2016  # backquotes are literal
   printf 'stack: %s failed to start (see above); `make down` stops the rest\n' "${failed[*]}" >&2
   exit 1
 fi
