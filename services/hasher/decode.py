@@ -7,7 +7,7 @@ Order of work, each step chosen so the expensive part happens on as few pixels a
    before a single pixel is decoded;
 3. JPEG: ``Image.draft`` asks libjpeg for DCT-domain scaling (1/2, 1/4 or 1/8) so that the
    longer side still has at least ``max_side`` pixels; other formats decode in full and are
-   then box-reduced by an integer factor to the same bound;
+   then box-reduced by a power of two to the same bound, [max_side, 2 * max_side);
 4. normalise the mode to RGB: 16-bit and float greyscale are rescaled (Pillow would clip
    them), alpha is flattened onto a fixed mid-grey (see ``BACKGROUND``);
 5. apply the EXIF orientation, on the small image.
@@ -136,9 +136,11 @@ def _decode(data: bytes, *, max_side: int, max_pixels: int) -> Decoded:
         img.load()  # the first frame of an animation
         has_alpha = _has_alpha(img)
         rgb_img = _to_rgb(img, has_alpha)
-        factor = max(rgb_img.size) // max_side
+        factor = _power_of_two_at_most(max(rgb_img.size) // max_side)
         if factor >= 2:
-            # Integer box reduction (C, fast) keeps the longer side >= max_side.
+            # Box reduction (C, fast) by a power of two, like JPEG's DCT scaling: every
+            # format then reaches the working size through the same kind of chain, which
+            # keeps the sharpness measure comparable between a PNG and its JPEG copy.
             rgb_img = rgb_img.reduce(factor)
         if orientation != 1:
             rgb_img = _transpose(rgb_img, orientation)
@@ -163,6 +165,10 @@ def _decode(data: bytes, *, max_side: int, max_pixels: int) -> Decoded:
         orientation=orientation,
         scale=max(w0, h0) / max(rgb.shape[0], rgb.shape[1]),
     )
+
+
+def _power_of_two_at_most(n: int) -> int:
+    return 1 << (n.bit_length() - 1) if n >= 1 else 1
 
 
 # Signatures of formats Pillow does not read here (or reads only with a plugin): the
