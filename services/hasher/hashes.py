@@ -160,7 +160,15 @@ def wavelet_hash(
 
 
 def _threshold_bits(values: npt.NDArray[np.float32]) -> bytes:
-    bits = values > np.median(values)
+    median = np.median(values)
+    bits = values > median
+    # A flat background (a logo, a scan) can fill over half the cells with one value,
+    # the median itself: "> median" then sets no bit for it and the hash goes blank.
+    # Counting ties as set instead is the split nearer to half, so take whichever is.
+    with_ties = values >= median
+    half = values.size / 2
+    if abs(int(with_ties.sum()) - half) < abs(int(bits.sum()) - half):
+        bits = with_ties
     return np.packbits(bits).tobytes()
 
 
