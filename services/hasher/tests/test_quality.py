@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import pytest
+from PIL import Image, ImageEnhance, ImageFilter
+
+from services.hasher.decode import decode
+from services.hasher.features import extract
+from services.hasher.quality import WEIGHTS, estimate_jpeg_quality
+from services.hasher.tests import synth
+
+
+@pytest.mark.parametrize("quality", [10, 30, 50, 75, 85, 90, 95])
+def test_jpeg_quality_is_read_back_from_the_tables(quality: int) -> None:
+    tables = decode(synth.jpeg(synth.photo(0, 64, 64), quality)).quantization
+    assert tables is not None
+    assert abs(estimate_jpeg_quality(tables[0]) - quality) <= 1
+
+
+def test_jpeg_quality_refuses_bad_tables() -> None:
+    with pytest.raises(ValueError):
+        estimate_jpeg_quality([1] * 63)
+    with pytest.raises(ValueError):
+        estimate_jpeg_quality([0] * 64)
+
+
+def test_weights_sum_to_one() -> None:
+    assert sum(WEIGHTS.values()) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_original_outscores_its_lesser_copies(seed: int) -> None:
+    picture = synth.photo(seed, 1600, 1200)
+    original = extract(synth.jpeg(picture, 95)).quality
+    copies = {
+        "downscaled 0.5": synth.jpeg(synth.resized(picture, 0.5), 95),
+        "downscaled 0.75": synth.jpeg(synth.resized(picture, 0.75), 95),
+        "thumbnail": synth.jpeg(synth.resized(picture, 0.15), 95),
+        "re-compressed q85": synth.jpeg(picture, 85),
+        "re-compressed q60": synth.jpeg(picture, 60),
+        "blurred r1": synth.jpeg(picture.filter(ImageFilter.GaussianBlur(1)), 95),
+        "blurred r2": synth.jpeg(picture.filter(ImageFilter.GaussianBlur(2)), 95),
+        "cropped 0.9": synth.jpeg(synth.cropped(picture, 0.9), 95),
+        "cropped 0.7": synth.jpeg(synth.cropped(picture, 0.7), 95),
+        "noisy": synth.jpeg(synth.noisy(picture, 12), 95),
+        "brightened": synth.jpeg(ImageEnhance.Brightness(picture).enhance(1.4), 95),
+        "letterboxed": synth.jpeg(synth.letterboxed(picture), 95),
+    }
+    for name, data in copies.items():
+        copy = extract(data).quality
+        assert 0.0 <= copy.score < original.score, name
+
+
+def test_a_lossless_original_outscores_its_jpeg_copy() -> None:
+    picture = synth.photo(2, 1200, 900)
+    original = extract(synth.png(picture)).quality
+    copy = extract(synth.jpeg(picture, 90)).quality
+    assert original.jpeg_quality == 1.0 and copy.jpeg_q == 90
+    assert original.score > copy.score
+
+
+def test_parts_are_in_range_and_reported() -> None:
+    q = extract(synth.jpeg(synth.photo(3, 1000, 800), 80)).quality
+    for part in (q.resolution, q.sharpness, q.noise, q.jpeg_quality, q.exposure, q.score):
+        assert 0.0 <= part <= 1.0
+    assert q.megapixels == pytest.approx(0.8)
+    assert q.jpeg_q == 80
+    assert q.score == pytest.approx(sum(WEIGHTS[k] * getattr(q, k) for k in WEIGHTS), abs=1e-9)
+
+
+def test_flat_and_tiny_images_score_without_errors() -> None:
+    flat = extract(synth.png(Image.new("RGB", (300, 200), (255, 255, 255)))).quality
+    assert flat.sharpness == 0.0 and flat.exposure == 0.0
+    tiny = extract(synth.png(Image.new("RGB", (2, 1), (10, 20, 30)))).quality
+    assert 0.0 <= tiny.score <= 1.0
