@@ -1,0 +1,217 @@
+"""Checks scripts/chart.sh (make chart) runs besides helm, kubeconform and promtool.
+
+    python scripts/chart_checks.py stage CHART DEST          copy a chart for lint/template
+    python scripts/chart_checks.py rules RENDERED OUT        PrometheusRule groups -> rule file
+    python scripts/chart_checks.py dashboard JSON...         parse and check dashboards
+    python scripts/chart_checks.py dockerfiles ROOT NAME...  check services/<name>/Dockerfile
+
+`rules` needs PyYAML (scripts/install_chart_tools.sh installs it into .tools/py); the other
+commands use the standard library only. Run from the repository root with PYTHONPATH=.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from tests.chart.metric_names import dashboard_metric_names, dashboard_queries, stage_chart
+
+# The default port of each service (DEDUP_<SERVICE>_HTTP_PORT's default).
+SERVICE_PORTS = {
+    "hasher": 9101,
+    "verifier": 9102,
+    "embedder": 9103,
+    "matcher": 9104,
+    "ranker": 9105,
+    "ingest": 9106,
+}
+
+
+def cmd_stage(chart: str, dest: str) -> int:
+    dropped = stage_chart(Path(chart), Path(dest))
+    for name in dropped:
+        print(
+            f"note: optional dependency {name!r} is not vendored (charts/{name}-*.tgz); "
+            "checked without it. `helm dependency build charts/dedup` fetches it."
+        )
+    return 0
+
+
+def cmd_rules(rendered: str, out: str) -> int:
+    """Write the groups of every PrometheusRule in a rendered manifest as one rule file."""
+    import yaml  # type: ignore[import-untyped,import-not-found,unused-ignore]
+
+    groups: list[Any] = []
+    with open(rendered, encoding="utf-8") as handle:
+        for document in yaml.safe_load_all(handle):
+            if isinstance(document, dict) and document.get("kind") == "PrometheusRule":
+                groups.extend(document["spec"]["groups"])
+    if not groups:
+        print(f"{rendered}: no PrometheusRule", file=sys.stderr)
+        return 1
+
+    def literal(dumper: Any, text: str) -> Any:
+        style = "|" if "\n" in text else None
+        return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
+
+    yaml.SafeDumper.add_representer(str, literal)
+    Path(out).write_text(yaml.safe_dump({"groups": groups}, sort_keys=False, width=1000))
+    alerts = sum(len(group["rules"]) for group in groups)
+    print(f"{out}: {len(groups)} groups, {alerts} rules")
+    return 0
+
+
+def check_dashboard(path: Path) -> list[str]:
+    problems: list[str] = []
+    try:
+        dashboard = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        return [f"{path}: not JSON: {error}"]
+    for key in ("uid", "title", "panels", "schemaVersion", "templating"):
+        if key not in dashboard:
+            problems.append(f"{path}: no {key!r}")
+    variables = {v.get("name") for v in dashboard.get("templating", {}).get("list", [])}
+    if "datasource" not in variables:
+        problems.append(f"{path}: no 'datasource' template variable")
+    ids: set[int] = set()
+    panels: list[dict[str, Any]] = []
+    for panel in dashboard.get("panels", []):
+        panels.append(panel)
+        panels.extend(panel.get("panels", []))
+    for panel in panels:
+        title = panel.get("title", "?")
+        if panel.get("id") in ids:
+            problems.append(f"{path}: panel {title!r}: duplicate id {panel.get('id')}")
+        ids.add(panel.get("id", -1))
+        if "gridPos" not in panel:
+            problems.append(f"{path}: panel {title!r}: no gridPos")
+        if panel.get("type") == "row":
+            continue
+        targets = panel.get("targets", [])
+        if not targets:
+            problems.append(f"{path}: panel {title!r}: no targets")
+        for target in targets:
+            expr = target.get("expr", "")
+            if not expr:
+                problems.append(f"{path}: panel {title!r}: a target without expr")
+            if expr.count("(") != expr.count(")") or expr.count("{") != expr.count("}"):
+                problems.append(f"{path}: panel {title!r}: unbalanced brackets in {expr!r}")
+            uid = (target.get("datasource") or panel.get("datasource") or {}).get("uid")
+            if uid != "${datasource}":
+                problems.append(f"{path}: panel {title!r}: datasource is not ${{datasource}}")
+    for query in dashboard_queries(dashboard):
+        for name in re.findall(r"(?<![A-Za-z0-9_:$])([a-z][a-z0-9_]*_(?:total|seconds))\b", query):
+            if not name.startswith("dedup_"):
+                problems.append(f"{path}: {name} is not a dedup_ metric")
+    if not problems:
+        names = sorted(dashboard_metric_names(dashboard))
+        print(f"{path}: {len(panels)} panels, {len(names)} metrics: {' '.join(names)}")
+    return problems
+
+
+def cmd_dashboard(paths: list[str]) -> int:
+    problems = [p for path in paths for p in check_dashboard(Path(path))]
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    return 1 if problems else 0
+
+
+_SECRETISH = re.compile(r"(PASSWORD|SECRET|TOKEN|CONNECTION_STRING|ACCESS_KEY|API_KEY)", re.I)
+
+
+def dockerfile_problems(path: Path, name: str) -> list[str]:
+    """What hadolint does not know about our Dockerfiles' contract."""
+    text = path.read_text()
+    # Join continuation lines; drop comments.
+    logical = re.sub(r"\\\n", " ", text)
+    lines = [line.strip() for line in logical.splitlines()]
+    lines = [line for line in lines if line and not line.startswith("#")]
+    problems: list[str] = []
+    args: dict[str, str] = {}
+    users: list[str] = []
+    stages = 0
+    for line in lines:
+        word, _, rest = line.partition(" ")
+        word = word.upper()
+        if word == "ARG" and "=" in rest:
+            key, _, value = rest.partition("=")
+            args.setdefault(key.strip(), value.strip().strip('"'))
+        if word in ("ARG", "ENV") and _SECRETISH.search(rest.split("=")[0].split()[0]):
+            problems.append(f"{path}: {word} {rest.split('=')[0]} looks like a secret")
+        if word == "FROM":
+            stages += 1
+            image = rest.split()[0]
+            image = re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: args.get(m[1] or m[2], m[0]), image)
+            if "@sha256:" not in image:
+                tag = image.rpartition(":")[2] if ":" in image.rpartition("/")[2] else ""
+                if not tag or tag == "latest" or not re.search(r"\d", tag):
+                    problems.append(f"{path}: base image {image} is not pinned to a version tag")
+        if word == "USER":
+            users.append(rest.strip())
+        if word == "ADD":
+            problems.append(f"{path}: ADD (use COPY)")
+    if stages < 2:
+        problems.append(f"{path}: not multi-stage (builder + runtime)")
+    if not users:
+        problems.append(f"{path}: no USER")
+    else:
+        user = users[-1].split(":")[0]
+        if not user.isdigit() or int(user) == 0:
+            problems.append(f"{path}: the final USER {users[-1]} is not a numeric non-root uid")
+        elif user != "10001":
+            problems.append(f"{path}: USER {user}: the chart runs as 10001")
+    entry = f'ENTRYPOINT ["python", "-m", "services.{name}"]'
+    if entry not in lines:
+        problems.append(f"{path}: no `{entry}`")
+    if f"EXPOSE {SERVICE_PORTS[name]}" not in lines:
+        problems.append(f"{path}: no `EXPOSE {SERVICE_PORTS[name]}`")
+    if not re.search(r"pip install [^\n]*-c requirements\.lock[^\n]* \.(\s|$)", logical):
+        problems.append(f"{path}: the builder does not `pip install -c requirements.lock .`")
+    return problems
+
+
+def normalised(path: Path, name: str) -> str:
+    """The Dockerfile without comments, with the name and the port as placeholders."""
+    lines = [line for line in path.read_text().splitlines() if not line.startswith("#")]
+    text = "\n".join(lines).replace(name, "<service>").replace(name.upper(), "<SERVICE>")
+    return text.replace(str(SERVICE_PORTS[name]), "<port>")
+
+
+def cmd_dockerfiles(root: str, names: list[str]) -> int:
+    problems: list[str] = []
+    shapes: dict[str, list[str]] = {}
+    for name in names:
+        path = Path(root) / "services" / name / "Dockerfile"
+        if not path.is_file():
+            problems.append(f"{path}: missing")
+            continue
+        problems += dockerfile_problems(path, name)
+        shapes.setdefault(normalised(path, name), []).append(name)
+    if len(shapes) > 1:
+        groups = "; ".join(", ".join(group) for group in shapes.values())
+        problems.append(f"the Dockerfiles differ beyond the service name and port: {groups}")
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if not problems:
+        print(f"{len(names)} Dockerfiles: pinned, multi-stage, USER 10001, same shape")
+    return 1 if problems else 0
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) >= 3 and argv[1] == "stage":
+        return cmd_stage(argv[2], argv[3])
+    if len(argv) == 4 and argv[1] == "rules":
+        return cmd_rules(argv[2], argv[3])
+    if len(argv) >= 3 and argv[1] == "dashboard":
+        return cmd_dashboard(argv[2:])
+    if len(argv) >= 4 and argv[1] == "dockerfiles":
+        return cmd_dockerfiles(argv[2], argv[3:])
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
