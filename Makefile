@@ -73,8 +73,12 @@ unit: venv ## unit tests (no stack needed)
 integration: setup ## integration tests against the real stack (started and stopped by the tests)
 	$(VENV)/bin/pytest -m integration
 
+.PHONY: chart
+chart: venv ## lint, render and validate the Helm chart, its alerts, dashboard and Dockerfiles
+	bash scripts/chart.sh
+
 .PHONY: test
-test: setup proto-check lint ## everything CI runs: set-up, proto check, lint, unit and integration tests
+test: setup proto-check lint chart ## everything CI runs: set-up, proto check, lint, chart, unit and integration tests
 	$(VENV)/bin/pytest
 
 .PHONY: demo

@@ -22,7 +22,7 @@ from azure.core.exceptions import (
 from azure.identity.aio import DefaultAzureCredential
 from azure.storage.blob import ContentSettings
 from azure.storage.blob.aio import BlobServiceClient
-from pydantic import SecretStr
+from pydantic import SecretStr, field_validator
 from pydantic_settings import BaseSettings
 
 from dedup import metrics
@@ -30,11 +30,21 @@ from dedup.errors import TransientError
 
 
 class BlobSettings(BaseSettings):
-    # Not a secret: the SDK's short-hand for Azurite's well-known development account.
-    blob_connection_string: SecretStr | None = SecretStr("UseDevelopmentStorage=true")
-    # With no connection string: https://<account>.blob.core.windows.net + workload identity.
+    # A Kubernetes Secret in production. With neither this nor an account URL: Azurite.
+    blob_connection_string: SecretStr | None = None
+    # https://<account>.blob.core.windows.net, authenticated by workload identity.
     blob_account_url: str | None = None
     blob_max_download_bytes: int = 100 * 1024 * 1024
+
+    @field_validator("blob_connection_string", "blob_account_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # A chart renders an unset value as "": that must not mean "an empty secret".
+        return None if value == "" else value
+
+
+# Not a secret: the SDK's short-hand for Azurite's well-known development account.
+AZURITE = "UseDevelopmentStorage=true"
 
 
 class BlobMissingError(Exception):
@@ -62,7 +72,7 @@ def open_service(settings: BlobSettings) -> BlobServiceClient:
         )
     if settings.blob_account_url:
         return BlobServiceClient(settings.blob_account_url, credential=DefaultAzureCredential())
-    raise ValueError("set a blob connection string or an account URL")
+    return BlobServiceClient.from_connection_string(AZURITE)
 
 
 def _is_transient(error: HttpResponseError) -> bool:

@@ -37,6 +37,7 @@ __all__ = [
     "ensure_topics",
     "make_consumer",
     "make_producer",
+    "partitions",
     "read_topic",
 ]
 
@@ -173,6 +174,20 @@ class Record:
     headers: dict[str, bytes]
 
 
+async def partitions(settings: KafkaSettings, topic: str) -> list[TopicPartition]:
+    """The partitions of `topic` (none if it does not exist), asked of the broker.
+
+    A consumer's metadata cache may not know a topic created a moment ago.
+    """
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    await admin.start()
+    try:
+        (description,) = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    return [TopicPartition(topic, p["partition"]) for p in description["partitions"]]
+
+
 async def _stop_groupless(consumer: AIOKafkaConsumer) -> None:
     """Stop a consumer without a group. aiokafka's group-less coordinator fails with
     CancelledError if stopped before its background task first ran: let it run once."""
@@ -191,8 +206,7 @@ async def read_topic(
     consumer = AIOKafkaConsumer(enable_auto_commit=False, **client_options(settings))
     await consumer.start()
     try:
-        partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        tps = await partitions(settings, topic)
         if not tps:
             return
         consumer.assign(tps)
@@ -220,11 +234,10 @@ async def committed_offsets(settings: KafkaSettings, group_id: str, topic: str) 
     )
     await consumer.start()
     try:
-        partitions = sorted(consumer.partitions_for_topic(topic) or ())
         result = {}
-        for p in partitions:
-            offset = await consumer.committed(TopicPartition(topic, p))
-            result[p] = -1 if offset is None else offset
+        for tp in await partitions(settings, topic):
+            offset = await consumer.committed(tp)
+            result[tp.partition] = -1 if offset is None else offset
         return result
     finally:
         await consumer.stop()
@@ -235,7 +248,7 @@ async def end_offsets(settings: KafkaSettings, topic: str) -> dict[int, int]:
     consumer = AIOKafkaConsumer(enable_auto_commit=False, **client_options(settings))
     await consumer.start()
     try:
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        tps = await partitions(settings, topic)
         ends = await consumer.end_offsets(tps) if tps else {}
         return {tp.partition: offset for tp, offset in ends.items()}
     finally:

@@ -1,6 +1,7 @@
 import pytest
 from pydantic import ValidationError
 
+from dedup.blob import BlobSettings, open_service
 from dedup.runtime.kafka import client_options
 from dedup.settings import RuntimeSettings, service_config
 
@@ -41,3 +42,12 @@ def test_event_hubs_kafka_endpoint_options(monkeypatch: pytest.MonkeyPatch) -> N
     assert "ssl_context" in options
     # The secret never shows in a repr or a log line.
     assert "SharedAccessKey" not in repr(settings)
+
+
+def test_blob_settings_default_to_azurite_and_empty_means_unset() -> None:
+    assert open_service(BlobSettings()).account_name == "devstoreaccount1"
+    settings = BlobSettings(
+        blob_connection_string="", blob_account_url="https://acct.blob.core.windows.net"
+    )
+    assert settings.blob_connection_string is None
+    assert open_service(settings).account_name == "acct"
