@@ -1,11 +1,16 @@
 """At-least-once on the real broker: kill -9 mid-stream, poison messages, SIGTERM."""
 
 import asyncio
+import contextlib
 import signal
+import socket
 import subprocess
 import time
 from collections import Counter
 from pathlib import Path
+
+import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
 
 from dedup.runtime.kafka import Publisher, committed_offsets, end_offsets, read_topic
 from dedup.settings import KafkaSettings
@@ -15,8 +20,15 @@ from dedup.v1.groups_pb2 import CandidateGroup
 from tests.integration.conftest import start_module
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def relay_env(run_id: str, **extra: str) -> dict[str, str]:
     return {
+        "DEDUP_RELAY_HTTP_PORT": str(free_port()),
         "DEDUP_RELAY_INPUT_TOPIC": f"test.{run_id}.in",
         "DEDUP_RELAY_OUTPUT_TOPIC": f"test.{run_id}.out",
         "DEDUP_RELAY_GROUP_ID": f"relay-{run_id}",
@@ -61,6 +73,32 @@ async def wait_for_outputs(
     raise AssertionError(f"only {len(set(ids))} of {at_least} outputs:\n{log.read_text()[-3000:]}")
 
 
+async def wait_until_produced(
+    at_least: int, env: dict[str, str], proc: subprocess.Popen[bytes]
+) -> None:
+    """Poll the stage's own /metrics (fast) until it has produced `at_least` messages."""
+    url = f"http://127.0.0.1:{env['DEDUP_RELAY_HTTP_PORT']}/metrics"
+    deadline = time.monotonic() + 60
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline and proc.poll() is None:
+            with contextlib.suppress(aiohttp.ClientError):
+                async with session.get(url) as response:
+                    if produced_total(await response.text()) >= at_least:
+                        return
+            await asyncio.sleep(0.02)
+    raise AssertionError(f"the stage did not produce {at_least} messages in time")
+
+
+def produced_total(metrics_text: str) -> float:
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(metrics_text)
+        if family.name == "dedup_messages_produced"
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    )
+
+
 def stop(proc: subprocess.Popen[bytes]) -> int:
     proc.send_signal(signal.SIGTERM)
     return proc.wait(timeout=90)
@@ -73,17 +111,18 @@ async def test_sigkill_mid_stream_loses_nothing_and_poison_goes_to_the_dlq(
     names: list[str | bytes] = [f"img-{i:04d}" for i in range(n)]
     names.insert(100, b"\xff\xff not a protobuf")  # cannot be parsed
     names.insert(250, "poison-250")  # parses, but the handler always fails on it
-    env = relay_env(run_id, delay_seconds="0.02")
+    env = relay_env(run_id, delay_seconds="0.05")
     topic_in, topic_out = f"test.{run_id}.in", f"test.{run_id}.out"
     await publish_events(kafka, topic_in, names)
     log = tmp_path / "relay.log"
 
     first = start_module("tests.support.relay", env, log)
     try:
-        seen_before_kill = await wait_for_outputs(kafka, topic_out, 60, first, log)
+        await wait_until_produced(40, env, first)
     finally:
         first.kill()  # SIGKILL: no flush, no commit
         first.wait()
+    seen_before_kill = await output_ids(kafka, topic_out)
     assert len(set(seen_before_kill)) < n, "the stage finished before it was killed"
 
     second = start_module("tests.support.relay", env, log)
@@ -112,14 +151,14 @@ async def test_sigkill_mid_stream_loses_nothing_and_poison_goes_to_the_dlq(
 async def test_sigterm_finishes_the_batch_so_nothing_is_redone(
     kafka: KafkaSettings, run_id: str, tmp_path: Path
 ) -> None:
-    n = 200
-    env = relay_env(run_id, delay_seconds="0.02")
+    n = 400
+    env = relay_env(run_id, delay_seconds="0.05")
     topic_in, topic_out = f"test.{run_id}.in", f"test.{run_id}.out"
     await publish_events(kafka, topic_in, [f"img-{i:04d}" for i in range(n)])
     log = tmp_path / "relay.log"
 
     first = start_module("tests.support.relay", env, log)
-    await wait_for_outputs(kafka, topic_out, 40, first, log)
+    await wait_until_produced(40, env, first)
     assert stop(first) == 0, log.read_text()[-3000:]
     produced = await output_ids(kafka, topic_out)
     committed_by_partition = await committed_offsets(kafka, f"relay-{run_id}", topic_in)
