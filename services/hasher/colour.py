@@ -31,6 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from services.hasher.hashes import DIHEDRAL, apply_dihedral
+from services.hasher.resample import area_resize
 
 GRID: Final = 8
 SAMPLE: Final = 64
@@ -44,9 +45,11 @@ _GRID_BYTES: Final = GRID * GRID
 SIGNATURE_BYTES: Final = _HEADER.size + 4 * _GRID_BYTES
 
 Grid = npt.NDArray[np.float32]
+_P99: Final = int(0.99 * SAMPLE * SAMPLE)
 
 
-@dataclass(frozen=True, slots=True)
+# eq=False: it holds numpy arrays, whose == is element-wise.
+@dataclass(frozen=True, slots=True, eq=False)
 class ColourSignature:
     lab: Grid  # GRID x GRID x 3: L* 0..100, a* and b* about -128..127
     grey_l: Grid  # GRID x GRID: L* of the image's Rec.601 luma
@@ -124,12 +127,12 @@ def colour_signature(rgb: npt.NDArray[np.uint8]) -> ColourSignature:
     """The colour signature of an RGB uint8 image (any size; area-averaged to 64x64)."""
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.size == 0:
         raise ValueError(f"expected a non-empty H x W x 3 image, got shape {rgb.shape}")
-    small = cv2.resize(rgb, (SAMPLE, SAMPLE), interpolation=cv2.INTER_AREA)
+    small = area_resize(rgb, SAMPLE, SAMPLE)
     small_f = small.astype(np.float32) * np.float32(1.0 / 255.0)
     lab = np.asarray(cv2.cvtColor(small_f, cv2.COLOR_RGB2Lab), dtype=np.float32)
     luma = np.asarray(cv2.cvtColor(small_f, cv2.COLOR_RGB2GRAY), dtype=np.float32)
     chroma = np.hypot(lab[..., 1], lab[..., 2])
-    p99 = float(np.percentile(chroma, 99))
+    p99 = float(np.partition(chroma.ravel(), _P99)[_P99])
 
     r, g, b = (small[..., i].astype(np.float32) for i in range(3))
     rg = r - g

@@ -56,7 +56,8 @@ class DecodeError(Exception):
         self.reason = reason
 
 
-@dataclass(frozen=True, slots=True)
+# eq=False: it holds numpy arrays, whose == is element-wise.
+@dataclass(frozen=True, slots=True, eq=False)
 class Decoded:
     """An upright RGB image, downscaled on decode, plus facts about the original file."""
 
@@ -126,10 +127,11 @@ def _decode(data: bytes, *, max_side: int, max_pixels: int) -> Decoded:
                 "bomb", f"declared {w0}x{h0} = {w0 * h0} pixels is over the limit of {max_pixels}"
             )
         animated = bool(getattr(img, "is_animated", False))  # not n_frames: that scans all
-        quantization = _quantization(img) if fmt == "JPEG" else None
+        is_jpeg = fmt in ("JPEG", "MPO")  # MPO: a camera's multi-picture JPEG
+        quantization = _quantization(img) if is_jpeg else None
         orientation = _orientation(img)
 
-        if fmt == "JPEG" and max(w0, h0) >= 2 * max_side:
+        if is_jpeg and max(w0, h0) >= 2 * max_side:
             # Ask for at least max_side on the longer side; libjpeg picks 1/2..1/8.
             longer0 = max(w0, h0)
             img.draft("RGB", (-(-w0 * max_side // longer0), -(-h0 * max_side // longer0)))
@@ -230,15 +232,15 @@ def _transpose(img: Image.Image, orientation: int) -> Image.Image:
 
 def _has_alpha(img: Image.Image) -> bool:
     return img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
-        img.mode in ("P", "L", "RGB", "I", "I;16") and "transparency" in img.info
+        # (a tRNS colour key on 16-bit greyscale is dropped by _deep_to_l: rare, harmless)
+        img.mode in ("P", "L", "RGB") and "transparency" in img.info
     )
 
 
 def _to_rgb(img: Image.Image, has_alpha: bool) -> Image.Image:
     mode = img.mode
     if mode.startswith("I;16") or mode in ("I", "F"):
-        img = _deep_to_l(img)  # any tRNS of a 16-bit PNG is dropped: rare, harmless
-        has_alpha = False
+        img = _deep_to_l(img)
     if has_alpha:
         rgba = img.convert("RGBA")  # P+tRNS, LA, PA, premultiplied modes: all to RGBA
         out = Image.new("RGB", rgba.size, BACKGROUND)

@@ -6,14 +6,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from services.hasher.colour import ColourSignature, colour_signature
+from services.hasher.colour import SAMPLE, ColourSignature, colour_signature
 from services.hasher.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, Decoded, decode
 from services.hasher.hashes import PdqHash, content_box, luminance, pdq_hash, wavelet_hash
 from services.hasher.quality import Quality, quality
+from services.hasher.resample import area_resize
 from services.hasher.thumbnail import WORKING_SIDE, fit, working_copy
 
 
-@dataclass(frozen=True, slots=True)
+# eq=False: it holds numpy arrays, whose == is element-wise.
+@dataclass(frozen=True, slots=True, eq=False)
 class Features:
     decoded: Decoded
     wavelet_hash: bytes  # 32 bytes
@@ -37,12 +39,14 @@ def compute(decoded: Decoded, *, working_side: int = WORKING_SIDE) -> Features:
     box = content_box(grey)
     top, bottom, left, right = box
     inner_grey = grey[top:bottom, left:right]
-    inner_rgb = np.ascontiguousarray(small[top:bottom, left:right])
+    # One 64x64 area average serves the colour signature and the wavelet hash (area
+    # averaging commutes with the linear luma, so its luma is the grey's 64x64).
+    rgb64 = area_resize(np.ascontiguousarray(small[top:bottom, left:right]), SAMPLE, SAMPLE)
     return Features(
         decoded=decoded,
-        wavelet_hash=wavelet_hash(inner_grey),
+        wavelet_hash=wavelet_hash(luminance(rgb64)),
         pdq=pdq_hash(inner_grey),
-        colour=colour_signature(inner_rgb),
+        colour=colour_signature(rgb64),
         quality=quality(decoded, grey),  # the whole image: bars make a copy worse
         working_copy=working_copy(small, working_side),
         content_box=box,

@@ -136,10 +136,12 @@ def quality(decoded: Decoded, grey: npt.NDArray[np.float32]) -> Quality:
     resolution = megapixels / (megapixels + 2.0)
 
     if min(g.shape) >= 3:
-        # The median of every other row and column: as robust, a quarter of the work.
-        response = np.abs(cv2.filter2D(g, cv2.CV_32F, _IMMERKAER)[1:-1:2, 1:-1:2])
+        # The median of every 4th row and column (~11k samples at 512 px): as robust,
+        # a sixteenth of the sorting.
+        response = np.abs(cv2.filter2D(g, cv2.CV_32F, _IMMERKAER)[1:-1:4, 1:-1:4])
         sigma = float(np.median(response)) / (6.0 * 0.6745)
-        laplacian = cv2.Laplacian(g, cv2.CV_32F, ksize=1)[1:-1, 1:-1]
+        # Variance over every other row: a statistic of ~90k values, half the work.
+        laplacian = cv2.Laplacian(g, cv2.CV_32F, ksize=1)[1:-1:2, 1:-1]
         lap_var = float(laplacian.var())
     else:
         sigma, lap_var = 0.0, 0.0
@@ -149,7 +151,8 @@ def quality(decoded: Decoded, grey: npt.NDArray[np.float32]) -> Quality:
 
     jpeg_quality, jpeg_q = _compression(decoded)
 
-    clipped = float(np.count_nonzero((g <= 2.0) | (g >= 253.0))) / g.size
+    rows = g[::2]  # every other row is plenty for a fraction
+    clipped = float(np.count_nonzero((rows <= 2.0) | (rows >= 253.0))) / rows.size
     exposure = 1.0 - min(1.0, 2.0 * clipped)
 
     parts = {

@@ -37,14 +37,17 @@ def working_copy(
 ) -> bytes:
     """Encode ``rgb`` (upright, alpha already flattened) with its longer side <= max_side.
 
-    JPEG by default: libjpeg-turbo encodes a 512-px image in about a millisecond, WebP
-    takes several times longer for a file about a third smaller.
+    JPEG by default: libjpeg-turbo encodes a 512-px image in about half a millisecond;
+    WebP takes several times longer for a file about a third smaller.
     """
-    small = fit(rgb, max_side)
-    out = io.BytesIO()
-    image = Image.fromarray(np.ascontiguousarray(small), mode="RGB")
+    small = np.ascontiguousarray(fit(rgb, max_side))
     if fmt == "JPEG":
-        image.save(out, "JPEG", quality=quality, optimize=False)
-    else:
-        image.save(out, "WEBP", quality=quality, method=2)
+        # OpenCV's libjpeg-turbo path is ~20 % faster than Pillow's here (4:2:0 either way).
+        bgr = cv2.cvtColor(small, cv2.COLOR_RGB2BGR)
+        ok, encoded = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        if not ok:  # pragma: no cover - only on an impossible image
+            raise ValueError("JPEG encoding failed")
+        return bytes(encoded)
+    out = io.BytesIO()
+    Image.fromarray(small).save(out, "WEBP", quality=quality, method=2)
     return out.getvalue()

@@ -87,10 +87,10 @@ def test_rotated_copies_match_in_their_orientation(picture: Image.Image, index: 
     rgb = np.asarray(picture)
     a = colour_signature(rgb)
     b = colour_signature(np.ascontiguousarray(apply_dihedral(rgb, index)))
-    assert colour_distance(a, b) < 0.01  # best of the 8
+    assert colour_distance(a, b) < 0.03  # best of the 8
     # The grid of b, turned back into a's orientation: the inverse transform of `index`.
     inverse = {1: 3, 4: 4, 7: 7}[index]
-    assert colour_distance(a, b, transform=inverse) < 0.01
+    assert colour_distance(a, b, transform=inverse) < 0.03
     assert colour_distance(a, b, transform=0) > colour_distance(a, b, transform=inverse)
 
 
