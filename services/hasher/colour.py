@@ -1,11 +1,11 @@
 """A compact colour signature (280 bytes) for the verifier, and its distance.
 
-What it holds, all measured on the image area-averaged to 64x64 pixels:
+What it holds, all measured on the image shrunk (anti-aliased) to 64x64 pixels:
 
 - ``lab``: an 8x8 grid of mean CIELAB colours (D65, sRGB), the colour layout;
 - ``grey_l``: an 8x8 grid of the lightness the image would have after a plain greyscale
   conversion (L* of its Rec.601 luma, which Pillow, OpenCV and libjpeg use). L* itself
-  is not what a greyscale copy keeps: a saturated red has L* 53 but its grey is L* 41;
+  is not what a greyscale copy keeps: a saturated red has L* 53 but its grey is L* 32;
 - scalars: mean lightness, mean and 99th-percentile chroma C*, and colourfulness
   (Hasler and Suesstrunk 2003, on 0..255 sRGB), and ``is_greyscale``.
 
@@ -13,7 +13,8 @@ Distance policy (``colour_distance``, 0..1, 0.01 = one CIELAB unit of mean ΔE76
 grid cell, minimised over the 8 rotations/flips unless the caller names one):
 
 - re-encoded or resized copies: < 0.03;
-- brightness/contrast/white-balance edits of about 20 %: well under 0.2;
+- brightness/contrast/white-balance edits of about 20 %: under 0.2 (the dev sets'
+  forest brightness edits: 0.17 to 0.28 from the original);
 - a greyscale copy of a colour photo: when either side ``is_greyscale`` only lightness
   is compared, the colour side through ``grey_l``, so the copy stays < 0.05: the
   verifier must still treat "one side is greyscale" as weaker evidence;
