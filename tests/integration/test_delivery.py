@@ -188,6 +188,11 @@ async def test_transient_failures_are_retried_not_dead_lettered(
     proc = start_module("tests.support.relay", env, log)
     try:
         ids = await wait_for_outputs(kafka, topic_out, n, proc, log)
+        base = f"http://127.0.0.1:{env['DEDUP_RELAY_HTTP_PORT']}"
+        async with aiohttp.ClientSession() as session:
+            for probe in ("healthz", "readyz"):
+                async with session.get(f"{base}/{probe}") as response:
+                    assert response.status == 200, probe
         assert stop(proc) == 0
     finally:
         if proc.poll() is None:

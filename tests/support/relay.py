@@ -7,7 +7,8 @@ prove the DLQ and the retry paths. Run it with `python -m tests.support.relay`.
 
 import asyncio
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 
 from dedup.errors import TransientError
 from dedup.runtime import Output, Stage, main
@@ -42,6 +43,10 @@ def relay_stage(settings: RelaySettings) -> Stage[BlobEvent]:
     return Stage("relay", BlobEvent, handle)
 
 
+@asynccontextmanager
+async def open_relay(settings: RelaySettings) -> AsyncIterator[Stage[BlobEvent]]:
+    yield relay_stage(settings)
+
+
 if __name__ == "__main__":
-    relay_settings = RelaySettings()
-    main(relay_stage(relay_settings), relay_settings)
+    main("relay", RelaySettings(), open_relay)

@@ -1,9 +1,10 @@
 """The stage runtime: the only package that imports aiokafka."""
 
 from dedup.runtime.kafka import Publisher, Record, ensure_topics, read_topic
-from dedup.runtime.stage import Output, Stage, StageRunner, main, serve
+from dedup.runtime.stage import OpenStage, Output, Stage, StageRunner, main, serve
 
 __all__ = [
+    "OpenStage",
     "Output",
     "Publisher",
     "Record",

@@ -23,8 +23,9 @@ import logging
 import signal
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
@@ -322,18 +323,42 @@ def request_stop_on_signals(stop: asyncio.Event) -> None:
         loop.add_signal_handler(sig, stop.set)
 
 
-async def serve(stage: Stage[In], settings: RuntimeSettings) -> None:
-    """Run a stage until SIGTERM: probes and metrics on the HTTP port, the loop on Kafka."""
-    runner = StageRunner(stage, settings)
-    request_stop_on_signals(runner.stop)
-    http = await serve_health(runner.health, settings.http_host, settings.http_port)
+S = TypeVar("S", bound=RuntimeSettings)
+# Builds a service's stage with its clients (Milvus, blob storage, Triton) and closes them.
+OpenStage = Callable[[S], AbstractAsyncContextManager[Stage[Any]]]
+
+
+async def serve(name: str, settings: S, open_stage: OpenStage[S]) -> None:
+    """Run a service until SIGTERM: probes and metrics first, then its stage on Kafka.
+
+    A dependency that is not reachable at start-up is waited for (readiness stays false)
+    rather than crashing the process into a restart loop.
+    """
+    health = Health()
+    stop = asyncio.Event()
+    request_stop_on_signals(stop)
+    http = await serve_health(health, settings.http_host, settings.http_port)
+    attempt = 0
     try:
-        await runner.run()
+        while not stop.is_set():
+            try:
+                async with open_stage(settings) as stage:
+                    await StageRunner(stage, settings, stop, health).run()
+                return
+            except TRANSIENT as error:
+                attempt += 1
+                health.detail = f"waiting for a dependency: {error}"
+                log.warning("cannot start yet: %s", error, extra={"attempt": attempt})
+                delay = backoff_seconds(
+                    attempt, settings.retry_backoff_seconds, settings.retry_backoff_max_seconds
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
     finally:
         await http.cleanup()
 
 
-def main(stage: Stage[In], settings: RuntimeSettings) -> None:
+def main(name: str, settings: S, open_stage: OpenStage[S]) -> None:
     """The entry point of a service's `__main__`."""
-    configure_logging(stage.name, settings.log_level)
-    asyncio.run(serve(stage, settings))
+    configure_logging(name, settings.log_level)
+    asyncio.run(serve(name, settings, open_stage))
