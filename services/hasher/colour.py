@@ -125,7 +125,7 @@ def _cell_mean(a: npt.NDArray[Any]) -> Grid:
 
 
 def colour_signature(rgb: npt.NDArray[np.uint8]) -> ColourSignature:
-    """The colour signature of an RGB uint8 image (any size; area-averaged to 64x64)."""
+    """The colour signature of an RGB uint8 image (any size; shrunk to 64x64 first)."""
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.size == 0:
         raise ValueError(f"expected a non-empty H x W x 3 image, got shape {rgb.shape}")
     small = area_resize(rgb, SAMPLE, SAMPLE)
@@ -135,14 +135,18 @@ def colour_signature(rgb: npt.NDArray[np.uint8]) -> ColourSignature:
     chroma = np.hypot(lab[..., 1], lab[..., 2])
     p99 = float(np.partition(chroma.ravel(), _P99)[_P99])
 
-    r, g, b = (small[..., i].astype(np.float32) for i in range(3))
+    r, g, b = small_f[..., 0], small_f[..., 1], small_f[..., 2]
     rg = r - g
     yb = 0.5 * (r + g) - b
-    colourfulness = float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean()))
+    # On 0..1 values, then scaled: every term is linear in the scale.
+    colourfulness = 255.0 * float(
+        np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean())
+    )
+    grid = _cell_mean(lab)
     return ColourSignature(
-        lab=_cell_mean(lab),
+        lab=grid,
         grey_l=_cell_mean(_srgb_to_l(luma)),
-        mean_lightness=float(lab[..., 0].mean()),
+        mean_lightness=float(grid[..., 0].mean()),  # equal cells: the mean of the means
         mean_chroma=float(chroma.mean()),
         p99_chroma=p99,
         colourfulness=colourfulness,
