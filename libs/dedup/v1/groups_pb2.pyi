@@ -121,6 +121,9 @@ class Candidate(_message.Message):
     REASON_FIELD_NUMBER: _builtins.int
     SCORES_FIELD_NUMBER: _builtins.int
     QUALITY_FIELD_NUMBER: _builtins.int
+    COLOUR_SIGNATURE_FIELD_NUMBER: _builtins.int
+    GREYSCALE_FIELD_NUMBER: _builtins.int
+    WORKING_COPY_URL_FIELD_NUMBER: _builtins.int
     image_id: _builtins.str
     blob_url: _builtins.str
     source: Global___CandidateSource.ValueType
@@ -129,6 +132,13 @@ class Candidate(_message.Message):
     """The stage that set the verdict and why, e.g. "verifier: colour distance 0.41 > 0.25"."""
     reason: _builtins.str
     quality: _builtins.float
+    colour_signature: _builtins.bytes
+    """Copied from the candidate's stored features by the stage that adds it (hasher,
+    embedder), so that later stages need no lookup: the verifier compares colour
+    signatures, the matcher reads the candidate's working copy.
+    """
+    greyscale: _builtins.bool
+    working_copy_url: _builtins.str
     @_builtins.property
     def scores(self) -> Global___Scores:
         """Scores, each added by the stage that computes it; absent means "not computed"."""
@@ -144,10 +154,13 @@ class Candidate(_message.Message):
         reason: _builtins.str = ...,
         scores: Global___Scores | None = ...,
         quality: _builtins.float = ...,
+        colour_signature: _builtins.bytes = ...,
+        greyscale: _builtins.bool = ...,
+        working_copy_url: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["scores", b"scores"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["blob_url", b"blob_url", "decided_by", b"decided_by", "image_id", b"image_id", "quality", b"quality", "reason", b"reason", "scores", b"scores", "source", b"source", "verdict", b"verdict"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["blob_url", b"blob_url", "colour_signature", b"colour_signature", "decided_by", b"decided_by", "greyscale", b"greyscale", "image_id", b"image_id", "quality", b"quality", "reason", b"reason", "scores", b"scores", "source", b"source", "verdict", b"verdict", "working_copy_url", b"working_copy_url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
