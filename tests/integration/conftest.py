@@ -5,6 +5,7 @@ otherwise they start it with `stack/up.sh` and stop it with `stack/down.sh` afte
 """
 
 import os
+import socket
 import subprocess
 import sys
 import uuid
@@ -54,6 +55,12 @@ def kafka() -> KafkaSettings:
 def run_id() -> str:
     """A fresh suffix so that every test has its own topics and consumer groups."""
     return uuid.uuid4().hex[:10]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def start_module(module: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:

@@ -3,7 +3,6 @@
 import asyncio
 import contextlib
 import signal
-import socket
 import subprocess
 import time
 from collections import Counter
@@ -17,13 +16,7 @@ from dedup.settings import KafkaSettings
 from dedup.topics import dead_letter
 from dedup.v1.events_pb2 import BlobEvent
 from dedup.v1.groups_pb2 import CandidateGroup
-from tests.integration.conftest import start_module
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.integration.conftest import free_port, start_module
 
 
 def relay_env(run_id: str, **extra: str) -> dict[str, str]:
