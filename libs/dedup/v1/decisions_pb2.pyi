@@ -75,6 +75,13 @@ class Decision(_message.Message):
     STATUS_FIELD_NUMBER: _builtins.int
     DECIDED_AT_FIELD_NUMBER: _builtins.int
     SIMILAR_FIELD_NUMBER: _builtins.int
+    CONTAINER_FIELD_NUMBER: _builtins.int
+    BLOB_NAME_FIELD_NUMBER: _builtins.int
+    WORKING_COPY_URL_FIELD_NUMBER: _builtins.int
+    WIDTH_FIELD_NUMBER: _builtins.int
+    HEIGHT_FIELD_NUMBER: _builtins.int
+    E_TAG_FIELD_NUMBER: _builtins.int
+    LINKS_FIELD_NUMBER: _builtins.int
     image_id: _builtins.str
     blob_url: _builtins.str
     kind: Global___DecisionKind.ValueType
@@ -86,6 +93,15 @@ class Decision(_message.Message):
     quality: _builtins.float
     size_bytes: _builtins.int
     status: _features_pb2.ImageStatus.ValueType
+    container: _builtins.str
+    """Where the image lives and what it looks like, carried so that every decision stands
+    alone (the report, `dedup act`): from the image's own CandidateGroup.
+    """
+    blob_name: _builtins.str
+    working_copy_url: _builtins.str
+    width: _builtins.int
+    height: _builtins.int
+    e_tag: _builtins.str
     @_builtins.property
     def evidence(self) -> _groups_pb2.Scores:
         """Why: the evidence that linked this image into its cluster, or the failure reason."""
@@ -95,6 +111,12 @@ class Decision(_message.Message):
     @_builtins.property
     def similar(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Images judged the same scene but another capture: reported, never merged."""
+
+    @_builtins.property
+    def links(self) -> _containers.RepeatedCompositeFieldContainer[Global___Link]:
+        """The ranker's state, so that it can rebuild its graph from this compacted topic at
+        start-up: the duplicates and similar images that this image's own group proved.
+        """
 
     def __init__(
         self,
@@ -111,11 +133,50 @@ class Decision(_message.Message):
         status: _features_pb2.ImageStatus.ValueType = ...,
         decided_at: _timestamp_pb2.Timestamp | None = ...,
         similar: _abc.Iterable[_builtins.str] | None = ...,
+        container: _builtins.str = ...,
+        blob_name: _builtins.str = ...,
+        working_copy_url: _builtins.str = ...,
+        width: _builtins.int = ...,
+        height: _builtins.int = ...,
+        e_tag: _builtins.str = ...,
+        links: _abc.Iterable[Global___Link] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["decided_at", b"decided_at", "evidence", b"evidence"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["blob_url", b"blob_url", "cluster_id", b"cluster_id", "decided_at", b"decided_at", "duplicate_of", b"duplicate_of", "evidence", b"evidence", "image_id", b"image_id", "kind", b"kind", "quality", b"quality", "reason", b"reason", "similar", b"similar", "size_bytes", b"size_bytes", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["blob_name", b"blob_name", "blob_url", b"blob_url", "cluster_id", b"cluster_id", "container", b"container", "decided_at", b"decided_at", "duplicate_of", b"duplicate_of", "e_tag", b"e_tag", "evidence", b"evidence", "height", b"height", "image_id", b"image_id", "kind", b"kind", "links", b"links", "quality", b"quality", "reason", b"reason", "similar", b"similar", "size_bytes", b"size_bytes", "status", b"status", "width", b"width", "working_copy_url", b"working_copy_url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Decision: _TypeAlias = Decision  # noqa: Y015
+
+@_typing.final
+class Link(_message.Message):
+    """One relation proved by the matcher in the group of the image whose decision carries it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IMAGE_ID_FIELD_NUMBER: _builtins.int
+    VERDICT_FIELD_NUMBER: _builtins.int
+    SCORES_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    image_id: _builtins.str
+    verdict: _groups_pb2.Verdict.ValueType
+    """DUPLICATE or SIMILAR"""
+    reason: _builtins.str
+    @_builtins.property
+    def scores(self) -> _groups_pb2.Scores: ...
+    def __init__(
+        self,
+        *,
+        image_id: _builtins.str = ...,
+        verdict: _groups_pb2.Verdict.ValueType = ...,
+        scores: _groups_pb2.Scores | None = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["scores", b"scores"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["image_id", b"image_id", "reason", b"reason", "scores", b"scores", "verdict", b"verdict"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Link: _TypeAlias = Link  # noqa: Y015
