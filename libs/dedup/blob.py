@@ -116,11 +116,32 @@ class BlobStore:
             )
         except (ServiceRequestError, ServiceResponseError) as error:
             raise TransientError(f"blob storage unreachable: {error}") from error
+        except HttpResponseError as error:
+            if _is_transient(error):
+                raise TransientError(f"blob storage: {error.message}") from error
+            raise
         return str(blob.url)
 
+    async def delete(self, container: str, name: str) -> None:
+        """Delete a blob; one that is already gone is not an error (idempotent)."""
+        blob = self._service.get_blob_client(container, name)
+        try:
+            await blob.delete_blob()
+        except ResourceNotFoundError:
+            return
+        except (ServiceRequestError, ServiceResponseError) as error:
+            raise TransientError(f"blob storage unreachable: {error}") from error
+        except HttpResponseError as error:
+            if _is_transient(error):
+                raise TransientError(f"blob storage: {error.message}") from error
+            raise
+
     async def ensure_container(self, container: str) -> None:
-        with contextlib.suppress(ResourceExistsError):
-            await self._service.create_container(container)
+        try:
+            with contextlib.suppress(ResourceExistsError):
+                await self._service.create_container(container)
+        except (ServiceRequestError, ServiceResponseError) as error:
+            raise TransientError(f"blob storage unreachable: {error}") from error
 
     async def list_pages(
         self, container: str, prefix: str | None = None, continuation: str | None = None

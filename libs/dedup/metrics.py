@@ -50,3 +50,16 @@ MILVUS_SECONDS = Histogram(
 MILVUS_ERRORS = Counter(
     "dedup_milvus_errors_total", "Failed Milvus calls", ["service", "operation"]
 )
+
+# Hasher: new images by outcome (ok, missing, corrupt, unsupported, too_large, bomb,
+# empty). Deletions are not counted: the "unreadable images" alert divides by this.
+IMAGES = Counter(
+    "dedup_images_total", "New images the hasher handled, by status", ["service", "status"]
+)
+
+# Ingest: storage events in, by what became of them.
+INGEST_EVENTS = Counter(
+    "dedup_ingest_events_total",
+    "Storage events read by ingest: published, filtered (out of scope) or invalid (to DLQ)",
+    ["service", "source", "outcome"],
+)

@@ -1,0 +1,71 @@
+"""`python -m services.hasher`: blob events in, candidate groups out."""
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from functools import partial
+
+from dedup import metrics
+from dedup.blob import BlobStore, open_service
+from dedup.runtime import Output, Stage, main
+from dedup.v1.events_pb2 import BlobEvent
+from dedup.v1.features_pb2 import ImageStatus
+from dedup.v1.groups_pb2 import CandidateGroup
+from dedup.vectors import open_milvus
+from services.hasher.features import extract
+from services.hasher.handler import STAGE, Hasher, HasherConfig
+from services.hasher.index import MilvusHashIndex
+from services.hasher.settings import HasherSettings
+
+
+def status_label(status: ImageStatus.ValueType) -> str:
+    """IMAGE_STATUS_TOO_LARGE -> too_large (the `status` label of dedup_images_total)."""
+    return ImageStatus.Name(status).removeprefix("IMAGE_STATUS_").lower()
+
+
+def count_images(outputs: Sequence[Output]) -> None:
+    for output in outputs:
+        if isinstance(output.message, CandidateGroup):
+            status = output.message.image.status
+            if status != ImageStatus.IMAGE_STATUS_DELETED:
+                metrics.IMAGES.labels(STAGE, status_label(status)).inc()
+
+
+@asynccontextmanager
+async def open_stage(settings: HasherSettings) -> AsyncIterator[Stage[BlobEvent]]:
+    milvus = open_milvus(settings)
+    try:
+        async with open_service(settings) as service:
+            blobs = BlobStore(service, STAGE)
+            await blobs.ensure_container(settings.working_container)
+            index = MilvusHashIndex(milvus, settings.collection, STAGE)
+            await index.ensure_collection()
+            hasher = Hasher(
+                blobs,
+                index,
+                partial(
+                    extract,
+                    working_side=settings.working_side,
+                    max_pixels=settings.max_pixels,
+                    max_bytes=settings.blob_max_download_bytes,
+                ),
+                HasherConfig(
+                    working_container=settings.working_container,
+                    max_download_bytes=settings.blob_max_download_bytes,
+                    pdq_radius=settings.pdq_radius,
+                    wavelet_radius=settings.wavelet_radius,
+                    max_candidates=settings.max_candidates,
+                ),
+            )
+
+            async def handle(event: BlobEvent) -> Sequence[Output]:
+                outputs = await hasher.handle(event)
+                count_images(outputs)
+                return outputs
+
+            yield Stage(STAGE, BlobEvent, handle)
+    finally:
+        await milvus.close()
+
+
+if __name__ == "__main__":
+    main(STAGE, HasherSettings(), open_stage)

@@ -1,0 +1,281 @@
+"""The hasher's logic: one BlobEvent in, one CandidateGroup out, for every image.
+
+BlobCreated (or a listing event): download the blob once, compute its features in a
+worker thread, store the working copy, index the hashes, then search the index (insert
+before search: two near-duplicates that arrive together still find each other) and
+publish the image with its candidates. An image that cannot be read still yields a
+group, with its status and reason, and leaves the index (an overwrite may have turned a
+good image into a broken one). BlobDeleted: the image leaves the index and the derived
+container, and a DELETED group tells the ranker to re-decide.
+
+Pure: the blob store, the index and the feature extractor are injected; no Kafka,
+environment or metrics here. Everything is keyed by image id, so redelivery repeats
+the same idempotent writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Final, Protocol
+
+from dedup.blob import BlobMissingError, BlobTooLargeError
+from dedup.errors import InvalidMessageError
+from dedup.events import BLOB_CREATED, BLOB_DELETED
+from dedup.runtime import Output
+from dedup.v1.events_pb2 import BlobEvent
+from dedup.v1.features_pb2 import ImageFeatures, ImageStatus, QualityParts
+from dedup.v1.groups_pb2 import (
+    Candidate,
+    CandidateGroup,
+    CandidateSource,
+    Scores,
+    Verdict,
+)
+from services.hasher.decode import DecodeError, DecodeErrorKind
+from services.hasher.features import Features
+from services.hasher.hashes import best_dihedral, hamming
+from services.hasher.index import HashIndex, IndexedImage
+
+STAGE: Final = "hasher"
+
+STATUS_OF_DECODE_ERROR: Final[dict[DecodeErrorKind, ImageStatus.ValueType]] = {
+    "corrupt": ImageStatus.IMAGE_STATUS_CORRUPT,
+    "unsupported": ImageStatus.IMAGE_STATUS_UNSUPPORTED,
+    "too_large": ImageStatus.IMAGE_STATUS_TOO_LARGE,
+    "bomb": ImageStatus.IMAGE_STATUS_BOMB,
+    "empty": ImageStatus.IMAGE_STATUS_EMPTY,
+}
+
+# INVERSE[i]: the index (into hashes.DIHEDRAL) of the transform that undoes transform i.
+# Quarter turns undo each other; a half turn, the flips and the two diagonal mirrors undo
+# themselves.
+INVERSE: Final = (0, 3, 2, 1, 4, 5, 6, 7)
+
+
+class Blobs(Protocol):
+    """The blob operations the hasher needs (dedup.blob.BlobStore has them)."""
+
+    async def download(self, container: str, name: str, max_bytes: int) -> bytes: ...
+
+    async def upload(
+        self, container: str, name: str, data: bytes, content_type: str = ...
+    ) -> str: ...
+
+    async def delete(self, container: str, name: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class HasherConfig:
+    working_container: str
+    max_download_bytes: int
+    pdq_radius: int
+    wavelet_radius: int
+    max_candidates: int
+
+
+class ImageFailed(Exception):
+    """The image cannot be processed; it flows on with this status and reason."""
+
+    def __init__(self, status: ImageStatus.ValueType, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def working_copy_name(image_id: str) -> str:
+    return f"{image_id}.jpg"
+
+
+def transform_of_candidate(query_variant: int) -> int:
+    """`Scores.pdq_transform` from the PDQ variant of the NEW image that matched.
+
+    Variant i is the new image turned by DIHEDRAL[i]; it matching the candidate means
+    candidate ~ turn_i(new), so new ~ turn_i^-1(candidate): the candidate turned by the
+    inverse of i looks like the new image (which is what colour_distance(new, candidate,
+    transform) and the matcher expect).
+    """
+    return INVERSE[query_variant]
+
+
+def score(
+    features: Features, stored: IndexedImage, config: HasherConfig
+) -> tuple[int, int, int] | None:
+    """(pdq distance, wavelet distance, pdq_transform), or None if outside both radii."""
+    variant, pdq_distance = best_dihedral(features.pdq, stored.pdq)
+    wavelet_distance = hamming(features.wavelet_hash, stored.wavelet)
+    if pdq_distance > config.pdq_radius and wavelet_distance > config.wavelet_radius:
+        return None
+    return pdq_distance, wavelet_distance, transform_of_candidate(variant)
+
+
+def candidates(
+    image_id: str, features: Features, stored: Sequence[IndexedImage], config: HasherConfig
+) -> list[Candidate]:
+    """The stored images within a radius, nearest first (ties by id: deterministic)."""
+    scored = []
+    for s in stored:
+        if s.image_id == image_id:
+            continue
+        distances = score(features, s, config)
+        if distances is not None:
+            scored.append((min(distances[0], distances[1]), s.image_id, s, distances))
+    scored.sort(key=lambda item: (item[0], item[1]))
+    return [
+        Candidate(
+            image_id=s.image_id,
+            blob_url=s.blob_url,
+            source=CandidateSource.CANDIDATE_SOURCE_HASH,
+            verdict=Verdict.VERDICT_PENDING,
+            scores=Scores(pdq_distance=pdq, wavelet_distance=wavelet, pdq_transform=transform),
+            quality=s.quality,
+            colour_signature=s.colour_signature,
+            greyscale=s.greyscale,
+            working_copy_url=s.working_copy_url,
+        )
+        for _, _, s, (pdq, wavelet, transform) in scored[: config.max_candidates]
+    ]
+
+
+def base_features(event: BlobEvent) -> ImageFeatures:
+    """What the event alone tells about the image."""
+    return ImageFeatures(
+        image_id=event.image_id,
+        blob_url=event.data.url,
+        e_tag=event.data.e_tag,
+        content_type=event.data.content_type,
+        size_bytes=event.data.content_length,
+    )
+
+
+def fill_features(
+    image: ImageFeatures, features: Features, size_bytes: int, working_copy_url: str
+) -> None:
+    d, q = features.decoded, features.quality
+    image.status = ImageStatus.IMAGE_STATUS_OK
+    image.size_bytes = size_bytes
+    image.width, image.height, image.format = d.width, d.height, d.format
+    image.wavelet_hash = features.wavelet_hash
+    image.pdq_hash = features.pdq.hash
+    image.pdq_quality = features.pdq.quality
+    image.colour_signature = features.colour.to_bytes()
+    image.greyscale = features.colour.is_greyscale
+    image.quality = q.score
+    image.quality_parts.CopyFrom(
+        QualityParts(
+            resolution=q.resolution,
+            sharpness=q.sharpness,
+            noise=q.noise,
+            jpeg_quality=q.jpeg_quality,
+            exposure=q.exposure,
+        )
+    )
+    image.working_copy_url = working_copy_url
+
+
+def indexed(image: ImageFeatures, features: Features) -> IndexedImage:
+    return IndexedImage(
+        image_id=image.image_id,
+        blob_url=image.blob_url,
+        e_tag=image.e_tag,
+        pdq=image.pdq_hash,
+        wavelet=image.wavelet_hash,
+        pdq_quality=image.pdq_quality,
+        quality=image.quality,
+        width=image.width,
+        height=image.height,
+        size_bytes=image.size_bytes,
+        colour_signature=image.colour_signature,
+        greyscale=image.greyscale,
+        working_copy_url=image.working_copy_url,
+    )
+
+
+class Hasher:
+    def __init__(
+        self,
+        blobs: Blobs,
+        index: HashIndex,
+        extract: Callable[[bytes], Features],
+        config: HasherConfig,
+    ) -> None:
+        self._blobs = blobs
+        self._index = index
+        self._extract = extract
+        self._config = config
+
+    async def handle(self, event: BlobEvent) -> Sequence[Output]:
+        if not event.container or not event.blob_name:
+            raise InvalidMessageError("a blob event needs a container and a blob name")
+        if event.event_type == BLOB_DELETED:
+            group = await self.deleted(event)
+        elif event.event_type == BLOB_CREATED:
+            group = await self.created(event)
+        else:
+            raise InvalidMessageError(f"unexpected event type {event.event_type!r}")
+        return [Output(event.image_id, group)]
+
+    async def created(self, event: BlobEvent) -> CandidateGroup:
+        image = base_features(event)
+        group = CandidateGroup(image_id=event.image_id, event=event, stages=[STAGE])
+        try:
+            data = await self._download(event)
+            features = await self._features(data)
+        except ImageFailed as failure:
+            image.status, image.reason = failure.status, failure.reason
+            await self._forget(event.image_id)  # an overwrite may have broken a good image
+            group.image.CopyFrom(image)
+            return group
+        url = await self._blobs.upload(
+            self._config.working_container,
+            working_copy_name(event.image_id),
+            features.working_copy,
+            "image/jpeg",
+        )
+        fill_features(image, features, len(data), url)
+        await self._index.upsert(indexed(image, features))
+        c = self._config
+        near = await self._index.near(
+            features.pdq.dihedral,
+            features.wavelet_hash,
+            pdq_radius=c.pdq_radius,
+            wavelet_radius=c.wavelet_radius,
+            limit=c.max_candidates,
+        )
+        group.image.CopyFrom(image)
+        group.candidates.extend(candidates(event.image_id, features, near, c))
+        return group
+
+    async def deleted(self, event: BlobEvent) -> CandidateGroup:
+        await self._forget(event.image_id)
+        image = base_features(event)
+        image.status = ImageStatus.IMAGE_STATUS_DELETED
+        image.reason = "the blob was deleted"
+        return CandidateGroup(image_id=event.image_id, image=image, event=event, stages=[STAGE])
+
+    async def _download(self, event: BlobEvent) -> bytes:
+        limit = self._config.max_download_bytes
+        if event.data.content_length > limit:
+            raise ImageFailed(
+                ImageStatus.IMAGE_STATUS_TOO_LARGE,
+                f"{event.data.content_length} bytes is over the download limit of {limit}",
+            )
+        try:
+            return await self._blobs.download(event.container, event.blob_name, limit)
+        except BlobMissingError as error:
+            raise ImageFailed(ImageStatus.IMAGE_STATUS_MISSING, str(error)) from error
+        except BlobTooLargeError as error:
+            raise ImageFailed(ImageStatus.IMAGE_STATUS_TOO_LARGE, str(error)) from error
+
+    async def _features(self, data: bytes) -> Features:
+        try:
+            # CPU-bound (decode, hashes, encode), mostly outside the GIL: a worker thread,
+            # as many at once as the runtime's concurrency lets handlers run.
+            return await asyncio.to_thread(self._extract, data)
+        except DecodeError as error:
+            raise ImageFailed(STATUS_OF_DECODE_ERROR[error.kind], str(error)) from error
+
+    async def _forget(self, image_id: str) -> None:
+        await self._index.delete(image_id)
+        await self._blobs.delete(self._config.working_container, working_copy_name(image_id))

@@ -1,0 +1,198 @@
+"""The hash index: one Milvus record per readable image, searched by Hamming distance.
+
+One collection holds both hashes as 256-bit BINARY_VECTOR fields (BIN_FLAT, HAMMING:
+exact, which at 32 bytes a hash is ~100 MB per 3M images per field) and what later stages
+need about a candidate (blob URL, quality, colour signature, working copy URL), so that a
+search answers everything in one round trip.
+
+Milvus Lite cannot return vector fields from a search, so each hash is also kept as hex
+in a VARCHAR: the handler then computes both distances of every candidate exactly (a
+candidate found by PDQ gets its wavelet distance too, and the reverse).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from pymilvus import AsyncMilvusClient, DataType
+
+from dedup.vectors import timed
+
+HASH_BITS = 256
+MAX_URL = 4096
+# A hex colour signature: services/hasher/colour.py's SIGNATURE_BYTES (280) x 2, with room.
+MAX_COLOUR_HEX = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class IndexedImage:
+    """What the index stores about one image (and returns about a candidate)."""
+
+    image_id: str
+    blob_url: str
+    e_tag: str
+    pdq: bytes
+    wavelet: bytes
+    pdq_quality: int
+    quality: float
+    width: int
+    height: int
+    size_bytes: int
+    colour_signature: bytes
+    greyscale: bool
+    working_copy_url: str
+
+
+class HashIndex(Protocol):
+    async def upsert(self, image: IndexedImage) -> None:
+        """Add or replace (same image id) one record; visible to the next search."""
+
+    async def near(
+        self,
+        pdq_variants: Sequence[bytes],
+        wavelet: bytes,
+        *,
+        pdq_radius: int,
+        wavelet_radius: int,
+        limit: int,
+    ) -> list[IndexedImage]:
+        """Stored images within `pdq_radius` of any PDQ variant or `wavelet_radius` of the
+        wavelet hash (at most `limit` per query vector, nearest first; may include the
+        query image itself, and a few beyond the radii: the caller scores them)."""
+
+    async def delete(self, image_id: str) -> None:
+        """Remove the record, if any (idempotent)."""
+
+
+_SCALARS: tuple[tuple[str, DataType, dict[str, Any]], ...] = (
+    ("blob_url", DataType.VARCHAR, {"max_length": MAX_URL}),
+    ("e_tag", DataType.VARCHAR, {"max_length": 256}),
+    ("pdq_hex", DataType.VARCHAR, {"max_length": HASH_BITS // 4}),
+    ("wavelet_hex", DataType.VARCHAR, {"max_length": HASH_BITS // 4}),
+    ("pdq_quality", DataType.INT32, {}),
+    ("quality", DataType.FLOAT, {}),
+    ("width", DataType.INT32, {}),
+    ("height", DataType.INT32, {}),
+    ("size_bytes", DataType.INT64, {}),
+    ("colour_signature", DataType.VARCHAR, {"max_length": MAX_COLOUR_HEX}),
+    ("greyscale", DataType.BOOL, {}),
+    ("working_copy_url", DataType.VARCHAR, {"max_length": MAX_URL}),
+)
+OUTPUT_FIELDS = [name for name, _, _ in _SCALARS]
+
+
+def to_row(image: IndexedImage) -> dict[str, Any]:
+    return {
+        "id": image.image_id,
+        "pdq": image.pdq,
+        "wavelet": image.wavelet,
+        "blob_url": image.blob_url[:MAX_URL],
+        "e_tag": image.e_tag[:256],
+        "pdq_hex": image.pdq.hex(),
+        "wavelet_hex": image.wavelet.hex(),
+        "pdq_quality": image.pdq_quality,
+        "quality": image.quality,
+        "width": image.width,
+        "height": image.height,
+        "size_bytes": image.size_bytes,
+        "colour_signature": image.colour_signature.hex(),
+        "greyscale": image.greyscale,
+        "working_copy_url": image.working_copy_url[:MAX_URL],
+    }
+
+
+def from_hit(image_id: str, entity: dict[str, Any]) -> IndexedImage:
+    return IndexedImage(
+        image_id=image_id,
+        blob_url=str(entity["blob_url"]),
+        e_tag=str(entity["e_tag"]),
+        pdq=bytes.fromhex(entity["pdq_hex"]),
+        wavelet=bytes.fromhex(entity["wavelet_hex"]),
+        pdq_quality=int(entity["pdq_quality"]),
+        quality=float(entity["quality"]),
+        width=int(entity["width"]),
+        height=int(entity["height"]),
+        size_bytes=int(entity["size_bytes"]),
+        colour_signature=bytes.fromhex(entity["colour_signature"]),
+        greyscale=bool(entity["greyscale"]),
+        working_copy_url=str(entity["working_copy_url"]),
+    )
+
+
+class MilvusHashIndex:
+    """`HashIndex` on a Milvus collection (created at start-up if missing)."""
+
+    def __init__(self, client: AsyncMilvusClient, collection: str, service: str = "hasher"):
+        self._client = client
+        self._collection = collection
+        self._service = service
+
+    async def ensure_collection(self) -> None:
+        """Create the collection and its indexes (a no-op when it exists) and load it."""
+        schema = self._client.create_schema(auto_id=False)
+        schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=64)
+        schema.add_field("pdq", DataType.BINARY_VECTOR, dim=HASH_BITS)
+        schema.add_field("wavelet", DataType.BINARY_VECTOR, dim=HASH_BITS)
+        for name, kind, params in _SCALARS:
+            schema.add_field(name, kind, **params)
+        index = self._client.prepare_index_params()
+        index.add_index("pdq", index_type="BIN_FLAT", metric_type="HAMMING")
+        index.add_index("wavelet", index_type="BIN_FLAT", metric_type="HAMMING")
+        await timed(
+            self._service,
+            "create_collection",
+            self._client.create_collection(self._collection, schema=schema, index_params=index),
+        )
+        await timed(self._service, "load", self._client.load_collection(self._collection))
+
+    async def upsert(self, image: IndexedImage) -> None:
+        await timed(self._service, "upsert", self._client.upsert(self._collection, [to_row(image)]))
+
+    async def delete(self, image_id: str) -> None:
+        await timed(self._service, "delete", self._client.delete(self._collection, ids=[image_id]))
+
+    async def near(
+        self,
+        pdq_variants: Sequence[bytes],
+        wavelet: bytes,
+        *,
+        pdq_radius: int,
+        wavelet_radius: int,
+        limit: int,
+    ) -> list[IndexedImage]:
+        # The 8 PDQ variants in one call (8 query vectors), the wavelet hash in another,
+        # both at once. Strong consistency: a record upserted a moment ago by this or
+        # another replica is seen, so two near-duplicates arriving together still meet.
+        by_pdq, by_wavelet = await asyncio.gather(
+            self._search("pdq", list(pdq_variants), pdq_radius, limit),
+            self._search("wavelet", [wavelet], wavelet_radius, limit),
+        )
+        found: dict[str, IndexedImage] = {}
+        for hits in (*by_pdq, *by_wavelet):
+            for hit in hits:
+                if hit["id"] not in found:
+                    found[hit["id"]] = from_hit(hit["id"], hit["entity"])
+        return list(found.values())
+
+    async def _search(
+        self, field: str, vectors: list[bytes], radius: int, limit: int
+    ) -> list[list[dict[str, Any]]]:
+        result = await timed(
+            self._service,
+            "search",
+            self._client.search(
+                self._collection,
+                data=vectors,
+                anns_field=field,
+                # +1: the query image itself may take a place (the caller drops it).
+                limit=limit + 1,
+                output_fields=OUTPUT_FIELDS,
+                # A range search; Milvus's radius is exclusive for HAMMING.
+                search_params={"metric_type": "HAMMING", "params": {"radius": radius + 1}},
+                consistency_level="Strong",
+            ),
+        )
+        return [list(hits) for hits in result]
