@@ -1,0 +1,379 @@
+"""The ranker's pure core: duplicate clusters over proven edges, the kept copy, decisions.
+
+The model is a graph. Its edges are the relations each image's own group proved: a
+candidate the matcher judged DUPLICATE links two images into one cluster, one judged
+SIMILAR (another shot of the same scene) is only reported, never merged; REJECTED and
+PENDING candidates are ignored. An edge exists while either endpoint's latest group
+proves it. A cluster is a connected component of DUPLICATE edges over the *active*
+images (read, or known only as someone's candidate so far); unreadable and deleted
+images are never in a cluster.
+
+Everything a decision says is a function of that graph and of each image's own
+features, never of the order things arrived in:
+- cluster id: the smallest image id of the cluster;
+- kept copy: the highest quality, then more pixels, then the larger file, then the
+  smallest image id;
+- evidence of a duplicate: the edge towards the kept copy on the breadth-first tree
+  from the kept copy (neighbours visited in id order).
+Redelivering a group replaces that image's edges with the same edges, so it changes
+nothing. A deleted image drops every edge it has and refuses new ones while it stays
+deleted (a later BlobCreated revives it), so a deletion and a late group proving an
+edge to the deleted image commute.
+
+State per image is the decision last published for it (serialised, without its time),
+which carries the image's own links: exactly what the compacted decisions topic holds,
+so `restore` rebuilds the same graph after a restart. Only images with links (a small
+fraction) have adjacency entries besides.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from dedup.errors import InvalidMessageError
+from dedup.v1.decisions_pb2 import Decision, DecisionKind, Link
+from dedup.v1.features_pb2 import ImageStatus
+from dedup.v1.groups_pb2 import Candidate, CandidateGroup, Verdict
+
+OK = ImageStatus.IMAGE_STATUS_OK
+UNSEEN = ImageStatus.IMAGE_STATUS_UNSPECIFIED  # known only as a candidate of another image
+DELETED = ImageStatus.IMAGE_STATUS_DELETED
+DUPLICATE = Verdict.VERDICT_DUPLICATE
+SIMILAR = Verdict.VERDICT_SIMILAR
+
+KEEP = DecisionKind.DECISION_KIND_KEEP
+DUPLICATE_OF = DecisionKind.DECISION_KIND_DUPLICATE
+UNIQUE = DecisionKind.DECISION_KIND_UNIQUE
+UNREADABLE = DecisionKind.DECISION_KIND_UNREADABLE
+GONE = DecisionKind.DECISION_KIND_DELETED
+
+# Fields the ranker computes; everything else on a decision describes the image.
+Computed = Literal[
+    "kind", "cluster_id", "duplicate_of", "evidence", "similar", "links", "decided_at"
+]
+COMPUTED: tuple[Computed, ...] = (
+    "kind",
+    "cluster_id",
+    "duplicate_of",
+    "evidence",
+    "similar",
+    "links",
+    "decided_at",
+)
+
+
+@dataclass
+class Outcome:
+    """What one group changed: the decisions to publish and what metrics want to know."""
+
+    decisions: list[Decision] = field(default_factory=list)
+    # Size of every duplicate cluster re-decided (2 or more images).
+    cluster_sizes: list[int] = field(default_factory=list)
+    # Images whose decision became DUPLICATE now (they were not one before).
+    new_duplicates: int = 0
+
+
+def rank_key(d: Decision) -> tuple[float, int, int, str]:
+    """Sort key whose smallest element is the copy to keep."""
+    quality = d.quality if not math.isnan(d.quality) else -math.inf
+    return (-quality, -(d.width * d.height), -d.size_bytes, d.image_id)
+
+
+def links_of(group: CandidateGroup) -> list[Link]:
+    """The DUPLICATE and SIMILAR relations a group proves, one per candidate, by id."""
+    best: dict[str, Link] = {}
+    for c in group.candidates:
+        if c.verdict not in (DUPLICATE, SIMILAR) or not c.image_id or c.image_id == group.image_id:
+            continue
+        if c.image_id in best and best[c.image_id].verdict == DUPLICATE:
+            continue  # a candidate listed twice: DUPLICATE wins, then the first one
+        if c.image_id in best and c.verdict != DUPLICATE:
+            continue
+        best[c.image_id] = Link(
+            image_id=c.image_id, verdict=c.verdict, scores=c.scores, reason=_why(c)
+        )
+    return [best[k] for k in sorted(best)]
+
+
+def _why(c: Candidate) -> str:
+    return ": ".join(part for part in (c.decided_by, c.reason) if part)
+
+
+def describe(group: CandidateGroup) -> Decision:
+    """The descriptive part of an image's decision, from its own group."""
+    image, event = group.image, group.event
+    status = image.status or OK
+    return Decision(
+        image_id=group.image_id,
+        blob_url=image.blob_url or event.data.url,
+        container=event.container,
+        blob_name=event.blob_name,
+        working_copy_url=image.working_copy_url,
+        width=image.width,
+        height=image.height,
+        size_bytes=image.size_bytes or event.data.content_length,
+        quality=image.quality,
+        status=status,
+        reason=image.reason,
+        e_tag=image.e_tag or event.data.e_tag,
+    )
+
+
+def unseen(c: Candidate) -> Decision:
+    """What a candidate tells of an image whose own group has not reached the ranker yet."""
+    return Decision(
+        image_id=c.image_id,
+        blob_url=c.blob_url,
+        working_copy_url=c.working_copy_url,
+        quality=c.quality,
+        status=UNSEEN,
+    )
+
+
+def card(decision: Decision) -> bytes:
+    """A decision as the ranker remembers it: serialised, without the time it was made."""
+    copy = Decision()
+    copy.CopyFrom(decision)
+    copy.ClearField("decided_at")
+    return copy.SerializeToString(deterministic=True)
+
+
+def is_active(d: Decision) -> bool:
+    return d.status in (OK, UNSEEN)
+
+
+class Ranker:
+    """The only writer of cluster membership; see the module docstring."""
+
+    def __init__(self) -> None:
+        self._cards: dict[str, bytes] = {}
+        # Images that are never in a cluster: unreadable or deleted (a small set).
+        self._inactive: set[str] = set()
+        self._deleted: set[str] = set()
+        # Links proved by each image's own group (only images that have any).
+        self._links: dict[str, tuple[Link, ...]] = {}
+        # Undirected adjacency built from every image's links (only images that have any).
+        self._adjacent: dict[int, dict[str, set[str]]] = {DUPLICATE: {}, SIMILAR: {}}
+
+    def __len__(self) -> int:
+        return len(self._cards)
+
+    @property
+    def linked(self) -> int:
+        """Images with at least one DUPLICATE or SIMILAR edge."""
+        return len(self._adjacent[DUPLICATE].keys() | self._adjacent[SIMILAR].keys())
+
+    def decision(self, image_id: str) -> Decision | None:
+        """The decision last published for an image (without its time)."""
+        data = self._cards.get(image_id)
+        return Decision.FromString(data) if data is not None else None
+
+    # --- restart ---------------------------------------------------------------------
+
+    def restore(self, decisions: Iterable[Decision]) -> Outcome:
+        """Rebuild from the latest decision of every image (the compacted topic).
+
+        Returns the decisions to publish again where a crash left the topic half-written
+        (one image's decision landed, a neighbour's did not): the images around a link
+        to a since-deleted image, or to an image with no decision at all.
+        """
+        for d in decisions:
+            self._remember(d)
+            if d.links:
+                self._links[d.image_id] = tuple(d.links)
+        repair: set[str] = set()
+        for source, links in list(self._links.items()):
+            for link in links:
+                target = link.image_id
+                if target not in self._cards:
+                    self._remember(Decision(image_id=target, status=UNSEEN))
+                    repair |= {source, target}
+            kept = [k for k in links if k.image_id not in self._deleted]
+            if len(kept) != len(links):
+                repair |= {source} | {k.image_id for k in links}
+            self._set_links(source, kept)
+        return self._decide(self._region(repair)) if repair else Outcome()
+
+    # --- one group ---------------------------------------------------------------------
+
+    def handle(self, group: CandidateGroup) -> Outcome:
+        """Take in one image's group; return the decisions that changed (its own always)."""
+        x = group.image_id
+        if not x:
+            raise InvalidMessageError("CandidateGroup without image_id")
+        incoming = [] if group.image.status not in (UNSEEN, OK) else links_of(group)
+        seeds = {x} | self._neighbours(x) | {k.image_id for k in incoming}
+        before = self._region(seeds)
+        self._absorb(group, incoming)
+        return self._decide(before | self._region(seeds), always=x)
+
+    def _absorb(self, group: CandidateGroup, incoming: Sequence[Link]) -> None:
+        x = group.image_id
+        old = self.decision(x)
+        new = describe(group)
+        if new.status == DELETED:
+            if old is not None:  # keep what we knew of the blob, for the report
+                old.status, old.reason = DELETED, new.reason or "blob deleted"
+                new = old
+            elif not new.reason:
+                new.reason = "blob deleted"
+            self._cut(x)
+            self._remember(new)
+            return
+        if old is not None and old.e_tag and new.e_tag and old.e_tag != new.e_tag:
+            # New content under the same name: what others proved about the old is void.
+            self._cut(x)
+        self._remember(new)
+        for c in group.candidates:
+            if c.image_id not in self._cards and any(k.image_id == c.image_id for k in incoming):
+                self._remember(unseen(c))
+        self._set_links(x, [k for k in incoming if k.image_id not in self._deleted])
+
+    def _remember(self, d: Decision) -> None:
+        self._cards[d.image_id] = card(d)
+        if is_active(d):
+            self._inactive.discard(d.image_id)
+        else:
+            self._inactive.add(d.image_id)
+        if d.status == DELETED:
+            self._deleted.add(d.image_id)
+        else:
+            self._deleted.discard(d.image_id)
+
+    # --- the graph ---------------------------------------------------------------------
+
+    def _own(self, image_id: str) -> tuple[Link, ...]:
+        return self._links.get(image_id, ())
+
+    def _neighbours(self, image_id: str) -> set[str]:
+        return {n for adjacency in self._adjacent.values() for n in adjacency.get(image_id, ())}
+
+    def _set_links(self, source: str, links: Sequence[Link]) -> None:
+        """Replace the links `source` proved, and the adjacency that follows from them."""
+        old = self._links.pop(source, ())
+        if links:
+            self._links[source] = tuple(sorted(links, key=lambda k: k.image_id))
+        for target in {k.image_id for k in old} | {k.image_id for k in links}:
+            self._refresh_edge(source, target)
+
+    def _refresh_edge(self, a: str, b: str) -> None:
+        verdicts = {k.verdict for k in self._own(a) if k.image_id == b}
+        verdicts |= {k.verdict for k in self._own(b) if k.image_id == a}
+        for verdict, adjacency in self._adjacent.items():
+            for one, other in ((a, b), (b, a)):
+                if verdict in verdicts:
+                    adjacency.setdefault(one, set()).add(other)
+                elif one in adjacency:
+                    adjacency[one].discard(other)
+                    if not adjacency[one]:
+                        del adjacency[one]
+
+    def _cut(self, x: str) -> None:
+        """Drop every edge of `x`: its own links and the links others proved to it."""
+        neighbours = self._neighbours(x)
+        self._set_links(x, ())
+        for n in neighbours:
+            self._set_links(n, [k for k in self._own(n) if k.image_id != x])
+
+    def _component(self, start: str) -> set[str]:
+        """The cluster of an active image: DUPLICATE edges over active images."""
+        seen, todo = {start}, [start]
+        duplicates = self._adjacent[DUPLICATE]
+        while todo:
+            for n in duplicates.get(todo.pop(), ()):
+                if n not in seen and n not in self._inactive:
+                    seen.add(n)
+                    todo.append(n)
+        return seen
+
+    def _region(self, seeds: Iterable[str]) -> set[str]:
+        """The seeds and the clusters of those that are active."""
+        region: set[str] = set()
+        for s in seeds:
+            if s in region or s not in self._cards:
+                continue
+            region |= {s} if s in self._inactive else self._component(s)
+        return region
+
+    def _evidence(self, a: str, b: str) -> Link:
+        """The DUPLICATE link between a and b: a's own if it has one, else b's."""
+        for source, target in sorted(((a, b), (b, a))):
+            for k in self._own(source):
+                if k.image_id == target and k.verdict == DUPLICATE:
+                    return k
+        raise AssertionError(f"no DUPLICATE edge between {a} and {b}")
+
+    # --- decisions ---------------------------------------------------------------------
+
+    def _decide(self, affected: set[str], always: str | None = None) -> Outcome:
+        outcome = Outcome()
+        views = {i: Decision.FromString(self._cards[i]) for i in affected}
+        done: set[str] = set()
+        for i in sorted(affected):
+            if i in done:
+                continue
+            cluster = {i} if i in self._inactive else self._component(i)
+            done |= cluster
+            decided = self._decide_cluster(cluster, views)
+            if len(cluster) > 1:
+                outcome.cluster_sizes.append(len(cluster))
+            for d in decided:
+                before = views[d.image_id]
+                if before.kind != DUPLICATE_OF and d.kind == DUPLICATE_OF:
+                    outcome.new_duplicates += 1
+                data = card(d)
+                if data != self._cards[d.image_id] or d.image_id == always:
+                    self._cards[d.image_id] = data
+                    outcome.decisions.append(d)
+        return outcome
+
+    def _decide_cluster(self, cluster: set[str], views: dict[str, Decision]) -> list[Decision]:
+        members = {i: views[i] for i in cluster}
+        if len(members) == 1:
+            (only,) = members.values()
+            kind = UNIQUE if is_active(only) else GONE if only.status == DELETED else UNREADABLE
+            return [self._fill(only, kind, cluster)]
+        kept = min(members.values(), key=rank_key).image_id
+        cluster_id = min(cluster)
+        out = [self._fill(members[kept], KEEP, cluster, cluster_id=cluster_id)]
+        out[0].reason = f"kept: the best of {len(cluster)} copies"
+        for node, parent in self._tree(kept, cluster):
+            link = self._evidence(node, parent)
+            d = self._fill(members[node], DUPLICATE_OF, cluster, cluster_id=cluster_id)
+            d.duplicate_of = kept
+            d.evidence.CopyFrom(link.scores)
+            d.reason = link.reason if parent == kept else f"via {parent}: {link.reason}"
+            out.append(d)
+        return out
+
+    def _tree(self, root: str, cluster: set[str]) -> list[tuple[str, str]]:
+        """(node, parent) of a breadth-first tree over the cluster, neighbours in id order."""
+        pairs, seen, queue = [], {root}, deque([root])
+        while queue:
+            parent = queue.popleft()
+            for n in sorted(self._adjacent[DUPLICATE].get(parent, set()) & cluster):
+                if n not in seen:
+                    seen.add(n)
+                    pairs.append((n, parent))
+                    queue.append(n)
+        return pairs
+
+    def _fill(
+        self, view: Decision, kind: DecisionKind.ValueType, cluster: set[str], cluster_id: str = ""
+    ) -> Decision:
+        d = Decision()
+        d.CopyFrom(view)
+        for name in COMPUTED:
+            d.ClearField(name)
+        d.kind = kind
+        d.cluster_id = cluster_id
+        if kind in (KEEP, DUPLICATE_OF, UNIQUE):
+            d.reason = ""
+        similar = self._adjacent[SIMILAR].get(d.image_id, set()) - cluster - self._inactive
+        d.similar.extend(sorted(similar))
+        d.links.extend(self._own(d.image_id))
+        return d
