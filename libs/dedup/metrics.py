@@ -63,3 +63,21 @@ INGEST_EVENTS = Counter(
     "Storage events read by ingest: published, filtered (out of scope) or invalid (to DLQ)",
     ["service", "source", "outcome"],
 )
+
+# Ranker: what it decided. A "duplicate found" is an image whose decision became DUPLICATE.
+DUPLICATES_FOUND = Counter(
+    "dedup_duplicates_found_total",
+    "Images the ranker put into a cluster as a lesser copy",
+    ["service"],
+)
+CLUSTER_SIZE = Histogram(
+    "dedup_cluster_size",
+    "Images in each duplicate cluster the ranker re-decided",
+    ["service"],
+    buckets=(2, 3, 4, 5, 8, 12, 20, 50, 100, 500, 1000, 10000),
+)
+DECISIONS = Counter(
+    "dedup_decisions_total",
+    "Decisions published: keep, duplicate, unique, unreadable, deleted",
+    ["service", "decision"],
+)
