@@ -218,6 +218,7 @@ class Ranker:
         if new.status == DELETED:
             if old is not None:  # keep what we knew of the blob, for the report
                 old.status, old.reason = DELETED, new.reason or "blob deleted"
+                old.ClearField("working_copy_url")  # the hasher deletes the working copy
                 new = old
             elif not new.reason:
                 new.reason = "blob deleted"

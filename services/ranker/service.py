@@ -1,0 +1,112 @@
+"""The ranker as a service: its state rebuilt from the decisions topic, metrics, the stage.
+
+The decision logic is in `clusters` (pure); this module does the I/O around it.
+"""
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Final
+
+from google.protobuf.message import DecodeError
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from dedup import metrics
+from dedup.errors import TransientError
+from dedup.runtime import Output, Publisher, Stage, read_topic
+from dedup.runtime.kafka import KafkaError
+from dedup.v1.decisions_pb2 import Decision, DecisionKind
+from dedup.v1.groups_pb2 import CandidateGroup
+from services.ranker.clusters import Outcome, Ranker
+from services.ranker.settings import RankerSettings
+
+STAGE: Final = "ranker"
+
+log = logging.getLogger(__name__)
+
+
+def decision_label(kind: DecisionKind.ValueType) -> str:
+    """DECISION_KIND_DUPLICATE -> duplicate (the `decision` label of dedup_decisions_total)."""
+    return DecisionKind.Name(kind).removeprefix("DECISION_KIND_").lower()
+
+
+def now() -> Timestamp:
+    stamp = Timestamp()
+    stamp.GetCurrentTime()
+    return stamp
+
+
+def publishable(outcome: Outcome, decided_at: Timestamp) -> list[Output]:
+    """Stamp the decisions, count them, and key each one by its image id."""
+    for d in outcome.decisions:
+        d.decided_at.CopyFrom(decided_at)
+        metrics.DECISIONS.labels(STAGE, decision_label(d.kind)).inc()
+    metrics.DUPLICATES_FOUND.labels(STAGE).inc(outcome.new_duplicates)
+    for size in outcome.cluster_sizes:
+        metrics.CLUSTER_SIZE.labels(STAGE).observe(size)
+    return [Output(d.image_id, d) for d in outcome.decisions]
+
+
+def ranker_stage(ranker: Ranker, clock: Callable[[], Timestamp] = now) -> Stage[CandidateGroup]:
+    async def handle(group: CandidateGroup) -> Sequence[Output]:
+        # No await before the state changes: one group at a time, in the order delivered.
+        return publishable(ranker.handle(group), clock())
+
+    return Stage(STAGE, CandidateGroup, handle)
+
+
+async def latest_decisions(settings: RankerSettings) -> dict[str, bytes]:
+    """The latest decision of every image in the decisions topic (compacted or not yet),
+    serialised: bytes hold a decision in a third of the memory of a parsed message."""
+    latest: dict[str, bytes] = {}
+    async for record in read_topic(
+        settings, settings.output_topic, idle_seconds=settings.restore_idle_seconds
+    ):
+        # Records of one key share a partition, read in offset order: the last one wins.
+        if record.value:
+            latest[record.key] = record.value
+        else:  # a Kafka tombstone: the key was removed on purpose
+            latest.pop(record.key, None)
+    return latest
+
+
+def parsed(latest: dict[str, bytes]) -> Iterator[Decision]:
+    """Parse and forget, one at a time, so that the raw copy does not double the peak."""
+    while latest:
+        key, value = latest.popitem()
+        try:
+            yield Decision.FromString(value)
+        except DecodeError:
+            log.warning("skipping an unparseable decision", extra={"image_id": key})
+
+
+async def restore(settings: RankerSettings, ranker: Ranker) -> None:
+    """Rebuild the graph from the decisions topic; republish what a crash left half-done."""
+    started = time.perf_counter()
+    try:
+        decisions = await latest_decisions(settings)
+        repair = ranker.restore(parsed(decisions))
+        del decisions
+        if repair.decisions:
+            async with Publisher(settings) as publisher:
+                for output in publishable(repair, now()):
+                    await publisher.publish(settings.output_topic, output.key, output.message)
+    except KafkaError as error:
+        raise TransientError(f"cannot read the decisions topic: {error}") from error
+    log.info(
+        "restored %d images (%d linked) from %s in %.1f s; %d decisions republished",
+        len(ranker),
+        ranker.linked,
+        settings.output_topic,
+        time.perf_counter() - started,
+        len(repair.decisions),
+        extra={"topic": settings.output_topic},
+    )
+
+
+@asynccontextmanager
+async def open_stage(settings: RankerSettings) -> AsyncIterator[Stage[CandidateGroup]]:
+    ranker = Ranker()
+    await restore(settings, ranker)
+    yield ranker_stage(ranker)

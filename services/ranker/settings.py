@@ -1,0 +1,20 @@
+"""The ranker's settings: environment variables DEDUP_RANKER_*."""
+
+from pydantic import Field
+
+from dedup import topics
+from dedup.settings import RuntimeSettings, service_config
+
+
+class RankerSettings(RuntimeSettings):
+    model_config = service_config("ranker")
+
+    input_topic: str = topics.MATCHED
+    # Also the ranker's state: read back in full at start-up (see services/ranker/README.md).
+    output_topic: str = topics.DECISIONS
+    http_port: int = 9105
+    # One graph, changed by one group at a time in input order: handling is in memory and
+    # takes microseconds, so concurrency would buy nothing and cost the ordering.
+    concurrency: int = Field(1, ge=1, le=1)
+    # The start-up read of the decisions topic ends once the topic is this quiet.
+    restore_idle_seconds: float = Field(1.0, gt=0)
