@@ -7,14 +7,19 @@ understands: a missing blob is a fact about the image, an unreachable service is
 transient.
 """
 
+import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlsplit
 
+from azure.core import MatchConditions
 from azure.core.exceptions import (
     HttpResponseError,
     ResourceExistsError,
+    ResourceModifiedError,
     ResourceNotFoundError,
     ServiceRequestError,
     ServiceResponseError,
@@ -53,6 +58,55 @@ class BlobMissingError(Exception):
 
 class BlobTooLargeError(Exception):
     """The blob is over the download size limit; it is not read."""
+
+
+class BlobChangedError(Exception):
+    """The blob is not the version the caller names (its ETag changed): nothing was done."""
+
+
+def quoted_etag(etag: str) -> str:
+    """ETags as HTTP wants them: Event Grid sends `0x8D...`, the SDK returns `"0x8D..."`."""
+    return etag if etag.startswith('"') else f'"{etag}"'
+
+
+def split_blob_url(account_url: str, url: str) -> tuple[str, str] | None:
+    """(container, blob name) of a blob URL in the account at `account_url`, else None."""
+    base, target = urlsplit(account_url), urlsplit(url)
+    if (base.scheme, base.netloc) != (target.scheme, target.netloc):
+        return None
+    prefix = base.path.rstrip("/") + "/"
+    if not target.path.startswith(prefix):
+        return None
+    container, _, name = target.path[len(prefix) :].partition("/")
+    return (container, unquote(name)) if container and name else None
+
+
+def _if_match(prefix: str, etag: str | None) -> dict[str, Any]:
+    """The SDK's conditional-request keywords; none at all when there is no ETag (it
+    passes keywords it does not use, None or not, on to the HTTP transport)."""
+    if not etag:
+        return {}
+    return {
+        f"{prefix}etag": quoted_etag(etag),
+        f"{prefix}match_condition": MatchConditions.IfNotModified,
+    }
+
+
+@contextlib.contextmanager
+def _mapped_errors(container: str, name: str) -> Iterator[None]:
+    """Azure's exceptions as dedup's: missing, changed, transient (or raised as they are)."""
+    try:
+        yield
+    except ResourceNotFoundError as error:
+        raise BlobMissingError(f"{container}/{name} not found") from error
+    except ResourceModifiedError as error:
+        raise BlobChangedError(f"{container}/{name} changed: {error.message}") from error
+    except (ServiceRequestError, ServiceResponseError) as error:
+        raise TransientError(f"blob storage unreachable: {error}") from error
+    except HttpResponseError as error:
+        if _is_transient(error):
+            raise TransientError(f"blob storage: {error.message}") from error
+        raise
 
 
 @dataclass(frozen=True)
@@ -122,19 +176,72 @@ class BlobStore:
             raise
         return str(blob.url)
 
-    async def delete(self, container: str, name: str) -> None:
-        """Delete a blob; one that is already gone is not an error (idempotent)."""
+    async def delete(self, container: str, name: str, if_match: str | None = None) -> None:
+        """Delete a blob; one that is already gone is not an error (idempotent).
+
+        With `if_match` (an ETag), only that version: BlobChangedError if it changed.
+        """
         blob = self._service.get_blob_client(container, name)
         try:
-            await blob.delete_blob()
+            await blob.delete_blob(**_if_match("", if_match))
         except ResourceNotFoundError:
             return
+        except ResourceModifiedError as error:
+            raise BlobChangedError(f"{container}/{name} changed: {error.message}") from error
         except (ServiceRequestError, ServiceResponseError) as error:
             raise TransientError(f"blob storage unreachable: {error}") from error
         except HttpResponseError as error:
             if _is_transient(error):
                 raise TransientError(f"blob storage: {error.message}") from error
             raise
+
+    def locate(self, url: str) -> tuple[str, str] | None:
+        """(container, blob name) of a blob URL in this account, else None."""
+        return split_blob_url(str(self._service.url), url)
+
+    async def get_tags(self, container: str, name: str) -> dict[str, str]:
+        blob = self._service.get_blob_client(container, name)
+        with _mapped_errors(container, name):
+            return dict(await blob.get_blob_tags())
+
+    async def set_tags(self, container: str, name: str, tags: Mapping[str, str]) -> None:
+        """Add or update blob index tags, keeping the blob's other tags (at most 10 in all)."""
+        blob = self._service.get_blob_client(container, name)
+        with _mapped_errors(container, name):
+            current = dict(await blob.get_blob_tags())
+            if any(current.get(k) != v for k, v in tags.items()):
+                await blob.set_blob_tags(current | dict(tags))
+
+    async def copy(
+        self,
+        source: tuple[str, str],
+        target: tuple[str, str],
+        *,
+        if_match: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        timeout_seconds: float = 300,
+    ) -> str:
+        """Server-side copy of (container, name) to (container, name); waits until done.
+
+        With `if_match` (an ETag), only that version of the source: BlobChangedError if
+        it changed. Returns the URL of the copy.
+        """
+        src = self._service.get_blob_client(*source)
+        dst = self._service.get_blob_client(*target)
+        with _mapped_errors(*source):
+            await dst.start_copy_from_url(
+                src.url, metadata=dict(metadata or {}), **_if_match("source_", if_match)
+            )
+        deadline = time.monotonic() + timeout_seconds
+        with _mapped_errors(*target):
+            # Within one account a copy is usually done at once; across, it may take a while.
+            while (status := (await dst.get_blob_properties()).copy.status) == "pending":
+                if time.monotonic() > deadline:
+                    raise TransientError(f"copy to {target[0]}/{target[1]} still pending")
+                await asyncio.sleep(1)
+        if status not in (None, "success"):
+            raise RuntimeError(f"copy to {target[0]}/{target[1]} ended {status}")
+        return str(dst.url)
 
     async def ensure_container(self, container: str) -> None:
         try:
