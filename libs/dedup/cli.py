@@ -7,6 +7,7 @@ from importlib import import_module
 # Sub-command -> module with a `main(args) -> int`; imported only when used.
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("dedup.demo", "upload generated photos and run the pipeline on the local stack"),
+    "ingest": ("services.ingest.cli", "blob events into Kafka: eventhub, backfill or watch"),
 }
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from dedup import topics
 from dedup.blob import BlobSettings, BlobStore, open_service
-from dedup.events import created_from_listing
+from dedup.listing import Source, WatchState, poll
 from dedup.pipeline import PIPELINE, StageInfo
 from dedup.runtime.kafka import Publisher, read_topic
 from dedup.settings import KafkaSettings, service_config
@@ -58,17 +58,18 @@ def _content_type(name: str) -> str:
     return {"jpg": "image/jpeg", "png": "image/png", "webp": "image/webp"}.get(ext, "")
 
 
-async def publish_events(
-    store: BlobStore, kafka: KafkaSettings, account_url: str, container: str, prefix: str
-) -> set[str]:
-    ids = set()
+async def publish_events(store: BlobStore, kafka: KafkaSettings, source: Source) -> set[str]:
+    """One pass of `dedup ingest watch` over the uploaded prefix: the same code path."""
+    ids: set[str] = set()
     async with Publisher(kafka) as publisher:
-        await publisher.ensure_topics([topics.BLOB_EVENTS])
-        async for page, _ in store.list_pages(container, prefix=f"{prefix}/"):
-            for blob in page:
-                event = created_from_listing(ACCOUNT, account_url, container, blob)
-                await publisher.publish(topics.BLOB_EVENTS, event.image_id, event)
-                ids.add(event.image_id)
+        await publisher.ensure_topics([source.topic])
+        await poll(
+            store,
+            publisher,
+            source,
+            WatchState(source.container, source.prefix),
+            on_event=lambda event: ids.add(event.image_id),
+        )
     return ids
 
 
@@ -108,7 +109,14 @@ async def run_demo(options: DemoOptions) -> int:
         store = BlobStore(service, "demo")
         count = await upload_samples(store, options, prefix)
         say(f"1. uploaded {count} images to Azurite: {options.container}/{prefix}/")
-        ids = await publish_events(store, kafka, service.url, options.container, prefix)
+        source = Source(
+            account=service.account_name or ACCOUNT,
+            account_url=service.url,
+            container=options.container,
+            topic=topics.BLOB_EVENTS,
+            prefix=f"{prefix}/",
+        )
+        ids = await publish_events(store, kafka, source)
     say(f"2. published {len(ids)} BlobCreated events to {topics.BLOB_EVENTS}")
     events = await keys_in(kafka, topics.BLOB_EVENTS, ids)
     say(f"   read back from Kafka: {len(events)}/{len(ids)}")
