@@ -8,6 +8,8 @@ from importlib import import_module
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("dedup.demo", "upload generated photos and run the pipeline on the local stack"),
     "ingest": ("services.ingest.cli", "blob events into Kafka: eventhub, backfill or watch"),
+    "report": ("dedup.report.cli", "the decisions as JSON, CSV and an HTML gallery"),
+    "act": ("dedup.actions", "tag duplicates or move them to a quarantine (dry-run by default)"),
 }
 
 

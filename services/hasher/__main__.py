@@ -30,8 +30,16 @@ def count_images(outputs: Sequence[Output]) -> None:
                 metrics.IMAGES.labels(STAGE, status_label(status)).inc()
 
 
+def export_image_counts() -> None:
+    """Every status at 0 from the start: rates and the alert's ratio exist at once."""
+    for status in ImageStatus.values():
+        if status not in (ImageStatus.IMAGE_STATUS_UNSPECIFIED, ImageStatus.IMAGE_STATUS_DELETED):
+            metrics.IMAGES.labels(STAGE, status_label(status))
+
+
 @asynccontextmanager
 async def open_stage(settings: HasherSettings) -> AsyncIterator[Stage[BlobEvent]]:
+    export_image_counts()
     milvus = open_milvus(settings)
     try:
         async with open_service(settings) as service:
