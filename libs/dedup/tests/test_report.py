@@ -1,0 +1,200 @@
+"""The report's pure part: rows, totals, JSON, CSV and the gallery (escaped)."""
+
+import base64
+import csv
+import io
+import json
+
+from PIL import Image
+
+from dedup.report import gallery, model
+from dedup.v1.decisions_pb2 import Decision, DecisionKind
+from dedup.v1.features_pb2 import ImageStatus
+from dedup.v1.groups_pb2 import Scores
+
+K = DecisionKind
+EVIL = "<script>alert(1)</script>\"onerror=alert(2) x='.jpg"
+
+
+def decision(image_id: str, kind: "K.ValueType", **fields: object) -> Decision:
+    d = Decision(
+        image_id=image_id,
+        kind=kind,
+        container="uploads",
+        blob_name=f"{image_id}.jpg",
+        blob_url=f"http://blob/uploads/{image_id}.jpg",
+        working_copy_url=f"http://blob/derived/{image_id}.jpg",
+        status=ImageStatus.IMAGE_STATUS_OK,
+        size_bytes=1000,
+        width=640,
+        height=480,
+        quality=0.5,
+    )
+    for name, value in fields.items():
+        if name == "evidence":
+            assert isinstance(value, Scores)
+            d.evidence.CopyFrom(value)
+        elif name == "similar":
+            assert isinstance(value, list)
+            d.similar.extend(value)
+        else:
+            setattr(d, name, value)
+    return d
+
+
+DECISIONS = [
+    decision("b", K.DECISION_KIND_KEEP, cluster_id="a", quality=0.9),
+    decision(
+        "a",
+        K.DECISION_KIND_DUPLICATE,
+        cluster_id="a",
+        duplicate_of="b",
+        size_bytes=700,
+        evidence=Scores(inliers=120, aligned_residual=0.02, pdq_distance=4),
+        reason="matcher: 120 inliers",
+    ),
+    decision("c", K.DECISION_KIND_DUPLICATE, cluster_id="a", duplicate_of="b", size_bytes=300),
+    decision("d", K.DECISION_KIND_UNIQUE, similar=["e"]),
+    decision("e", K.DECISION_KIND_UNIQUE, similar=["d"]),
+    decision(
+        "f",
+        K.DECISION_KIND_UNREADABLE,
+        status=ImageStatus.IMAGE_STATUS_CORRUPT,
+        reason="truncated",
+    ),
+    decision("g", K.DECISION_KIND_DELETED, status=ImageStatus.IMAGE_STATUS_DELETED),
+]
+
+
+def test_rows_put_each_cluster_together_with_its_kept_copy_first() -> None:
+    rows = model.rows(DECISIONS)
+    assert [(r.image_id, r.cluster, r.decision, r.keep) for r in rows] == [
+        ("b", "a", "keep", True),
+        ("a", "a", "duplicate", False),
+        ("c", "a", "duplicate", False),
+        ("d", "d", "unique", True),
+        ("e", "e", "unique", True),
+        ("f", "f", "unreadable", True),
+        ("g", "g", "deleted", False),
+    ]
+    a = rows[1]
+    assert a.scores == {
+        "pdq_distance": 4,
+        "inliers": 120,
+        "aligned_residual": a.scores["aligned_residual"],
+    }
+    assert (a.duplicate_of, a.reason, a.name, a.status) == (
+        "b",
+        "matcher: 120 inliers",
+        "uploads/a.jpg",
+        "ok",
+    )
+    assert rows[5].status == "corrupt"
+
+
+def test_totals_count_images_clusters_duplicates_and_bytes_freed() -> None:
+    t = model.totals(model.rows(DECISIONS))
+    assert t == model.Totals(
+        images=6, clusters=1, duplicates=2, unique=2, unreadable=1, deleted=1, bytes_freed=1000
+    )
+
+
+def test_json_has_totals_and_every_image() -> None:
+    report = json.loads(model.to_json(model.rows(DECISIONS)))
+    assert report["totals"]["bytes_freed"] == 1000
+    assert [i["image_id"] for i in report["images"]] == list("bacdefg")
+    first = report["images"][0]
+    assert {"path", "cluster", "keep", "status", "reason", "quality", "scores", "name"} <= set(
+        first
+    )
+    assert report["images"][3]["similar"] == ["e"]
+
+
+def test_csv_has_a_row_per_image_and_defuses_formulas() -> None:
+    rows = model.rows(
+        [*DECISIONS, decision("h", K.DECISION_KIND_UNIQUE, blob_name="=cmd|'/c calc'!A1")]
+    )
+    table = list(csv.DictReader(io.StringIO(model.to_csv(rows))))
+    assert len(table) == 8
+    assert table[1]["inliers"] == "120" and table[1]["keep"] == "false"
+    assert next(r for r in table if r["image_id"] == "h")["path"] == "'=cmd|'/c calc'!A1"
+
+
+def test_the_gallery_marks_the_kept_copy_and_shows_the_cluster_side_by_side() -> None:
+    rows = model.rows(DECISIONS)
+    page = gallery.render(rows, {"b": "data:image/jpeg;base64,AAAA"})
+    assert page.count('<section class="cluster">') == 1
+    assert page.count('<figure class="kept"') == 1
+    assert 'src="data:image/jpeg;base64,AAAA"' in page
+    assert "Similar, not merged" in page and "Unreadable" in page and "truncated" in page
+    assert "1.0 KB" in page  # bytes to free
+
+
+def test_every_name_reason_and_url_in_the_gallery_is_escaped() -> None:
+    evil = [
+        decision("x", K.DECISION_KIND_KEEP, cluster_id="x", blob_name=EVIL, reason=EVIL),
+        decision(
+            "y",
+            K.DECISION_KIND_DUPLICATE,
+            cluster_id="x",
+            duplicate_of="x",
+            container=EVIL,
+            blob_name=EVIL,
+            blob_url='http://blob/"><script>alert(3)</script>',
+            reason=EVIL,
+        ),
+        decision("z", K.DECISION_KIND_UNREADABLE, blob_name=EVIL, reason=EVIL),
+    ]
+    page = gallery.render(
+        model.rows(evil),
+        {"x": "javascript:alert(4)", "y": 'http://blob/x.jpg" onerror="alert(5)'},
+        title=EVIL,
+        source=EVIL,
+    )
+    assert "<script>" not in page
+    assert '"onerror' not in page and "javascript:" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;&quot;onerror=alert(2) x=&#x27;.jpg" in page
+    assert 'src="http://blob/x.jpg&quot; onerror=&quot;alert(5)"' in page  # inert: one URL
+
+
+def test_only_our_data_uris_and_http_urls_are_image_sources() -> None:
+    assert gallery.safe_src("data:image/jpeg;base64,AAAA")
+    assert gallery.safe_src("https://acct.blob.core.windows.net/c/x.jpg")
+    for bad in ("javascript:alert(1)", "data:text/html,<script>", "file:///etc/passwd", "", None):
+        assert gallery.safe_src(bad) is None
+
+
+def test_thumbnails_are_small_jpeg_data_uris() -> None:
+    out = io.BytesIO()
+    Image.new("RGB", (512, 384), (200, 30, 30)).save(out, "JPEG")
+    uri = gallery.thumbnail_data_uri(out.getvalue())
+    assert uri is not None and uri.startswith(gallery.DATA_URI_PREFIX)
+    data = base64.b64decode(uri.removeprefix(gallery.DATA_URI_PREFIX))
+    with Image.open(io.BytesIO(data)) as small:
+        assert max(small.size) <= gallery.THUMBNAIL_SIDE and small.format == "JPEG"
+    assert gallery.thumbnail_data_uri(b"not an image") is None
+
+
+def test_the_gallery_shows_the_clusters_with_most_to_free_first_up_to_a_limit() -> None:
+    many = [
+        d
+        for k in range(5)
+        for d in (
+            decision(f"k{k}", K.DECISION_KIND_KEEP, cluster_id=f"c{k}"),
+            decision(f"d{k}", K.DECISION_KIND_DUPLICATE, cluster_id=f"c{k}", size_bytes=10 * k),
+        )
+    ]
+    rows = model.rows(many)
+    assert [c.id for c in model.clusters(rows)] == ["c4", "c3", "c2", "c1", "c0"]
+    page = gallery.render(rows, {}, max_clusters=2)
+    assert page.count('<section class="cluster">') == 2 and "3 more clusters" in page
+    assert [r.image_id for r in gallery.shown_images(rows, 2)] == ["k4", "d4", "k3", "d3"]
+
+
+def test_human_bytes() -> None:
+    assert [gallery.human_bytes(n) for n in (999, 1500, 2_000_000, 3 * 10**15)] == [
+        "999 B",
+        "1.5 KB",
+        "2.0 MB",
+        "3000.0 TB",
+    ]
