@@ -1,0 +1,21 @@
+"""The verifier's settings: environment variables DEDUP_VERIFIER_*."""
+
+from pydantic import Field
+
+from dedup import topics
+from dedup.settings import RuntimeSettings, service_config
+
+
+class VerifierSettings(RuntimeSettings):
+    model_config = service_config("verifier")
+
+    input_topic: str = topics.HASHED
+    output_topic: str = topics.VERIFIED
+    http_port: int = 9102
+
+    # The colour policy (services/verifier/colour_check.py; chosen on data with
+    # bench/verifier_eval.py): a candidate is rejected only when its lightness layout is
+    # inverted or unrelated (correlation below the first) AND its colours are far apart
+    # (distance above the second).
+    min_lightness_correlation: float = Field(0.0, ge=-1.0, le=1.0)
+    max_colour_distance: float = Field(0.25, ge=0.0, le=1.0)
