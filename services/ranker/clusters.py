@@ -142,6 +142,11 @@ def card(decision: Decision) -> bytes:
     return copy.SerializeToString(deterministic=True)
 
 
+def bare(etag: str) -> str:
+    """An ETag without its quotes: Event Grid sends `0x8D..`, a listing `"0x8D.."`."""
+    return etag.strip('"')
+
+
 def is_active(d: Decision) -> bool:
     return d.status in (OK, UNSEEN)
 
@@ -225,7 +230,7 @@ class Ranker:
             self._cut(x)
             self._remember(new)
             return
-        if old is not None and old.e_tag and new.e_tag and old.e_tag != new.e_tag:
+        if old is not None and old.e_tag and new.e_tag and bare(old.e_tag) != bare(new.e_tag):
             # New content under the same name: what others proved about the old is void.
             self._cut(x)
         self._remember(new)

@@ -137,6 +137,13 @@ def test_new_content_under_the_same_name_voids_what_others_proved() -> None:
     assert not topic.latest["b"].links
 
 
+def test_the_same_etag_quoted_or_not_is_the_same_content() -> None:
+    # A back-fill (listing: quoted) and a live event (Event Grid: bare) of the same blob.
+    ranker, topic = feed(group(A, e_tag='"0x8D1"'), group(B, [(A, DUP)]))
+    topic.publish(ranker.handle(group(A, e_tag="0x8D1")))
+    assert kinds(topic)["a"] == (DUPLICATE, "a", "b")
+
+
 def test_unreadable_images_get_their_status_and_reason() -> None:
     bad = group(A, status=ImageStatus.IMAGE_STATUS_CORRUPT, reason="truncated JPEG")
     _, topic = feed(bad)
