@@ -81,3 +81,12 @@ DECISIONS = Counter(
     "Decisions published: keep, duplicate, unique, unreadable, deleted",
     ["service", "decision"],
 )
+
+# Embedder: calls to the Triton inference server (one per batch of images).
+TRITON_SECONDS = Histogram(
+    "dedup_triton_request_seconds",
+    "Triton inference call latency (one call embeds a batch of images)",
+    ["service", "model"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+TRITON_ERRORS = Counter("dedup_triton_errors_total", "Failed Triton calls", ["service"])
