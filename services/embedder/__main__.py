@@ -1,0 +1,74 @@
+"""`python -m services.embedder`: candidate groups in, groups with embedding evidence out."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from tritonclient.grpc.aio import InferenceServerClient
+
+from dedup.blob import BlobStore, open_service
+from dedup.runtime import Stage, main
+from dedup.v1.groups_pb2 import CandidateGroup
+from dedup.vectors import open_milvus
+from services.embedder.handler import STAGE, Embedder, EmbedderConfig, Thresholds
+from services.embedder.index import MilvusEmbeddingIndex, index_config
+from services.embedder.inference import TritonEmbedder
+from services.embedder.settings import EmbedderSettings
+
+
+@asynccontextmanager
+async def open_stage(settings: EmbedderSettings) -> AsyncIterator[Stage[CandidateGroup]]:
+    triton = InferenceServerClient(settings.triton_url)
+    milvus = open_milvus(settings)
+    try:
+        async with open_service(settings) as service:
+            model = TritonEmbedder(
+                triton,
+                settings.triton_model,
+                service=STAGE,
+                timeout_seconds=settings.triton_timeout_seconds,
+                batch_size=settings.triton_batch_size,
+                batch_delay_seconds=settings.triton_batch_delay_seconds,
+            )
+            # The input size and the embedding dimension come from the model itself; a
+            # Triton that is not up yet is waited for (TransientError) by the runtime.
+            info = await model.describe()
+            index = MilvusEmbeddingIndex(
+                milvus,
+                settings.collection,
+                info.dim,
+                index_config(
+                    settings.index_type,
+                    nlist=settings.ivf_nlist,
+                    nprobe=settings.ivf_nprobe,
+                    m=settings.hnsw_m,
+                    ef_construction=settings.hnsw_ef_construction,
+                    ef=settings.hnsw_ef,
+                ),
+                service=STAGE,
+                batch_size=settings.milvus_batch_size,
+                batch_delay_seconds=settings.milvus_batch_delay_seconds,
+            )
+            await index.ensure_collection()
+            embedder = Embedder(
+                BlobStore(service, STAGE),
+                model.embed,
+                index,
+                EmbedderConfig(
+                    side=info.side,
+                    neighbours=settings.neighbours,
+                    thresholds=Thresholds(settings.add_threshold, settings.drop_threshold),
+                    max_download_bytes=settings.working_copy_max_bytes,
+                ),
+            )
+            try:
+                yield Stage(STAGE, CandidateGroup, embedder.handle)
+            finally:
+                await model.aclose()
+                await index.aclose()
+    finally:
+        await milvus.close()
+        await triton.close()
+
+
+if __name__ == "__main__":
+    main(STAGE, EmbedderSettings(), open_stage)
