@@ -1,0 +1,386 @@
+"""Geometric proof on two working copies: local features, ratio test, RANSAC, residual.
+
+All of it is CPU work on small images (the working copies are <= 512 px); the handler
+runs it in a thread.
+
+1. **Local features** (ORB by default, SIFT as a setting) on the grey working copy.
+   ORB's descriptors are rotation invariant, so turned copies match as they are; they
+   are not mirror invariant, so the candidate is also matched as a mirror image
+   (its features are computed once more on the flipped copy and mapped back into the
+   candidate's own coordinates). Working copies smaller than ``min_side`` are enlarged
+   first: ORB's 31-px patches find almost nothing in a 128-px thumbnail.
+2. **Ratio test** (Lowe): a match counts only if its best descriptor distance is
+   clearly below the second best.
+3. **RANSAC** with a full 2-D affine transform (``cv2.estimateAffine2D``, 6 degrees of
+   freedom). Every edit that makes a copy (resize, also to another aspect ratio; crop;
+   border or letterbox; rotation; flip) is an affine map of the pixel grid, so the
+   affine model loses nothing on copies; a homography (8 DoF) would also fit a flat
+   subject photographed from another angle, and a similarity (4 DoF) misses squashed
+   copies ("square 512x512" of a 3:2 photo). The transform must keep its orientation
+   (or reverse it, for the mirrored set) and stay within sane scales.
+4. **Refinement**: ECC (``cv2.findTransformECC``) polishes the RANSAC transform to
+   sub-pixel accuracy on the pixels themselves (keypoints are only as precise as their
+   pyramid level; on fine texture half a pixel already shows in the residual).
+5. **Residual after alignment**: the candidate is warped onto the new image and both
+   are compared window by window (windows of about 1/32 of the image): zero-mean
+   normalised cross-correlation of the grey levels after a 3x3 median (impulse noise),
+   a blur to the coarser of the two images' own resolutions (a thumbnail enlarged 3x is
+   compared at its own detail), a further blur of the sharper image until both have as
+   much fine detail (blurred, sharpened, noisy copies), and the removal of each
+   window's best-fitting plane (a smooth shading gradient proves nothing). Windows with
+   too little texture left are skipped. Each window normalises itself, so brightness,
+   contrast, gamma, greyscale and most colour edits leave a copy's windows correlated
+   (~1). Another shot of the same scene (a burst, a stereo pair, another angle) is not
+   one affine map away: parallax, motion and perspective leave many windows misaligned
+   even when RANSAC finds many inliers on one plane. ``aligned_residual`` is a high
+   percentile (``residual_quantile``, 80 %) of ``(1 - correlation) / 2`` over the
+   windows: an overlay or caption spoils only a few windows, below the percentile,
+   while another shot spoils a large part. An inverted design (light/dark) correlates
+   negatively (and rarely matches at all: ORB's tests flip with the contrast).
+
+The numbers behind the defaults: bench/matcher_eval.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Final
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+Grey = npt.NDArray[np.uint8]
+Points = npt.NDArray[np.float32]
+
+# Extra blur (sigmas, in pixels) tried on the sharper image to match the softer one, and
+# how much sharper it may stay.
+EXTRA_BLUR: Final = (0.75, 1.0, 1.5, 2.0, 3.0, 4.0)
+SHARPNESS_TOLERANCE: Final = 1.25
+# Windows are at least this many pixels, and about 1/WINDOWS_ACROSS of the longer side.
+MIN_WINDOW: Final = 8
+WINDOWS_ACROSS: Final = 32
+
+
+class Detector(StrEnum):
+    ORB = "orb"
+    SIFT = "sift"
+
+
+@dataclass(frozen=True, slots=True)
+class MatchParams:
+    detector: Detector = Detector.ORB
+    max_features: int = 1000
+    # Working copies with a longer side below this are enlarged before detection.
+    min_side: int = 384
+    ratio: float = 0.8
+    # In pixels of the new image's (possibly enlarged) working copy.
+    ransac_threshold: float = 4.0
+    ransac_iterations: int = 2000
+    ransac_confidence: float = 0.995
+    # Area scale (|det|) and anisotropy (singular value ratio) a copy's transform may have.
+    max_area_scale: float = 64.0
+    max_anisotropy: float = 3.0
+    # Residual: blur before comparing, minimum texture of a window, the percentile taken.
+    blur_sigma: float = 1.5
+    min_window_std: float = 4.0
+    residual_quantile: float = 0.8
+    min_windows: int = 6
+    refine: bool = True
+
+
+# eq=False: it holds numpy arrays, whose == is element-wise.
+@dataclass(frozen=True, slots=True, eq=False)
+class KeypointSet:
+    points: Points  # N x 2 (x, y) in the image's own (possibly enlarged) pixels
+    descriptors: npt.NDArray[Any] | None  # N x 32 uint8 (ORB) or N x 128 float32 (SIFT)
+
+    @property
+    def nbytes(self) -> int:
+        return self.points.nbytes + (0 if self.descriptors is None else self.descriptors.nbytes)
+
+    def __len__(self) -> int:
+        return len(self.points)
+
+
+@dataclass(frozen=True, eq=False, slots=True)
+class ImageView:
+    """What matching needs of one working copy; computed once and cached by image id."""
+
+    grey: Grey  # the grey working copy, enlarged to at least min_side
+    scale: float  # grey's size / the working copy's size
+    plain: KeypointSet
+    # The features of the mirrored copy, in this image's own coordinates.
+    mirrored: KeypointSet
+
+    @property
+    def nbytes(self) -> int:
+        return self.grey.nbytes + self.plain.nbytes + self.mirrored.nbytes
+
+
+@dataclass(frozen=True, slots=True)
+class MatchResult:
+    matches: int  # after the ratio test
+    inliers: int
+    inlier_ratio: float  # inliers / matches
+    mirrored: bool
+    # (1 - correlation) / 2 after alignment, 0 = identical; None: no transform or too
+    # little texture to judge.
+    residual: float | None
+    # 2x3 affine map from the candidate's pixels to the new image's pixels.
+    transform: tuple[tuple[float, float, float], tuple[float, float, float]] | None = None
+    windows: int = 0  # textured windows the residual was measured on
+    window_residuals: npt.NDArray[np.float32] | None = field(default=None, repr=False)
+
+
+def decode_grey(data: bytes) -> Grey:
+    """The grey levels of an encoded working copy; raises ValueError if it does not decode."""
+    grey = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
+    if grey is None or grey.size == 0:
+        raise ValueError("the working copy does not decode")
+    return np.asarray(grey, dtype=np.uint8)
+
+
+def _detector(params: MatchParams) -> cv2.Feature2D:
+    if params.detector is Detector.SIFT:
+        return cv2.SIFT.create(nfeatures=params.max_features)
+    # A low FAST threshold: blurred or low-contrast copies still get corners.
+    return cv2.ORB.create(nfeatures=params.max_features, fastThreshold=10)
+
+
+def _keypoints(grey: Grey, params: MatchParams) -> KeypointSet:
+    keypoints, descriptors = _detector(params).detectAndCompute(grey, None)
+    if descriptors is None or not keypoints:
+        return KeypointSet(np.zeros((0, 2), np.float32), None)
+    points = np.array([k.pt for k in keypoints], dtype=np.float32).reshape(-1, 2)
+    return KeypointSet(points, descriptors)
+
+
+def view_of(grey: Grey, params: MatchParams) -> ImageView:
+    """Enlarge a small working copy; compute its features, as it is and mirrored."""
+    h, w = grey.shape
+    longer = max(h, w)
+    scale = 1.0
+    if longer < params.min_side:
+        scale = params.min_side / longer
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        grey = np.asarray(cv2.resize(grey, size, interpolation=cv2.INTER_CUBIC), np.uint8)
+    flipped = _keypoints(np.ascontiguousarray(grey[:, ::-1]), params)
+    points = flipped.points.copy()
+    points[:, 0] = (grey.shape[1] - 1) - points[:, 0]
+    return ImageView(
+        grey=grey,
+        scale=scale,
+        plain=_keypoints(grey, params),
+        mirrored=KeypointSet(points, flipped.descriptors),
+    )
+
+
+def view_of_bytes(data: bytes, params: MatchParams) -> ImageView:
+    """``view_of`` an encoded working copy; raises ValueError if it does not decode."""
+    return view_of(decode_grey(data), params)
+
+
+def _ratio_matches(query: KeypointSet, train: KeypointSet, params: MatchParams) -> list[Any]:
+    if query.descriptors is None or train.descriptors is None or len(train) < 2:
+        return []
+    norm = cv2.NORM_L2 if params.detector is Detector.SIFT else cv2.NORM_HAMMING
+    pairs = cv2.BFMatcher(norm).knnMatch(query.descriptors, train.descriptors, k=2)
+    return [p[0] for p in pairs if len(p) == 2 and p[0].distance < params.ratio * p[1].distance]
+
+
+def _sane(transform: npt.NDArray[np.float64], mirrored: bool, params: MatchParams) -> bool:
+    if not np.isfinite(transform).all():
+        return False
+    linear = transform[:, :2]
+    det = float(np.linalg.det(linear))
+    if (det < 0) != mirrored or det == 0:
+        return False
+    singular = np.linalg.svd(linear, compute_uv=False)
+    area = abs(det)
+    return (
+        1 / params.max_area_scale <= area <= params.max_area_scale
+        and singular[0] <= params.max_anisotropy * singular[1]
+    )
+
+
+def _estimate(
+    new: ImageView, candidate: KeypointSet, mirrored: bool, params: MatchParams
+) -> tuple[int, int, npt.NDArray[np.float64] | None]:
+    """(matches, inliers, transform) of one orientation of the candidate."""
+    matches = _ratio_matches(new.plain, candidate, params)
+    if len(matches) < 3:
+        return len(matches), 0, None
+    dst = new.plain.points[[m.queryIdx for m in matches]]
+    src = candidate.points[[m.trainIdx for m in matches]]
+    transform, mask = cv2.estimateAffine2D(
+        src,
+        dst,
+        method=cv2.RANSAC,
+        ransacReprojThreshold=params.ransac_threshold,
+        maxIters=params.ransac_iterations,
+        confidence=params.ransac_confidence,
+        refineIters=10,
+    )
+    if transform is None or mask is None:
+        return len(matches), 0, None
+    affine = np.asarray(transform, dtype=np.float64)
+    if not _sane(affine, mirrored, params):
+        return len(matches), 0, None
+    return len(matches), int(mask.sum()), affine
+
+
+def window_residuals(
+    new: Grey,
+    candidate: Grey,
+    transform: npt.NDArray[np.float64],
+    params: MatchParams,
+    pixel: float = 1.0,
+) -> npt.NDArray[np.float32]:
+    """``(1 - correlation) / 2`` of every textured window of the overlap, 0 = identical.
+
+    ``pixel``: the size, in ``new``'s pixels, of the coarser of the two images' own pixels
+    (a thumbnail enlarged 3x has 3-px pixels): both are blurred to that resolution, so a
+    sharp original and its blurry thumbnail compare alike.
+    """
+    h, w = new.shape
+    sigma = params.blur_sigma * max(1.0, pixel)
+    warped = cv2.warpAffine(candidate, transform, (w, h), flags=cv2.INTER_LINEAR)
+    inside = cv2.warpAffine(
+        np.ones(candidate.shape, np.uint8), transform, (w, h), flags=cv2.INTER_NEAREST
+    )
+    # Blurring reaches this far across the overlap's edge: keep those pixels out.
+    margin = int(3 * (sigma + EXTRA_BLUR[-1])) + 2
+    inside = cv2.erode(inside, np.ones((2 * margin + 1, 2 * margin + 1), np.uint8))
+    # A median first: impulse noise (salt and pepper) is not structure.
+    a = _blurred(cv2.medianBlur(new, 3), sigma)
+    b = _blurred(cv2.medianBlur(warped, 3), sigma)
+    a, b = _match_sharpness(a, b, inside > 0)
+
+    k = max(MIN_WINDOW, round(max(h, w) / WINDOWS_ACROSS))
+    rows, cols = h // k, w // k
+
+    def blocks(x: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
+        cut = np.asarray(x[: rows * k, : cols * k], dtype=np.float32)
+        return cut.reshape(rows, k, cols, k).transpose(0, 2, 1, 3).reshape(rows * cols, k * k)
+
+    full = blocks(inside).min(axis=1) > 0
+    da, db = _detrend(blocks(a)[full], k), _detrend(blocks(b)[full], k)
+    sa = np.sqrt((da * da).mean(axis=1))
+    sb = np.sqrt((db * db).mean(axis=1))
+    textured = (sa >= params.min_window_std) & (sb >= params.min_window_std)
+    corr = (da[textured] * db[textured]).mean(axis=1) / (sa[textured] * sb[textured])
+    return np.asarray((1.0 - np.clip(corr, -1.0, 1.0)) / 2.0, dtype=np.float32)
+
+
+def _blurred(image: npt.NDArray[Any], sigma: float) -> npt.NDArray[np.float32]:
+    return np.asarray(cv2.GaussianBlur(image.astype(np.float32), (0, 0), sigma), np.float32)
+
+
+def _detail(image: npt.NDArray[np.float32], mask: npt.NDArray[np.bool_]) -> float:
+    """Fine detail relative to contrast: Laplacian energy over variance, within ``mask``."""
+    values = image[mask]
+    variance = float(values.var()) if values.size else 0.0
+    if variance <= 1e-6:
+        return 0.0
+    return float((cv2.Laplacian(image, cv2.CV_32F)[mask] ** 2).mean()) / variance
+
+
+def _match_sharpness(
+    a: npt.NDArray[np.float32], b: npt.NDArray[np.float32], mask: npt.NDArray[np.bool_]
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """Blur the sharper image until it is no sharper than the other one.
+
+    A blurred, noisy or upscaled copy is still a copy: compared at the detail that both
+    images have, it aligns with its original; another shot does not align at any blur.
+    """
+    if not mask.any():
+        return a, b
+    detail_a, detail_b = _detail(a, mask), _detail(b, mask)
+    swap = detail_a < detail_b
+    sharp, soft = (b, a) if swap else (a, b)
+    target = min(detail_a, detail_b)
+    if max(detail_a, detail_b) <= SHARPNESS_TOLERANCE * target:
+        return a, b
+    blurred = sharp
+    for extra in EXTRA_BLUR:
+        blurred = _blurred(sharp, extra)
+        if _detail(blurred, mask) <= SHARPNESS_TOLERANCE * target:
+            break
+    return (soft, blurred) if swap else (blurred, soft)
+
+
+def _detrend(windows: npt.NDArray[np.float32], k: int) -> npt.NDArray[np.float32]:
+    """Each k x k window (a row) less its best-fitting plane: a smooth shading gradient
+    (a lit wall, the sky) is not structure that could prove or refute an alignment."""
+    v, u = np.mgrid[0:k, 0:k].astype(np.float32) - (k - 1) / 2
+    u, v = u.ravel(), v.ravel()
+    centred = windows - windows.mean(axis=1, keepdims=True)
+    slope_u = centred @ u / float(u @ u)
+    slope_v = centred @ v / float(v @ v)
+    return np.asarray(centred - slope_u[:, None] * u - slope_v[:, None] * v, dtype=np.float32)
+
+
+def aligned_residual(windows: npt.NDArray[np.float32], params: MatchParams) -> float | None:
+    """The ``residual_quantile`` of the window residuals; None if too few windows."""
+    if len(windows) < params.min_windows:
+        return None
+    return float(np.quantile(windows, params.residual_quantile))
+
+
+def refine(
+    new: Grey, candidate: Grey, transform: npt.NDArray[np.float64], params: MatchParams
+) -> npt.NDArray[np.float64]:
+    """The RANSAC transform polished to sub-pixel accuracy by ECC (correlation on the
+    pixels themselves); ORB's keypoints are only as precise as their pyramid level.
+    Keeps the RANSAC transform when ECC does not converge or wanders off."""
+    inverse = cv2.invertAffineTransform(transform).astype(np.float32)
+    try:
+        _, warp = cv2.findTransformECC(
+            new.astype(np.float32),
+            candidate.astype(np.float32),
+            inverse,
+            cv2.MOTION_AFFINE,
+            (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 1e-4),
+            # Only where the candidate has pixels (a crop or a border covers less).
+            np.ones(candidate.shape, np.uint8),
+            5,
+        )
+    except cv2.error:
+        return transform
+    refined = np.asarray(cv2.invertAffineTransform(warp), dtype=np.float64)
+    # A refinement moves points by a few pixels at most; more means it wandered.
+    h, w = candidate.shape
+    corners = np.array([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1]], np.float64)
+    if np.abs(corners @ (refined - transform).T).max() > 4 * params.ransac_threshold:
+        return transform
+    return refined
+
+
+def match(new: ImageView, candidate: ImageView, params: MatchParams) -> MatchResult:
+    """Match ``candidate`` (as it is and mirrored) against ``new``; the better one wins."""
+    plain = _estimate(new, candidate.plain, False, params)
+    mirror = _estimate(new, candidate.mirrored, True, params)
+    # More inliers wins; then more matches; a tie keeps the plain orientation.
+    mirrored = (mirror[1], mirror[0]) > (plain[1], plain[0])
+    matches, inliers, transform = mirror if mirrored else plain
+    if transform is None:
+        return MatchResult(matches, 0, 0.0, mirrored, None)
+    if params.refine:
+        transform = refine(new.grey, candidate.grey, transform, params)
+    # One pixel of each image, in the new image's (enlarged) pixels.
+    candidate_pixel = candidate.scale * float(np.sqrt(abs(np.linalg.det(transform[:, :2]))))
+    pixel = max(new.scale, candidate_pixel)
+    windows = window_residuals(new.grey, candidate.grey, transform, params, pixel)
+    (a, b, c), (d, e, f) = transform.tolist()
+    return MatchResult(
+        matches=matches,
+        inliers=inliers,
+        inlier_ratio=inliers / matches if matches else 0.0,
+        mirrored=mirrored,
+        residual=aligned_residual(windows, params),
+        transform=((a, b, c), (d, e, f)),
+        windows=len(windows),
+        window_residuals=windows,
+    )

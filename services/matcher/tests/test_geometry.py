@@ -1,0 +1,104 @@
+"""Geometric proof on generated working copies: edits align, other shots do not."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+
+from dedup.v1.groups_pb2 import Verdict
+from services.matcher.geometry import (
+    Detector,
+    ImageView,
+    MatchParams,
+    decode_grey,
+    match,
+    view_of,
+    view_of_bytes,
+)
+from services.matcher.handler import MatchPolicy, judge
+from services.matcher.tests.images import EDITS, working_copy
+
+PARAMS = MatchParams()
+POLICY = MatchPolicy()
+
+
+@functools.cache
+def view(picture: str, edit: str | None = None, detector: Detector = Detector.ORB) -> ImageView:
+    return view_of_bytes(working_copy(picture, edit), MatchParams(detector=detector))
+
+
+@pytest.mark.parametrize("edit", sorted(EDITS))
+def test_every_kind_of_edit_is_a_proven_duplicate(edit: str) -> None:
+    result = match(view("scene", edit), view("scene"), PARAMS)
+    verdict, reason = judge(result, POLICY)
+    assert verdict == Verdict.VERDICT_DUPLICATE, reason
+    assert result.residual is not None and result.residual < POLICY.max_residual / 2
+    assert result.mirrored == (edit == "mirror")
+
+
+def test_an_edit_matches_in_both_directions() -> None:
+    for new, old in (
+        (view("scene", "crop"), view("scene")),
+        (view("scene"), view("scene", "crop")),
+    ):
+        result = match(new, old, PARAMS)
+        assert result.inliers >= POLICY.min_inliers and result.residual is not None
+        assert result.residual < POLICY.max_residual
+
+
+def test_another_shot_of_the_scene_matches_but_does_not_align() -> None:
+    result = match(view("another-shot"), view("scene"), PARAMS)
+    assert result.inliers >= POLICY.min_inliers  # geometry alone would accept it
+    assert result.residual is not None and result.residual > POLICY.max_residual
+    verdict, reason = judge(result, POLICY)
+    assert verdict == Verdict.VERDICT_SIMILAR
+    assert "another capture" in reason
+
+
+@pytest.mark.parametrize(("new", "old"), [("unrelated", "scene"), ("dark", "light")])
+def test_different_pictures_and_recoloured_designs_do_not_match(new: str, old: str) -> None:
+    result = match(view(new), view(old), PARAMS)
+    assert result.inliers < POLICY.min_inliers
+    assert judge(result, POLICY)[0] == Verdict.VERDICT_REJECTED
+
+
+def test_sift_is_a_setting() -> None:
+    params = MatchParams(detector=Detector.SIFT)
+    sift = functools.partial(view, detector=Detector.SIFT)
+    edit = match(sift("scene", "rotate-90"), sift("scene"), params)
+    assert edit.inliers >= POLICY.min_inliers and edit.residual is not None
+    assert edit.residual < POLICY.max_residual
+    other = match(sift("unrelated"), sift("scene"), params)
+    assert other.inliers < POLICY.min_inliers
+
+
+def test_a_small_working_copy_is_enlarged_before_detection() -> None:
+    grey = decode_grey(working_copy("scene"))[::4, ::4].copy()
+    small = view_of(grey, PARAMS)
+    assert max(small.grey.shape) == PARAMS.min_side and small.scale == pytest.approx(
+        PARAMS.min_side / max(grey.shape)
+    )
+    result = match(small, view("scene"), PARAMS)
+    assert judge(result, POLICY)[0] == Verdict.VERDICT_DUPLICATE
+
+
+def test_mirrored_features_are_in_the_images_own_coordinates() -> None:
+    v = view("scene")
+    assert len(v.mirrored) > 0
+    w = v.grey.shape[1]
+    assert (v.mirrored.points[:, 0] >= 0).all() and (v.mirrored.points[:, 0] <= w - 1).all()
+    assert v.nbytes == v.grey.nbytes + v.plain.nbytes + v.mirrored.nbytes
+
+
+def test_a_flat_image_has_no_features_and_matches_nothing() -> None:
+    flat = view_of(np.full((200, 300), 128, np.uint8), PARAMS)
+    assert len(flat.plain) == 0
+    result = match(flat, view("scene"), PARAMS)
+    assert (result.inliers, result.residual) == (0, None)
+
+
+def test_undecodable_working_copies_raise_value_error() -> None:
+    with pytest.raises(ValueError, match="does not decode"):
+        view_of_bytes(b"not a jpeg", PARAMS)

@@ -1,0 +1,200 @@
+"""The matcher's handler with plain objects: an in-memory blob store, generated images."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from dedup.errors import TransientError
+from dedup.v1.features_pb2 import ImageFeatures, ImageStatus
+from dedup.v1.groups_pb2 import Candidate, CandidateGroup, CandidateSource, Scores, Verdict
+from services.matcher.cache import ViewCache
+from services.matcher.geometry import MatchParams
+from services.matcher.handler import STAGE, Matcher, MatchPolicy, WorkingCopyUnavailable
+from services.matcher.tests.images import working_copy
+
+PENDING, REJECTED = Verdict.VERDICT_PENDING, Verdict.VERDICT_REJECTED
+DUPLICATE, SIMILAR = Verdict.VERDICT_DUPLICATE, Verdict.VERDICT_SIMILAR
+
+
+class Store:
+    """Working copies by URL; counts reads; can pretend to be down."""
+
+    def __init__(self) -> None:
+        self.blobs: dict[str, bytes] = {}
+        self.reads: Counter[str] = Counter()
+        self.down = False
+
+    def add(self, image_id: str, picture: str, edit: str | None = None) -> str:
+        url = f"http://blob/dedup-working/{image_id}.jpg"
+        self.blobs[url] = working_copy(picture, edit)
+        return url
+
+    async def fetch(self, url: str) -> bytes:
+        if self.down:
+            raise TransientError("blob storage unreachable")
+        self.reads[url] += 1
+        if url not in self.blobs:
+            raise WorkingCopyUnavailable(f"{url} not found")
+        return self.blobs[url]
+
+
+@pytest.fixture
+def store() -> Store:
+    return Store()
+
+
+def matcher(store: Store, cache_bytes: int = 64 << 20) -> Matcher:
+    return Matcher(store.fetch, MatchParams(), MatchPolicy(), ViewCache(cache_bytes))
+
+
+def candidate(
+    store: Store, image_id: str, picture: str | None, edit: str | None = None
+) -> Candidate:
+    url = store.add(image_id, picture, edit) if picture else ""
+    return Candidate(
+        image_id=image_id,
+        verdict=PENDING,
+        source=CandidateSource.CANDIDATE_SOURCE_HASH,
+        working_copy_url=url,
+        scores=Scores(pdq_distance=20),
+    )
+
+
+def group(
+    store: Store,
+    image_id: str,
+    picture: str | None,
+    *candidates: Candidate,
+    status: ImageStatus.ValueType = ImageStatus.IMAGE_STATUS_OK,
+) -> CandidateGroup:
+    url = store.add(image_id, picture) if picture else ""
+    return CandidateGroup(
+        image_id=image_id,
+        image=ImageFeatures(image_id=image_id, status=status, working_copy_url=url),
+        candidates=candidates,
+        stages=["hasher", "verifier", "embedder"],
+    )
+
+
+async def test_copies_are_duplicates_other_shots_similar_and_strangers_rejected(
+    store: Store,
+) -> None:
+    g = group(
+        store,
+        "new",
+        "scene",
+        candidate(store, "copy", "scene", "caption"),
+        candidate(store, "shot", "another-shot"),
+        candidate(store, "stranger", "unrelated"),
+    )
+    [output] = await matcher(store).handle(g)
+    assert output.key == "new" and output.topic is None
+    out = output.message
+    assert isinstance(out, CandidateGroup)
+    assert list(out.stages) == ["hasher", "verifier", "embedder", STAGE]
+    verdicts = {c.image_id: c.verdict for c in out.candidates}
+    assert verdicts == {"copy": DUPLICATE, "shot": SIMILAR, "stranger": REJECTED}
+    for c in out.candidates:
+        assert c.decided_by == STAGE and c.reason
+        assert c.scores.HasField("inliers") and c.scores.HasField("inlier_ratio")
+        assert c.scores.pdq_distance == 20  # earlier stages' scores are kept
+    copy, shot, _ = out.candidates
+    assert copy.scores.aligned_residual < 0.2 < shot.scores.aligned_residual
+    assert "aligned residual" in shot.reason and "another capture" in shot.reason
+
+
+async def test_candidates_rejected_earlier_are_not_matched_again(store: Store) -> None:
+    done = candidate(store, "done", "scene", "grey")
+    done.verdict, done.decided_by, done.reason = REJECTED, "verifier", "re-coloured"
+    g = group(store, "new", "scene", done)
+    out = await matcher(store).matched(g)
+    assert out.candidates[0] == done
+    assert store.reads[done.working_copy_url] == 0
+    assert store.reads[g.image.working_copy_url] == 0  # nothing to match: nothing read
+
+
+@pytest.mark.parametrize(
+    "status", [ImageStatus.IMAGE_STATUS_CORRUPT, ImageStatus.IMAGE_STATUS_MISSING]
+)
+async def test_groups_of_unreadable_images_pass_through(
+    store: Store, status: ImageStatus.ValueType
+) -> None:
+    g = group(store, "broken", None, candidate(store, "c", "scene"), status=status)
+    out = await matcher(store).matched(g)
+    assert out.candidates[0] == g.candidates[0] and out.stages[-1] == STAGE
+    assert sum(store.reads.values()) == 0
+
+
+async def test_a_candidates_features_are_cached_by_image_id(store: Store) -> None:
+    m = matcher(store)
+    old = candidate(store, "old", "scene")
+    await m.matched(group(store, "a", "scene", old))
+    await m.matched(group(store, "b", "scene", old))
+    assert store.reads[old.working_copy_url] == 1
+    # The new image is always read afresh: an overwritten blob keeps its image id.
+    g = group(store, "a", "scene", old)
+    await m.matched(g)
+    assert store.reads[g.image.working_copy_url] == 2
+
+
+async def test_a_deleted_image_leaves_the_cache(store: Store) -> None:
+    m = matcher(store)
+    old = candidate(store, "old", "scene")
+    await m.matched(group(store, "a", "scene", old))
+    await m.matched(group(store, "old", None, status=ImageStatus.IMAGE_STATUS_DELETED))
+    await m.matched(group(store, "b", "scene", old))
+    assert store.reads[old.working_copy_url] == 2
+
+
+async def test_a_missing_candidate_working_copy_rejects_only_that_candidate(store: Store) -> None:
+    gone = candidate(store, "gone", None)
+    gone.working_copy_url = "http://blob/dedup-working/gone.jpg"
+    g = group(
+        store,
+        "new",
+        "scene",
+        gone,
+        candidate(store, "nourl", None),
+        candidate(store, "ok", "scene", "blur"),
+    )
+    out = await matcher(store).matched(g)
+    gone_out, nourl, ok = out.candidates
+    assert gone_out.verdict == REJECTED and "not found" in gone_out.reason
+    assert nourl.verdict == REJECTED and "no working copy URL" in nourl.reason
+    assert ok.verdict == DUPLICATE
+
+
+async def test_an_undecodable_working_copy_is_rejected_not_retried(store: Store) -> None:
+    bad = candidate(store, "bad", "scene")
+    store.blobs[bad.working_copy_url] = b"garbage"
+    out = await matcher(store).matched(group(store, "new", "scene", bad))
+    assert out.candidates[0].verdict == REJECTED and "decode" in out.candidates[0].reason
+
+
+async def test_without_the_new_images_working_copy_no_candidate_is_proven(store: Store) -> None:
+    g = group(store, "new", None, candidate(store, "a", "scene"), candidate(store, "b", "scene"))
+    out = await matcher(store).matched(g)
+    assert all(c.verdict == REJECTED for c in out.candidates)
+    assert all("new image's working copy" in c.reason for c in out.candidates)
+
+
+async def test_storage_outages_are_transient_and_leave_no_partial_state(store: Store) -> None:
+    g = group(store, "new", "scene", candidate(store, "c", "scene", "mirror"))
+    m = matcher(store)
+    store.down = True
+    with pytest.raises(TransientError):
+        await m.matched(g)
+    store.down = False
+    out = await m.matched(g)
+    assert out.candidates[0].verdict == DUPLICATE
+
+
+async def test_redelivery_gives_the_same_group_and_the_input_is_not_changed(store: Store) -> None:
+    g = group(store, "new", "scene", candidate(store, "c", "scene", "crop"))
+    before = g.SerializeToString()
+    m = matcher(store)
+    first, second = await m.matched(g), await matcher(store).matched(g)
+    assert first == second == await m.matched(g)
+    assert g.SerializeToString() == before
