@@ -60,13 +60,13 @@ def candidate(name: str, transform: int | None = 0, **fields: object) -> Candida
 
 
 def group(
-    new: str, *candidates: Candidate, status: int = ImageStatus.IMAGE_STATUS_OK
+    new: str, *candidates: Candidate, status: ImageStatus.ValueType = ImageStatus.IMAGE_STATUS_OK
 ) -> CandidateGroup:
     return CandidateGroup(
         image_id=f"id-{new}",
         image=ImageFeatures(
             image_id=f"id-{new}",
-            status=status,  # type: ignore[arg-type]
+            status=status,
             colour_signature=signature_of(new) if status == ImageStatus.IMAGE_STATUS_OK else b"",
         ),
         candidates=candidates,
@@ -149,7 +149,7 @@ def test_a_candidate_without_a_readable_signature_passes_untouched() -> None:
 @pytest.mark.parametrize(
     "status", [ImageStatus.IMAGE_STATUS_CORRUPT, ImageStatus.IMAGE_STATUS_DELETED]
 )
-def test_groups_of_unreadable_or_deleted_images_pass_through(status: int) -> None:
+def test_groups_of_unreadable_or_deleted_images_pass_through(status: ImageStatus.ValueType) -> None:
     g = group("photo", status=status)
     out = verify(g, POLICY)
     assert list(out.stages) == ["hasher", STAGE]
