@@ -130,6 +130,10 @@ refuse "a typo in a service key (replica)" "additional properties|additionalProp
   tpl --set services.hasher.replica=3
 refuse "an unknown service (hashr)" "hashr" \
   tpl --set services.hashr.enabled=true
+refuse "two rankers (the single writer of clusters)" "replicas|maximum" \
+  tpl --set services.ranker.replicas=2
+refuse "an autoscaled ranker" "autoscaling|enabled|const" \
+  tpl --set services.ranker.autoscaling.enabled=true
 refuse "a secret value in settings" "PASSWORD|pattern|propertyNames|does not match" \
   tpl --set services.hasher.settings.KAFKA_SASL_PASSWORD=hunter2
 refuse "a Kafka protocol the services do not speak" "protocol|enum|SASL_PLAINTEXT" \

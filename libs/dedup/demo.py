@@ -16,7 +16,7 @@ from pathlib import Path
 from dedup import topics
 from dedup.blob import BlobSettings, BlobStore, open_service
 from dedup.listing import Source, WatchState, poll
-from dedup.pipeline import PIPELINE, StageInfo
+from dedup.pipeline import StageInfo, runnable_stages
 from dedup.runtime.kafka import Publisher, read_topic
 from dedup.settings import KafkaSettings, service_config
 from dedup.synthetic import sample_set
@@ -121,7 +121,7 @@ async def run_demo(options: DemoOptions) -> int:
     events = await keys_in(kafka, topics.BLOB_EVENTS, ids)
     say(f"   read back from Kafka: {len(events)}/{len(ids)}")
 
-    built = [s for s in PIPELINE if s.is_built()]
+    built = runnable_stages()
     if not built:
         say("3. no stage service is built in this checkout yet: the events wait in Kafka")
         return 0 if len(events) == len(ids) else 1

@@ -31,3 +31,16 @@ PIPELINE = (
     StageInfo("matcher", topics.EMBEDDED, topics.MATCHED, 9104),
     StageInfo("ranker", topics.MATCHED, topics.DECISIONS, 9105),
 )
+
+
+def runnable_stages() -> list[StageInfo]:
+    """The stages built in this checkout, from the first up to the first one missing.
+
+    A stage after a gap would wait for input that never comes.
+    """
+    stages: list[StageInfo] = []
+    for stage in PIPELINE:
+        if not stage.is_built():
+            break
+        stages.append(stage)
+    return stages

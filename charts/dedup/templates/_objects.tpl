@@ -31,10 +31,14 @@ spec:
   {{- end }}
   revisionHistoryLimit: 5
   strategy:
+    {{- if eq ($svc.strategy | default "RollingUpdate") "Recreate" }}
+    type: Recreate
+    {{- else }}
     type: RollingUpdate
     rollingUpdate:
       maxSurge: 25%
       maxUnavailable: 0
+    {{- end }}
   selector:
     matchLabels:
       {{- include "dedup.componentSelectorLabels" $ctx | nindent 6 }}
