@@ -1,8 +1,12 @@
 """`python -m services.hasher`: blob events in, candidate groups out."""
 
+import os
 from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from functools import partial
+
+import cv2
 
 from dedup import metrics
 from dedup.blob import BlobStore, open_service
@@ -40,6 +44,11 @@ def export_image_counts() -> None:
 @asynccontextmanager
 async def open_stage(settings: HasherSettings) -> AsyncIterator[Stage[BlobEvent]]:
     export_image_counts()
+    # Parallelism comes from the worker threads, one image each: OpenCV's own thread
+    # pool on top of them would only oversubscribe the cores.
+    cv2.setNumThreads(1)
+    threads = settings.worker_threads or os.cpu_count() or 1
+    executor = ThreadPoolExecutor(threads, thread_name_prefix="hasher")
     milvus = open_milvus(settings)
     try:
         async with open_service(settings) as service:
@@ -63,6 +72,7 @@ async def open_stage(settings: HasherSettings) -> AsyncIterator[Stage[BlobEvent]
                     wavelet_radius=settings.wavelet_radius,
                     max_candidates=settings.max_candidates,
                 ),
+                executor,
             )
 
             async def handle(event: BlobEvent) -> Sequence[Output]:
@@ -73,6 +83,7 @@ async def open_stage(settings: HasherSettings) -> AsyncIterator[Stage[BlobEvent]
             yield Stage(STAGE, BlobEvent, handle)
     finally:
         await milvus.close()
+        executor.shutdown(wait=False, cancel_futures=True)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Final, Protocol
 
@@ -199,11 +200,13 @@ class Hasher:
         index: HashIndex,
         extract: Callable[[bytes], Features],
         config: HasherConfig,
+        executor: Executor | None = None,
     ) -> None:
         self._blobs = blobs
         self._index = index
         self._extract = extract
         self._config = config
+        self._executor = executor  # None: the event loop's default executor
 
     async def handle(self, event: BlobEvent) -> Sequence[Output]:
         if not event.container or not event.blob_name:
@@ -270,9 +273,11 @@ class Hasher:
 
     async def _features(self, data: bytes) -> Features:
         try:
-            # CPU-bound (decode, hashes, encode), mostly outside the GIL: a worker thread,
-            # as many at once as the runtime's concurrency lets handlers run.
-            return await asyncio.to_thread(self._extract, data)
+            # CPU-bound (decode, hashes, encode), mostly outside the GIL: a worker thread
+            # (at most as many at once as the executor has threads; the runtime's
+            # concurrency keeps the next downloads and Milvus calls going meanwhile).
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._executor, self._extract, data)
         except DecodeError as error:
             raise ImageFailed(STATUS_OF_DECODE_ERROR[error.kind], str(error)) from error
 

@@ -22,6 +22,9 @@ class HasherSettings(RuntimeSettings, BlobSettings, MilvusSettings):
     working_side: int = Field(WORKING_SIDE, ge=64, le=4096)
     # Milvus collection of the hashes (one record per readable image).
     collection: str = "dedup_hashes"
+    # Threads decoding and hashing at once; 0: one per CPU. The work is CPU-bound, so more
+    # threads than cores only contend (OpenCV's own threading is turned off).
+    worker_threads: int = Field(0, ge=0, le=256)
     # Decompression-bomb limit: a declared pixel count above this is refused unread.
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1)
 

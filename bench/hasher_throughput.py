@@ -1,0 +1,254 @@
+"""The hasher's throughput against decoding alone, on the same files in the same run.
+
+The floor of the hasher's cost is decoding each image once (with downscale-on-decode,
+as the hasher decodes). This measures, on one set of generated photos in typical upload
+formats and sizes:
+
+- decode-only: `services.hasher.decode.decode`, the very decode the hasher runs;
+- hasher: `services.hasher.features.extract`: that decode plus both hashes with their 8
+  turns, the colour signature, the quality score and the working copy's JPEG encode;
+- (--milvus) the service's whole handler: the above in worker threads at the service's
+  concurrency, plus the working copy upload (in memory here) and the Milvus upsert and
+  the two searches against the local Milvus, beside decode-only at the same concurrency
+  in the same thread pool (one thread per CPU, as the service);
+
+and prints images/s and the ratio hasher / decode-only (target: at least 0.8). Rounds
+alternate between the two so that a neighbour's load on the machine hits both alike; the
+median round counts. A full-resolution decode is shown for scale.
+
+    .venv/bin/python bench/hasher_throughput.py [--images 60] [--rounds 5] [--milvus]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import io
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import cv2
+from PIL import Image
+
+from dedup import synthetic
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = ROOT / ".run" / "bench" / "hasher-files"
+# (count share, width, height, format, quality): what people upload, roughly.
+MIX = (
+    (0.35, 4000, 3000, "JPEG", 90),  # a phone camera's 12 MP JPEG
+    (0.25, 1920, 1280, "JPEG", 85),  # a resized web copy
+    (0.15, 1200, 900, "PNG", 0),  # a screenshot-like lossless file
+    (0.15, 1600, 1200, "WEBP", 80),
+    (0.10, 800, 600, "JPEG", 75),  # a small thumbnail-ish copy
+)
+
+
+def files(count: int) -> list[bytes]:
+    """`count` encoded photos in the MIX, generated once and cached under .run/bench/."""
+    key = hashlib.sha256(json.dumps([count, MIX]).encode()).hexdigest()[:12]
+    folder = CACHE / key
+    if folder.is_dir() and len(list(folder.iterdir())) == count:
+        return [p.read_bytes() for p in sorted(folder.iterdir())]
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"generating {count} photos into {folder} (once)", file=sys.stderr)
+    out = []
+    index = 0
+    for share, w, h, fmt, quality in MIX:
+        for _ in range(max(1, round(share * count))):
+            if index == count:
+                break
+            img = synthetic.photo(50_000 + index, (w, h))
+            buffer = io.BytesIO()
+            params = {"quality": quality} if quality else {}
+            img.save(buffer, fmt, **params)
+            data = buffer.getvalue()
+            (folder / f"{index:04d}.{fmt.lower()}").write_bytes(data)
+            out.append(data)
+            index += 1
+    return out
+
+
+def full_decode(data: bytes) -> None:
+    with Image.open(io.BytesIO(data)) as img:
+        img.convert("RGB").load()
+
+
+def timed_round(work: Callable[[bytes], object], data: Sequence[bytes], threads: int) -> float:
+    started = time.perf_counter()
+    if threads == 1:
+        for d in data:
+            work(d)
+    else:
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(work, data))
+    return time.perf_counter() - started
+
+
+def compare(
+    data: Sequence[bytes],
+    rounds: int,
+    threads: int,
+    contenders: dict[str, Callable[[bytes], object]],
+) -> dict[str, list[float]]:
+    """Each contender's round times (seconds), rounds interleaved."""
+    for work in contenders.values():  # warm caches and lazy imports
+        timed_round(work, data[:3], 1)
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(rounds):
+        for name, work in contenders.items():
+            times[name].append(timed_round(work, data, threads))
+    return times
+
+
+async def with_milvus(
+    data: Sequence[bytes], rounds: int, concurrency: int
+) -> dict[str, list[float]]:
+    """The service's handler (real Milvus, in-memory blobs) vs decode-only, same concurrency."""
+    from dedup.blob import BlobInfo
+    from dedup.events import created_from_listing
+    from dedup.vectors import MilvusSettings, open_milvus
+    from services.hasher.decode import decode
+    from services.hasher.features import extract
+    from services.hasher.handler import Hasher, HasherConfig
+    from services.hasher.index import MilvusHashIndex
+    from services.hasher.settings import HasherSettings
+
+    class MemoryBlobs:
+        def __init__(self) -> None:
+            self.blobs: dict[tuple[str, str], bytes] = {}
+
+        async def download(self, container: str, name: str, max_bytes: int) -> bytes:
+            return self.blobs[container, name]
+
+        async def upload(
+            self, container: str, name: str, data: bytes, content_type: str = ""
+        ) -> str:
+            self.blobs[container, name] = data
+            return f"memory://{container}/{name}"
+
+        async def delete(self, container: str, name: str) -> None:
+            self.blobs.pop((container, name), None)
+
+    s = HasherSettings()
+    blobs = MemoryBlobs()
+    events = []
+    for i, d in enumerate(data):
+        blobs.blobs["bench", f"{i}"] = d
+        info = BlobInfo(f"{i}", len(d), "e", "image/jpeg", 0.0)
+        events.append(created_from_listing("bench", "memory://", "bench", info))
+    config = HasherConfig("working", s.blob_max_download_bytes, s.pdq_radius, s.wavelet_radius, 32)
+    milvus = open_milvus(MilvusSettings())
+    collection = f"bench_hashes_{uuid.uuid4().hex[:8]}"
+    index = MilvusHashIndex(milvus, collection, "bench")
+    await index.ensure_collection()
+    # As the service runs: one worker thread per CPU, the same pool for both contenders.
+    executor = ThreadPoolExecutor(os.cpu_count() or 1)
+    hasher = Hasher(blobs, index, extract, config, executor)
+    limit = asyncio.Semaphore(concurrency)
+    loop = asyncio.get_running_loop()
+
+    async def handler_round() -> float:
+        async def one(event: object) -> None:
+            async with limit:
+                await hasher.handle(event)  # type: ignore[arg-type]
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one(e) for e in events))
+        return time.perf_counter() - started
+
+    async def decode_round() -> float:
+        async def one(d: bytes) -> None:
+            async with limit:
+                await loop.run_in_executor(executor, decode, d)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one(d) for d in data))
+        return time.perf_counter() - started
+
+    try:
+        await handler_round()  # warm-up; later rounds upsert the same ids again
+        times: dict[str, list[float]] = {"decode-only": [], "handler+milvus": []}
+        for _ in range(rounds):
+            times["decode-only"].append(await decode_round())
+            times["handler+milvus"].append(await handler_round())
+    finally:
+        executor.shutdown()
+        await milvus.drop_collection(collection)
+        await milvus.close()
+    return times
+
+
+def report(
+    title: str, count: int, times: dict[str, list[float]], baseline: str, contender: str
+) -> float:
+    """Median images/s of each; the ratio is the median of the rounds' own ratios (each
+    round's two runs are back to back, so a load change on a shared machine cancels)."""
+    print(f"\n{title}")
+    for name, t in times.items():
+        rate = count / statistics.median(t)
+        print(f"  {name:16s} {rate:8.1f} images/s  {1000 / rate:7.2f} ms/image")
+    ratio = statistics.median(b / c for b, c in zip(times[baseline], times[contender], strict=True))
+    verdict = "meets" if ratio >= 0.8 else "BELOW"
+    print(f"  ratio {contender} / {baseline}: {ratio:.2f} ({verdict} the 0.8 target)")
+    return ratio
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=int, default=60)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1, help="worker threads (1: one core)")
+    parser.add_argument("--milvus", action="store_true", help="also the handler with Milvus")
+    parser.add_argument("--concurrency", type=int, default=8, help="handlers at once (--milvus)")
+    args = parser.parse_args(argv)
+
+    from services.hasher.decode import decode
+    from services.hasher.features import extract
+
+    cv2.setNumThreads(1)  # as the service sets it (services/hasher/__main__.py)
+    data = files(args.images)
+    megabytes = sum(map(len, data)) / 1e6
+    print(f"$ {' '.join([os.path.relpath(sys.executable, ROOT), *sys.argv])}")
+    print(
+        f"{len(data)} files ({megabytes:.1f} MB: JPEG 4000x3000 to 800x600, PNG, WebP);"
+        f" {args.rounds} interleaved rounds, median; {args.threads} thread(s);"
+        f" {os.cpu_count()} CPUs, Python {platform.python_version()}"
+    )
+    times = compare(
+        data,
+        args.rounds,
+        args.threads,
+        {"full decode": full_decode, "decode-only": decode, "hasher": extract},
+    )
+    ratio = report(
+        "per-image work (decode + features + working copy encode):",
+        len(data),
+        times,
+        "decode-only",
+        "hasher",
+    )
+    if args.milvus:
+        milvus_times = asyncio.run(with_milvus(data, args.rounds, args.concurrency))
+        report(
+            f"the service's handler at concurrency {args.concurrency} (+ Milvus upsert and"
+            " searches, in-memory blobs):",
+            len(data),
+            milvus_times,
+            "decode-only",
+            "handler+milvus",
+        )
+    return 0 if ratio >= 0.8 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
