@@ -52,7 +52,7 @@ class EmbedderSettings(RuntimeSettings, BlobSettings, MilvusSettings):
     # add_threshold that the hashes missed becomes a candidate (the matcher proves it or
     # not); a hash candidate below drop_threshold is rejected (kept, with the reason).
     add_threshold: float = Field(0.72, ge=-1, le=1)
-    drop_threshold: float = Field(0.60, ge=-1, le=1)
+    drop_threshold: float = Field(0.58, ge=-1, le=1)
 
     # A working copy is <= 512 px JPEG (~100 KB); refuse anything absurd.
     working_copy_max_bytes: int = Field(8 * 1024 * 1024, ge=1024)
