@@ -4,6 +4,9 @@ from pydantic import Field
 
 from dedup import topics
 from dedup.settings import RuntimeSettings, service_config
+from services.verifier.colour_check import ColourPolicy
+
+POLICY = ColourPolicy()
 
 
 class VerifierSettings(RuntimeSettings):
@@ -17,5 +20,5 @@ class VerifierSettings(RuntimeSettings):
     # bench/verifier_eval.py): a candidate is rejected only when its lightness layout is
     # inverted or unrelated (correlation below the first) AND its colours are far apart
     # (distance above the second).
-    min_lightness_correlation: float = Field(0.0, ge=-1.0, le=1.0)
-    max_colour_distance: float = Field(0.25, ge=0.0, le=1.0)
+    min_lightness_correlation: float = Field(POLICY.min_lightness_correlation, ge=-1.0, le=1.0)
+    max_colour_distance: float = Field(POLICY.max_colour_distance, ge=0.0, le=1.0)
