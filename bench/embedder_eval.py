@@ -22,9 +22,11 @@ It prints
   candidates for the matcher), drop = the 0.5th percentile of edit -> original
   similarities (a true duplicate is almost never dropped), and both rates at the
   configured thresholds;
-- throughput through Triton at batch 1 and batch 32 (one request in flight).
+- throughput through Triton at batch 1 and batch 32 (one request in flight), and with
+  32 concurrent single-image callers merged by the embedder's micro-batcher.
 
     .venv/bin/python bench/embedder_eval.py [--dev ../shared/data/dev] [--originals 40]
+    .venv/bin/python bench/embedder_eval.py --throughput-only --seconds 20
 """
 
 from __future__ import annotations
@@ -239,6 +241,25 @@ async def throughput(model: TritonEmbedder, side: int, batch: int, seconds: floa
     return done / (time.perf_counter() - started)
 
 
+async def concurrent_throughput(
+    model: TritonEmbedder, side: int, callers: int, seconds: float
+) -> float:
+    """As the service runs: many handlers each asking for one image, merged by the batcher."""
+    image = np.random.default_rng(0).integers(0, 256, (side, side, 3), np.uint8)
+    done = 0
+    deadline = time.perf_counter() + seconds
+
+    async def caller() -> None:
+        nonlocal done
+        while time.perf_counter() < deadline:
+            await model.embed(image)
+            done += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(caller() for _ in range(callers)))
+    return done / (time.perf_counter() - started)
+
+
 # ---- report -----------------------------------------------------------------------------------
 
 
@@ -286,6 +307,7 @@ async def main() -> None:
     parser.add_argument("--distractors", type=int, default=100, help="synthetic singletons")
     parser.add_argument("--real", type=int, default=40, help="Unsplash photos to edit")
     parser.add_argument("--seconds", type=float, default=10.0, help="per throughput run")
+    parser.add_argument("--throughput-only", action="store_true")
     args = parser.parse_args()
     settings = EmbedderSettings()
     client = InferenceServerClient(settings.triton_url)
@@ -294,50 +316,58 @@ async def main() -> None:
         info = await model.describe()
         print(f"model {info.name}: input {info.side}x{info.side}, {info.dim} dims, "
               f"Triton {settings.triton_url}\n")  # fmt: skip
-        negatives: dict[str, Floats] = {}
-        pos: list[float] = []
-
-        sets: list[tuple[str, Callable[[], list[Item]], bool]] = [
-            ("synthetic", partial(synthetic_set, args.originals, args.distractors), True)
-        ]
-        if args.dev.is_dir():
-            suite = args.dev / "unsplash-coenm-image-suite"
-            if suite.is_dir() and args.real:
-                sets.append(("real photos, edited", partial(real_edits, suite, args.real), True))
-            for folder in sorted(p for p in args.dev.iterdir() if (p / "groups.csv").is_file()):
-                sets.append((f"labelled {folder.name}", partial(labelled_set, folder), False))
-        else:
-            print(f"({args.dev} not found: labelled sets skipped)\n")
-        for name, make, per_edit in sets:
-            items = make()
-            e = await embed_all(model, items, info.side)
-            report_set(name, items, e, per_edit)
-            negatives[name] = unrelated(items, e)
-            pos.extend(positives(items, e))
-            print(row("unrelated pairs", negatives[name]), "\n")
-
-        real = [v for k, v in negatives.items() if k != "synthetic"] or [negatives["synthetic"]]
-        real_neg = np.concatenate(real)
-        synth_neg = negatives["synthetic"]
-        print(row("edit->original, no rotations/flips", pos))
-        print(row("unrelated, real photos", real_neg))
-        print(row("unrelated, generated photos", synth_neg))
-        add = float(np.percentile(real_neg, 99.9))
-        drop = float(np.percentile(pos, 0.5))
-        print(f"\nsuggested: add >= {add:.3f} (p99.9 of unrelated real pairs), "
-              f"drop < {drop:.3f} (p0.5 of edit->original)")  # fmt: skip
-        configured = (settings.add_threshold, settings.drop_threshold)
-        for label, (a, d) in (("suggested", (add, drop)), ("configured", configured)):
-            print(f"{label:10s} {rates(np.asarray(pos), real_neg, synth_neg, a, d)}")
-
+        if not args.throughput_only:
+            await accuracy(model, info.side, args, settings)
         if args.seconds > 0:
-            print()
             for batch in (1, 32):
                 rate = await throughput(model, info.side, batch, args.seconds)
                 print(f"throughput through Triton, batch {batch:2d}: {rate:6.1f} images/s")
+            rate = await concurrent_throughput(model, info.side, 32, args.seconds)
+            print(f"throughput through Triton, 32 concurrent callers (micro-batched): {rate:6.1f}")
     finally:
         await model.aclose()
         await client.close()
+
+
+async def accuracy(
+    model: TritonEmbedder, side: int, args: argparse.Namespace, settings: EmbedderSettings
+) -> None:
+    negatives: dict[str, Floats] = {}
+    pos: list[float] = []
+
+    sets: list[tuple[str, Callable[[], list[Item]], bool]] = [
+        ("synthetic", partial(synthetic_set, args.originals, args.distractors), True)
+    ]
+    if args.dev.is_dir():
+        suite = args.dev / "unsplash-coenm-image-suite"
+        if suite.is_dir() and args.real:
+            sets.append(("real photos, edited", partial(real_edits, suite, args.real), True))
+        for folder in sorted(p for p in args.dev.iterdir() if (p / "groups.csv").is_file()):
+            sets.append((f"labelled {folder.name}", partial(labelled_set, folder), False))
+    else:
+        print(f"({args.dev} not found: labelled sets skipped)\n")
+    for name, make, per_edit in sets:
+        items = make()
+        e = await embed_all(model, items, side)
+        report_set(name, items, e, per_edit)
+        negatives[name] = unrelated(items, e)
+        pos.extend(positives(items, e))
+        print(row("unrelated pairs", negatives[name]), "\n")
+
+    real = [v for k, v in negatives.items() if k != "synthetic"] or [negatives["synthetic"]]
+    real_neg = np.concatenate(real)
+    synth_neg = negatives["synthetic"]
+    print(row("edit->original, no rotations/flips", pos))
+    print(row("unrelated, real photos", real_neg))
+    print(row("unrelated, generated photos", synth_neg))
+    add = float(np.percentile(real_neg, 99.9))
+    drop = float(np.percentile(pos, 0.5))
+    print(f"\nsuggested: add >= {add:.3f} (p99.9 of unrelated real pairs), "
+          f"drop < {drop:.3f} (p0.5 of edit->original)")  # fmt: skip
+    configured = (settings.add_threshold, settings.drop_threshold)
+    for label, (a, d) in (("suggested", (add, drop)), ("configured", configured)):
+        print(f"{label:10s} {rates(np.asarray(pos), real_neg, synth_neg, a, d)}")
+    print()
 
 
 if __name__ == "__main__":
