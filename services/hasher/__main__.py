@@ -17,7 +17,7 @@ from dedup.v1.groups_pb2 import CandidateGroup
 from dedup.vectors import open_milvus
 from services.hasher.features import extract
 from services.hasher.handler import STAGE, Hasher, HasherConfig
-from services.hasher.index import MilvusHashIndex
+from services.hasher.index import MilvusHashIndex, Radii
 from services.hasher.settings import HasherSettings
 
 
@@ -54,7 +54,8 @@ async def open_stage(settings: HasherSettings) -> AsyncIterator[Stage[BlobEvent]
         async with open_service(settings) as service:
             blobs = BlobStore(service, STAGE)
             await blobs.ensure_container(settings.working_container)
-            index = MilvusHashIndex(milvus, settings.collection, STAGE)
+            radii = Radii(settings.pdq_radius, settings.wavelet_radius, settings.max_candidates)
+            index = MilvusHashIndex(milvus, settings.collection, radii, STAGE)
             await index.ensure_collection()
             hasher = Hasher(
                 blobs,

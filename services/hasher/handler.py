@@ -211,6 +211,10 @@ class Hasher:
     async def handle(self, event: BlobEvent) -> Sequence[Output]:
         if not event.container or not event.blob_name:
             raise InvalidMessageError("a blob event needs a container and a blob name")
+        if event.container == self._config.working_container:
+            # Our own working copies: an event subscription that covers the derived
+            # container would otherwise hash copies of copies without end.
+            return []
         if event.event_type == BLOB_DELETED:
             group = await self.deleted(event)
         elif event.event_type == BLOB_CREATED:
@@ -237,17 +241,9 @@ class Hasher:
             "image/jpeg",
         )
         fill_features(image, features, len(data), url)
-        await self._index.upsert(indexed(image, features))
-        c = self._config
-        near = await self._index.near(
-            features.pdq.dihedral,
-            features.wavelet_hash,
-            pdq_radius=c.pdq_radius,
-            wavelet_radius=c.wavelet_radius,
-            limit=c.max_candidates,
-        )
+        near = await self._index.add_and_search(indexed(image, features), features.pdq.dihedral)
         group.image.CopyFrom(image)
-        group.candidates.extend(candidates(event.image_id, features, near, c))
+        group.candidates.extend(candidates(event.image_id, features, near, self._config))
         return group
 
     async def deleted(self, event: BlobEvent) -> CandidateGroup:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from dedup.blob import BlobMissingError, BlobTooLargeError
 from services.hasher.hashes import hamming
-from services.hasher.index import IndexedImage
+from services.hasher.index import IndexedImage, Radii
 
 
 @dataclass
@@ -39,30 +39,23 @@ class FakeBlobs:
 
 @dataclass
 class FakeIndex:
-    """Exact Hamming search over a dict, like BIN_FLAT."""
+    """Exact Hamming search over a dict, like BIN_FLAT (all radii 256 unless given)."""
 
+    radii: Radii = field(default_factory=lambda: Radii(256, 256, 1024))
     records: dict[str, IndexedImage] = field(default_factory=dict)
     deleted: list[str] = field(default_factory=list)
 
-    async def upsert(self, image: IndexedImage) -> None:
+    async def add_and_search(
+        self, image: IndexedImage, pdq_variants: Sequence[bytes]
+    ) -> list[IndexedImage]:
         self.records[image.image_id] = image
+        return [
+            r
+            for r in self.records.values()
+            if min(hamming(v, r.pdq) for v in pdq_variants) <= self.radii.pdq
+            or hamming(image.wavelet, r.wavelet) <= self.radii.wavelet
+        ]
 
     async def delete(self, image_id: str) -> None:
         self.deleted.append(image_id)
         self.records.pop(image_id, None)
-
-    async def near(
-        self,
-        pdq_variants: Sequence[bytes],
-        wavelet: bytes,
-        *,
-        pdq_radius: int,
-        wavelet_radius: int,
-        limit: int,
-    ) -> list[IndexedImage]:
-        return [
-            r
-            for r in self.records.values()
-            if min(hamming(v, r.pdq) for v in pdq_variants) <= pdq_radius
-            or hamming(wavelet, r.wavelet) <= wavelet_radius
-        ]

@@ -27,6 +27,7 @@ from services.hasher.handler import (
     working_copy_name,
 )
 from services.hasher.hashes import DIHEDRAL, apply_dihedral
+from services.hasher.index import Radii
 from services.hasher.settings import HasherSettings
 from services.hasher.tests.fakes import FakeBlobs, FakeIndex
 
@@ -59,7 +60,7 @@ def blobs() -> FakeBlobs:
 
 @pytest.fixture
 def index() -> FakeIndex:
-    return FakeIndex()
+    return FakeIndex(Radii(CONFIG.pdq_radius, CONFIG.wavelet_radius, CONFIG.max_candidates))
 
 
 @pytest.fixture
@@ -304,3 +305,10 @@ def test_settings_come_from_dedup_hasher_variables(monkeypatch: pytest.MonkeyPat
     s = HasherSettings()
     assert (s.pdq_radius, s.collection, s.http_port) == (40, "c1", 9101)
     assert (s.input_topic, s.output_topic) == ("dedup.blob-events.v1", "dedup.hashed.v1")
+
+
+async def test_events_about_working_copies_are_skipped(hasher: Hasher, blobs: FakeBlobs) -> None:
+    copy = event("x.jpg", b"data")
+    copy.container = WORKING
+    assert await hasher.handle(copy) == []
+    assert blobs.downloads == []
