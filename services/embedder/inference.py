@@ -10,9 +10,10 @@ runtime waits it out and never drops the group.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import grpc
@@ -49,6 +50,7 @@ class ModelInfo:
     output_name: str
     side: int  # the input is UINT8 [batch, side, side, 3]
     dim: int  # the output is FP32 [batch, dim]
+    max_batch: int = 0  # the model's max_batch_size (0: not known, no limit applied)
 
 
 def model_info(metadata: dict[str, Any]) -> ModelInfo:
@@ -114,11 +116,15 @@ class TritonEmbedder:
         return self._info
 
     async def describe(self) -> ModelInfo:
-        """Read (and keep) the model's input size and embedding dimension."""
+        """Read (and keep) the model's input size, embedding dimension and batch limit."""
         metadata = await self._call(
             self._client.get_model_metadata(self._model, as_json=True, client_timeout=self._timeout)
         )
-        self._info = model_info(metadata)
+        config = await self._call(
+            self._client.get_model_config(self._model, as_json=True, client_timeout=self._timeout)
+        )
+        max_batch = int(config.get("config", {}).get("max_batch_size", 0))
+        self._info = replace(model_info(metadata), max_batch=max_batch)
         return self._info
 
     async def embed(self, image: Image) -> Vector:
@@ -126,7 +132,17 @@ class TritonEmbedder:
         return await self._batcher.submit(image)
 
     async def embed_batch(self, images: Sequence[Image]) -> list[Vector]:
-        """One Triton request for all `images` (each side x side x 3 uint8)."""
+        """Embeddings of `images` (each side x side x 3 uint8): one Triton request, or
+        several at once when there are more than the model's max_batch_size."""
+        limit = self.info.max_batch or len(images)
+        if len(images) > limit:
+            parts = await asyncio.gather(
+                *(self._infer(images[i : i + limit]) for i in range(0, len(images), limit))
+            )
+            return [v for part in parts for v in part]
+        return await self._infer(images)
+
+    async def _infer(self, images: Sequence[Image]) -> list[Vector]:
         info = self.info
         batch = np.ascontiguousarray(np.stack(images), dtype=np.uint8)
         request = InferInput(info.input_name, list(batch.shape), "UINT8")

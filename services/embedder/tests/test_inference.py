@@ -1,10 +1,13 @@
 """The Triton client wrapper: model metadata, error mapping, and a server that is not there."""
 
+from __future__ import annotations
+
 import socket
 
 import numpy as np
 import pytest
 from pydantic import ValidationError
+from tritonclient.grpc import InferInput
 from tritonclient.grpc.aio import InferenceServerClient
 from tritonclient.utils import InferenceServerException
 
@@ -93,3 +96,45 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("DEDUP_EMBEDDER_INDEX_TYPE", "HNSW")
     s = EmbedderSettings()
     assert (s.triton_url, s.index_type, s.http_port) == ("triton:8001", "HNSW", 9103)
+
+
+class FakeTriton:
+    """Answers like Triton for a model that embeds an image as its mean pixel, repeated."""
+
+    def __init__(self, max_batch: int) -> None:
+        self.max_batch = max_batch
+        self.batches: list[int] = []
+
+    async def get_model_metadata(self, model: str, **_: object) -> dict[str, object]:
+        output = {"name": "EMBEDDING", "datatype": "FP32", "shape": ["-1", "4"]}
+        return {**METADATA, "outputs": [output]}
+
+    async def get_model_config(self, model: str, **_: object) -> dict[str, object]:
+        return {"config": {"name": model, "max_batch_size": self.max_batch}}
+
+    async def infer(self, model: str, inputs: list[InferInput], **_: object) -> FakeResult:
+        (request,) = inputs
+        shape = request.shape()
+        assert shape[0] <= self.max_batch, "over the model's max_batch_size"
+        self.batches.append(shape[0])
+        images = np.frombuffer(request._get_content(), np.uint8).reshape(shape)
+        return FakeResult(np.repeat(images.mean(axis=(1, 2, 3))[:, None], 4, axis=1))
+
+
+class FakeResult:
+    def __init__(self, out: np.ndarray) -> None:
+        self.out = out.astype(np.float32)
+
+    def as_numpy(self, name: str) -> np.ndarray:
+        return self.out
+
+
+async def test_a_batch_over_the_models_limit_is_sent_in_parts() -> None:
+    fake = FakeTriton(max_batch=4)
+    model = TritonEmbedder(fake, "m", service="embedder-test", timeout_seconds=5)
+    info = await model.describe()
+    assert (info.side, info.dim, info.max_batch) == (224, 4, 4)
+    images = [np.full((224, 224, 3), i, np.uint8) for i in range(10)]
+    vectors = await model.embed_batch(images)
+    assert [float(v[0]) for v in vectors] == list(range(10))
+    assert sorted(fake.batches) == [2, 4, 4]
