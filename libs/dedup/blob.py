@@ -12,7 +12,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 from azure.core import MatchConditions
@@ -269,3 +269,34 @@ class BlobStore:
             ]
             # by_page() is typed as a plain iterator, but it is a page iterator with a marker.
             yield blobs, getattr(pages, "continuation_token", None)
+
+
+class Blobs(Protocol):
+    """The blob operations the services use. `BlobStore` is the real one; `dedup scan`
+    passes a local folder instead (dedup.scan.local_blobs), through each service's
+    `open_stage(settings, blobs=...)`."""
+
+    async def download(self, container: str, name: str, max_bytes: int) -> bytes: ...
+
+    async def upload(
+        self, container: str, name: str, data: bytes, content_type: str = ...
+    ) -> str: ...
+
+    async def delete(self, container: str, name: str, if_match: str | None = None) -> None: ...
+
+    def locate(self, url: str) -> tuple[str, str] | None: ...
+
+    async def ensure_container(self, container: str) -> None: ...
+
+
+@contextlib.asynccontextmanager
+async def blob_store(
+    settings: BlobSettings, service_name: str, given: Blobs | None = None
+) -> AsyncIterator[Blobs]:
+    """`given` as it is (its owner closes it), else a `BlobStore` on the account in
+    `settings`, closed on exit."""
+    if given is not None:
+        yield given
+        return
+    async with open_service(settings) as service:
+        yield BlobStore(service, service_name)

@@ -5,7 +5,7 @@ from contextlib import asynccontextmanager
 
 from tritonclient.grpc.aio import InferenceServerClient
 
-from dedup.blob import BlobStore, open_service
+from dedup.blob import Blobs, blob_store
 from dedup.runtime import Stage, main
 from dedup.v1.groups_pb2 import CandidateGroup
 from dedup.vectors import open_milvus
@@ -16,11 +16,14 @@ from services.embedder.settings import EmbedderSettings
 
 
 @asynccontextmanager
-async def open_stage(settings: EmbedderSettings) -> AsyncIterator[Stage[CandidateGroup]]:
+async def open_stage(
+    settings: EmbedderSettings, blobs: Blobs | None = None
+) -> AsyncIterator[Stage[CandidateGroup]]:
+    """`blobs`: the storage to use instead of the account in `settings` (`dedup scan`)."""
     triton = InferenceServerClient(settings.triton_url)
     milvus = open_milvus(settings)
     try:
-        async with open_service(settings) as service:
+        async with blob_store(settings, STAGE, blobs) as store:
             model = TritonEmbedder(
                 triton,
                 settings.triton_model,
@@ -50,7 +53,7 @@ async def open_stage(settings: EmbedderSettings) -> AsyncIterator[Stage[Candidat
             )
             await index.ensure_collection()
             embedder = Embedder(
-                BlobStore(service, STAGE),
+                store,
                 model.embed,
                 index,
                 EmbedderConfig(

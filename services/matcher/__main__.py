@@ -3,7 +3,7 @@
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from dedup.blob import BlobMissingError, BlobStore, BlobTooLargeError, open_service
+from dedup.blob import BlobMissingError, Blobs, BlobTooLargeError, blob_store
 from dedup.runtime import Stage, main
 from dedup.v1.groups_pb2 import CandidateGroup
 from services.matcher.cache import ViewCache
@@ -18,7 +18,7 @@ from services.matcher.handler import (
 from services.matcher.settings import MatcherSettings
 
 
-def working_copy_reader(blobs: BlobStore, max_bytes: int) -> FetchWorkingCopy:
+def working_copy_reader(blobs: Blobs, max_bytes: int) -> FetchWorkingCopy:
     """Read working copies by URL from our own storage account (never an original)."""
 
     async def fetch(url: str) -> bytes:
@@ -46,10 +46,12 @@ def matcher_of(settings: MatcherSettings, fetch: FetchWorkingCopy) -> Matcher:
 
 
 @asynccontextmanager
-async def open_stage(settings: MatcherSettings) -> AsyncIterator[Stage[CandidateGroup]]:
-    async with open_service(settings) as service:
-        blobs = BlobStore(service, STAGE)
-        matcher = matcher_of(settings, working_copy_reader(blobs, settings.working_copy_max_bytes))
+async def open_stage(
+    settings: MatcherSettings, blobs: Blobs | None = None
+) -> AsyncIterator[Stage[CandidateGroup]]:
+    """`blobs`: the storage to use instead of the account in `settings` (`dedup scan`)."""
+    async with blob_store(settings, STAGE, blobs) as store:
+        matcher = matcher_of(settings, working_copy_reader(store, settings.working_copy_max_bytes))
         yield Stage(STAGE, CandidateGroup, matcher.handle)
 
 
