@@ -9,7 +9,7 @@ from functools import partial
 import cv2
 
 from dedup import metrics
-from dedup.blob import BlobStore, open_service
+from dedup.blob import Blobs, blob_store
 from dedup.runtime import Output, Stage, main
 from dedup.v1.events_pb2 import BlobEvent
 from dedup.v1.features_pb2 import ImageStatus
@@ -42,7 +42,10 @@ def export_image_counts() -> None:
 
 
 @asynccontextmanager
-async def open_stage(settings: HasherSettings) -> AsyncIterator[Stage[BlobEvent]]:
+async def open_stage(
+    settings: HasherSettings, blobs: Blobs | None = None
+) -> AsyncIterator[Stage[BlobEvent]]:
+    """`blobs`: the storage to use instead of the account in `settings` (`dedup scan`)."""
     export_image_counts()
     # Parallelism comes from the worker threads, one image each: OpenCV's own thread
     # pool on top of them would only oversubscribe the cores.
@@ -51,14 +54,13 @@ async def open_stage(settings: HasherSettings) -> AsyncIterator[Stage[BlobEvent]
     executor = ThreadPoolExecutor(threads, thread_name_prefix="hasher")
     milvus = open_milvus(settings)
     try:
-        async with open_service(settings) as service:
-            blobs = BlobStore(service, STAGE)
-            await blobs.ensure_container(settings.working_container)
+        async with blob_store(settings, STAGE, blobs) as store:
+            await store.ensure_container(settings.working_container)
             radii = Radii(settings.pdq_radius, settings.wavelet_radius, settings.max_candidates)
             index = MilvusHashIndex(milvus, settings.collection, radii, STAGE)
             await index.ensure_collection()
             hasher = Hasher(
-                blobs,
+                store,
                 index,
                 partial(
                     extract,
