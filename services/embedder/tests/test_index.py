@@ -1,0 +1,93 @@
+"""The Milvus index wrapper: batched calls, each caller's own answer, Milvus down = transient."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import numpy as np
+import pytest
+from pymilvus.exceptions import MilvusUnavailableException
+
+from dedup.errors import TransientError
+from services.embedder.handler import Embedder
+from services.embedder.index import MilvusEmbeddingIndex, StoredImage, index_config
+from services.embedder.tests.fakes import FakeBlobs, fake_embed
+from services.embedder.tests.test_handler import CONFIG, group, jpeg, photo
+
+
+class FakeMilvus:
+    """Records calls; answers a search with one hit per query vector, a get with stored ids."""
+
+    def __init__(self, down: bool = False) -> None:
+        self.down = down
+        self.calls: list[tuple[str, int]] = []
+
+    def _check(self) -> None:
+        if self.down:
+            raise MilvusUnavailableException(message="connection refused")
+
+    async def upsert(self, collection: str, rows: list[dict[str, Any]]) -> None:
+        self._check()
+        self.calls.append(("upsert", len(rows)))
+
+    async def search(self, collection: str, data: list[list[float]], **_: Any) -> list[Any]:
+        self._check()
+        self.calls.append(("search", len(data)))
+        entity = {
+            "blob_url": "b",
+            "working_copy_url": "w",
+            "quality": 0.5,
+            "colour_signature": "0a",
+            "greyscale": False,
+        }
+        return [[{"id": f"hit{v[0]:.0f}", "distance": 0.9, "entity": entity}] for v in data]
+
+    async def get(self, collection: str, ids: list[str], **_: Any) -> list[dict[str, Any]]:
+        self._check()
+        self.calls.append(("get", len(ids)))
+        return [{"id": i, "embedding": [1.0, 0.0]} for i in ids if i != "missing"]
+
+
+def index_on(milvus: FakeMilvus) -> MilvusEmbeddingIndex:
+    return MilvusEmbeddingIndex(milvus, "c", 2, index_config("FLAT"), batch_delay_seconds=0.001)
+
+
+def stored(image_id: str) -> StoredImage:
+    return StoredImage(image_id, "b", "w", 0.5, b"\x0a", False)
+
+
+async def test_concurrent_calls_become_one_call_each_with_its_own_answer() -> None:
+    milvus = FakeMilvus()
+    index = index_on(milvus)
+    vectors = [np.array([i, 0], np.float32) for i in range(5)]
+    await asyncio.gather(*(index.upsert(stored(f"i{i}"), v) for i, v in enumerate(vectors)))
+    found = await asyncio.gather(*(index.search(v, 3) for v in vectors))
+    got = await asyncio.gather(index.vectors(["a", "missing"]), index.vectors(["a", "b"]))
+    await index.aclose()
+    assert milvus.calls == [("upsert", 5), ("search", 5), ("get", 3)]
+    assert [[n.image.image_id for n in hits] for hits in found] == [[f"hit{i}"] for i in range(5)]
+    assert found[0][0].image.colour_signature == b"\x0a"
+    assert [sorted(g) for g in got] == [["a"], ["a", "b"]]
+
+
+async def test_milvus_down_is_transient_and_the_group_is_not_passed_on() -> None:
+    index = index_on(FakeMilvus(down=True))
+    with pytest.raises(TransientError):
+        await index.upsert(stored("x"), np.zeros(2, np.float32))
+    blobs = FakeBlobs()
+    embedder = Embedder(blobs, fake_embed, index, CONFIG)
+    with pytest.raises(TransientError):  # the runtime retries it with backoff, forever
+        await embedder.handle(group("x", blobs.put("wc", "x.jpg", jpeg(photo(1)))))
+    await index.aclose()
+
+
+def test_index_parameters_per_type() -> None:
+    assert index_config("IVF_FLAT", nlist=64, nprobe=128).search == {"nprobe": 64}
+    assert index_config("HNSW", m=8, ef_construction=100, ef=50).build == {
+        "M": 8,
+        "efConstruction": 100,
+    }
+    assert index_config("FLAT").build == {}
+    with pytest.raises(ValueError):
+        index_config("DISKANN")
