@@ -194,8 +194,12 @@ def main(argv: list[str] | None = None) -> int:
     from services.hasher.settings import HasherSettings
 
     defaults = HasherSettings.model_fields
-    pdq_r = args.pdq_radius or int(defaults["pdq_radius"].default)
-    wav_r = args.wavelet_radius or int(defaults["wavelet_radius"].default)
+    pdq_r = int(defaults["pdq_radius"].default) if args.pdq_radius is None else args.pdq_radius
+    wav_r = (
+        int(defaults["wavelet_radius"].default)
+        if args.wavelet_radius is None
+        else args.wavelet_radius
+    )
     dev = args.dev if args.dev.is_dir() else None
     sets: dict[str, Measured] = {}
     if dev:
