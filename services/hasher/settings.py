@@ -28,10 +28,12 @@ class HasherSettings(RuntimeSettings, BlobSettings, MilvusSettings):
     # Decompression-bomb limit: a declared pixel count above this is refused unread.
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1)
 
-    # Hamming radii (of 256 bits) within which a stored image becomes a candidate.
-    # Chosen on data (bench/hash_radii.py, see bench/README.md): they lean to recall,
-    # because the verifier, embedder and matcher reject false candidates but nothing
-    # later recovers a missed one. PDQ's customary match threshold is 31.
+    # Hamming radii (of 256 bits) within which a stored image becomes a candidate, chosen
+    # on data (`python -m bench.hash_radii`, bench/README.md): PDQ (best of 8 turns) <= 80
+    # keeps no false pair among 650k photo pairs and finds 0.93 of edits (31, PDQ's usual
+    # match threshold: 0.77); the wavelet hash adds crops and captions but its false rate
+    # climbs fast (11 per million stored images at 28 bits, 770 at 40). Later stages
+    # reject false candidates; nothing later recovers a missed one (but the embedder).
     pdq_radius: int = Field(80, ge=0, le=256)
     wavelet_radius: int = Field(28, ge=0, le=256)
     # At most this many candidates per search (per PDQ rotation/flip and for the wavelet
