@@ -44,7 +44,6 @@ async def index() -> AsyncIterator[MilvusHashIndex]:
     name = f"test_hashes_{uuid.uuid4().hex[:8]}"
     index = MilvusHashIndex(client, name, Radii(pdq=20, wavelet=10, limit=8), "test", max_batch=4)
     await index.ensure_collection()
-    await index.ensure_collection()  # idempotent: every replica calls it at start
     try:
         yield index
     finally:
@@ -53,6 +52,7 @@ async def index() -> AsyncIterator[MilvusHashIndex]:
 
 
 async def test_records_round_trip_and_radii_hold(index: MilvusHashIndex) -> None:
+    await index.ensure_collection()  # idempotent: every replica calls it at start
     rng = np.random.default_rng(1)
     pdq, wavelet = rng.bytes(32), rng.bytes(32)
     stored = record("a", pdq, wavelet)
