@@ -266,20 +266,13 @@ def window_residuals(
     # Blurring reaches this far across the overlap's edge: keep those pixels out.
     margin = int(3 * (sigma + EXTRA_BLUR[-1])) + 2
     inside = cv2.erode(inside, np.ones((2 * margin + 1, 2 * margin + 1), np.uint8))
+    windows = Windows(h, w, max(MIN_WINDOW, round(max(h, w) / WINDOWS_ACROSS)), inside)
     # A median first: impulse noise (salt and pepper) is not structure.
     a = _blurred(cv2.medianBlur(new, 3), sigma)
     b = _blurred(cv2.medianBlur(warped, 3), sigma)
-    a, b = _match_sharpness(a, b, inside > 0)
+    a, b = _match_sharpness(a, b, windows, params.min_window_std**2)
 
-    k = max(MIN_WINDOW, round(max(h, w) / WINDOWS_ACROSS))
-    rows, cols = h // k, w // k
-
-    def blocks(x: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
-        cut = np.asarray(x[: rows * k, : cols * k], dtype=np.float32)
-        return cut.reshape(rows, k, cols, k).transpose(0, 2, 1, 3).reshape(rows * cols, k * k)
-
-    full = blocks(inside).min(axis=1) > 0
-    da, db = _detrend(blocks(a)[full], k), _detrend(blocks(b)[full], k)
+    da, db = _detrend(windows.of(a), windows.k), _detrend(windows.of(b), windows.k)
     sa = np.sqrt((da * da).mean(axis=1))
     sb = np.sqrt((db * db).mean(axis=1))
     textured = (sa >= params.min_window_std) & (sb >= params.min_window_std)
@@ -287,39 +280,71 @@ def window_residuals(
     return np.asarray((1.0 - np.clip(corr, -1.0, 1.0)) / 2.0, dtype=np.float32)
 
 
+class Windows:
+    """The k x k windows of an h x w image that lie wholly inside ``mask``."""
+
+    def __init__(self, h: int, w: int, k: int, mask: npt.NDArray[Any]) -> None:
+        self.k, self.rows, self.cols = k, h // k, w // k
+        self.inside = self._all(mask).min(axis=1) > 0
+
+    def _all(self, image: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
+        k, rows, cols = self.k, self.rows, self.cols
+        cut = np.asarray(image[: rows * k, : cols * k], dtype=np.float32)
+        return cut.reshape(rows, k, cols, k).transpose(0, 2, 1, 3).reshape(rows * cols, k * k)
+
+    def of(self, image: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
+        """One row of k * k pixels per window inside the mask."""
+        return np.asarray(self._all(image)[self.inside], dtype=np.float32)
+
+
 def _blurred(image: npt.NDArray[Any], sigma: float) -> npt.NDArray[np.float32]:
     return np.asarray(cv2.GaussianBlur(image.astype(np.float32), (0, 0), sigma), np.float32)
 
 
-def _detail(image: npt.NDArray[np.float32], mask: npt.NDArray[np.bool_]) -> float:
-    """Fine detail relative to contrast: Laplacian energy over variance, within ``mask``."""
-    values = image[mask]
-    variance = float(values.var()) if values.size else 0.0
-    if variance <= 1e-6:
-        return 0.0
-    return float((cv2.Laplacian(image, cv2.CV_32F)[mask] ** 2).mean()) / variance
+def _detail(
+    image: npt.NDArray[np.float32], windows: Windows
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """Per window: (Laplacian energy, variance); their ratio is fine detail per contrast."""
+    pixels = windows.of(image)
+    laplacian = windows.of(cv2.Laplacian(image, cv2.CV_32F))
+    return (laplacian * laplacian).mean(axis=1), pixels.var(axis=1)
+
+
+def _sharper_by(
+    a: npt.NDArray[np.float32], b: npt.NDArray[np.float32], windows: Windows, min_var: float
+) -> float | None:
+    """Median log ratio of a's fine detail to b's over windows with contrast in both (> 0:
+    a is sharper); None when too few windows have contrast. A median, so that an overlay
+    (sharp text on a soft photo) does not count."""
+    energy_a, var_a = _detail(a, windows)
+    energy_b, var_b = _detail(b, windows)
+    both = (var_a >= min_var) & (var_b >= min_var) & (energy_a > 0) & (energy_b > 0)
+    if both.sum() < MIN_WINDOW:
+        return None
+    log_a = np.log(energy_a[both] / var_a[both])
+    log_b = np.log(energy_b[both] / var_b[both])
+    return float(np.median(log_a - log_b))
 
 
 def _match_sharpness(
-    a: npt.NDArray[np.float32], b: npt.NDArray[np.float32], mask: npt.NDArray[np.bool_]
+    a: npt.NDArray[np.float32], b: npt.NDArray[np.float32], windows: Windows, min_var: float
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
     """Blur the sharper image until it is no sharper than the other one.
 
     A blurred, noisy or upscaled copy is still a copy: compared at the detail that both
     images have, it aligns with its original; another shot does not align at any blur.
     """
-    if not mask.any():
+    tolerance = float(np.log(SHARPNESS_TOLERANCE))
+    ratio = _sharper_by(a, b, windows, min_var)
+    if ratio is None or abs(ratio) <= tolerance:
         return a, b
-    detail_a, detail_b = _detail(a, mask), _detail(b, mask)
-    swap = detail_a < detail_b
+    swap = ratio < 0
     sharp, soft = (b, a) if swap else (a, b)
-    target = min(detail_a, detail_b)
-    if max(detail_a, detail_b) <= SHARPNESS_TOLERANCE * target:
-        return a, b
     blurred = sharp
     for extra in EXTRA_BLUR:
         blurred = _blurred(sharp, extra)
-        if _detail(blurred, mask) <= SHARPNESS_TOLERANCE * target:
+        now = _sharper_by(blurred, soft, windows, min_var)
+        if now is None or now <= tolerance:
             break
     return (soft, blurred) if swap else (blurred, soft)
 
@@ -351,14 +376,13 @@ def _reprojection_errors(
 
 def refine(
     new: Grey, candidate: Grey, estimate: Estimate, params: MatchParams
-) -> npt.NDArray[np.float64]:
+) -> npt.NDArray[np.float64] | None:
     """The RANSAC transform polished to sub-pixel accuracy by ECC (correlation on the
     pixels themselves): keypoints are only as precise as their pyramid level, and inliers
-    bunched in one part of the image extrapolate poorly. ECC's answer is kept only if it
-    still agrees with the inliers (a refinement must not contradict the evidence)."""
+    bunched in one part of the image extrapolate poorly. None when ECC does not converge
+    or no longer agrees with the inliers (a refinement must not contradict the evidence)."""
     assert estimate.transform is not None and estimate.src is not None and estimate.dst is not None
-    transform = estimate.transform
-    inverse = cv2.invertAffineTransform(transform).astype(np.float32)
+    inverse = cv2.invertAffineTransform(estimate.transform).astype(np.float32)
     try:
         _, warp = cv2.findTransformECC(
             new.astype(np.float32),
@@ -371,11 +395,11 @@ def refine(
             5,
         )
     except cv2.error:
-        return transform
+        return None
     refined = np.asarray(cv2.invertAffineTransform(warp), dtype=np.float64)
     errors = _reprojection_errors(refined, estimate.src, estimate.dst)
     if not np.isfinite(refined).all() or np.median(errors) > params.ransac_threshold:
-        return transform
+        return None
     return refined
 
 
@@ -388,18 +412,27 @@ def match(new: ImageView, candidate: ImageView, params: MatchParams) -> MatchRes
     best = mirror if mirrored else plain
     if best.transform is None:
         return MatchResult(best.matches, 0, 0.0, mirrored, None)
-    transform = refine(new.grey, candidate.grey, best, params) if params.refine else best.transform
-    # One pixel of each image, in the new image's (enlarged) pixels.
-    candidate_pixel = candidate.scale * float(np.sqrt(abs(np.linalg.det(transform[:, :2]))))
-    pixel = max(new.scale, candidate_pixel)
-    windows = window_residuals(new.grey, candidate.grey, transform, params, pixel)
+    # RANSAC's transform, and ECC's refinement of it: the one that aligns better counts
+    # (ECC maximises the correlation of the whole overlap, which an overlay can pull).
+    transforms = [best.transform]
+    if params.refine and (refined := refine(new.grey, candidate.grey, best, params)) is not None:
+        transforms.append(refined)
+    scored = []
+    for transform in transforms:
+        # One pixel of each image, in the new image's (enlarged) pixels.
+        candidate_pixel = candidate.scale * float(np.sqrt(abs(np.linalg.det(transform[:, :2]))))
+        pixel = max(new.scale, candidate_pixel)
+        windows = window_residuals(new.grey, candidate.grey, transform, params, pixel)
+        residual = aligned_residual(windows, params)
+        scored.append((2.0 if residual is None else residual, transform, windows, residual))
+    _, transform, windows, residual = min(scored, key=lambda item: item[0])
     (a, b, c), (d, e, f) = transform.tolist()
     return MatchResult(
         matches=best.matches,
         inliers=best.inliers,
         inlier_ratio=best.inliers / best.matches if best.matches else 0.0,
         mirrored=mirrored,
-        residual=aligned_residual(windows, params),
+        residual=residual,
         transform=((a, b, c), (d, e, f)),
         windows=len(windows),
         window_residuals=windows,
