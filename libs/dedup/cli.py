@@ -10,6 +10,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ingest": ("services.ingest.cli", "blob events into Kafka: eventhub, backfill or watch"),
     "report": ("dedup.report.cli", "the decisions as JSON, CSV and an HTML gallery"),
     "act": ("dedup.actions", "tag duplicates or move them to a quarantine (dry-run by default)"),
+    "scan": ("dedup.scan.cli", "find duplicates in a local folder, in-process (no stack needed)"),
 }
 
 

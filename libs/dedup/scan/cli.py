@@ -1,0 +1,105 @@
+"""`dedup scan DIR`: de-duplicate a local folder with the pipeline's own five stages.
+
+    dedup scan DIR [--json OUT] [--html DIR] [--workers N]
+
+No Kafka, no blob storage, no `make up`: the services' handlers run in this process on
+the folder's files; Milvus Lite and Triton are started privately on free ports (from
+.venv and .venv-triton, as `make setup` installs them) and stopped at the end, unless
+--milvus-uri and --triton-url name running ones (say, the local stack's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+
+from dedup.report import model
+from dedup.report.cli import summary
+from dedup.scan.core import ScanOptions, ScanResult, scan, scan_endpoints, workspace
+from dedup.scan.output import to_html, to_json
+from dedup.scan.servers import ServerError
+
+
+async def run_scan(
+    root: Path,
+    options: ScanOptions,
+    milvus_uri: str | None = None,
+    triton_url: str | None = None,
+) -> ScanResult:
+    """One scan, with its own servers (or the given ones) and a temporary workspace."""
+    async with workspace() as tmp, scan_endpoints(tmp / "run", milvus_uri, triton_url) as ends:
+        return await scan(root, ends, tmp / "blobs", options)
+
+
+def write_outputs(result: ScanResult, json_out: Path | None, html_dir: Path | None) -> None:
+    root = str(result.root)
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(to_json(root, result.rows, result.seconds), encoding="utf-8")
+        print(f"JSON: {json_out}")
+    if html_dir:
+        html_dir.mkdir(parents=True, exist_ok=True)
+        index = html_dir / "index.html"
+        index.write_text(to_html(root, result.rows, result.thumbnails), encoding="utf-8")
+        print(f"HTML gallery: {index}")
+
+
+def quiet_pymilvus() -> None:
+    """pymilvus's async client sets its own logger to DEBUG: every call would be logged."""
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith("pymilvus"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="dedup scan",
+        description="Find duplicate images in a local folder (recursively) with the "
+        "pipeline's own stages; every file gets a cluster, keep or not, and a reason.",
+    )
+    p.add_argument("folder", type=Path, metavar="DIR")
+    p.add_argument("--json", type=Path, metavar="OUT", help="write every file's result here")
+    p.add_argument("--html", type=Path, metavar="DIR", help="write the gallery to DIR/index.html")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="threads decoding images (default: one per CPU)",
+    )
+    p.add_argument("--in-flight", type=int, default=32, help="images in flight at once")
+    p.add_argument("--milvus-uri", help="a running Milvus to use (else a private Milvus Lite)")
+    p.add_argument("--triton-url", help="a running Triton's gRPC host:port (else a private one)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def main(args: list[str] | None = None) -> int:
+    ns = parser().parse_args(args)
+    if not ns.folder.is_dir():
+        print(f"dedup scan: {ns.folder} is not a directory", file=sys.stderr)
+        return 2
+    if ns.workers < 1 or ns.in_flight < 1:
+        print("dedup scan: --workers and --in-flight must be at least 1", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s: %(message)s")
+    quiet_pymilvus()
+    options = ScanOptions(
+        workers=ns.workers,
+        in_flight=ns.in_flight,
+        thumbnails=ns.html is not None,
+        progress=not ns.quiet,
+    )
+    try:
+        result = asyncio.run(run_scan(ns.folder, options, ns.milvus_uri, ns.triton_url))
+    except (ServerError, ValueError) as error:
+        print(f"dedup scan: {error}", file=sys.stderr)
+        return 1
+    write_outputs(result, ns.json, ns.html)
+    print(f"{summary(model.totals(result.rows))} ({result.seconds:.1f} s)")
+    if result.failures:
+        print(f"{len(result.failures)} images hit a stage failure (see `reason`)", file=sys.stderr)
+    return 0

@@ -1,0 +1,337 @@
+"""`dedup scan`'s engine: the five services' own stages, in-process, over a local folder.
+
+Each service's `open_stage(settings, blobs=...)` is opened exactly as the service opens
+it (its settings from DEDUP_<SERVICE>_* as usual), except that blob storage is the local
+folder (dedup.scan.local_blobs), Milvus and Triton are the scan's (private ones by
+default, see servers.py) and the Milvus collections are the scan's own (dropped at the
+end). Nothing of the decision logic lives here.
+
+Order: the hasher runs over every file first, so that each image's hash candidates are
+found in both directions (as when the hasher runs ahead of the other stages); then each
+image goes through verifier -> embedder -> matcher -> ranker, in file order with a
+bounded number in flight (the embedder batches concurrent images into one Triton call).
+The ranker's clusters and kept copies do not depend on the order it sees the groups in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from google.protobuf.message import Message
+
+from dedup.report import gallery, model
+from dedup.report.model import Row
+from dedup.runtime import Output, Stage
+from dedup.runtime.stage import TRANSIENT, backoff_seconds
+from dedup.scan.files import LocalFile, folder_container, local_files
+from dedup.scan.local_blobs import LocalBlobs
+from dedup.scan.progress import Progress
+from dedup.scan.servers import Endpoints, private_servers
+from dedup.v1.events_pb2 import BlobEvent
+from dedup.v1.groups_pb2 import CandidateGroup
+from dedup.vectors import MilvusSettings, open_milvus
+from services.embedder.__main__ import open_stage as open_embedder
+from services.embedder.settings import EmbedderSettings
+from services.hasher.__main__ import open_stage as open_hasher
+from services.hasher.settings import HasherSettings
+from services.matcher.__main__ import open_stage as open_matcher
+from services.matcher.settings import MatcherSettings
+from services.ranker.clusters import Ranker
+from services.ranker.service import ranker_stage
+from services.verifier.__main__ import open_stage as open_verifier
+from services.verifier.settings import VerifierSettings
+
+log = logging.getLogger("dedup.scan")
+
+T = TypeVar("T")
+R = TypeVar("R")
+M = TypeVar("M", bound=Message)
+
+# A dependency that stays away this many tries in a row fails the image (the services
+# would wait forever; a one-shot command should say so instead).
+TRANSIENT_ATTEMPTS = 6
+ERROR = "error"
+
+
+@dataclass(frozen=True)
+class ScanOptions:
+    # Decoding threads of the hasher; 0: one per CPU.
+    workers: int = 0
+    # Images in flight at once (the embedder merges them into Triton batches).
+    in_flight: int = 32
+    # Thumbnails for the HTML gallery (made from the working copies before they go).
+    thumbnails: bool = False
+    progress: bool = True
+
+
+@dataclass
+class ScanResult:
+    root: Path
+    rows: list[Row]  # one per file, in file order; `path` is the file's relative path
+    thumbnails: dict[str, str] = field(default_factory=dict)  # image id -> data URI
+    # Images a stage failed on (a bug, or a dependency that stayed away): id -> reason.
+    failures: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class StageSettings:
+    hasher: HasherSettings
+    verifier: VerifierSettings
+    embedder: EmbedderSettings
+    matcher: MatcherSettings
+
+
+def stage_settings(endpoints: Endpoints, tag: str, options: ScanOptions) -> StageSettings:
+    """The services' settings (environment as usual) pointed at the scan's servers."""
+    concurrency = max(1, options.in_flight)
+    return StageSettings(
+        hasher=HasherSettings(
+            milvus_uri=endpoints.milvus_uri,
+            collection=f"scan_{tag}_hashes",
+            worker_threads=options.workers,
+            concurrency=concurrency,
+        ),
+        verifier=VerifierSettings(),
+        embedder=EmbedderSettings(
+            milvus_uri=endpoints.milvus_uri,
+            triton_url=endpoints.triton_url,
+            collection=f"scan_{tag}_embeddings",
+            # A folder is small: exact search (IVF's clusters only pay off at millions).
+            index_type="FLAT",
+            concurrency=concurrency,
+        ),
+        matcher=MatcherSettings(concurrency=concurrency),
+    )
+
+
+async def bounded_map(items: Sequence[T], fn: Callable[[T], Awaitable[R]], limit: int) -> list[R]:
+    """fn over items, at most `limit` at once, started in order; results in order."""
+    results: list[R | None] = [None] * len(items)
+    next_index = iter(range(len(items)))
+
+    async def worker() -> None:
+        for i in next_index:
+            results[i] = await fn(items[i])
+
+    await asyncio.gather(*(worker() for _ in range(max(1, min(limit, len(items))))))
+    return results  # type: ignore[return-value]  # every slot is filled
+
+
+async def call(stage: Stage[M], message: M) -> Sequence[Output]:
+    """The stage's handler, with the runtime's backoff on transient errors (bounded)."""
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return await stage.handle(message)
+        except TRANSIENT:
+            if attempt >= TRANSIENT_ATTEMPTS:
+                raise
+            await asyncio.sleep(backoff_seconds(attempt, 0.2, 5.0))
+
+
+def only_group(outputs: Sequence[Output]) -> CandidateGroup:
+    groups = [o.message for o in outputs if isinstance(o.message, CandidateGroup)]
+    if len(groups) != 1:
+        raise RuntimeError(f"expected one group, got {len(outputs)} outputs")
+    return groups[0]
+
+
+def error_row(f: LocalFile, reason: str) -> Row:
+    """A file no stage could judge: alone, kept, with the reason."""
+    return Row(
+        image_id=f.image_id,
+        container="",
+        path=f.name,
+        url=f.event.data.url,
+        cluster=f.image_id,
+        decision=model.UNREADABLE,
+        keep=True,
+        duplicate_of="",
+        status=ERROR,
+        reason=reason,
+        quality=0.0,
+        size_bytes=f.event.data.content_length,
+        width=0,
+        height=0,
+    )
+
+
+@dataclass
+class Stages:
+    hasher: Stage[BlobEvent]
+    verifier: Stage[CandidateGroup]
+    embedder: Stage[CandidateGroup]
+    matcher: Stage[CandidateGroup]
+    ranker: Stage[CandidateGroup]
+
+
+@contextlib.asynccontextmanager
+async def open_stages(
+    settings: StageSettings, blobs: LocalBlobs, ranker: Ranker
+) -> AsyncIterator[Stages]:
+    async with contextlib.AsyncExitStack() as stack:
+        enter = stack.enter_async_context
+        yield Stages(
+            hasher=await enter(open_hasher(settings.hasher, blobs)),
+            verifier=await enter(open_verifier(settings.verifier)),
+            embedder=await enter(open_embedder(settings.embedder, blobs)),
+            matcher=await enter(open_matcher(settings.matcher, blobs)),
+            ranker=ranker_stage(ranker),
+        )
+
+
+async def drop_collections(endpoints: Endpoints, names: Iterable[str]) -> None:
+    client = open_milvus(MilvusSettings(milvus_uri=endpoints.milvus_uri))
+    try:
+        for name in names:
+            with contextlib.suppress(Exception):  # best effort: the scan's result stands
+                await client.drop_collection(name)
+    finally:
+        await client.close()
+
+
+async def scan(
+    root: Path, endpoints: Endpoints, scratch: Path, options: ScanOptions = ScanOptions()
+) -> ScanResult:
+    """Judge every file under `root`; working copies go under `scratch`."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    container = await asyncio.to_thread(folder_container, root)
+    files = await asyncio.to_thread(local_files, root)
+    blobs = LocalBlobs({container: {f.name: f.path for f in files}}, scratch)
+    settings = stage_settings(endpoints, uuid.uuid4().hex[:12], options)
+    ranker = Ranker()
+    failures: dict[str, str] = {}
+    partial: dict[str, str] = {}
+    try:
+        async with open_stages(settings, blobs, ranker) as stages:
+            groups = await hash_all(stages, files, options, failures)
+            await judge_all(stages, [g for g in groups if g is not None], options, partial)
+        rows = final_rows(files, ranker, failures, partial)
+        thumbnails = await working_copy_thumbnails(rows, blobs) if options.thumbnails else {}
+    finally:
+        await drop_collections(
+            endpoints, (settings.hasher.collection, settings.embedder.collection)
+        )
+    return ScanResult(root, rows, thumbnails, failures | partial, loop.time() - started)
+
+
+async def hash_all(
+    stages: Stages, files: Sequence[LocalFile], options: ScanOptions, failures: dict[str, str]
+) -> list[CandidateGroup | None]:
+    progress = Progress("hashing", len(files), enabled=options.progress)
+
+    async def one(f: LocalFile) -> CandidateGroup | None:
+        try:
+            return only_group(await call(stages.hasher, f.event))
+        except Exception as error:
+            log.warning("hasher failed on %s: %s", f.name, error)
+            failures[f.image_id] = f"hasher failed: {type(error).__name__}: {error}"
+            return None
+        finally:
+            progress.advance()
+
+    try:
+        return await bounded_map(files, one, options.in_flight)
+    finally:
+        progress.close()
+
+
+async def judge_all(
+    stages: Stages,
+    groups: Sequence[CandidateGroup],
+    options: ScanOptions,
+    partial: dict[str, str],
+) -> None:
+    progress = Progress("matching", len(groups), enabled=options.progress)
+
+    async def one(group: CandidateGroup) -> None:
+        try:
+            for stage in (stages.verifier, stages.embedder, stages.matcher):
+                try:
+                    group = only_group(await call(stage, group))
+                except Exception as error:
+                    # The image still gets a decision, from what the earlier stages and
+                    # the other images' groups proved.
+                    log.warning("%s failed on %s: %s", stage.name, group.image_id, error)
+                    partial[group.image_id] = f"{stage.name} failed: {error}"
+                    break
+            await call(stages.ranker, group)
+        finally:
+            progress.advance()
+
+    try:
+        await bounded_map(groups, one, options.in_flight)
+    finally:
+        progress.close()
+
+
+def final_rows(
+    files: Sequence[LocalFile],
+    ranker: Ranker,
+    failures: dict[str, str],
+    partial: dict[str, str],
+) -> list[Row]:
+    rows = []
+    for f in files:
+        decision = ranker.decision(f.image_id)
+        if f.image_id in failures or decision is None:
+            rows.append(error_row(f, failures.get(f.image_id, "no decision was made")))
+            continue
+        r = dataclasses.replace(model.row(decision), container="", path=f.name)
+        if f.image_id in partial:
+            r = dataclasses.replace(
+                r, reason="; ".join(x for x in (r.reason, partial[f.image_id]) if x)
+            )
+        rows.append(r)
+    return rows
+
+
+async def working_copy_thumbnails(rows: Sequence[Row], blobs: LocalBlobs) -> dict[str, str]:
+    """image id -> data URI, for the images the gallery shows."""
+
+    def make() -> dict[str, str]:
+        thumbs = {}
+        for r in gallery.shown_images(rows):
+            where = blobs.locate(r.working_copy_url) if r.working_copy_url else None
+            if where is None:
+                continue
+            with contextlib.suppress(OSError):
+                uri = gallery.thumbnail_data_uri(blobs.path(*where).read_bytes())
+                if uri:
+                    thumbs[r.image_id] = uri
+        return thumbs
+
+    return await asyncio.to_thread(make)
+
+
+@contextlib.asynccontextmanager
+async def scan_endpoints(
+    run_dir: Path, milvus_uri: str | None = None, triton_url: str | None = None
+) -> AsyncIterator[Endpoints]:
+    """The servers a scan uses: the given ones (both), else private ones under `run_dir`."""
+    if milvus_uri and triton_url:
+        yield Endpoints(milvus_uri=milvus_uri, triton_url=triton_url)
+        return
+    if milvus_uri or triton_url:
+        raise ValueError("give both a Milvus URI and a Triton URL, or neither")
+    async with private_servers(run_dir, EmbedderSettings().triton_model) as endpoints:
+        yield endpoints
+
+
+@contextlib.asynccontextmanager
+async def workspace() -> AsyncIterator[Path]:
+    """A temporary directory for the servers' data and the working copies."""
+    with tempfile.TemporaryDirectory(prefix="dedup-scan-") as tmp:
+        yield Path(tmp)

@@ -1,0 +1,73 @@
+"""A one-line progress bar on stderr: phase, count, share, rate and ETA."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from typing import TextIO
+
+WIDTH = 24
+
+
+def clock_text(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    minutes, secs = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def progress_line(label: str, done: int, total: int, elapsed: float) -> str:
+    share = done / total if total else 1.0
+    filled = int(WIDTH * share)
+    bar = "#" * filled + "." * (WIDTH - filled)
+    rate = done / elapsed if elapsed > 0 else 0.0
+    left = f"ETA {clock_text((total - done) / rate)}" if rate > 0 and done < total else ""
+    if done >= total:
+        left = f"in {clock_text(elapsed)}"
+    return f"{label:9s} [{bar}] {done}/{total} {share:4.0%}  {rate:6.1f} img/s  {left}".rstrip()
+
+
+class Progress:
+    """Redrawn in place on a terminal (at most every `every` s); plain lines now and then
+    elsewhere (a log file, a test); nothing at all when not `enabled`."""
+
+    def __init__(
+        self,
+        label: str,
+        total: int,
+        *,
+        stream: TextIO | None = None,
+        enabled: bool = True,
+        every: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._label, self._total = label, total
+        self._stream = stream or sys.stderr
+        self._enabled = enabled
+        self._tty = self._stream.isatty()
+        self._every = every if every is not None else (0.2 if self._tty else 10.0)
+        self._clock = clock
+        self._began = clock()
+        self._shown = self._began
+        self.done = 0
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n
+        now = self._clock()
+        if now - self._shown >= self._every:
+            self._show(now)
+
+    def close(self) -> None:
+        self._show(self._clock(), last=True)
+
+    def _show(self, now: float, last: bool = False) -> None:
+        self._shown = now
+        if not self._enabled:
+            return
+        line = progress_line(self._label, self.done, self._total, now - self._began)
+        if self._tty:
+            self._stream.write("\r\x1b[K" + line + ("\n" if last else ""))
+        else:
+            self._stream.write(line + "\n")
+        self._stream.flush()

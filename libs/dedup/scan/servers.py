@@ -1,0 +1,193 @@
+"""Private Milvus Lite and Triton servers for one `dedup scan` (or one `make eval` run).
+
+The commands come from stack/lib.sh, the same functions `make up` uses (so a scan runs
+exactly the local stack's Milvus and Triton, with the environment Triton's Python
+backend needs), but with a private run directory and free ports: nothing is shared with
+a running stack, and `make up` is not needed. Both are stopped (their whole process
+group: Triton's Python-backend stubs too) when the scan ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from pymilvus import MilvusClient
+
+REPO = Path(__file__).resolve().parents[3]
+LIB_SH = REPO / "stack" / "lib.sh"
+START_TIMEOUT_SECONDS = 120.0
+STOP_TIMEOUT_SECONDS = 15.0
+
+
+class ServerError(RuntimeError):
+    """A private server could not be started (its log tail is in the message)."""
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where the scan's handlers find Milvus and Triton."""
+
+    milvus_uri: str
+    triton_url: str  # gRPC host:port, as the embedder's settings want it
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def stack_command(component: str, run_dir: Path, ports: Mapping[str, int]) -> list[str]:
+    """The command line stack/lib.sh builds for `component`, with its own run dir and ports
+    (DEDUP_RUN_DIR, DEDUP_STACK_<PART>_PORT); its `_prepare` step runs first."""
+    if not LIB_SH.is_file():
+        raise ServerError(f"{LIB_SH} is missing: `dedup scan` runs from a checkout of dedup")
+    steps = (f"{component}_prepare >&2", f"{component}_command", 'printf "%s\\0" "${CMD[@]}"')
+    script = " && ".join(('source "$0"', *steps))
+    env = dict(os.environ, DEDUP_RUN_DIR=str(run_dir))
+    env |= {f"DEDUP_STACK_{part}_PORT": str(port) for part, port in ports.items()}
+    done = subprocess.run(
+        ["bash", "-c", script, str(LIB_SH)], env=env, capture_output=True, check=False
+    )
+    if done.returncode != 0:
+        raise ServerError(f"{component}: stack/lib.sh failed: {done.stderr.decode()[-2000:]}")
+    return done.stdout.decode().split("\0")[:-1]
+
+
+def require(command: list[str], binary: str, what: str) -> None:
+    """Fail clearly when the server's binary is not installed."""
+    if not any(part.endswith(binary) and Path(part).is_file() for part in command):
+        raise ServerError(f"{what} is not installed: run `make setup`")
+
+
+class Server:
+    """One process in its own session, logging to a file, stopped with its whole group."""
+
+    def __init__(self, name: str, command: list[str], cwd: Path) -> None:
+        self.name = name
+        self.log = cwd / f"{name}.log"
+        cwd.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                command,
+                cwd=cwd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    async def wait_ready(self, ready: Callable[[], Awaitable[bool]], patience: float) -> None:
+        deadline = time.monotonic() + patience
+        while True:
+            if self.proc.poll() is not None:
+                raise ServerError(
+                    f"{self.name} exited during start-up ({self.proc.returncode}):\n"
+                    f"{self.log_tail()}"
+                )
+            if await ready():
+                return
+            if time.monotonic() > deadline:
+                raise ServerError(
+                    f"{self.name} not ready after {patience:.0f} s:\n{self.log_tail()}"
+                )
+            await asyncio.sleep(0.2)
+
+    def stop(self) -> None:
+        """TERM the group, then KILL whatever is left of it (Triton's stubs)."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=STOP_TIMEOUT_SECONDS)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=5)
+
+
+def _milvus_answers(uri: str) -> bool:
+    try:
+        client = MilvusClient(uri=uri, timeout=2)
+    except Exception:  # not listening yet: pymilvus raises several kinds here
+        return False
+    try:
+        client.list_collections()
+        return True
+    except Exception:
+        return False
+    finally:
+        client.close()
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (our own http URL)
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+async def start_milvus(run_dir: Path) -> tuple[Server, str]:
+    port = free_port()
+    command = await asyncio.to_thread(stack_command, "milvus", run_dir, {"MILVUS": port})
+    require(command, "/milvus", "Milvus Lite (.venv)")
+    server = Server("milvus", command, run_dir / "milvus")
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        await server.wait_ready(
+            lambda: asyncio.to_thread(_milvus_answers, uri), START_TIMEOUT_SECONDS
+        )
+    except BaseException:
+        server.stop()
+        raise
+    return server, uri
+
+
+async def start_triton(run_dir: Path, model: str) -> tuple[Server, str]:
+    ports = {"TRITON_HTTP": free_port(), "TRITON_GRPC": free_port(), "TRITON_METRICS": free_port()}
+    command = await asyncio.to_thread(stack_command, "triton", run_dir, ports)
+    require(command, "/tritonserver", "Triton (.venv-triton)")
+    server = Server("triton", command, run_dir / "triton")
+    ready = f"http://127.0.0.1:{ports['TRITON_HTTP']}/v2/models/{model}/ready"
+    try:
+        await server.wait_ready(lambda: asyncio.to_thread(_http_ok, ready), START_TIMEOUT_SECONDS)
+    except BaseException:
+        server.stop()
+        raise
+    return server, f"127.0.0.1:{ports['TRITON_GRPC']}"
+
+
+@contextlib.asynccontextmanager
+async def private_servers(run_dir: Path, model: str) -> AsyncIterator[Endpoints]:
+    """Milvus Lite and Triton on free ports under `run_dir`, started side by side."""
+    milvus, triton = await asyncio.gather(
+        start_milvus(run_dir), start_triton(run_dir, model), return_exceptions=True
+    )
+    servers = [r[0] for r in (milvus, triton) if not isinstance(r, BaseException)]
+    try:
+        if isinstance(milvus, BaseException):
+            raise milvus
+        if isinstance(triton, BaseException):
+            raise triton
+        yield Endpoints(milvus_uri=milvus[1], triton_url=triton[1])
+    finally:
+        for server in servers:
+            await asyncio.to_thread(server.stop)
