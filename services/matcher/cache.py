@@ -25,6 +25,10 @@ class ViewCache:
         return key in self._views
 
     @property
+    def max_bytes(self) -> int:
+        return self._max_bytes
+
+    @property
     def nbytes(self) -> int:
         return self._bytes
 

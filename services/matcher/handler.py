@@ -103,6 +103,18 @@ class Matcher:
         self._policy = policy
         self._cache = cache
 
+    @property
+    def params(self) -> MatchParams:
+        return self._params
+
+    @property
+    def policy(self) -> MatchPolicy:
+        return self._policy
+
+    @property
+    def cache(self) -> ViewCache:
+        return self._cache
+
     async def handle(self, group: CandidateGroup) -> Sequence[Output]:
         return [Output(group.image_id, await self.matched(group))]
 
