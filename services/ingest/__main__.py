@@ -2,10 +2,11 @@
 
 import asyncio
 import signal
+import sys
 
 from dedup.health import Health, serve_health
 from dedup.logs import configure_logging
-from services.ingest.eventhub import SERVICE, consume
+from services.ingest.eventhub import SERVICE, ConfigError, consume
 from services.ingest.settings import IngestSettings
 
 
@@ -25,7 +26,11 @@ async def serve(settings: IngestSettings) -> None:
 def main() -> None:
     settings = IngestSettings()
     configure_logging(SERVICE, settings.log_level)
-    asyncio.run(serve(settings))
+    try:
+        asyncio.run(serve(settings))
+    except ConfigError as error:
+        print(f"ingest: {error}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

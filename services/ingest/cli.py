@@ -26,7 +26,6 @@ from azure.core.exceptions import ServiceRequestError, ServiceResponseError
 from dedup.blob import BlobStore, open_service
 from dedup.errors import TransientError
 from dedup.listing import BackfillState, Source, WatchState, backfill, poll
-from dedup.logs import configure_logging
 from dedup.runtime.kafka import KafkaError, Publisher
 from dedup.runtime.stage import backoff_seconds
 from services.ingest.progress import Progress
@@ -159,13 +158,6 @@ async def run_watch(settings: IngestSettings, ns: argparse.Namespace) -> int:
     return 0
 
 
-def run_eventhub(settings: IngestSettings, ns: argparse.Namespace) -> int:
-    from services.ingest.__main__ import serve
-
-    asyncio.run(serve(settings))
-    return 0
-
-
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="dedup ingest",
@@ -206,11 +198,12 @@ COMMANDS: dict[str, Callable[[IngestSettings, argparse.Namespace], Any]] = {
 
 def main(args: list[str] | None = None) -> int:
     ns = parser().parse_args(args)
-    settings = IngestSettings()
     if ns.command == "eventhub":
-        configure_logging("ingest", settings.log_level)
-        return run_eventhub(settings, ns)
-    settings = settings.model_copy(update=overrides(ns))
+        from services.ingest.__main__ import main as consume
+
+        consume()
+        return 0
+    settings = IngestSettings().model_copy(update=overrides(ns))
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     code: int = asyncio.run(COMMANDS[ns.command](settings, ns))
     return code

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from google.protobuf.message import Message
 
 from dedup import metrics, topics
-from dedup.blob import AZURITE
+from dedup.blob import AZURITE, BlobStore, open_service
 from dedup.errors import TransientError
 from dedup.events import EventFilter, InvalidEventError, from_message
 from dedup.health import Health
@@ -35,6 +35,10 @@ log = logging.getLogger("dedup.ingest")
 
 SERVICE = "ingest"
 SOURCE = "eventhub"
+
+
+class ConfigError(ValueError):
+    """The consumer's settings are incomplete."""
 
 
 class Publisher(Protocol):
@@ -147,7 +151,7 @@ def consumer_client(settings: IngestSettings) -> EventHubConsumerClient:
     from azure.identity.aio import DefaultAzureCredential
 
     if settings.eventhub_connection_string is None and not settings.eventhub_namespace:
-        raise ValueError(
+        raise ConfigError(
             "set DEDUP_INGEST_EVENTHUB_CONNECTION_STRING or DEDUP_INGEST_EVENTHUB_NAMESPACE"
         )
     connection = settings.blob_connection_string
@@ -163,7 +167,7 @@ def consumer_client(settings: IngestSettings) -> EventHubConsumerClient:
         )
     else:
         # (The checkpoint store's own client does not read Azurite's short-hand.)
-        raise ValueError(
+        raise ConfigError(
             "checkpoints need a storage account: DEDUP_INGEST_BLOB_CONNECTION_STRING"
             " (a full connection string) or DEDUP_INGEST_BLOB_ACCOUNT_URL"
         )
@@ -188,6 +192,9 @@ async def consume(settings: IngestSettings, health: Health, stop: asyncio.Event)
     from dedup.runtime import Publisher as KafkaPublisher
 
     client = consumer_client(settings)
+    async with open_service(settings) as service:
+        # The checkpoint store expects its container to exist.
+        await BlobStore(service, SERVICE).ensure_container(settings.checkpoint_container)
     async with KafkaPublisher(settings) as publisher:
         await publisher.ensure_topics(
             [settings.output_topic, topics.dead_letter(settings.output_topic)]
