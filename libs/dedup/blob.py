@@ -251,11 +251,18 @@ class BlobStore:
             raise TransientError(f"blob storage unreachable: {error}") from error
 
     async def list_pages(
-        self, container: str, prefix: str | None = None, continuation: str | None = None
+        self,
+        container: str,
+        prefix: str | None = None,
+        continuation: str | None = None,
+        page_size: int | None = None,
     ) -> AsyncIterator[tuple[list[BlobInfo], str | None]]:
-        """List a container a page at a time: (blobs, marker to resume after this page)."""
+        """List a container a page at a time: (blobs, marker to resume after this page).
+
+        `page_size`: blobs per page (Azure's default and maximum: 5,000)."""
         client = self._service.get_container_client(container)
-        pages = client.list_blobs(name_starts_with=prefix).by_page(continuation_token=continuation)
+        listing = client.list_blobs(name_starts_with=prefix, results_per_page=page_size)
+        pages = listing.by_page(continuation_token=continuation)
         async for page in pages:
             blobs = [
                 BlobInfo(

@@ -41,7 +41,11 @@ class Pages(Protocol):
     """dedup.blob.BlobStore.list_pages."""
 
     def list_pages(
-        self, container: str, prefix: str | None = None, continuation: str | None = None
+        self,
+        container: str,
+        prefix: str | None = None,
+        continuation: str | None = None,
+        page_size: int | None = None,
     ) -> AsyncIterator[tuple[list[BlobInfo], str | None]]: ...
 
 
@@ -55,6 +59,8 @@ class Source:
     topic: str
     prefix: str = ""
     event_filter: EventFilter = field(default_factory=EventFilter)
+    # Blobs per listing page (None: the service's default, 5,000 on Azure).
+    page_size: int | None = None
 
     def event(self, blob: BlobInfo) -> BlobEvent | None:
         """The BlobCreated event of a listed blob, or None if the filter refuses it."""
@@ -117,7 +123,7 @@ async def backfill(
     if state.done:
         return state
     async for blobs, marker in pages.list_pages(
-        source.container, source.prefix or None, state.continuation
+        source.container, source.prefix or None, state.continuation, source.page_size
     ):
         published = 0
         for blob in blobs:
@@ -203,7 +209,9 @@ async def poll(
     once this returns: everything is acknowledged) and how many events were published."""
     newest = _Newest(state.watermark)
     published = 0
-    async for blobs, _ in pages.list_pages(source.container, source.prefix or None):
+    async for blobs, _ in pages.list_pages(
+        source.container, source.prefix or None, None, source.page_size
+    ):
         for blob in blobs:
             if state.is_new(blob):
                 event = source.event(blob)

@@ -82,6 +82,7 @@ def source_of(
         topic=settings.output_topic,
         prefix=ns.prefix,
         event_filter=settings.event_filter(),
+        page_size=ns.page_size,
     )
 
 
@@ -182,10 +183,12 @@ def parser() -> argparse.ArgumentParser:
 
     fill = listing("backfill", "publish an event for every blob of a container (resumable)")
     fill.add_argument("--expected", type=int, help="about how many blobs: shows an ETA")
+    fill.add_argument("--page-size", type=int, help="blobs per listing page (default 5000)")
     fill.add_argument("--restart", action="store_true", help="start again from the first blob")
     watch = listing("watch", "poll a container and publish events for new or changed blobs")
     watch.add_argument("--interval", type=float, help="seconds between polls")
     watch.add_argument("--once", action="store_true", help="one poll, then exit")
+    watch.add_argument("--page-size", type=int, help="blobs per listing page (default 5000)")
     sub.add_parser("eventhub", help="consume Event Grid events from an Event Hub")
     return p
 

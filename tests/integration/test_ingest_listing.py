@@ -1,4 +1,5 @@
-"""`dedup ingest backfill` and `watch` against Azurite and Kafka, as processes."""
+"""`dedup ingest backfill` and `watch` against Azurite and Kafka: the commands as
+processes, and a back-fill interrupted and resumed from Azurite's own marker."""
 
 from __future__ import annotations
 
@@ -7,10 +8,13 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import pytest
+from google.protobuf.message import Message
+
 from dedup.blob import BlobSettings, BlobStore, open_service
 from dedup.events import BLOB_CREATED, image_id
-from dedup.listing import BackfillState
-from dedup.runtime.kafka import read_topic
+from dedup.listing import BackfillState, Source, backfill
+from dedup.runtime.kafka import Publisher, read_topic
 from dedup.settings import KafkaSettings
 from dedup.v1.events_pb2 import BlobEvent, EventSchema
 from tests.integration.conftest import ROOT
@@ -89,3 +93,56 @@ async def test_backfill_publishes_each_blob_once_and_watch_sees_changes(
             assert after - before == Counter([names[0], "2026/new.jpg"])
         finally:
             await service.delete_container(container)
+
+
+class FlakyPublisher:
+    """The real publisher, whose second flush fails (Kafka went away mid-back-fill)."""
+
+    def __init__(self, publisher: Publisher) -> None:
+        self.publisher = publisher
+        self.flushes = 0
+
+    async def publish(self, topic: str, key: str, message: Message) -> None:
+        await self.publisher.publish(topic, key, message)
+
+    async def flush(self) -> None:
+        self.flushes += 1
+        if self.flushes == 2:
+            raise ConnectionError("kafka went away")
+        await self.publisher.flush()
+
+
+async def test_backfill_resumes_from_azures_own_continuation_marker(
+    kafka: KafkaSettings, run_id: str, tmp_path: Path
+) -> None:
+    container, topic = f"it-resume-{run_id}", f"test.{run_id}.blob-events"
+    names = [f"img-{i:02d}.jpg" for i in range(12)]
+    state_file = tmp_path / "state.json"
+    async with open_service(BlobSettings()) as service:
+        store = BlobStore(service, "test")
+        await store.ensure_container(container)
+        for name in names:
+            await store.upload(container, name, b"jpeg", "image/jpeg")
+        source = Source(ACCOUNT, service.url, container, topic, page_size=5)
+        try:
+            async with Publisher(kafka) as publisher:
+                await publisher.ensure_topics([topic])
+                with pytest.raises(ConnectionError):
+                    await backfill(
+                        store,
+                        FlakyPublisher(publisher),
+                        source,
+                        BackfillState(container, ""),
+                        lambda s: s.save(state_file),
+                    )
+            saved = BackfillState.load(state_file, container, "")
+            assert saved.continuation and (saved.listed, saved.done) == (5, False)
+
+            async with Publisher(kafka) as publisher:  # "the next run"
+                done = await backfill(store, publisher, source, saved, lambda s: s.save(state_file))
+            assert (done.listed, done.published, done.done) == (12, 12, True)
+        finally:
+            await service.delete_container(container)
+    published = Counter(e.blob_name for e in await events_on(kafka, topic))
+    assert set(published) == set(names)
+    assert all(published[n] == 1 for n in names[:5])  # the acknowledged page: not again

@@ -34,7 +34,11 @@ class FakePages:
     pages_served: int = 0
 
     async def list_pages(
-        self, container: str, prefix: str | None = None, continuation: str | None = None
+        self,
+        container: str,
+        prefix: str | None = None,
+        continuation: str | None = None,
+        page_size: int | None = None,
     ) -> AsyncIterator[tuple[list[BlobInfo], str | None]]:
         listed = sorted(
             (b for b in self.blobs if b.name.startswith(prefix or "")), key=lambda b: b.name
