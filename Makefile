@@ -85,6 +85,13 @@ test: setup proto-check lint chart ## everything CI runs: set-up, proto check, l
 demo: setup ## run the main job on the local stack and print what happened
 	bash scripts/demo.sh
 
+# ---- measurements ---------------------------------------------------------------------
+.PHONY: bench
+bench: up ## hasher throughput vs decode-only, back-fill lister rate, embedder throughput
+	$(PY) bench/hasher_throughput.py --milvus
+	$(PY) bench/backfill_lister.py
+	$(PY) bench/embedder_eval.py --throughput-only
+
 .PHONY: clean
 clean: down ## stop the stack and remove the run directory (keeps installed tools)
 	rm -rf .run
