@@ -58,6 +58,9 @@ Points = npt.NDArray[np.float32]
 # how much sharper it may stay.
 EXTRA_BLUR: Final = (0.75, 1.0, 1.5, 2.0, 3.0, 4.0)
 SHARPNESS_TOLERANCE: Final = 1.25
+# A match with this many inliers that aligns (residual <= refine_above) needs no try as a
+# mirror image.
+CLEAR_INLIERS: Final = 50
 # Windows are at least this many pixels, and about 1/WINDOWS_ACROSS of the longer side.
 MIN_WINDOW: Final = 8
 WINDOWS_ACROSS: Final = 32
@@ -88,7 +91,9 @@ class MatchParams:
     min_window_std: float = 4.0
     residual_quantile: float = 0.8
     min_windows: int = 6
+    # ECC refinement, when RANSAC's transform leaves a residual above refine_above.
     refine: bool = True
+    refine_above: float = 0.03
 
 
 # eq=False: it holds numpy arrays, whose == is element-wise.
@@ -404,28 +409,40 @@ def refine(
 
 
 def match(new: ImageView, candidate: ImageView, params: MatchParams) -> MatchResult:
-    """Match ``candidate`` (as it is and mirrored) against ``new``; the better one wins."""
-    plain = _estimate(new, candidate.plain, False, params)
-    mirror = _estimate(new, candidate.mirrored, True, params)
-    # More inliers wins; then more matches; a tie keeps the plain orientation.
-    mirrored = (mirror.inliers, mirror.matches) > (plain.inliers, plain.matches)
-    best = mirror if mirrored else plain
+    """Match ``candidate`` (as it is and mirrored) against ``new``; the better one wins.
+
+    Better is the lower aligned residual, not the higher inlier count: a symmetric scene
+    (a facade, a face) matches well as its own mirror image but only aligns one way. An
+    orientation with far fewer inliers than the other does not compete.
+    """
+    plain = _orientation(new, candidate, False, params)
+    clear = plain.residual is not None and plain.residual <= params.refine_above
+    if clear and plain.inliers >= CLEAR_INLIERS:
+        return plain  # a copy as it is: no need to try the mirror image
+    mirror = _orientation(new, candidate, True, params)
+    most = max(plain.inliers, mirror.inliers)
+    contenders = [r for r in (plain, mirror) if r.inliers > 0 and r.inliers >= most / 4]
+    if not contenders:
+        return max((plain, mirror), key=lambda r: r.matches)
+    return min(contenders, key=lambda r: (2.0 if r.residual is None else r.residual, -r.inliers))
+
+
+def _orientation(
+    new: ImageView, candidate: ImageView, mirrored: bool, params: MatchParams
+) -> MatchResult:
+    keypoints = candidate.mirrored if mirrored else candidate.plain
+    best = _estimate(new, keypoints, mirrored, params)
     if best.transform is None:
         return MatchResult(best.matches, 0, 0.0, mirrored, None)
-    # RANSAC's transform, and ECC's refinement of it: the one that aligns better counts
+    transform, windows, residual = _aligned(new, candidate, best.transform, params)
+    # ECC's refinement, where RANSAC's transform leaves doubt: the better aligned one counts
     # (ECC maximises the correlation of the whole overlap, which an overlay can pull).
-    transforms = [best.transform]
-    if params.refine and (refined := refine(new.grey, candidate.grey, best, params)) is not None:
-        transforms.append(refined)
-    scored = []
-    for transform in transforms:
-        # One pixel of each image, in the new image's (enlarged) pixels.
-        candidate_pixel = candidate.scale * float(np.sqrt(abs(np.linalg.det(transform[:, :2]))))
-        pixel = max(new.scale, candidate_pixel)
-        windows = window_residuals(new.grey, candidate.grey, transform, params, pixel)
-        residual = aligned_residual(windows, params)
-        scored.append((2.0 if residual is None else residual, transform, windows, residual))
-    _, transform, windows, residual = min(scored, key=lambda item: item[0])
+    if params.refine and (residual is None or residual > params.refine_above):
+        refined = refine(new.grey, candidate.grey, best, params)
+        if refined is not None:
+            again = _aligned(new, candidate, refined, params)
+            if again[2] is not None and (residual is None or again[2] < residual):
+                transform, windows, residual = again
     (a, b, c), (d, e, f) = transform.tolist()
     return MatchResult(
         matches=best.matches,
@@ -437,3 +454,14 @@ def match(new: ImageView, candidate: ImageView, params: MatchParams) -> MatchRes
         windows=len(windows),
         window_residuals=windows,
     )
+
+
+def _aligned(
+    new: ImageView, candidate: ImageView, transform: npt.NDArray[np.float64], params: MatchParams
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float32], float | None]:
+    """(transform, window residuals, aligned residual) of the candidate warped by it."""
+    # One pixel of each image, in the new image's (enlarged) pixels.
+    candidate_pixel = candidate.scale * float(np.sqrt(abs(np.linalg.det(transform[:, :2]))))
+    pixel = max(new.scale, candidate_pixel)
+    windows = window_residuals(new.grey, candidate.grey, transform, params, pixel)
+    return transform, windows, aligned_residual(windows, params)
