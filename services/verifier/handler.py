@@ -19,6 +19,7 @@ from dedup.runtime import Output
 from dedup.v1.features_pb2 import ImageStatus
 from dedup.v1.groups_pb2 import Candidate, CandidateGroup, Verdict
 from services.hasher.colour import ColourSignature
+from services.hasher.hashes import DIHEDRAL
 from services.verifier.colour_check import ColourPolicy, check
 
 STAGE: Final = "verifier"
@@ -39,9 +40,9 @@ def verify_candidate(new: ColourSignature, candidate: Candidate, policy: ColourP
     theirs = signature(candidate.colour_signature)
     if theirs is None:
         return
-    transform = (
-        candidate.scores.pdq_transform if candidate.scores.HasField("pdq_transform") else None
-    )
+    transform: int | None = candidate.scores.pdq_transform
+    if not candidate.scores.HasField("pdq_transform") or transform not in range(len(DIHEDRAL)):
+        transform = None
     result = check(new, theirs, policy, transform)
     candidate.scores.colour_distance = result.colour_distance
     if result.rejected and candidate.verdict != Verdict.VERDICT_REJECTED:

@@ -102,6 +102,9 @@ def test_a_rotated_copy_is_compared_in_the_hashers_orientation() -> None:
 def test_a_wrong_transform_from_the_hasher_does_not_reject_a_copy() -> None:
     c = judged("darker", "photo", transform=6)
     assert c.verdict == PENDING
+    # Not one of the 8 turns at all: as if none was named.
+    c = judged("dark", "light", transform=11)
+    assert c.verdict == REJECTED
 
 
 def test_the_dark_version_of_a_light_wallpaper_is_rejected_with_the_numbers() -> None:
