@@ -23,7 +23,7 @@ from PIL import Image, ImageEnhance, ImageOps
 
 from bench.dev_sets import DEFAULT_DEV, dev_files, pairs
 from dedup import synthetic
-from services.hasher.colour import ColourSignature
+from dedup.colour import ColourSignature
 from services.hasher.decode import DecodeError
 from services.hasher.features import Features, extract
 from services.hasher.handler import transform_of_candidate

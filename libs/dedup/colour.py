@@ -31,8 +31,8 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from services.hasher.hashes import DIHEDRAL, apply_dihedral
-from services.hasher.resample import area_resize
+from dedup.imaging import DIHEDRAL, apply_dihedral
+from dedup.resample import area_resize
 
 GRID: Final = 8
 SAMPLE: Final = 64
@@ -157,7 +157,7 @@ def colour_signature(rgb: npt.NDArray[np.uint8]) -> ColourSignature:
 def colour_distance(a: ColourSignature, b: ColourSignature, transform: int | None = None) -> float:
     """0..1: mean per-cell ΔE76 / 100 between ``a`` and ``b`` turned by ``transform``.
 
-    ``transform`` indexes ``hashes.DIHEDRAL`` (as ``Scores.pdq_transform`` does); None
+    ``transform`` indexes ``dedup.imaging.DIHEDRAL`` (as ``Scores.pdq_transform`` does); None
     takes the best of the 8. If either side is greyscale only lightness counts (see the
     module docstring).
     """

@@ -26,12 +26,12 @@ from typing import Final, Protocol
 import numpy as np
 
 from dedup.blob import BlobMissingError, BlobTooLargeError
+from dedup.imaging import INVERSE
 from dedup.runtime import Output
 from dedup.v1.features_pb2 import ImageFeatures, ImageStatus
 from dedup.v1.groups_pb2 import Candidate, CandidateGroup, CandidateSource, Scores, Verdict
 from services.embedder.index import EmbeddingIndex, Neighbour, StoredImage, Vector
 from services.embedder.preprocess import RGB, UnreadableWorkingCopyError, decode_rgb, model_input
-from services.hasher.handler import INVERSE
 
 STAGE: Final = "embedder"
 OPEN_VERDICTS: Final = (Verdict.VERDICT_UNSPECIFIED, Verdict.VERDICT_PENDING)
@@ -70,7 +70,7 @@ def model_turn(candidate: Candidate) -> int:
     """How to turn the NEW image to compare it with this candidate's stored embedding.
 
     `pdq_transform` T says the candidate turned by T looks like the new image, so the new
-    image turned by T's inverse looks like the candidate (index into hashes.DIHEDRAL).
+    image turned by T's inverse looks like the candidate (index into dedup.imaging.DIHEDRAL).
     """
     if candidate.scores.HasField("pdq_transform"):
         return INVERSE[candidate.scores.pdq_transform]

@@ -26,7 +26,7 @@ from dedup.vectors import timed
 
 Vector = npt.NDArray[np.float32]
 MAX_URL = 4096
-# A hex colour signature (services/hasher/colour.py: 280 bytes), with room.
+# A hex colour signature (libs/dedup/colour.py: 280 bytes), with room.
 MAX_COLOUR_HEX = 1024
 METRIC = "COSINE"
 

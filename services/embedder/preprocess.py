@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from services.hasher.hashes import apply_dihedral, content_box, luminance
+from dedup.imaging import apply_dihedral, content_box, luminance
 
 RGB = npt.NDArray[np.uint8]
 

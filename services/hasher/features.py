@@ -6,11 +6,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from services.hasher.colour import SAMPLE, ColourSignature, colour_signature
+from dedup.colour import SAMPLE, ColourSignature, colour_signature
+from dedup.imaging import content_box, luminance
+from dedup.resample import area_resize
 from services.hasher.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, Decoded, decode
-from services.hasher.hashes import PdqHash, content_box, luminance, pdq_hash, wavelet_hash
+from services.hasher.hashes import PdqHash, pdq_hash, wavelet_hash
 from services.hasher.quality import Quality, quality
-from services.hasher.resample import area_resize
 from services.hasher.thumbnail import WORKING_SIDE, fit, working_copy
 
 

@@ -24,6 +24,7 @@ from typing import Final, Protocol
 from dedup.blob import BlobMissingError, BlobTooLargeError
 from dedup.errors import InvalidMessageError
 from dedup.events import BLOB_CREATED, BLOB_DELETED
+from dedup.imaging import INVERSE
 from dedup.runtime import Output
 from dedup.v1.events_pb2 import BlobEvent
 from dedup.v1.features_pb2 import ImageFeatures, ImageStatus, QualityParts
@@ -48,11 +49,6 @@ STATUS_OF_DECODE_ERROR: Final[dict[DecodeErrorKind, ImageStatus.ValueType]] = {
     "bomb": ImageStatus.IMAGE_STATUS_BOMB,
     "empty": ImageStatus.IMAGE_STATUS_EMPTY,
 }
-
-# INVERSE[i]: the index (into hashes.DIHEDRAL) of the transform that undoes transform i.
-# Quarter turns undo each other; a half turn, the flips and the two diagonal mirrors undo
-# themselves.
-INVERSE: Final = (0, 3, 2, 1, 4, 5, 6, 7)
 
 
 class Blobs(Protocol):

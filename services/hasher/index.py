@@ -24,7 +24,7 @@ from services.hasher.batching import Batcher
 
 HASH_BITS = 256
 MAX_URL = 4096
-# A hex colour signature: services/hasher/colour.py's SIGNATURE_BYTES (280) x 2, with room.
+# A hex colour signature: libs/dedup/colour.py's SIGNATURE_BYTES (280) x 2, with room.
 MAX_COLOUR_HEX = 1024
 
 

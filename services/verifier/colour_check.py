@@ -1,6 +1,6 @@
 """The verifier's colour policy: which hash candidates are a re-coloured design, not a copy.
 
-Inputs are the hasher's colour signatures (``services/hasher/colour.py``): an 8x8 grid of
+Inputs are the hasher's colour signatures (``libs/dedup/colour.py``): an 8x8 grid of
 CIELAB colours, the same grid's lightness after a plain greyscale conversion, and a
 greyscale flag. Two numbers decide:
 
@@ -35,8 +35,8 @@ from typing import Final
 
 import numpy as np
 
-from services.hasher.colour import ColourSignature, colour_distance
-from services.hasher.hashes import DIHEDRAL, apply_dihedral
+from dedup.colour import ColourSignature, colour_distance
+from dedup.imaging import DIHEDRAL, apply_dihedral
 
 # Below this spread of cell lightness (L* units) an image has no layout to correlate.
 MIN_LIGHTNESS_SPREAD: Final = 2.0

@@ -15,11 +15,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final
 
+from dedup.colour import ColourSignature
+from dedup.imaging import DIHEDRAL
 from dedup.runtime import Output
 from dedup.v1.features_pb2 import ImageStatus
 from dedup.v1.groups_pb2 import Candidate, CandidateGroup, Verdict
-from services.hasher.colour import ColourSignature
-from services.hasher.hashes import DIHEDRAL
 from services.verifier.colour_check import ColourPolicy, check
 
 STAGE: Final = "verifier"

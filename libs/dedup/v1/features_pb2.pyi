@@ -105,7 +105,7 @@ class ImageFeatures(_message.Message):
     pdq_hash: _builtins.bytes
     pdq_quality: _builtins.int
     colour_signature: _builtins.bytes
-    """Compact colour signature for the verifier; see services/hasher/colour.py."""
+    """Compact colour signature for the verifier; see libs/dedup/colour.py."""
     greyscale: _builtins.bool
     quality: _builtins.float
     """0..1, higher is better: the ranker keeps the best copy of a cluster by it."""

@@ -4,14 +4,14 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance
 
-from services.hasher.colour import (
+from dedup.colour import (
     SIGNATURE_BYTES,
     ColourSignature,
     colour_distance,
     colour_signature,
 )
+from dedup.imaging import apply_dihedral
 from services.hasher.features import extract
-from services.hasher.hashes import apply_dihedral
 from services.hasher.tests import synth
 
 

@@ -10,9 +10,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageOps
 
+from dedup.imaging import luminance
 from services.hasher.decode import BACKGROUND, DEFAULT_MAX_PIXELS, DecodeError, decode
 from services.hasher.features import extract
-from services.hasher.hashes import hamming, luminance, pdq_hash
+from services.hasher.hashes import hamming, pdq_hash
 from services.hasher.tests import synth
 
 

@@ -10,23 +10,22 @@ from PIL import Image
 
 from dedup import synthetic
 from dedup.blob import BlobInfo
+from dedup.colour import ColourSignature, colour_distance
 from dedup.errors import InvalidMessageError, TransientError
 from dedup.events import BLOB_DELETED, created_from_listing
+from dedup.imaging import DIHEDRAL, INVERSE, apply_dihedral
 from dedup.runtime import Output
 from dedup.v1.events_pb2 import BlobEvent
 from dedup.v1.features_pb2 import ImageFeatures, ImageStatus
 from dedup.v1.groups_pb2 import CandidateGroup, CandidateSource, Verdict
 from services.hasher.__main__ import count_images, status_label
-from services.hasher.colour import ColourSignature, colour_distance
 from services.hasher.features import extract
 from services.hasher.handler import (
-    INVERSE,
     Hasher,
     HasherConfig,
     transform_of_candidate,
     working_copy_name,
 )
-from services.hasher.hashes import DIHEDRAL, apply_dihedral
 from services.hasher.index import Radii
 from services.hasher.settings import HasherSettings
 from services.hasher.tests.fakes import FakeBlobs, FakeIndex

@@ -6,18 +6,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
+from dedup.imaging import DIHEDRAL, apply_dihedral, content_box, luminance
 from services.hasher.features import Features, extract
-from services.hasher.hashes import (
-    DIHEDRAL,
-    PDQ_BITS,
-    apply_dihedral,
-    best_dihedral,
-    content_box,
-    hamming,
-    luminance,
-    pdq_hash,
-    wavelet_hash,
-)
+from services.hasher.hashes import PDQ_BITS, best_dihedral, hamming, pdq_hash, wavelet_hash
 from services.hasher.tests import synth
 
 # Distances we call "the same image" and "a different image", in bits of 256.

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from dedup.imaging import DIHEDRAL
 from services.hasher.features import extract
-from services.hasher.hashes import DIHEDRAL, hamming
+from services.hasher.hashes import hamming
 
 REPO = Path(__file__).resolve().parents[3]
 DATA = REPO.parent / "shared" / "data" / "dev" / "threatexchange-pdq"

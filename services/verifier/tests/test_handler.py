@@ -9,9 +9,9 @@ import pytest
 from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 
 from dedup import synthetic
+from dedup.colour import ColourSignature
 from dedup.v1.features_pb2 import ImageFeatures, ImageStatus
 from dedup.v1.groups_pb2 import Candidate, CandidateGroup, Scores, Verdict
-from services.hasher.colour import ColourSignature
 from services.hasher.features import extract
 from services.verifier.colour_check import ColourPolicy, check
 from services.verifier.handler import STAGE, Verifier, verify
