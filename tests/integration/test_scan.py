@@ -80,7 +80,7 @@ def test_scan_judges_every_file_of_a_folder(tmp_path: Path) -> None:
 
     done = run_scan(folder, out, html)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "hashing" in done.stderr and "img/s" in done.stderr  # the progress bar
+    assert "indexing" in done.stderr and "img/s" in done.stderr  # the progress bar
     entries: dict[str, dict[str, Any]] = {
         e["path"]: e for e in json.loads(out.read_text())["images"]
     }

@@ -6,11 +6,15 @@ folder (dedup.scan.local_blobs), Milvus and Triton are the scan's (private ones 
 default, see servers.py) and the Milvus collections are the scan's own (dropped at the
 end). Nothing of the decision logic lives here.
 
-Order: the hasher runs over every file first, so that each image's hash candidates are
-found in both directions (as when the hasher runs ahead of the other stages); then each
-image goes through verifier -> embedder -> matcher -> ranker, in file order with a
-bounded number in flight (the embedder batches concurrent images into one Triton call).
-The ranker's clusters and kept copies do not depend on the order it sees the groups in.
+Order: a folder has no arrival order, so every image is judged against the whole
+folder. First every file is indexed (hasher: hashes and working copy; embedder: the
+embedding), then every file goes through all five stages: the hasher again (an
+idempotent upsert; its search now sees every image, so hash candidates are found in
+both directions), verifier, embedder (every candidate's embedding is stored: its drop
+rule applies whichever file came first), matcher, ranker. Images run concurrently, a
+bounded number at once (the embedder batches them into Triton calls); nothing depends
+on which finishes first, and the ranker's clusters and kept copies do not depend on the
+order it sees the groups in. The cost of this: each image is hashed and embedded twice.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from dedup.scan.local_blobs import LocalBlobs
 from dedup.scan.progress import Progress
 from dedup.scan.servers import Endpoints, private_servers
 from dedup.v1.events_pb2 import BlobEvent
+from dedup.v1.features_pb2 import ImageStatus
 from dedup.v1.groups_pb2 import CandidateGroup
 from dedup.vectors import MilvusSettings, open_milvus
 from services.embedder.__main__ import open_stage as open_embedder
@@ -216,8 +221,8 @@ async def scan(
     partial: dict[str, str] = {}
     try:
         async with open_stages(settings, blobs, ranker) as stages:
-            groups = await hash_all(stages, files, options, failures)
-            await judge_all(stages, [g for g in groups if g is not None], options, partial)
+            await index_all(stages, files, options)
+            await judge_all(stages, files, options, failures, partial)
         rows = final_rows(files, ranker, failures, partial)
         thumbnails = await working_copy_thumbnails(rows, blobs) if options.thumbnails else {}
     finally:
@@ -227,52 +232,60 @@ async def scan(
     return ScanResult(root, rows, thumbnails, failures | partial, loop.time() - started)
 
 
-async def hash_all(
-    stages: Stages, files: Sequence[LocalFile], options: ScanOptions, failures: dict[str, str]
-) -> list[CandidateGroup | None]:
-    progress = Progress("hashing", len(files), enabled=options.progress)
+async def index_all(stages: Stages, files: Sequence[LocalFile], options: ScanOptions) -> None:
+    """Store every readable image's hashes, working copy and embedding (the hasher and the
+    embedder; their groups are not kept), so that judging meets the whole folder."""
+    progress = Progress("indexing", len(files), enabled=options.progress)
 
-    async def one(f: LocalFile) -> CandidateGroup | None:
+    async def one(f: LocalFile) -> None:
         try:
-            return only_group(await call(stages.hasher, f.event))
-        except Exception as error:
-            log.warning("hasher failed on %s: %s", f.name, error)
-            failures[f.image_id] = f"hasher failed: {type(error).__name__}: {error}"
-            return None
+            group = only_group(await call(stages.hasher, f.event))
+            if group.image.status == ImageStatus.IMAGE_STATUS_OK:
+                await call(stages.embedder, group)
+        except Exception as error:  # judging meets it again, and records it
+            log.debug("indexing %s failed: %s", f.name, error)
         finally:
             progress.advance()
 
     try:
-        return await bounded_map(files, one, options.in_flight)
+        await bounded_map(files, one, options.in_flight)
     finally:
         progress.close()
 
 
 async def judge_all(
     stages: Stages,
-    groups: Sequence[CandidateGroup],
+    files: Sequence[LocalFile],
     options: ScanOptions,
+    failures: dict[str, str],
     partial: dict[str, str],
 ) -> None:
-    progress = Progress("matching", len(groups), enabled=options.progress)
+    """Each image through the five stages, against the indexed folder."""
+    progress = Progress("matching", len(files), enabled=options.progress)
 
-    async def one(group: CandidateGroup) -> None:
+    async def one(f: LocalFile) -> None:
         try:
+            try:
+                group = only_group(await call(stages.hasher, f.event))
+            except Exception as error:
+                log.warning("hasher failed on %s: %s", f.name, error)
+                failures[f.image_id] = f"hasher failed: {type(error).__name__}: {error}"
+                return
             for stage in (stages.verifier, stages.embedder, stages.matcher):
                 try:
                     group = only_group(await call(stage, group))
                 except Exception as error:
                     # The image still gets a decision, from what the earlier stages and
                     # the other images' groups proved.
-                    log.warning("%s failed on %s: %s", stage.name, group.image_id, error)
-                    partial[group.image_id] = f"{stage.name} failed: {error}"
+                    log.warning("%s failed on %s: %s", stage.name, f.name, error)
+                    partial[f.image_id] = f"{stage.name} failed: {error}"
                     break
             await call(stages.ranker, group)
         finally:
             progress.advance()
 
     try:
-        await bounded_map(groups, one, options.in_flight)
+        await bounded_map(files, one, options.in_flight)
     finally:
         progress.close()
 
