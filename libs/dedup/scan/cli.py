@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -93,11 +94,16 @@ def main(args: list[str] | None = None) -> int:
         thumbnails=ns.html is not None,
         progress=not ns.quiet,
     )
+    # SIGTERM as Ctrl-C: the private servers are stopped and the workspace removed.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         result = asyncio.run(run_scan(ns.folder, options, ns.milvus_uri, ns.triton_url))
     except (ServerError, ValueError) as error:
         print(f"dedup scan: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("\ndedup scan: interrupted", file=sys.stderr)
+        return 130
     write_outputs(result, ns.json, ns.html)
     print(f"{summary(model.totals(result.rows))} ({result.seconds:.1f} s)")
     if result.failures:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import signal
 import socket
@@ -28,6 +29,7 @@ REPO = Path(__file__).resolve().parents[3]
 LIB_SH = REPO / "stack" / "lib.sh"
 START_TIMEOUT_SECONDS = 120.0
 STOP_TIMEOUT_SECONDS = 15.0
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 class ServerError(RuntimeError):
@@ -71,6 +73,13 @@ def require(command: list[str], binary: str, what: str) -> None:
         raise ServerError(f"{what} is not installed: run `make setup`")
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM it when the scan's process dies, however it dies
+    (Linux's PR_SET_PDEATHSIG), so that a killed scan leaves no server behind."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 class Server:
     """One process in its own session, logging to a file, stopped with its whole group."""
 
@@ -86,6 +95,7 @@ class Server:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                preexec_fn=_die_with_parent,  # only a prctl call: safe between fork and exec
             )
 
     def log_tail(self, lines: int = 20) -> str:
