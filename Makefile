@@ -92,6 +92,10 @@ bench: up ## hasher throughput vs decode-only, back-fill lister rate, embedder t
 	$(PY) bench/backfill_lister.py
 	$(PY) bench/embedder_eval.py --throughput-only
 
+.PHONY: eval
+eval: setup ## dedup scan vs imagehash phash/whash and PDQ on the labelled sets (DATA=../shared/data/dev) and a generated set
+	$(PY) -m bench.eval $(if $(DATA),--data $(DATA))
+
 .PHONY: clean
 clean: down ## stop the stack and remove the run directory (keeps installed tools)
 	rm -rf .run
