@@ -59,7 +59,11 @@ async def open_stage(
                 EmbedderConfig(
                     side=info.side,
                     neighbours=settings.neighbours,
-                    thresholds=Thresholds(settings.add_threshold, settings.drop_threshold),
+                    thresholds=Thresholds(
+                        settings.add_threshold,
+                        settings.drop_threshold,
+                        settings.keep_pdq_distance,
+                    ),
                     max_download_bytes=settings.working_copy_max_bytes,
                 ),
             )

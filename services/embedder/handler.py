@@ -6,7 +6,10 @@ that arrive together still find each other). Then
 - every candidate whose embedding is stored gets `embedding_similarity` (a candidate the
   hashes matched turned or flipped is compared with the new image turned the same way);
 - a hash candidate below the drop threshold is rejected, with the reason (kept in the
-  group: the ranker and the report see the evidence);
+  group: the ranker and the report see the evidence), unless its PDQ distance is within
+  PDQ's own match threshold (``keep_pdq``, 31): then it stays open for the matcher, which
+  proves or rejects it geometrically (salt-and-pepper noise or a heavy filter can move an
+  embedding far while the PDQ hash holds);
 - a neighbour at or above the add threshold that no earlier stage found (a crop, an
   overlay, a border) joins as an EMBEDDING candidate for the matcher to prove or not.
 
@@ -53,6 +56,11 @@ class Blobs(Protocol):
 class Thresholds:
     add: float  # a neighbour at or above this that no stage found becomes a candidate
     drop: float  # a hash candidate below this is rejected
+    # ...unless its PDQ distance (at the turn the hashes matched) is at most this: PDQ's
+    # published match threshold (31 of 256 bits). Hash evidence that strong stands on its
+    # own (an impulse-noised or heavily filtered copy embeds far from its original); the
+    # matcher proves it or rejects it geometrically. -1: never kept.
+    keep_pdq: int = 31
 
 
 @dataclass(frozen=True)
@@ -91,8 +99,17 @@ def similarities(
     return result
 
 
-def judged(candidate: Candidate, similarity: float | None, drop: float) -> Candidate:
-    """The candidate with its embedding similarity; rejected if a hash match this far apart."""
+def strong_hash_match(candidate: Candidate, keep_pdq: int) -> bool:
+    """A hash candidate whose PDQ distance alone is a match (PDQ's own threshold)."""
+    scores = candidate.scores
+    return scores.HasField("pdq_distance") and scores.pdq_distance <= keep_pdq
+
+
+def judged(
+    candidate: Candidate, similarity: float | None, drop: float, keep_pdq: int = -1
+) -> Candidate:
+    """The candidate with its embedding similarity; rejected if a hash match this far apart
+    (unless its PDQ distance is at most ``keep_pdq``: then it stays open for the matcher)."""
     out = Candidate()
     out.CopyFrom(candidate)
     if similarity is None:
@@ -102,6 +119,7 @@ def judged(candidate: Candidate, similarity: float | None, drop: float) -> Candi
         out.source == CandidateSource.CANDIDATE_SOURCE_HASH
         and out.verdict in OPEN_VERDICTS
         and similarity < drop
+        and not strong_hash_match(out, keep_pdq)
     ):
         out.verdict = Verdict.VERDICT_REJECTED
         out.decided_by = STAGE
@@ -134,7 +152,10 @@ def merge(
 ) -> list[Candidate]:
     """The group's candidates judged, then up to `limit` new ones from the neighbours
     (most similar first, ties by id: deterministic)."""
-    out = [judged(c, similarity.get(c.image_id), thresholds.drop) for c in candidates]
+    out = [
+        judged(c, similarity.get(c.image_id), thresholds.drop, thresholds.keep_pdq)
+        for c in candidates
+    ]
     known = {image_id, *(c.image_id for c in candidates)}
     ranked = sorted(neighbours, key=lambda n: (-n.similarity, n.image.image_id))
     for n in ranked:

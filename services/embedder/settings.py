@@ -53,6 +53,10 @@ class EmbedderSettings(RuntimeSettings, BlobSettings, MilvusSettings):
     # not); a hash candidate below drop_threshold is rejected (kept, with the reason).
     add_threshold: float = Field(0.72, ge=-1, le=1)
     drop_threshold: float = Field(0.58, ge=-1, le=1)
+    # A hash candidate within PDQ's published match threshold (distance <= 31 of 256 bits,
+    # at the turn the hashes matched) is never dropped on its embedding similarity: it
+    # stays open for the matcher's geometric proof. -1 turns this off.
+    keep_pdq_distance: int = Field(31, ge=-1, le=256)
 
     # A working copy is <= 512 px JPEG (~100 KB); refuse anything absurd.
     working_copy_max_bytes: int = Field(8 * 1024 * 1024, ge=1024)

@@ -50,6 +50,23 @@ def test_a_far_hash_candidate_is_rejected_with_the_evidence() -> None:
     assert c.scores.pdq_distance == 70  # earlier evidence kept
 
 
+def test_a_strong_pdq_match_is_not_dropped_on_its_embedding() -> None:
+    # A salt-and-pepper copy: its embedding is far, its PDQ hash still matches.
+    c = judged(hash_candidate("b", pdq_distance=31), 0.45, drop=0.58, keep_pdq=31)
+    assert c.verdict == PENDING and not c.decided_by
+    assert c.scores.embedding_similarity == pytest.approx(0.45)  # still recorded
+    far = judged(hash_candidate("b", pdq_distance=32), 0.45, drop=0.58, keep_pdq=31)
+    assert far.verdict == REJECTED
+    # Without a PDQ distance (a wavelet-only match) the drop rule applies.
+    assert judged(hash_candidate("b"), 0.45, drop=0.58, keep_pdq=31).verdict == REJECTED
+
+
+def test_merge_keeps_strong_pdq_matches_by_default() -> None:
+    near, far = hash_candidate("b", pdq_distance=10), hash_candidate("c", pdq_distance=80)
+    out = merge("a", [near, far], {"b": 0.1, "c": 0.1}, [], Thresholds(add=0.7, drop=0.4), 5)
+    assert [c.verdict for c in out] == [PENDING, REJECTED]
+
+
 def test_a_near_hash_candidate_stays_open_with_its_similarity() -> None:
     c = judged(hash_candidate("b"), 0.9, drop=0.4)
     assert c.verdict == PENDING
