@@ -143,19 +143,11 @@ class BlobStore:
     async def download(self, container: str, name: str, max_bytes: int) -> bytes:
         """Read a whole blob, refusing one over `max_bytes` before reading its body."""
         blob = self._service.get_blob_client(container, name)
-        try:
+        with _mapped_errors(container, name):
             stream = await blob.download_blob()
             if stream.size > max_bytes:
                 raise BlobTooLargeError(f"{stream.size} bytes is over the {max_bytes} limit")
             data = await stream.readall()
-        except ResourceNotFoundError as error:
-            raise BlobMissingError(f"{container}/{name} not found") from error
-        except (ServiceRequestError, ServiceResponseError) as error:
-            raise TransientError(f"blob storage unreachable: {error}") from error
-        except HttpResponseError as error:
-            if _is_transient(error):
-                raise TransientError(f"blob storage: {error.message}") from error
-            raise
         metrics.DOWNLOADED_BYTES.labels(self._service_name).inc(len(data))
         return data
 
@@ -164,16 +156,10 @@ class BlobStore:
     ) -> str:
         """Write (or overwrite) a blob; returns its URL."""
         blob = self._service.get_blob_client(container, name)
-        try:
+        with _mapped_errors(container, name):
             await blob.upload_blob(
                 data, overwrite=True, content_settings=ContentSettings(content_type=content_type)
             )
-        except (ServiceRequestError, ServiceResponseError) as error:
-            raise TransientError(f"blob storage unreachable: {error}") from error
-        except HttpResponseError as error:
-            if _is_transient(error):
-                raise TransientError(f"blob storage: {error.message}") from error
-            raise
         return str(blob.url)
 
     async def delete(self, container: str, name: str, if_match: str | None = None) -> None:
@@ -182,18 +168,8 @@ class BlobStore:
         With `if_match` (an ETag), only that version: BlobChangedError if it changed.
         """
         blob = self._service.get_blob_client(container, name)
-        try:
+        with contextlib.suppress(BlobMissingError), _mapped_errors(container, name):
             await blob.delete_blob(**_if_match("", if_match))
-        except ResourceNotFoundError:
-            return
-        except ResourceModifiedError as error:
-            raise BlobChangedError(f"{container}/{name} changed: {error.message}") from error
-        except (ServiceRequestError, ServiceResponseError) as error:
-            raise TransientError(f"blob storage unreachable: {error}") from error
-        except HttpResponseError as error:
-            if _is_transient(error):
-                raise TransientError(f"blob storage: {error.message}") from error
-            raise
 
     def locate(self, url: str) -> tuple[str, str] | None:
         """(container, blob name) of a blob URL in this account, else None."""
