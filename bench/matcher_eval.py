@@ -219,7 +219,10 @@ def report(bench: Bench) -> None:
     for o in bench.outcomes:
         by_class[o.cls].append(o)
     p = bench.policy
-    print(f"\npolicy: DUPLICATE if inliers >= {p.min_inliers} and residual <= {p.max_residual}")
+    print(
+        f"\npolicy: DUPLICATE if inliers >= {p.min_inliers} and residual <= {p.max_residual}"
+        f" and displaced <= {p.max_displaced}"
+    )
     print(
         f"{'class':>14} {'pairs':>6} | {'duplicate':>9} {'similar':>7} {'rejected':>8} |"
         f" residual of matched pairs: {'min':>5} {'p50':>5} {'p99':>5} {'max':>5}"
@@ -236,7 +239,8 @@ def report(bench: Bench) -> None:
             f" {counts['rejected']:>8} |{'':>28}{_q(res, 0)} {_q(res, 0.5)} {_q(res, 0.99)}"
             f" {_q(res, 1)}"
         )
-    print("\nedits, per kind: duplicate / pairs, min inliers, max residual")
+    displacement(by_class, p)
+    print("\nedits, per kind: duplicate / pairs, min inliers, max residual, max displaced")
     per_edit: dict[str, list[Outcome]] = defaultdict(list)
     for o in by_class.get("edit", []):
         per_edit[o.label].append(o)
@@ -244,20 +248,48 @@ def report(bench: Bench) -> None:
         dup = sum(o.verdict == Verdict.VERDICT_DUPLICATE for o in outcomes)
         res = [o.result.residual for o in outcomes if o.result.residual is not None]
         fewest = min(o.result.inliers for o in outcomes)
+        moved = [o.result.displaced for o in outcomes if o.result.displaced is not None]
         print(
             f"{edit:>14}: {dup:>3}/{len(outcomes):<3} inliers >= {fewest:>4}"
             f"  residual <= {max(res) if res else float('nan'):.3f}"
+            f"  displaced <= {max(moved) if moved else float('nan'):.3f}"
         )
     shots: dict[str, list[Outcome]] = defaultdict(list)
     for o in by_class.get("other-shot", []):
         shots[o.label].append(o)
-    print("\nother shots, per camera move: not duplicate / pairs, residuals")
+    print("\nother shots, per camera move: not duplicate / pairs, residual/displaced")
     for label, outcomes in shots.items():
         ok = sum(o.verdict != Verdict.VERDICT_DUPLICATE for o in outcomes)
-        res = sorted(o.result.residual or 0.0 for o in outcomes)
-        print(f"{label:>14}: {ok:>3}/{len(outcomes):<3} " + " ".join(f"{r:.2f}" for r in res))
+        pairs_ = sorted((o.result.residual or 0.0, o.result.displaced or 0.0) for o in outcomes)
+        print(
+            f"{label:>14}: {ok:>3}/{len(outcomes):<3} "
+            + " ".join(f"{r:.2f}/{d:.2f}" for r, d in pairs_)
+        )
     separation(by_class, p)
     failures(bench.outcomes)
+
+
+def displacement(by_class: dict[str, list[Outcome]], p: MatchPolicy) -> None:
+    """The displaced fraction of every class's pairs that pass the residual check."""
+    print(
+        f"\ndisplaced fraction of pairs with inliers >= {p.min_inliers} and residual <="
+        f" {p.max_residual}: {'n':>5} {'min':>5} {'p50':>5} {'p90':>5} {'p99':>5} {'max':>5}"
+        f"  > {p.max_displaced}"
+    )
+    for cls, outcomes in by_class.items():
+        moved = [
+            o.result.displaced
+            for o in outcomes
+            if o.result.displaced is not None
+            and o.result.inliers >= p.min_inliers
+            and o.result.residual is not None
+            and o.result.residual <= p.max_residual
+        ]
+        over = sum(d > p.max_displaced for d in moved)
+        print(
+            f"{cls:>60}: {len(moved):>5} {_q(moved, 0)} {_q(moved, 0.5)} {_q(moved, 0.9)}"
+            f" {_q(moved, 0.99)} {_q(moved, 1)}  {over:>3}"
+        )
 
 
 def separation(by_class: dict[str, list[Outcome]], p: MatchPolicy) -> None:
@@ -302,9 +334,10 @@ def failures(outcomes: list[Outcome]) -> None:
     for o in wrong[:40]:
         r = o.result
         residual = "-" if r.residual is None else f"{r.residual:.3f}"
+        moved = "-" if r.displaced is None else f"{r.displaced:.3f}"
         print(
             f"  {o.cls:>13} {NAMES[o.verdict]:>9}: {o.label}"
-            f" (inliers {r.inliers}/{r.matches}, residual {residual})"
+            f" (inliers {r.inliers}/{r.matches}, residual {residual}, displaced {moved})"
         )
 
 
@@ -317,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     defaults = {k: f.default for k, f in MatcherSettings.model_fields.items()}
     for name in ("detector", "max_features", "min_side", "ratio", "ransac_threshold"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(defaults[name]))
-    for name in ("min_inliers", "max_residual"):
+    for name in ("min_inliers", "max_residual", "max_displaced"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(defaults[name]))
     args = parser.parse_args(argv)
     chosen = {k: v if (v := getattr(args, k, None)) is not None else defaults[k] for k in defaults}
@@ -328,7 +361,11 @@ def main(argv: list[str] | None = None) -> int:
         ratio=chosen["ratio"],
         ransac_threshold=chosen["ransac_threshold"],
     )
-    policy = MatchPolicy(min_inliers=chosen["min_inliers"], max_residual=chosen["max_residual"])
+    policy = MatchPolicy(
+        min_inliers=chosen["min_inliers"],
+        max_residual=chosen["max_residual"],
+        max_displaced=chosen["max_displaced"],
+    )
     bench = Bench(params, policy)
     root = args.dev if args.dev.is_dir() else None
     started = time.perf_counter()

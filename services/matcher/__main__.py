@@ -41,7 +41,11 @@ def matcher_of(settings: MatcherSettings, fetch: FetchWorkingCopy) -> Matcher:
         ratio=settings.ratio,
         ransac_threshold=settings.ransac_threshold,
     )
-    policy = MatchPolicy(min_inliers=settings.min_inliers, max_residual=settings.max_residual)
+    policy = MatchPolicy(
+        min_inliers=settings.min_inliers,
+        max_residual=settings.max_residual,
+        max_displaced=settings.max_displaced,
+    )
     return Matcher(fetch, params, policy, ViewCache(settings.cache_bytes))
 
 

@@ -37,6 +37,10 @@ runs it in a thread.
    windows: an overlay or caption spoils only a few windows, below the percentile,
    while another shot spoils a large part. An inverted design (light/dark) correlates
    negatively (and rarely matches at all: ORB's tests flip with the contrast).
+6. **Displacement after alignment** (``displaced_fraction``): another shot with little
+   parallax or motion keeps a low residual, but part of it has moved against the rest;
+   dense optical flow (DIS) between the aligned images finds that region, while a copy's
+   flow is ~0 wherever its content is shared (new content, a caption, is not moved).
 
 The numbers behind the defaults: bench/matcher_eval.py.
 """
@@ -66,6 +70,22 @@ MIN_WINDOW: Final = 8
 WINDOWS_ACROSS: Final = 32
 # RANSAC's random samples are seeded per call: reproducible verdicts.
 RANSAC_SEED: Final = 0
+# Optical flow after alignment runs on copies at most this many pixels on the longer side.
+FLOW_SIDE: Final = 256
+# Local contrast normalisation before the flow (brightness, gamma, colour edits), sigma px.
+FLOW_NORMALISE_SIGMA: Final = 4.0
+# A displaced pixel's flow must explain the difference: its error after following the
+# flow is at most this fraction of its error in place.
+FLOW_EXPLAINS: Final = 0.5
+# Fewer textured pixels than this in the overlap: too little to judge.
+FLOW_MIN_PIXELS: Final = 500
+# A pixel whose error in place is below this (normalised units) is not displaced: it
+# already lines up, whatever the flow says (flow in soft, blurred areas wanders).
+FLOW_MIN_ERROR: Final = 0.3
+# Displaced pixels are kept only in regions at least this wide (morphological opening).
+FLOW_OPEN: Final = 5
+# Forward-backward flow must return within this many pixels to be trusted.
+FLOW_CONSISTENCY: Final = 0.5
 
 
 class Detector(StrEnum):
@@ -93,6 +113,9 @@ class MatchParams:
     min_window_std: float = 4.0
     residual_quantile: float = 0.8
     min_windows: int = 6
+    # Optical flow after alignment: a pixel is displaced if the flow moves it more than
+    # this (pixels at FLOW_SIDE scale) and following the flow explains the difference.
+    flow_min_shift: float = 1.0
     # ECC refinement, when RANSAC's transform leaves a residual above refine_above.
     refine: bool = True
     refine_above: float = 0.03
@@ -140,6 +163,9 @@ class MatchResult:
     transform: tuple[tuple[float, float, float], tuple[float, float, float]] | None = None
     windows: int = 0  # textured windows the residual was measured on
     window_residuals: npt.NDArray[np.float32] | None = field(default=None, repr=False)
+    # The fraction of the overlap's textured pixels that the dense optical flow finds
+    # displaced after alignment (parallax, motion), 0 = none; None: not measured.
+    displaced: float | None = None
 
 
 def decode_grey(data: bytes) -> Grey:
@@ -448,6 +474,10 @@ def _orientation(
             again = _aligned(new, candidate, refined, params)
             if again[2] is not None and (residual is None or again[2] < residual):
                 transform, windows, residual = again
+    # Along its coarser axis: a squashed thumbnail is as coarse as its fewest pixels.
+    stretch = float(np.linalg.svd(transform[:, :2], compute_uv=False)[0])
+    pixel = max(new.scale, candidate.scale * stretch)
+    displaced = displaced_fraction(new.grey, candidate.grey, transform, params, pixel)
     (a, b, c), (d, e, f) = transform.tolist()
     return MatchResult(
         matches=best.matches,
@@ -458,6 +488,7 @@ def _orientation(
         transform=((a, b, c), (d, e, f)),
         windows=len(windows),
         window_residuals=windows,
+        displaced=displaced,
     )
 
 
@@ -465,8 +496,109 @@ def _aligned(
     new: ImageView, candidate: ImageView, transform: npt.NDArray[np.float64], params: MatchParams
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float32], float | None]:
     """(transform, window residuals, aligned residual) of the candidate warped by it."""
-    # One pixel of each image, in the new image's (enlarged) pixels.
-    candidate_pixel = candidate.scale * float(np.sqrt(abs(np.linalg.det(transform[:, :2]))))
-    pixel = max(new.scale, candidate_pixel)
+    pixel = _coarser_pixel(new, candidate, transform)
     windows = window_residuals(new.grey, candidate.grey, transform, params, pixel)
     return transform, windows, aligned_residual(windows, params)
+
+
+def _coarser_pixel(
+    new: ImageView, candidate: ImageView, transform: npt.NDArray[np.float64]
+) -> float:
+    """One pixel of the coarser of the two images, in the new image's (enlarged) pixels."""
+    candidate_pixel = candidate.scale * float(np.sqrt(abs(np.linalg.det(transform[:, :2]))))
+    return max(new.scale, candidate_pixel)
+
+
+def _normalised(image: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """Local contrast normalisation: each pixel less its neighbourhood's mean, over its
+    neighbourhood's deviation (brightness, contrast, gamma and colour edits cancel out)."""
+    centred = image - _blurred(image, FLOW_NORMALISE_SIGMA)
+    spread = np.sqrt(_blurred(centred * centred, FLOW_NORMALISE_SIGMA))
+    return np.asarray(centred / (spread + 2.0), np.float32)
+
+
+def _no_flow(image: Grey) -> npt.NDArray[np.float32]:
+    """The flow field DIS writes into (not used as a start: no initial flow is set)."""
+    return np.zeros((*image.shape, 2), np.float32)
+
+
+def displaced_fraction(
+    new: Grey,
+    candidate: Grey,
+    transform: npt.NDArray[np.float64],
+    params: MatchParams,
+    pixel: float = 1.0,
+) -> float | None:
+    """The fraction of the aligned overlap's textured pixels that are displaced.
+
+    After the affine alignment a copy or an edit lines up everywhere its content is
+    shared (added content, a caption or a sticker, has no counterpart to move to), while
+    another shot of the scene leaves local displacements: parallax shifts the foreground
+    against the background, a burst moves its subjects. Dense optical flow (DIS) between
+    the aligned, locally normalised images finds them; a pixel counts as displaced when
+    the flow moves it more than ``flow_min_shift`` and following the flow explains the
+    difference (its error drops to at most FLOW_EXPLAINS of the error in place), so
+    spurious flow on new or missing content does not count. None: too little texture.
+    """
+    h, w = new.shape
+    # At most FLOW_SIDE, and no finer than the coarser image: a thumbnail's pixel is one
+    # flow pixel, so a shift is counted in pixels that both images have.
+    shrink = min(1.0, FLOW_SIDE / max(h, w), 1.0 / max(1.0, pixel))
+    size = (max(1, round(w * shrink)), max(1, round(h * shrink)))
+    warped = np.asarray(
+        cv2.warpAffine(candidate, transform, (w, h), flags=cv2.INTER_LINEAR), np.uint8
+    )
+    inside = cv2.warpAffine(
+        np.ones(candidate.shape, np.uint8), transform, (w, h), flags=cv2.INTER_NEAREST
+    )
+    small_inside = cv2.resize(inside, size, interpolation=cv2.INTER_NEAREST)
+    margin = int(3 * FLOW_NORMALISE_SIGMA)
+    small_inside = cv2.erode(small_inside, np.ones((2 * margin + 1, 2 * margin + 1), np.uint8))
+    # Compared at the coarser image's resolution, impulse noise removed first.
+    sigma = params.blur_sigma * max(1.0, pixel * shrink) / 2
+
+    def prepared(image: Grey) -> npt.NDArray[np.float32]:
+        small = cv2.resize(cv2.medianBlur(image, 3), size, interpolation=cv2.INTER_AREA)
+        return _blurred(small, sigma)
+
+    a, b = prepared(new), prepared(warped)
+    texture_a = np.sqrt(
+        _blurred((a - _blurred(a, FLOW_NORMALISE_SIGMA)) ** 2, FLOW_NORMALISE_SIGMA)
+    )
+    texture_b = np.sqrt(
+        _blurred((b - _blurred(b, FLOW_NORMALISE_SIGMA)) ** 2, FLOW_NORMALISE_SIGMA)
+    )
+    textured = (
+        (small_inside > 0)
+        & (texture_a >= params.min_window_std)
+        & (texture_b >= params.min_window_std)
+    )
+    count = int(textured.sum())
+    if count < FLOW_MIN_PIXELS:
+        return None
+    na, nb = _normalised(a), _normalised(b)
+    dis = cv2.DISOpticalFlow.create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    # DIS matches mean-normalised patches: brightness edits do not move it.
+    ua, ub = np.clip(a, 0, 255).astype(np.uint8), np.clip(b, 0, 255).astype(np.uint8)
+    flow = np.asarray(dis.calc(ua, ub, _no_flow(ua)), np.float32)
+    ys, xs = np.mgrid[0 : size[1], 0 : size[0]].astype(np.float32)
+    # Forward-backward check: flow that wanders (smooth or blurred areas, along an edge)
+    # does not come back to where it started.
+    back = np.asarray(dis.calc(ub, ua, _no_flow(ua)), np.float32)
+    returned = cv2.remap(back, xs + flow[..., 0], ys + flow[..., 1], cv2.INTER_LINEAR)
+    consistent = np.hypot(flow[..., 0] + returned[..., 0], flow[..., 1] + returned[..., 1])
+    followed = cv2.remap(nb, xs + flow[..., 0], ys + flow[..., 1], cv2.INTER_LINEAR)
+    in_place = _blurred(np.abs(na - nb), 2.0)
+    after = _blurred(np.abs(na - followed), 2.0)
+    shift = np.hypot(flow[..., 0], flow[..., 1])
+    displaced = (
+        textured
+        & (consistent <= FLOW_CONSISTENCY)
+        & (shift > params.flow_min_shift)
+        & (in_place >= FLOW_MIN_ERROR)
+        & (after <= FLOW_EXPLAINS * in_place)
+    )
+    # Displaced content is a region (an object, a foreground): isolated pixels are noise.
+    kernel = np.ones((FLOW_OPEN, FLOW_OPEN), np.uint8)
+    displaced = cv2.morphologyEx(displaced.astype(np.uint8), cv2.MORPH_OPEN, kernel) > 0
+    return int(displaced.sum()) / count

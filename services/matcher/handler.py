@@ -6,8 +6,9 @@ verdict on every candidate that earlier stages left open:
 - DUPLICATE: at least ``min_inliers`` RANSAC inliers and, after warping the candidate
   onto the new image, an aligned residual of at most ``max_residual`` (a copy or an edit
   of the same capture);
-- SIMILAR: as many inliers but a larger residual (another shot of the same scene: a
-  burst, a stereo pair, another angle); reported, never merged;
+- SIMILAR: as many inliers but a larger residual, or more than ``max_displaced`` of the
+  aligned overlap displaced (optical flow: parallax, motion): another shot of the same
+  scene (a burst, a stereo pair, another angle); reported, never merged;
 - REJECTED: too few inliers (no geometric match), or a working copy that cannot be
   read (the reason says which).
 
@@ -51,6 +52,9 @@ FetchWorkingCopy = Callable[[str], Awaitable[bytes]]
 class MatchPolicy:
     min_inliers: int = 12
     max_residual: float = 0.2
+    # The most of the aligned overlap's textured pixels that optical flow may find
+    # displaced (geometry.displaced_fraction) for a DUPLICATE.
+    max_displaced: float = 0.1
 
 
 def judge(result: MatchResult, policy: MatchPolicy) -> tuple[Verdict.ValueType, str]:
@@ -63,15 +67,22 @@ def judge(result: MatchResult, policy: MatchPolicy) -> tuple[Verdict.ValueType, 
     if result.residual is None:
         # Too small or too flat to compare after alignment: the inliers are all the proof.
         return Verdict.VERDICT_DUPLICATE, f"{how}; too little texture to check the alignment"
-    if result.residual <= policy.max_residual:
+    if result.residual > policy.max_residual:
         return (
-            Verdict.VERDICT_DUPLICATE,
-            f"{how}; aligned residual {result.residual:.3f} <= {policy.max_residual:.3f}",
+            Verdict.VERDICT_SIMILAR,
+            f"same scene, another capture: {how} but aligned residual {result.residual:.3f}"
+            f" > {policy.max_residual:.3f}",
+        )
+    if result.displaced is not None and result.displaced > policy.max_displaced:
+        return (
+            Verdict.VERDICT_SIMILAR,
+            f"same scene, another capture: {how}, aligned residual {result.residual:.3f}, but"
+            f" {result.displaced:.1%} of it displaced after alignment"
+            f" > {policy.max_displaced:.1%} (parallax or motion)",
         )
     return (
-        Verdict.VERDICT_SIMILAR,
-        f"same scene, another capture: {how} but aligned residual {result.residual:.3f}"
-        f" > {policy.max_residual:.3f}",
+        Verdict.VERDICT_DUPLICATE,
+        f"{how}; aligned residual {result.residual:.3f} <= {policy.max_residual:.3f}",
     )
 
 

@@ -34,6 +34,9 @@ class MatcherSettings(RuntimeSettings, BlobSettings):
     # inliers with a larger residual is another shot of the scene (SIMILAR).
     min_inliers: int = Field(POLICY.min_inliers, ge=4)
     max_residual: float = Field(POLICY.max_residual, gt=0.0, le=1.0)
+    # ...and at most this fraction of the aligned overlap's textured pixels displaced
+    # (dense optical flow after alignment: parallax or motion; README, "Other shots").
+    max_displaced: float = Field(POLICY.max_displaced, gt=0.0, le=1.0)
 
     # Features of recently seen working copies, by image id (LRU, bounded in bytes: a
     # 512-px working copy takes about 0.3 MB with its features).

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
 
+from dedup import synthetic
 from dedup.v1.groups_pb2 import Verdict
+from services.hasher.features import extract
 from services.matcher.geometry import (
     Detector,
     ImageView,
@@ -38,6 +42,9 @@ def test_every_kind_of_edit_is_a_proven_duplicate(edit: str) -> None:
     verdict, reason = judge(result, POLICY)
     assert verdict == Verdict.VERDICT_DUPLICATE, reason
     assert result.residual is not None and result.residual < POLICY.max_residual / 2
+    # Nothing displaced after alignment (captions, crops and borders are new or missing
+    # content, not moved content).
+    assert result.displaced is not None and result.displaced < POLICY.max_displaced / 2
     assert result.mirrored == (edit == "mirror")
 
 
@@ -119,3 +126,25 @@ def test_verdicts_are_reproducible_across_calls_and_threads() -> None:
     with ThreadPoolExecutor(2) as pool:
         again = list(pool.map(lambda _: _outcome(match(new, old, PARAMS)), range(4)))
     assert all(r == first for r in again)
+
+
+@pytest.mark.parametrize(
+    "shot",
+    [
+        lambda: synthetic.scene(21, view=12, noise_seed=1),  # 12 px of parallax in 640
+        lambda: synthetic.burst(21, 1),  # a burst frame: the subjects moved a little
+    ],
+    ids=["parallax", "burst"],
+)
+def test_another_shot_that_aligns_is_caught_by_its_displacement(
+    shot: Callable[[], Image.Image],
+) -> None:
+    new = view_of_bytes(extract(synthetic.encode(shot(), quality=85)).working_copy, PARAMS)
+    result = match(new, view("scene"), PARAMS)
+    # The residual alone would call it a copy...
+    assert result.residual is not None and result.residual <= POLICY.max_residual
+    # ...but part of it moved against the rest after alignment.
+    assert result.displaced is not None and result.displaced > 2 * POLICY.max_displaced
+    verdict, reason = judge(result, POLICY)
+    assert verdict == Verdict.VERDICT_SIMILAR
+    assert "displaced" in reason

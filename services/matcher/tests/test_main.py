@@ -70,8 +70,10 @@ async def test_an_unreachable_store_is_transient() -> None:
 def test_settings_reach_the_matcher(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DEDUP_MATCHER_DETECTOR", "sift")
     monkeypatch.setenv("DEDUP_MATCHER_MAX_RESIDUAL", "0.3")
+    monkeypatch.setenv("DEDUP_MATCHER_MAX_DISPLACED", "0.25")
     monkeypatch.setenv("DEDUP_MATCHER_CACHE_BYTES", "1000")
     matcher = matcher_of(MatcherSettings(), working_copy_reader(FakeBlobs(), 1))
     assert matcher.params.detector is Detector.SIFT
     assert matcher.policy.max_residual == 0.3
+    assert matcher.policy.max_displaced == 0.25
     assert matcher.cache.max_bytes == 1000
