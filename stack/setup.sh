@@ -153,10 +153,13 @@ main() {
   # Added to a running Triton's venv safely: only a model's (re)load imports it.
   step triton-opencv "$TRITON_OPENCV_VERSION" "$TRITON_VENV/.dedup-opencv-stamp" \
     "opencv-python-headless==$TRITON_OPENCV_VERSION" install_triton_opencv
-  # Rebuilt when anything that goes into its files changes (Triton reads them at load).
-  step embedder-model mobilenet_v2_rmac "$MODEL_REPO/mobilenet_v2_rmac/1/.dedup-stamp" \
-    "opencv $TRITON_OPENCV_VERSION $(sha "$MODEL_REPO/build.sh" "$MODEL_REPO"/mobilenet_v2_rmac/1/backbone.py \
-      "$REPO_ROOT"/services/embedder/{model_build,preprocess}.py "$REPO_ROOT"/services/hasher/hashes.py \
+  # Rebuilt when anything that goes into its files changes (Triton reads them at load),
+  # or when one of its built files went missing.
+  local model=$MODEL_REPO/mobilenet_v2_rmac/1
+  [[ -f $model/backbone.pb && -f $model/backbone.pbtxt && -f $model/mean.npy ]] || rm -f "$model/.dedup-stamp"
+  step embedder-model mobilenet_v2_rmac "$model/.dedup-stamp" \
+    "opencv $TRITON_OPENCV_VERSION $(sha "$MODEL_REPO/build.sh" "$model/backbone.py" \
+      "$REPO_ROOT"/services/embedder/{model_build,preprocess}.py "$REPO_ROOT"/libs/dedup/imaging.py \
       "$REPO_ROOT"/libs/dedup/synthetic.py)" build_embedder_model built
 }
 
