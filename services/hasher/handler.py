@@ -130,6 +130,7 @@ def candidates(
             colour_signature=s.colour_signature,
             greyscale=s.greyscale,
             working_copy_url=s.working_copy_url,
+            e_tag=s.e_tag,
         )
         for _, _, s, (pdq, wavelet, transform) in scored[: config.max_candidates]
     ]
@@ -156,6 +157,7 @@ def fill_features(
     image.wavelet_hash = features.wavelet_hash
     image.pdq_hash = features.pdq.hash
     image.pdq_quality = features.pdq.quality
+    image.pdq_dihedral.extend(features.pdq.dihedral)
     image.colour_signature = features.colour.to_bytes()
     image.greyscale = features.colour.is_greyscale
     image.quality = q.score

@@ -3,8 +3,10 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
@@ -89,6 +91,7 @@ class ImageFeatures(_message.Message):
     QUALITY_FIELD_NUMBER: _builtins.int
     QUALITY_PARTS_FIELD_NUMBER: _builtins.int
     WORKING_COPY_URL_FIELD_NUMBER: _builtins.int
+    PDQ_DIHEDRAL_FIELD_NUMBER: _builtins.int
     image_id: _builtins.str
     blob_url: _builtins.str
     e_tag: _builtins.str
@@ -113,6 +116,12 @@ class ImageFeatures(_message.Message):
     """The working copy (<= 512 px) in the derived container, for the embedder and matcher."""
     @_builtins.property
     def quality_parts(self) -> Global___QualityParts: ...
+    @_builtins.property
+    def pdq_dihedral(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """The PDQ hashes of the image turned by each of dedup.imaging.DIHEDRAL (index 0 is
+        pdq_hash): what a later search of the hash index for this image needs, without the pixels.
+        """
+
     def __init__(
         self,
         *,
@@ -134,10 +143,11 @@ class ImageFeatures(_message.Message):
         quality: _builtins.float = ...,
         quality_parts: Global___QualityParts | None = ...,
         working_copy_url: _builtins.str = ...,
+        pdq_dihedral: _abc.Iterable[_builtins.bytes] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["quality_parts", b"quality_parts"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["blob_url", b"blob_url", "colour_signature", b"colour_signature", "content_type", b"content_type", "e_tag", b"e_tag", "format", b"format", "greyscale", b"greyscale", "height", b"height", "image_id", b"image_id", "pdq_hash", b"pdq_hash", "pdq_quality", b"pdq_quality", "quality", b"quality", "quality_parts", b"quality_parts", "reason", b"reason", "size_bytes", b"size_bytes", "status", b"status", "wavelet_hash", b"wavelet_hash", "width", b"width", "working_copy_url", b"working_copy_url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["blob_url", b"blob_url", "colour_signature", b"colour_signature", "content_type", b"content_type", "e_tag", b"e_tag", "format", b"format", "greyscale", b"greyscale", "height", b"height", "image_id", b"image_id", "pdq_dihedral", b"pdq_dihedral", "pdq_hash", b"pdq_hash", "pdq_quality", b"pdq_quality", "quality", b"quality", "quality_parts", b"quality_parts", "reason", b"reason", "size_bytes", b"size_bytes", "status", b"status", "wavelet_hash", b"wavelet_hash", "width", b"width", "working_copy_url", b"working_copy_url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

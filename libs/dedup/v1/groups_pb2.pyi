@@ -124,6 +124,8 @@ class Candidate(_message.Message):
     COLOUR_SIGNATURE_FIELD_NUMBER: _builtins.int
     GREYSCALE_FIELD_NUMBER: _builtins.int
     WORKING_COPY_URL_FIELD_NUMBER: _builtins.int
+    TEST_FIELD_NUMBER: _builtins.int
+    E_TAG_FIELD_NUMBER: _builtins.int
     image_id: _builtins.str
     blob_url: _builtins.str
     source: Global___CandidateSource.ValueType
@@ -139,6 +141,15 @@ class Candidate(_message.Message):
     """
     greyscale: _builtins.bool
     working_copy_url: _builtins.str
+    test: _builtins.str
+    """The test that set the verdict, within `decided_by`'s stage (e.g. "colour",
+    "embedding-drop", "aligned-residual", "ransac"): which check decided, for the report
+    and the benchmarks.
+    """
+    e_tag: _builtins.str
+    """The candidate's e_tag when it was stored: caches of its working copy's features (and
+    of a pair's verdict) are valid only for this version of the blob.
+    """
     @_builtins.property
     def scores(self) -> Global___Scores:
         """Scores, each added by the stage that computes it; absent means "not computed"."""
@@ -157,10 +168,12 @@ class Candidate(_message.Message):
         colour_signature: _builtins.bytes = ...,
         greyscale: _builtins.bool = ...,
         working_copy_url: _builtins.str = ...,
+        test: _builtins.str = ...,
+        e_tag: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["scores", b"scores"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["blob_url", b"blob_url", "colour_signature", b"colour_signature", "decided_by", b"decided_by", "greyscale", b"greyscale", "image_id", b"image_id", "quality", b"quality", "reason", b"reason", "scores", b"scores", "source", b"source", "verdict", b"verdict", "working_copy_url", b"working_copy_url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["blob_url", b"blob_url", "colour_signature", b"colour_signature", "decided_by", b"decided_by", "e_tag", b"e_tag", "greyscale", b"greyscale", "image_id", b"image_id", "quality", b"quality", "reason", b"reason", "scores", b"scores", "source", b"source", "test", b"test", "verdict", b"verdict", "working_copy_url", b"working_copy_url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
