@@ -37,6 +37,8 @@ from services.embedder.index import EmbeddingIndex, Neighbour, StoredImage, Vect
 from services.embedder.preprocess import RGB, UnreadableWorkingCopyError, decode_rgb, model_input
 
 STAGE: Final = "embedder"
+# Candidate.test of a hash candidate rejected on its embedding similarity, without pixels.
+DROP_TEST: Final = "embedding-far"
 OPEN_VERDICTS: Final = (Verdict.VERDICT_UNSPECIFIED, Verdict.VERDICT_PENDING)
 
 log = logging.getLogger("dedup.embedder")
@@ -123,6 +125,7 @@ def judged(
     ):
         out.verdict = Verdict.VERDICT_REJECTED
         out.decided_by = STAGE
+        out.test = DROP_TEST
         out.reason = f"embedding similarity {similarity:.3f} < drop threshold {drop:.3f}"
     return out
 
@@ -139,6 +142,7 @@ def from_neighbour(neighbour: Neighbour) -> Candidate:
         colour_signature=image.colour_signature,
         greyscale=image.greyscale,
         working_copy_url=image.working_copy_url,
+        e_tag=image.e_tag,
     )
 
 
@@ -175,6 +179,7 @@ def stored_image(image: ImageFeatures) -> StoredImage:
         quality=image.quality,
         colour_signature=image.colour_signature,
         greyscale=image.greyscale,
+        e_tag=image.e_tag,
     )
 
 
@@ -202,16 +207,20 @@ class Embedder:
         return [Output(group.image_id, out)]
 
     async def _refine(self, group: CandidateGroup) -> None:
-        rgb = await self._working_copy(group)
-        if rgb is None:
-            return  # passes through as it came: the later stages still decide
         c = self._config
-        turns = {0, *(model_turn(x) for x in group.candidates)}
-        inputs = await asyncio.to_thread(lambda: {t: model_input(rgb, c.side, t) for t in turns})
-        vectors = await asyncio.gather(*(self._embed(x) for x in inputs.values()))
-        queries = dict(zip(inputs, vectors, strict=True))
+        # This version of the image embedded before (a redelivery, or `dedup scan`'s
+        # judging pass): its stored embedding is reused; only turned queries need pixels.
+        known = await self._index.embedding_of(group.image_id, group.image.e_tag)
+        queries = {} if known is None else {0: known}
+        turns = {0, *(model_turn(x) for x in group.candidates)} - queries.keys()
+        if turns:
+            embedded = await self._embedded(group, turns)
+            if embedded is None:
+                return  # passes through as it came: the later stages still decide
+            queries |= embedded
         vector = queries[0]
-        await self._index.upsert(stored_image(group.image), vector)
+        if known is None:
+            await self._index.upsert(stored_image(group.image), vector)
         neighbours, stored = await asyncio.gather(
             # +1: the image itself takes a place (merge drops it).
             self._index.search(vector, c.neighbours + 1),
@@ -227,6 +236,17 @@ class Embedder:
         )
         del group.candidates[:]
         group.candidates.extend(merged)
+
+    async def _embedded(self, group: CandidateGroup, turns: set[int]) -> dict[int, Vector] | None:
+        """turn -> the embedding of the working copy turned so, or None (logged) when
+        there is no working copy to read."""
+        rgb = await self._working_copy(group)
+        if rgb is None:
+            return None
+        side = self._config.side
+        inputs = await asyncio.to_thread(lambda: {t: model_input(rgb, side, t) for t in turns})
+        vectors = await asyncio.gather(*(self._embed(x) for x in inputs.values()))
+        return dict(zip(inputs, vectors, strict=True))
 
     async def _working_copy(self, group: CandidateGroup) -> RGB | None:
         """The decoded working copy, or None (logged) when there is none to read."""

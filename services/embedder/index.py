@@ -41,6 +41,13 @@ class StoredImage:
     quality: float
     colour_signature: bytes
     greyscale: bool
+    e_tag: str = ""  # the version of the blob that was embedded
+
+
+@dataclass(frozen=True, slots=True)
+class Versioned:
+    e_tag: str
+    vector: Vector
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +65,9 @@ class EmbeddingIndex(Protocol):
 
     async def vectors(self, image_ids: Sequence[str]) -> dict[str, Vector]:
         """The stored embeddings of those of `image_ids` that are in the index."""
+
+    async def embedding_of(self, image_id: str, e_tag: str) -> Vector | None:
+        """The stored embedding of this version (e_tag) of the image, if it is stored."""
 
     async def delete(self, image_id: str) -> None:
         """Remove the record, if any (idempotent)."""
@@ -96,6 +106,7 @@ _SCALARS: tuple[tuple[str, DataType, dict[str, Any]], ...] = (
     ("quality", DataType.FLOAT, {}),
     ("colour_signature", DataType.VARCHAR, {"max_length": MAX_COLOUR_HEX}),
     ("greyscale", DataType.BOOL, {}),
+    ("e_tag", DataType.VARCHAR, {"max_length": 256}),
 )
 OUTPUT_FIELDS = [name for name, _, _ in _SCALARS]
 
@@ -109,6 +120,7 @@ def to_row(image: StoredImage, vector: Vector) -> dict[str, Any]:
         "quality": float(image.quality),
         "colour_signature": image.colour_signature.hex()[:MAX_COLOUR_HEX],
         "greyscale": bool(image.greyscale),
+        "e_tag": image.e_tag[:256],
     }
 
 
@@ -121,6 +133,7 @@ def from_hit(hit: dict[str, Any]) -> Neighbour:
         quality=float(entity["quality"]),
         colour_signature=bytes.fromhex(entity["colour_signature"]),
         greyscale=bool(entity["greyscale"]),
+        e_tag=str(entity["e_tag"]),
     )
     return Neighbour(image, float(hit["distance"]))  # COSINE: the "distance" is the similarity
 
@@ -151,7 +164,7 @@ class MilvusEmbeddingIndex:
         self._searches: MicroBatcher[tuple[Vector, int], list[Neighbour]] = MicroBatcher(
             self._search_many, max_size=size, max_delay_seconds=delay
         )
-        self._gets: MicroBatcher[tuple[str, ...], dict[str, Vector]] = MicroBatcher(
+        self._gets: MicroBatcher[tuple[str, ...], dict[str, Versioned]] = MicroBatcher(
             self._get_many, max_size=size, max_delay_seconds=delay
         )
 
@@ -189,7 +202,12 @@ class MilvusEmbeddingIndex:
     async def vectors(self, image_ids: Sequence[str]) -> dict[str, Vector]:
         if not image_ids:
             return {}
-        return await self._gets.submit(tuple(image_ids))
+        found = await self._gets.submit(tuple(image_ids))
+        return {image_id: v.vector for image_id, v in found.items()}
+
+    async def embedding_of(self, image_id: str, e_tag: str) -> Vector | None:
+        stored = (await self._gets.submit((image_id,))).get(image_id)
+        return stored.vector if stored is not None and e_tag and stored.e_tag == e_tag else None
 
     async def delete(self, image_id: str) -> None:
         await timed(self._service, "delete", self._client.delete(self._collection, ids=[image_id]))
@@ -226,7 +244,7 @@ class MilvusEmbeddingIndex:
             for hits, (_, own_limit) in zip(result, queries, strict=True)
         ]
 
-    async def _get_many(self, requests: list[tuple[str, ...]]) -> list[dict[str, Vector]]:
+    async def _get_many(self, requests: list[tuple[str, ...]]) -> list[dict[str, Versioned]]:
         wanted = sorted({image_id for ids in requests for image_id in ids})
         rows = await timed(
             self._service,
@@ -234,9 +252,12 @@ class MilvusEmbeddingIndex:
             self._client.get(
                 self._collection,
                 ids=wanted,
-                output_fields=["embedding"],
+                output_fields=["embedding", "e_tag"],
                 consistency_level="Strong",
             ),
         )
-        found = {str(row["id"]): np.asarray(row["embedding"], dtype=np.float32) for row in rows}
+        found = {
+            str(row["id"]): Versioned(str(row["e_tag"]), np.asarray(row["embedding"], np.float32))
+            for row in rows
+        }
         return [{i: found[i] for i in ids if i in found} for ids in requests]

@@ -47,6 +47,21 @@ async def open_stage(
 ) -> AsyncIterator[Stage[BlobEvent]]:
     """`blobs`: the storage to use instead of the account in `settings` (`dedup scan`)."""
     export_image_counts()
+    async with open_hasher(settings, blobs) as hasher:
+
+        async def handle(event: BlobEvent) -> Sequence[Output]:
+            outputs = await hasher.handle(event)
+            count_images(outputs)
+            return outputs
+
+        yield Stage(STAGE, BlobEvent, handle)
+
+
+@asynccontextmanager
+async def open_hasher(
+    settings: HasherSettings, blobs: Blobs | None = None
+) -> AsyncIterator[Hasher]:
+    """The handler with its clients (Milvus, blob storage, the decoding threads)."""
     # Parallelism comes from the worker threads, one image each: OpenCV's own thread
     # pool on top of them would only oversubscribe the cores.
     cv2.setNumThreads(1)
@@ -77,13 +92,7 @@ async def open_stage(
                 ),
                 executor,
             )
-
-            async def handle(event: BlobEvent) -> Sequence[Output]:
-                outputs = await hasher.handle(event)
-                count_images(outputs)
-                return outputs
-
-            yield Stage(STAGE, BlobEvent, handle)
+            yield hasher
     finally:
         await milvus.close()
         executor.shutdown(wait=False, cancel_futures=True)

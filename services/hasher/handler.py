@@ -37,7 +37,7 @@ from dedup.v1.groups_pb2 import (
 )
 from services.hasher.decode import DecodeError, DecodeErrorKind
 from services.hasher.features import Features
-from services.hasher.hashes import best_dihedral, hamming
+from services.hasher.hashes import PdqHash, best_dihedral, hamming
 from services.hasher.index import HashIndex, IndexedImage
 
 STAGE: Final = "hasher"
@@ -96,26 +96,44 @@ def transform_of_candidate(query_variant: int) -> int:
     return INVERSE[query_variant]
 
 
+@dataclass(frozen=True)
+class Hashes:
+    """What the hash index is searched with: PDQ (with its turned variants) and wavelet."""
+
+    pdq: PdqHash
+    wavelet: bytes
+
+    @classmethod
+    def of_features(cls, features: Features) -> Hashes:
+        return cls(features.pdq, features.wavelet_hash)
+
+    @classmethod
+    def of_image(cls, image: ImageFeatures) -> Hashes:
+        """From a hashed image's stored features: no pixels needed."""
+        variants = tuple(image.pdq_dihedral) or (image.pdq_hash,)
+        return cls(PdqHash(image.pdq_hash, image.pdq_quality, variants), image.wavelet_hash)
+
+
 def score(
-    features: Features, stored: IndexedImage, config: HasherConfig
+    hashes: Hashes, stored: IndexedImage, config: HasherConfig
 ) -> tuple[int, int, int] | None:
     """(pdq distance, wavelet distance, pdq_transform), or None if outside both radii."""
-    variant, pdq_distance = best_dihedral(features.pdq, stored.pdq)
-    wavelet_distance = hamming(features.wavelet_hash, stored.wavelet)
+    variant, pdq_distance = best_dihedral(hashes.pdq, stored.pdq)
+    wavelet_distance = hamming(hashes.wavelet, stored.wavelet)
     if pdq_distance > config.pdq_radius and wavelet_distance > config.wavelet_radius:
         return None
     return pdq_distance, wavelet_distance, transform_of_candidate(variant)
 
 
 def candidates(
-    image_id: str, features: Features, stored: Sequence[IndexedImage], config: HasherConfig
+    image_id: str, hashes: Hashes, stored: Sequence[IndexedImage], config: HasherConfig
 ) -> list[Candidate]:
     """The stored images within a radius, nearest first (ties by id: deterministic)."""
     scored = []
     for s in stored:
         if s.image_id == image_id:
             continue
-        distances = score(features, s, config)
+        distances = score(hashes, s, config)
         if distances is not None:
             scored.append((min(distances[0], distances[1]), s.image_id, s, distances))
     scored.sort(key=lambda item: (item[0], item[1]))
@@ -173,7 +191,7 @@ def fill_features(
     image.working_copy_url = working_copy_url
 
 
-def indexed(image: ImageFeatures, features: Features) -> IndexedImage:
+def indexed(image: ImageFeatures) -> IndexedImage:
     return IndexedImage(
         image_id=image.image_id,
         blob_url=image.blob_url,
@@ -239,10 +257,25 @@ class Hasher:
             "image/jpeg",
         )
         fill_features(image, features, len(data), url)
-        near = await self._index.add_and_search(indexed(image, features), features.pdq.dihedral)
+        near = await self._index.add_and_search(indexed(image), features.pdq.dihedral)
         group.image.CopyFrom(image)
-        group.candidates.extend(candidates(event.image_id, features, near, self._config))
+        hashes = Hashes.of_features(features)
+        group.candidates.extend(candidates(event.image_id, hashes, near, self._config))
         return group
+
+    async def research(self, group: CandidateGroup) -> CandidateGroup:
+        """The group of an image hashed and stored before, its candidates searched afresh
+        in the index as it is now, from the stored hashes (no download, no decoding): how
+        `dedup scan` judges every image against the whole folder once it is indexed."""
+        out = CandidateGroup()
+        out.CopyFrom(group)
+        if group.image.status != ImageStatus.IMAGE_STATUS_OK:
+            return out
+        hashes = Hashes.of_image(group.image)
+        near = await self._index.search(indexed(group.image), hashes.pdq.dihedral)
+        del out.candidates[:]
+        out.candidates.extend(candidates(group.image_id, hashes, near, self._config))
+        return out
 
     async def deleted(self, event: BlobEvent) -> CandidateGroup:
         await self._forget(event.image_id)

@@ -66,6 +66,11 @@ class HashIndex(Protocol):
         beyond the radii: the caller scores them exactly). Insert before search: two
         near-duplicates added at the same time find each other."""
 
+    async def search(
+        self, image: IndexedImage, pdq_variants: Sequence[bytes]
+    ) -> list[IndexedImage]:
+        """As `add_and_search`, for an image already stored: nothing is written."""
+
     async def delete(self, image_id: str) -> None:
         """Remove the record, if any (idempotent)."""
 
@@ -125,7 +130,11 @@ def from_hit(image_id: str, entity: dict[str, Any]) -> IndexedImage:
     )
 
 
-Job = tuple[IndexedImage, tuple[bytes, ...]]
+@dataclass(frozen=True, slots=True)
+class Job:
+    image: IndexedImage
+    variants: tuple[bytes, ...]
+    store: bool  # upsert the record before the search
 
 
 class MilvusHashIndex:
@@ -172,26 +181,32 @@ class MilvusHashIndex:
     async def add_and_search(
         self, image: IndexedImage, pdq_variants: Sequence[bytes]
     ) -> list[IndexedImage]:
-        return await self._batcher.submit((image, tuple(pdq_variants)))
+        return await self._batcher.submit(Job(image, tuple(pdq_variants), store=True))
+
+    async def search(
+        self, image: IndexedImage, pdq_variants: Sequence[bytes]
+    ) -> list[IndexedImage]:
+        return await self._batcher.submit(Job(image, tuple(pdq_variants), store=False))
 
     async def delete(self, image_id: str) -> None:
         await timed(self._service, "delete", self._client.delete(self._collection, ids=[image_id]))
 
     async def _run(self, jobs: list[Job]) -> list[list[IndexedImage]]:
         # The last record of an image wins (a redelivered event in the same batch).
-        rows = {image.image_id: to_row(image) for image, _ in jobs}
-        await timed(
-            self._service, "upsert", self._client.upsert(self._collection, list(rows.values()))
-        )
+        rows = {job.image.image_id: to_row(job.image) for job in jobs if job.store}
+        if rows:
+            await timed(
+                self._service, "upsert", self._client.upsert(self._collection, list(rows.values()))
+            )
         # Strong consistency: the records just upserted, by this or another replica, are
         # seen, so two near-duplicates arriving together still meet.
         by_pdq, by_wavelet = await asyncio.gather(
-            self._search("pdq", [v for _, variants in jobs for v in variants], self._radii.pdq),
-            self._search("wavelet", [image.wavelet for image, _ in jobs], self._radii.wavelet),
+            self._search("pdq", [v for job in jobs for v in job.variants], self._radii.pdq),
+            self._search("wavelet", [job.image.wavelet for job in jobs], self._radii.wavelet),
         )
         results = []
         at = 0
-        for i, (_, variants) in enumerate(jobs):
+        for i, variants in enumerate(job.variants for job in jobs):
             found: dict[str, IndexedImage] = {}
             for hits in (*by_pdq[at : at + len(variants)], by_wavelet[i]):
                 for hit in hits:

@@ -100,7 +100,9 @@ def links_of(group: CandidateGroup) -> list[Link]:
 
 
 def _why(c: Candidate) -> str:
-    return ": ".join(part for part in (c.decided_by, c.reason) if part)
+    """e.g. "matcher (aligned-residual): ...": the stage, the test that decided, the reason."""
+    who = f"{c.decided_by} ({c.test})" if c.decided_by and c.test else c.decided_by
+    return ": ".join(part for part in (who, c.reason) if part)
 
 
 def describe(group: CandidateGroup) -> Decision:

@@ -23,6 +23,7 @@ from dedup.v1.groups_pb2 import Candidate, CandidateGroup, Verdict
 from services.verifier.colour_check import ColourPolicy, check
 
 STAGE: Final = "verifier"
+TEST: Final = "colour"  # Candidate.test of the verifier's only check
 
 
 def signature(data: bytes) -> ColourSignature | None:
@@ -48,6 +49,7 @@ def verify_candidate(new: ColourSignature, candidate: Candidate, policy: ColourP
     if result.rejected and candidate.verdict != Verdict.VERDICT_REJECTED:
         candidate.verdict = Verdict.VERDICT_REJECTED
         candidate.decided_by = STAGE
+        candidate.test = TEST
         candidate.reason = result.reason
 
 

@@ -7,14 +7,18 @@ default, see servers.py) and the Milvus collections are the scan's own (dropped 
 end). Nothing of the decision logic lives here.
 
 Order: a folder has no arrival order, so every image is judged against the whole
-folder. First every file is indexed (hasher: hashes and working copy; embedder: the
-embedding), then every file goes through all five stages: the hasher again (an
-idempotent upsert; its search now sees every image, so hash candidates are found in
-both directions), verifier, embedder (every candidate's embedding is stored: its drop
-rule applies whichever file came first), matcher, ranker. Images run concurrently, a
-bounded number at once (the embedder batches them into Triton calls); nothing depends
-on which finishes first, and the ranker's clusters and kept copies do not depend on the
-order it sees the groups in. The cost of this: each image is hashed and embedded twice.
+folder, in two passes that decode and embed each file once:
+
+1. index: the hasher (download, decode, hashes, working copy, stored in the hash index)
+   and the embedder (the embedding, stored); each image's hashed features are kept;
+2. judge: the hasher's search again from those stored hashes (no pixels: it now sees
+   every image, so hash candidates are found in both directions), verifier, embedder
+   (it finds this version's embedding stored and reuses it; every candidate's embedding
+   is stored, so its drop rule applies whichever file came first), matcher, ranker.
+
+Images run concurrently, a bounded number at once (the embedder batches them into
+Triton calls); nothing depends on which finishes first, and the ranker's clusters and
+kept copies do not depend on the order it sees the groups in.
 """
 
 from __future__ import annotations
@@ -46,7 +50,8 @@ from dedup.v1.groups_pb2 import CandidateGroup
 from dedup.vectors import MilvusSettings, open_milvus
 from services.embedder.__main__ import open_stage as open_embedder
 from services.embedder.settings import EmbedderSettings
-from services.hasher.__main__ import open_stage as open_hasher
+from services.hasher.__main__ import open_hasher
+from services.hasher.handler import STAGE as HASHER
 from services.hasher.settings import HasherSettings
 from services.matcher.__main__ import open_stage as open_matcher
 from services.matcher.settings import MatcherSettings
@@ -64,6 +69,9 @@ M = TypeVar("M", bound=Message)
 # A dependency that stays away this many tries in a row fails the image (the services
 # would wait forever; a one-shot command should say so instead).
 TRANSIENT_ATTEMPTS = 6
+# The matcher's feature cache: a quarter of the service's, so that the scan's memory stays
+# within its budget however large the folder.
+MATCHER_CACHE_BYTES = 64 * 1024 * 1024
 ERROR = "error"
 
 
@@ -115,7 +123,7 @@ def stage_settings(endpoints: Endpoints, tag: str, options: ScanOptions) -> Stag
             index_type="FLAT",
             concurrency=concurrency,
         ),
-        matcher=MatcherSettings(concurrency=concurrency),
+        matcher=MatcherSettings(concurrency=concurrency, cache_bytes=MATCHER_CACHE_BYTES),
     )
 
 
@@ -143,6 +151,13 @@ async def call(stage: Stage[M], message: M) -> Sequence[Output]:
             if attempt >= TRANSIENT_ATTEMPTS:
                 raise
             await asyncio.sleep(backoff_seconds(attempt, 0.2, 5.0))
+
+
+def slim(group: CandidateGroup) -> CandidateGroup:
+    """What the judging pass needs of a hashed group: the image, not its candidates."""
+    return CandidateGroup(
+        image_id=group.image_id, image=group.image, event=group.event, stages=group.stages
+    )
 
 
 def only_group(outputs: Sequence[Output]) -> CandidateGroup:
@@ -175,6 +190,8 @@ def error_row(f: LocalFile, reason: str) -> Row:
 @dataclass
 class Stages:
     hasher: Stage[BlobEvent]
+    # The hasher's search of an image hashed before, from its stored hashes.
+    research: Stage[CandidateGroup]
     verifier: Stage[CandidateGroup]
     embedder: Stage[CandidateGroup]
     matcher: Stage[CandidateGroup]
@@ -187,8 +204,14 @@ async def open_stages(
 ) -> AsyncIterator[Stages]:
     async with contextlib.AsyncExitStack() as stack:
         enter = stack.enter_async_context
+        hasher = await enter(open_hasher(settings.hasher, blobs))
+
+        async def research(group: CandidateGroup) -> Sequence[Output]:
+            return [Output(group.image_id, await hasher.research(group))]
+
         yield Stages(
-            hasher=await enter(open_hasher(settings.hasher, blobs)),
+            hasher=Stage(HASHER, BlobEvent, hasher.handle),
+            research=Stage(HASHER, CandidateGroup, research),
             verifier=await enter(open_verifier(settings.verifier)),
             embedder=await enter(open_embedder(settings.embedder, blobs)),
             matcher=await enter(open_matcher(settings.matcher, blobs)),
@@ -221,8 +244,8 @@ async def scan(
     partial: dict[str, str] = {}
     try:
         async with open_stages(settings, blobs, ranker) as stages:
-            await index_all(stages, files, options)
-            await judge_all(stages, files, options, failures, partial)
+            hashed = await index_all(stages, files, options, failures)
+            await judge_all(stages, files, hashed, options, partial)
         rows = final_rows(files, ranker, failures, partial)
         thumbnails = await working_copy_thumbnails(rows, blobs) if options.thumbnails else {}
     finally:
@@ -232,36 +255,15 @@ async def scan(
     return ScanResult(root, rows, thumbnails, failures | partial, loop.time() - started)
 
 
-async def index_all(stages: Stages, files: Sequence[LocalFile], options: ScanOptions) -> None:
-    """Store every readable image's hashes, working copy and embedding (the hasher and the
-    embedder; their groups are not kept), so that judging meets the whole folder."""
+async def index_all(
+    stages: Stages, files: Sequence[LocalFile], options: ScanOptions, failures: dict[str, str]
+) -> dict[str, CandidateGroup]:
+    """Decode every file once: its hashes, working copy and embedding are stored (the
+    hasher and the embedder), so that judging meets the whole folder. Returns the hashed
+    group of every file the hasher could handle, by image id (those it could not are in
+    `failures`)."""
     progress = Progress("indexing", len(files), enabled=options.progress)
-
-    async def one(f: LocalFile) -> None:
-        try:
-            group = only_group(await call(stages.hasher, f.event))
-            if group.image.status == ImageStatus.IMAGE_STATUS_OK:
-                await call(stages.embedder, group)
-        except Exception as error:  # judging meets it again, and records it
-            log.debug("indexing %s failed: %s", f.name, error)
-        finally:
-            progress.advance()
-
-    try:
-        await bounded_map(files, one, options.in_flight)
-    finally:
-        progress.close()
-
-
-async def judge_all(
-    stages: Stages,
-    files: Sequence[LocalFile],
-    options: ScanOptions,
-    failures: dict[str, str],
-    partial: dict[str, str],
-) -> None:
-    """Each image through the five stages, against the indexed folder."""
-    progress = Progress("matching", len(files), enabled=options.progress)
+    hashed: dict[str, CandidateGroup] = {}
 
     async def one(f: LocalFile) -> None:
         try:
@@ -271,7 +273,37 @@ async def judge_all(
                 log.warning("hasher failed on %s: %s", f.name, error)
                 failures[f.image_id] = f"hasher failed: {type(error).__name__}: {error}"
                 return
-            for stage in (stages.verifier, stages.embedder, stages.matcher):
+            hashed[f.image_id] = slim(group)
+            if group.image.status == ImageStatus.IMAGE_STATUS_OK:
+                with contextlib.suppress(Exception):  # judging embeds it again, or says why
+                    await call(stages.embedder, group)
+        finally:
+            progress.advance()
+
+    try:
+        await bounded_map(files, one, options.in_flight)
+    finally:
+        progress.close()
+    return hashed
+
+
+async def judge_all(
+    stages: Stages,
+    files: Sequence[LocalFile],
+    hashed: dict[str, CandidateGroup],
+    options: ScanOptions,
+    partial: dict[str, str],
+) -> None:
+    """Each indexed image through the stages, against the whole folder (its hashed group
+    leaves `hashed` once judged)."""
+    progress = Progress("matching", len(files), enabled=options.progress)
+
+    async def one(f: LocalFile) -> None:
+        try:
+            group = hashed.pop(f.image_id, None)
+            if group is None:
+                return  # the hasher failed on it: a failure already
+            for stage in (stages.research, stages.verifier, stages.embedder, stages.matcher):
                 try:
                     group = only_group(await call(stage, group))
                 except Exception as error:

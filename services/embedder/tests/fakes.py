@@ -61,6 +61,10 @@ class FakeIndex:
     async def vectors(self, image_ids: Sequence[str]) -> dict[str, Vector]:
         return {i: self.records[i][1] for i in image_ids if i in self.records}
 
+    async def embedding_of(self, image_id: str, e_tag: str) -> Vector | None:
+        stored = self.records.get(image_id)
+        return stored[1] if stored is not None and e_tag and stored[0].e_tag == e_tag else None
+
     async def delete(self, image_id: str) -> None:
         self.deleted.append(image_id)
         self.records.pop(image_id, None)

@@ -10,6 +10,7 @@ from dedup import synthetic
 from dedup.v1.features_pb2 import ImageFeatures, ImageStatus
 from dedup.v1.groups_pb2 import Candidate, CandidateGroup, CandidateSource, Scores, Verdict
 from services.embedder.handler import (
+    DROP_TEST,
     STAGE,
     Embedder,
     EmbedderConfig,
@@ -19,7 +20,8 @@ from services.embedder.handler import (
     model_turn,
     similarities,
 )
-from services.embedder.index import Neighbour, StoredImage
+from services.embedder.index import Neighbour, StoredImage, Vector
+from services.embedder.preprocess import RGB, decode_rgb, model_input
 from services.embedder.tests.fakes import FakeBlobs, FakeIndex, fake_embed
 
 HASH = CandidateSource.CANDIDATE_SOURCE_HASH
@@ -44,7 +46,7 @@ def neighbour(image_id: str, similarity: float) -> Neighbour:
 def test_a_far_hash_candidate_is_rejected_with_the_evidence() -> None:
     c = judged(hash_candidate("b", pdq_distance=70), 0.12, drop=0.4)
     assert c.verdict == REJECTED
-    assert c.decided_by == STAGE
+    assert c.decided_by == STAGE and c.test == DROP_TEST
     assert "0.120 < drop threshold 0.400" in c.reason
     assert c.scores.embedding_similarity == pytest.approx(0.12)
     assert c.scores.pdq_distance == 70  # earlier evidence kept
@@ -289,3 +291,73 @@ async def test_an_undecodable_working_copy_passes_the_group_through(
     out = await handled(embedder, group("x", blobs.put("wc", "x.jpg", b"not a jpeg")))
     assert out.stages == ["hasher", STAGE]
     assert not index.records
+
+
+class CountingEmbed:
+    """fake_embed, counting its calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def __call__(self, image: RGB) -> Vector:
+        self.calls += 1
+        return await fake_embed(image)
+
+
+def versioned(g: CandidateGroup, e_tag: str) -> CandidateGroup:
+    g.image.e_tag = e_tag
+    return g
+
+
+async def test_a_version_embedded_before_is_not_embedded_again(
+    blobs: FakeBlobs, index: FakeIndex
+) -> None:
+    embed = CountingEmbed()
+    embedder = Embedder(blobs, embed, index, CONFIG)
+    await handled(embedder, versioned(group("a", blobs.put("wc", "a.jpg", jpeg(photo(4)))), "1"))
+    edit = jpeg(synthetic.EDITS["crop-10"](photo(4)))
+    g = versioned(group("b", blobs.put("wc", "b.jpg", edit)), "1")
+    first = await handled(embedder, g)
+    assert embed.calls == 2
+    blobs.blobs.clear()  # the judging pass needs no pixels
+
+    again = await handled(embedder, g)
+
+    assert again == first and embed.calls == 2
+    (added,) = again.candidates
+    assert added.image_id == "a" and added.e_tag == "1"
+
+
+async def test_an_overwritten_image_is_embedded_afresh(blobs: FakeBlobs, index: FakeIndex) -> None:
+    embed = CountingEmbed()
+    embedder = Embedder(blobs, embed, index, CONFIG)
+    url = blobs.put("wc", "a.jpg", jpeg(photo(4)))
+    await handled(embedder, versioned(group("a", url), "1"))
+    blobs.put("wc", "a.jpg", jpeg(photo(5)))
+
+    await handled(embedder, versioned(group("a", url), "2"))
+
+    assert embed.calls == 2
+    stored, vector = index.records["a"]
+    assert stored.e_tag == "2"
+    assert np.allclose(
+        vector, await fake_embed(model_input(decode_rgb(jpeg(photo(5))), CONFIG.side))
+    )
+
+
+async def test_only_the_turned_query_is_embedded_again(blobs: FakeBlobs, index: FakeIndex) -> None:
+    embed = CountingEmbed()
+    embedder = Embedder(blobs, embed, index, CONFIG)
+    original = photo(3)
+    await handled(embedder, versioned(group("orig", blobs.put("wc", "o.jpg", jpeg(original))), "1"))
+    url = blobs.put("wc", "t.jpg", jpeg(original.transpose(Image.Transpose.ROTATE_90)))
+    await handled(embedder, versioned(group("turned", url), "1"))
+    calls = embed.calls
+    # Judged again, now with the hash candidate (the candidate turned by rot90 is it).
+    g = versioned(group("turned", url, hash_candidate("orig", pdq_transform=1)), "1")
+
+    again = await handled(embedder, g)
+
+    assert embed.calls == calls + 1  # the query turned back, not the image itself
+    (c,) = [c for c in again.candidates if c.image_id == "orig"]
+    assert c.scores.embedding_similarity > 0.9

@@ -40,13 +40,14 @@ class FakeMilvus:
             "quality": 0.5,
             "colour_signature": "0a",
             "greyscale": False,
+            "e_tag": "0x1",
         }
         return [[{"id": f"hit{v[0]:.0f}", "distance": 0.9, "entity": entity}] for v in data]
 
     async def get(self, collection: str, ids: list[str], **_: Any) -> list[dict[str, Any]]:
         self._check()
         self.calls.append(("get", len(ids)))
-        return [{"id": i, "embedding": [1.0, 0.0]} for i in ids if i != "missing"]
+        return [{"id": i, "embedding": [1.0, 0.0], "e_tag": "0x1"} for i in ids if i != "missing"]
 
 
 def index_on(milvus: FakeMilvus) -> MilvusEmbeddingIndex:
@@ -64,8 +65,13 @@ async def test_concurrent_calls_become_one_call_each_with_its_own_answer() -> No
     await asyncio.gather(*(index.upsert(stored(f"i{i}"), v) for i, v in enumerate(vectors)))
     found = await asyncio.gather(*(index.search(v, 3) for v in vectors))
     got = await asyncio.gather(index.vectors(["a", "missing"]), index.vectors(["a", "b"]))
+    versions = await asyncio.gather(
+        index.embedding_of("a", "0x1"), index.embedding_of("a", "0x2"), index.embedding_of("a", "")
+    )
     await index.aclose()
-    assert milvus.calls == [("upsert", 5), ("search", 5), ("get", 3)]
+    assert milvus.calls == [("upsert", 5), ("search", 5), ("get", 3), ("get", 1)]
+    assert versions[0] is not None and versions[1] is None and versions[2] is None
+    assert found[0][0].image.e_tag == "0x1"
     assert [[n.image.image_id for n in hits] for hits in found] == [[f"hit{i}"] for i in range(5)]
     assert found[0][0].image.colour_signature == b"\x0a"
     assert [sorted(g) for g in got] == [["a"], ["a", "b"]]

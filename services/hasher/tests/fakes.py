@@ -49,6 +49,11 @@ class FakeIndex:
         self, image: IndexedImage, pdq_variants: Sequence[bytes]
     ) -> list[IndexedImage]:
         self.records[image.image_id] = image
+        return await self.search(image, pdq_variants)
+
+    async def search(
+        self, image: IndexedImage, pdq_variants: Sequence[bytes]
+    ) -> list[IndexedImage]:
         return [
             r
             for r in self.records.values()

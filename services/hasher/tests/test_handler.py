@@ -124,6 +124,27 @@ async def test_an_edit_finds_its_original_with_what_later_stages_need(
         assert not candidate.scores.HasField(unset)
 
 
+async def test_research_finds_images_stored_later_from_the_stored_hashes_alone(
+    hasher: Hasher, blobs: FakeBlobs, index: FakeIndex
+) -> None:
+    original = synthetic.photo(2, (800, 600))
+    first = await put_and_handle(hasher, blobs, "original.jpg", jpeg(original))
+    turned = synthetic.encode(Image.fromarray(np.rot90(np.asarray(original)).copy()), "PNG")
+    later = await put_and_handle(hasher, blobs, "turned.png", turned)
+    assert first.candidates == [] and len(first.image.pdq_dihedral) == 8
+    blobs.blobs.clear()  # no pixels are read again
+    stored_before = dict(index.records)
+
+    again = await hasher.research(first)
+
+    (candidate,) = again.candidates
+    assert candidate.image_id == later.image_id
+    assert candidate.e_tag == later.image.e_tag
+    # The same pair seen from the other side: the turns are each other's inverse.
+    assert candidate.scores.pdq_transform == INVERSE[later.candidates[0].scores.pdq_transform]
+    assert again.image == first.image and index.records == stored_before
+
+
 @pytest.mark.parametrize("transform", range(1, 8))
 async def test_a_turned_copy_names_the_turn_that_maps_the_candidate_onto_it(
     hasher: Hasher, blobs: FakeBlobs, transform: int

@@ -110,7 +110,7 @@ def test_a_wrong_transform_from_the_hasher_does_not_reject_a_copy() -> None:
 def test_the_dark_version_of_a_light_wallpaper_is_rejected_with_the_numbers() -> None:
     for new, old in (("dark", "light"), ("light", "dark")):
         c = judged(new, old)
-        assert c.verdict == REJECTED and c.decided_by == STAGE
+        assert c.verdict == REJECTED and c.decided_by == STAGE and c.test == "colour"
         assert "re-coloured design" in c.reason and "correlation -" in c.reason
         assert c.scores.colour_distance > POLICY.max_colour_distance
         assert f"{c.scores.colour_distance:.3f}" in c.reason
