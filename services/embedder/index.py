@@ -45,12 +45,6 @@ class StoredImage:
 
 
 @dataclass(frozen=True, slots=True)
-class Versioned:
-    e_tag: str
-    vector: Vector
-
-
-@dataclass(frozen=True, slots=True)
 class Neighbour:
     image: StoredImage
     similarity: float  # cosine, -1..1
@@ -164,8 +158,11 @@ class MilvusEmbeddingIndex:
         self._searches: MicroBatcher[tuple[Vector, int], list[Neighbour]] = MicroBatcher(
             self._search_many, max_size=size, max_delay_seconds=delay
         )
-        self._gets: MicroBatcher[tuple[str, ...], dict[str, Versioned]] = MicroBatcher(
+        self._gets: MicroBatcher[tuple[str, ...], dict[str, Vector]] = MicroBatcher(
             self._get_many, max_size=size, max_delay_seconds=delay
+        )
+        self._versions: MicroBatcher[str, str | None] = MicroBatcher(
+            self._versions_of, max_size=size, max_delay_seconds=delay
         )
 
     async def ensure_collection(self) -> None:
@@ -202,18 +199,19 @@ class MilvusEmbeddingIndex:
     async def vectors(self, image_ids: Sequence[str]) -> dict[str, Vector]:
         if not image_ids:
             return {}
-        found = await self._gets.submit(tuple(image_ids))
-        return {image_id: v.vector for image_id, v in found.items()}
+        return await self._gets.submit(tuple(image_ids))
 
     async def embedding_of(self, image_id: str, e_tag: str) -> Vector | None:
-        stored = (await self._gets.submit((image_id,))).get(image_id)
-        return stored.vector if stored is not None and e_tag and stored.e_tag == e_tag else None
+        # The version first: usually it is new, and then no vector needs to travel.
+        if not e_tag or await self._versions.submit(image_id) != e_tag:
+            return None
+        return (await self.vectors([image_id])).get(image_id)
 
     async def delete(self, image_id: str) -> None:
         await timed(self._service, "delete", self._client.delete(self._collection, ids=[image_id]))
 
     async def aclose(self) -> None:
-        for batcher in (self._upserts, self._searches, self._gets):
+        for batcher in (self._upserts, self._searches, self._gets, self._versions):
             await batcher.aclose()
 
     async def _upsert_rows(self, rows: list[dict[str, Any]]) -> list[None]:
@@ -244,7 +242,7 @@ class MilvusEmbeddingIndex:
             for hits, (_, own_limit) in zip(result, queries, strict=True)
         ]
 
-    async def _get_many(self, requests: list[tuple[str, ...]]) -> list[dict[str, Versioned]]:
+    async def _get_many(self, requests: list[tuple[str, ...]]) -> list[dict[str, Vector]]:
         wanted = sorted({image_id for ids in requests for image_id in ids})
         rows = await timed(
             self._service,
@@ -252,12 +250,24 @@ class MilvusEmbeddingIndex:
             self._client.get(
                 self._collection,
                 ids=wanted,
-                output_fields=["embedding", "e_tag"],
+                output_fields=["embedding"],
                 consistency_level="Strong",
             ),
         )
-        found = {
-            str(row["id"]): Versioned(str(row["e_tag"]), np.asarray(row["embedding"], np.float32))
-            for row in rows
-        }
+        found = {str(row["id"]): np.asarray(row["embedding"], dtype=np.float32) for row in rows}
         return [{i: found[i] for i in ids if i in found} for ids in requests]
+
+    async def _versions_of(self, image_ids: list[str]) -> list[str | None]:
+        # Only scalar fields: Milvus Lite fails a get of a vector field on an empty collection.
+        rows = await timed(
+            self._service,
+            "get",
+            self._client.get(
+                self._collection,
+                ids=sorted(set(image_ids)),
+                output_fields=["e_tag"],
+                consistency_level="Strong",
+            ),
+        )
+        e_tags = {str(row["id"]): str(row["e_tag"]) for row in rows}
+        return [e_tags.get(image_id) for image_id in image_ids]

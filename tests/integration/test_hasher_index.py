@@ -104,3 +104,18 @@ async def test_a_deleted_record_is_not_found(index: MilvusHashIndex) -> None:
     await index.delete("a")  # idempotent
     again = record("b", stored.pdq, stored.wavelet)
     assert [r.image_id for r in await index.add_and_search(again, [again.pdq])] == ["b"]
+
+
+async def test_a_search_finds_what_was_stored_later_and_writes_nothing(
+    index: MilvusHashIndex,
+) -> None:
+    rng = np.random.default_rng(5)
+    first = record("a", rng.bytes(32), rng.bytes(32))
+    await index.add_and_search(first, [first.pdq])
+    later = record("b", flip(first.pdq, 5), rng.bytes(32))
+    await index.add_and_search(later, [later.pdq])
+    unstored = record("c", flip(first.pdq, 2), rng.bytes(32))
+
+    assert {r.image_id for r in await index.search(first, [first.pdq])} == {"a", "b"}
+    await index.search(unstored, [unstored.pdq])
+    assert {r.image_id for r in await index.search(first, [first.pdq])} == {"a", "b"}

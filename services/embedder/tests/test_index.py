@@ -44,10 +44,14 @@ class FakeMilvus:
         }
         return [[{"id": f"hit{v[0]:.0f}", "distance": 0.9, "entity": entity}] for v in data]
 
-    async def get(self, collection: str, ids: list[str], **_: Any) -> list[dict[str, Any]]:
+    async def get(
+        self, collection: str, ids: list[str], output_fields: list[str], **_: Any
+    ) -> list[dict[str, Any]]:
         self._check()
         self.calls.append(("get", len(ids)))
-        return [{"id": i, "embedding": [1.0, 0.0], "e_tag": "0x1"} for i in ids if i != "missing"]
+        if output_fields == ["e_tag"]:
+            return [{"id": i, "e_tag": "0x1"} for i in ids if i != "missing"]
+        return [{"id": i, "embedding": [1.0, 0.0]} for i in ids if i != "missing"]
 
 
 def index_on(milvus: FakeMilvus) -> MilvusEmbeddingIndex:
@@ -69,7 +73,8 @@ async def test_concurrent_calls_become_one_call_each_with_its_own_answer() -> No
         index.embedding_of("a", "0x1"), index.embedding_of("a", "0x2"), index.embedding_of("a", "")
     )
     await index.aclose()
-    assert milvus.calls == [("upsert", 5), ("search", 5), ("get", 3), ("get", 1)]
+    # The versions in one call (a, a), then the vector of the one that matched.
+    assert milvus.calls == [("upsert", 5), ("search", 5), ("get", 3), ("get", 1), ("get", 1)]
     assert versions[0] is not None and versions[1] is None and versions[2] is None
     assert found[0][0].image.e_tag == "0x1"
     assert [[n.image.image_id for n in hits] for hits in found] == [[f"hit{i}"] for i in range(5)]
