@@ -7,6 +7,8 @@
 #                                 run a private stack with its own run dir and ports
 #   DEDUP_STACK_<PART>_PORT       KAFKA, KAFKA_CONTROLLER, AZURITE, MILVUS, TRITON_HTTP,
 #                                 TRITON_GRPC, TRITON_METRICS, PROMETHEUS
+#   DEDUP_STACK_TRITON_MODEL      the one model Triton loads (default: every model of the
+#                                 repository); `dedup scan` loads only the model it uses
 #   KAFKA_HEAP_OPTS               JVM heap of the broker (default -Xms256m -Xmx512m)
 
 STACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -245,13 +247,14 @@ triton_command() {
   # on PATH, sees .venv-triton's pyvenv.cfg and so imports numpy<2 from .venv-triton (this
   # is what pytriton does too). Then the libraries that pytriton bundles.
   # Explicit model control with --load-model=*: every model in the repository is loaded at
-  # start-up and nothing changes behind a test's back; reload with the repository API.
+  # start-up (or only DEDUP_STACK_TRITON_MODEL) and nothing changes behind a test's back;
+  # reload with the repository API.
   # The shm prefix keeps two stacks' Python backends (say, a test's private one) apart.
   CMD=(env "LD_LIBRARY_PATH=$libdir:$site/nvidia_pytriton.libs" "PATH=$TRITON_VENV/bin:$PATH"
     "$site/pytriton/tritonserver/bin/tritonserver"
     --model-repository "$MODEL_REPO"
     --backend-directory "$TRITON_BACKENDS"
-    --model-control-mode explicit --load-model '*'
+    --model-control-mode explicit --load-model "${DEDUP_STACK_TRITON_MODEL:-*}"
     --http-address 127.0.0.1 --http-port "$TRITON_HTTP_PORT"
     --grpc-address 127.0.0.1 --grpc-port "$TRITON_GRPC_PORT"
     --metrics-address 127.0.0.1 --metrics-port "$TRITON_METRICS_PORT" --allow-gpu-metrics false

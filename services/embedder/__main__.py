@@ -3,6 +3,7 @@
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from pymilvus import AsyncMilvusClient
 from tritonclient.grpc.aio import InferenceServerClient
 
 from dedup.blob import Blobs, blob_store
@@ -10,18 +11,19 @@ from dedup.runtime import Stage, main
 from dedup.v1.groups_pb2 import CandidateGroup
 from dedup.vectors import open_milvus
 from services.embedder.handler import STAGE, Embedder, EmbedderConfig, Thresholds
-from services.embedder.index import MilvusEmbeddingIndex, index_config
+from services.embedder.index import MemoryEmbeddingIndex, MilvusEmbeddingIndex, index_config
 from services.embedder.inference import TritonEmbedder
 from services.embedder.settings import EmbedderSettings
 
 
 @asynccontextmanager
 async def open_stage(
-    settings: EmbedderSettings, blobs: Blobs | None = None
+    settings: EmbedderSettings, blobs: Blobs | None = None, *, in_memory: bool = False
 ) -> AsyncIterator[Stage[CandidateGroup]]:
-    """`blobs`: the storage to use instead of the account in `settings` (`dedup scan`)."""
+    """`blobs`: the storage to use instead of the account in `settings`; `in_memory`: the
+    index in this process instead of Milvus (both for `dedup scan`)."""
     triton = InferenceServerClient(settings.triton_url)
-    milvus = open_milvus(settings)
+    milvus = None if in_memory else open_milvus(settings)
     try:
         async with blob_store(settings, STAGE, blobs) as store:
             model = TritonEmbedder(
@@ -35,23 +37,11 @@ async def open_stage(
             # The input size and the embedding dimension come from the model itself; a
             # Triton that is not up yet is waited for (TransientError) by the runtime.
             info = await model.describe()
-            index = MilvusEmbeddingIndex(
-                milvus,
-                settings.collection,
-                info.dim,
-                index_config(
-                    settings.index_type,
-                    nlist=settings.ivf_nlist,
-                    nprobe=settings.ivf_nprobe,
-                    m=settings.hnsw_m,
-                    ef_construction=settings.hnsw_ef_construction,
-                    ef=settings.hnsw_ef,
-                ),
-                service=STAGE,
-                batch_size=settings.milvus_batch_size,
-                batch_delay_seconds=settings.milvus_batch_delay_seconds,
+            index = (
+                MemoryEmbeddingIndex(info.dim)
+                if milvus is None
+                else await milvus_index(milvus, settings, info.dim)
             )
-            await index.ensure_collection()
             embedder = Embedder(
                 store,
                 model.embed,
@@ -73,8 +63,32 @@ async def open_stage(
                 await model.aclose()
                 await index.aclose()
     finally:
-        await milvus.close()
+        if milvus is not None:
+            await milvus.close()
         await triton.close()
+
+
+async def milvus_index(
+    milvus: AsyncMilvusClient, settings: EmbedderSettings, dim: int
+) -> MilvusEmbeddingIndex:
+    index = MilvusEmbeddingIndex(
+        milvus,
+        settings.collection,
+        dim,
+        index_config(
+            settings.index_type,
+            nlist=settings.ivf_nlist,
+            nprobe=settings.ivf_nprobe,
+            m=settings.hnsw_m,
+            ef_construction=settings.hnsw_ef_construction,
+            ef=settings.hnsw_ef,
+        ),
+        service=STAGE,
+        batch_size=settings.milvus_batch_size,
+        batch_delay_seconds=settings.milvus_batch_delay_seconds,
+    )
+    await index.ensure_collection()
+    return index
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ Concurrent handlers' calls are merged by micro-batchers: one upsert of many rows
 search with many query vectors, one get of many ids. Searches run with Strong
 consistency, so they see every upsert acknowledged before them (this replica's or
 another's): two near-duplicates processed at the same moment still meet.
+
+`MemoryEmbeddingIndex` is the same index in the process's memory, for `dedup scan`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import numpy.typing as npt
 from pymilvus import AsyncMilvusClient, DataType
 
 from dedup.batching import MicroBatcher
+from dedup.rows import Rows
 from dedup.vectors import timed
 
 Vector = npt.NDArray[np.float32]
@@ -271,3 +274,41 @@ class MilvusEmbeddingIndex:
         )
         e_tags = {str(row["id"]): str(row["e_tag"]) for row in rows}
         return [e_tags.get(image_id) for image_id in image_ids]
+
+
+def unit(vector: Vector) -> Vector:
+    """`vector` at length 1 (cosine similarity is then the dot product, as Milvus's COSINE)."""
+    v = np.asarray(vector, dtype=np.float32)
+    return np.asarray(v / max(float(np.linalg.norm(v)), 1e-12), dtype=np.float32)
+
+
+class MemoryEmbeddingIndex:
+    """`EmbeddingIndex` in this process's memory, searched exactly (as FLAT does): for
+    `dedup scan`, whose folder fits in memory; no server to start, nothing serialised."""
+
+    def __init__(self, dim: int) -> None:
+        self._rows: Rows[StoredImage] = Rows(dim, np.float32)
+
+    async def upsert(self, image: StoredImage, vector: Vector) -> None:
+        self._rows.upsert(image.image_id, unit(vector), image)
+
+    async def search(self, vector: Vector, limit: int) -> list[Neighbour]:
+        similarity = self._rows.matrix @ unit(vector)
+        nearest = np.argsort(-similarity, kind="stable")[:limit]
+        return [Neighbour(self._rows.payload_at(r), float(similarity[r])) for r in nearest]
+
+    async def vectors(self, image_ids: Sequence[str]) -> dict[str, Vector]:
+        found = {i: self._rows.get(i) for i in image_ids}
+        return {i: np.asarray(row[0], np.float32) for i, row in found.items() if row is not None}
+
+    async def embedding_of(self, image_id: str, e_tag: str) -> Vector | None:
+        row = self._rows.get(image_id)
+        if row is None or not e_tag or row[1].e_tag != e_tag:
+            return None
+        return np.asarray(row[0], np.float32)
+
+    async def delete(self, image_id: str) -> None:
+        self._rows.delete(image_id)
+
+    async def aclose(self) -> None:
+        """Nothing to release (the same shape as MilvusEmbeddingIndex)."""

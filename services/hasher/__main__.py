@@ -17,7 +17,7 @@ from dedup.v1.groups_pb2 import CandidateGroup
 from dedup.vectors import open_milvus
 from services.hasher.features import extract
 from services.hasher.handler import STAGE, Hasher, HasherConfig
-from services.hasher.index import MilvusHashIndex, Radii
+from services.hasher.index import HashIndex, MemoryHashIndex, MilvusHashIndex, Radii
 from services.hasher.settings import HasherSettings
 
 
@@ -59,21 +59,27 @@ async def open_stage(
 
 @asynccontextmanager
 async def open_hasher(
-    settings: HasherSettings, blobs: Blobs | None = None
+    settings: HasherSettings, blobs: Blobs | None = None, *, in_memory: bool = False
 ) -> AsyncIterator[Hasher]:
-    """The handler with its clients (Milvus, blob storage, the decoding threads)."""
+    """The handler with its clients (Milvus, blob storage, the decoding threads).
+    `blobs`: the storage to use instead of the account in `settings`; `in_memory`: the
+    index in this process instead of Milvus (both for `dedup scan`)."""
     # Parallelism comes from the worker threads, one image each: OpenCV's own thread
     # pool on top of them would only oversubscribe the cores.
     cv2.setNumThreads(1)
     threads = settings.worker_threads or os.cpu_count() or 1
     executor = ThreadPoolExecutor(threads, thread_name_prefix="hasher")
-    milvus = open_milvus(settings)
+    milvus = None if in_memory else open_milvus(settings)
     try:
         async with blob_store(settings, STAGE, blobs) as store:
             await store.ensure_container(settings.working_container)
             radii = Radii(settings.pdq_radius, settings.wavelet_radius, settings.max_candidates)
-            index = MilvusHashIndex(milvus, settings.collection, radii, STAGE)
-            await index.ensure_collection()
+            index: HashIndex
+            if milvus is None:
+                index = MemoryHashIndex(radii)
+            else:
+                index = MilvusHashIndex(milvus, settings.collection, radii, STAGE)
+                await index.ensure_collection()
             hasher = Hasher(
                 store,
                 index,
@@ -94,7 +100,8 @@ async def open_hasher(
             )
             yield hasher
     finally:
-        await milvus.close()
+        if milvus is not None:
+            await milvus.close()
         executor.shutdown(wait=False, cancel_futures=True)
 
 

@@ -8,6 +8,8 @@ search answers everything in one round trip.
 Milvus Lite cannot return vector fields from a search, so each hash is also kept as hex
 in a VARCHAR: the handler then computes both distances of every candidate exactly (a
 candidate found by PDQ gets its wavelet distance too, and the reverse).
+
+`MemoryHashIndex` is the same index in the process's memory, for `dedup scan`.
 """
 
 from __future__ import annotations
@@ -17,12 +19,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import numpy as np
+import numpy.typing as npt
 from pymilvus import AsyncMilvusClient, DataType
 
+from dedup.rows import Rows
 from dedup.vectors import timed
 from services.hasher.batching import Batcher
 
 HASH_BITS = 256
+HASH_WORDS = HASH_BITS // 64
 MAX_URL = 4096
 # A hex colour signature: libs/dedup/colour.py's SIGNATURE_BYTES (280) x 2, with room.
 MAX_COLOUR_HEX = 1024
@@ -235,3 +241,47 @@ class MilvusHashIndex:
             ),
         )
         return [list(hits) for hits in result]
+
+
+def _hash_words(hashes: Sequence[bytes]) -> npt.NDArray[np.uint64]:
+    """256-bit hashes as rows of four 64-bit words (XOR and popcount per word)."""
+    return np.frombuffer(b"".join(hashes), dtype=np.uint64).reshape(len(hashes), HASH_WORDS)
+
+
+class MemoryHashIndex:
+    """`HashIndex` in this process's memory, searched exactly (as BIN_FLAT does): for
+    `dedup scan`, whose folder fits in memory; no server to start, nothing serialised.
+    Hits per query vector as Milvus's range search gives them: within the radius,
+    nearest first (ties by id), at most the radii's limit plus one (the image itself)."""
+
+    def __init__(self, radii: Radii) -> None:
+        self._radii = radii
+        # pdq words, then wavelet words, per image.
+        self._rows: Rows[IndexedImage] = Rows(2 * HASH_WORDS, np.uint64)
+
+    async def add_and_search(
+        self, image: IndexedImage, pdq_variants: Sequence[bytes]
+    ) -> list[IndexedImage]:
+        self._rows.upsert(image.image_id, _hash_words([image.pdq, image.wavelet]).ravel(), image)
+        return await self.search(image, pdq_variants)
+
+    async def search(
+        self, image: IndexedImage, pdq_variants: Sequence[bytes]
+    ) -> list[IndexedImage]:
+        stored = self._rows.matrix
+        pdq, wavelet = stored[:, :HASH_WORDS], stored[:, HASH_WORDS:]
+        queries = [(pdq, v, self._radii.pdq) for v in pdq_variants]
+        found: dict[str, IndexedImage] = {}
+        for words, query, radius in (*queries, (wavelet, image.wavelet, self._radii.wavelet)):
+            distances = np.bitwise_count(words ^ _hash_words([query])).sum(axis=1)
+            for row in self._nearest(distances, radius):
+                found.setdefault(self._rows.id_at(row), self._rows.payload_at(row))
+        return list(found.values())
+
+    async def delete(self, image_id: str) -> None:
+        self._rows.delete(image_id)
+
+    def _nearest(self, distances: npt.NDArray[np.int64], radius: int) -> list[int]:
+        rows = np.flatnonzero(distances <= radius)
+        ranked = sorted(rows.tolist(), key=lambda r: (int(distances[r]), self._rows.id_at(r)))
+        return ranked[: self._radii.limit + 1]

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 
 from dedup.vectors import MilvusSettings, open_milvus
-from services.hasher.index import IndexedImage, MilvusHashIndex, Radii
+from services.hasher.index import HashIndex, IndexedImage, MemoryHashIndex, MilvusHashIndex, Radii
+
+RADII = Radii(pdq=20, wavelet=10, limit=8)
 
 
 def flip(data: bytes, bits: int) -> bytes:
@@ -38,11 +40,15 @@ def record(image_id: str, pdq: bytes, wavelet: bytes) -> IndexedImage:
     )
 
 
-@pytest.fixture
-async def index() -> AsyncIterator[MilvusHashIndex]:
+@pytest.fixture(params=["milvus", "memory"])
+async def index(request: pytest.FixtureRequest) -> AsyncIterator[HashIndex]:
+    """The Milvus index, and the in-memory one of `dedup scan`: both answer alike."""
+    if request.param == "memory":
+        yield MemoryHashIndex(RADII)
+        return
     client = open_milvus(MilvusSettings())
     name = f"test_hashes_{uuid.uuid4().hex[:8]}"
-    index = MilvusHashIndex(client, name, Radii(pdq=20, wavelet=10, limit=8), "test", max_batch=4)
+    index = MilvusHashIndex(client, name, RADII, "test", max_batch=4)
     await index.ensure_collection()
     try:
         yield index
@@ -51,8 +57,9 @@ async def index() -> AsyncIterator[MilvusHashIndex]:
         await client.close()
 
 
-async def test_records_round_trip_and_radii_hold(index: MilvusHashIndex) -> None:
-    await index.ensure_collection()  # idempotent: every replica calls it at start
+async def test_records_round_trip_and_radii_hold(index: HashIndex) -> None:
+    if isinstance(index, MilvusHashIndex):
+        await index.ensure_collection()  # idempotent: every replica calls it at start
     rng = np.random.default_rng(1)
     pdq, wavelet = rng.bytes(32), rng.bytes(32)
     stored = record("a", pdq, wavelet)
@@ -71,7 +78,7 @@ async def test_records_round_trip_and_radii_hold(index: MilvusHashIndex) -> None
     assert by_id["a"] == stored  # everything a later stage needs comes back intact
 
 
-async def test_any_of_the_eight_variants_finds_a_turned_copy(index: MilvusHashIndex) -> None:
+async def test_any_of_the_eight_variants_finds_a_turned_copy(index: HashIndex) -> None:
     rng = np.random.default_rng(2)
     stored = record("a", rng.bytes(32), rng.bytes(32))
     await index.add_and_search(stored, [stored.pdq])
@@ -81,7 +88,7 @@ async def test_any_of_the_eight_variants_finds_a_turned_copy(index: MilvusHashIn
     assert {r.image_id for r in await index.add_and_search(turned, variants)} == {"a", "t"}
 
 
-async def test_near_duplicates_added_together_meet(index: MilvusHashIndex) -> None:
+async def test_near_duplicates_added_together_meet(index: HashIndex) -> None:
     rng = np.random.default_rng(3)
     base = rng.bytes(32)
     # As many as one search returns (limit 8 + the image itself), in batches of 4.
@@ -96,7 +103,7 @@ async def test_near_duplicates_added_together_meet(index: MilvusHashIndex) -> No
                 assert (a.image_id, b.image_id) in met or (b.image_id, a.image_id) in met
 
 
-async def test_a_deleted_record_is_not_found(index: MilvusHashIndex) -> None:
+async def test_a_deleted_record_is_not_found(index: HashIndex) -> None:
     rng = np.random.default_rng(4)
     stored = record("a", rng.bytes(32), rng.bytes(32))
     await index.add_and_search(stored, [stored.pdq])
@@ -107,7 +114,7 @@ async def test_a_deleted_record_is_not_found(index: MilvusHashIndex) -> None:
 
 
 async def test_a_search_finds_what_was_stored_later_and_writes_nothing(
-    index: MilvusHashIndex,
+    index: HashIndex,
 ) -> None:
     rng = np.random.default_rng(5)
     first = record("a", rng.bytes(32), rng.bytes(32))

@@ -3,9 +3,11 @@
     dedup scan DIR [--json OUT] [--html DIR] [--workers N]
 
 No Kafka, no blob storage, no `make up`: the services' handlers run in this process on
-the folder's files; Milvus Lite and Triton are started privately on free ports (from
-.venv and .venv-triton, as `make setup` installs them) and stopped at the end, unless
---milvus-uri and --triton-url name running ones (say, the local stack's).
+the folder's files, with their hash and embedding indexes in this process (exact
+search: a folder fits in memory); Triton is started privately on free ports (from
+.venv-triton, as `make setup` installs it) with only the embedder's model, and stopped at
+the end, unless --triton-url names a running one. --milvus-uri keeps the indexes in a
+running Milvus instead (say, the local stack's).
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ def parser() -> argparse.ArgumentParser:
         help="threads decoding images (default: one per CPU)",
     )
     p.add_argument("--in-flight", type=int, default=32, help="images in flight at once")
-    p.add_argument("--milvus-uri", help="a running Milvus to use (else a private Milvus Lite)")
+    p.add_argument("--milvus-uri", help="keep the indexes in this running Milvus (else in memory)")
     p.add_argument("--triton-url", help="a running Triton's gRPC host:port (else a private one)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p

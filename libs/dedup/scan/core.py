@@ -1,10 +1,11 @@
 """`dedup scan`'s engine: the five services' own stages, in-process, over a local folder.
 
-Each service's `open_stage(settings, blobs=...)` is opened exactly as the service opens
-it (its settings from DEDUP_<SERVICE>_* as usual), except that blob storage is the local
-folder (dedup.scan.local_blobs), Milvus and Triton are the scan's (private ones by
-default, see servers.py) and the Milvus collections are the scan's own (dropped at the
-end). Nothing of the decision logic lives here.
+Each service's stage is opened exactly as the service opens it (its settings from
+DEDUP_<SERVICE>_* as usual), except that blob storage is the local folder
+(dedup.scan.local_blobs), the hash and embedding indexes live in this process (the
+services' in-memory indexes; or the scan's own collections in a given Milvus, dropped at
+the end) and Triton is the scan's (a private one by default, see servers.py). Nothing of
+the decision logic lives here.
 
 Order: a folder has no arrival order, so every image is judged against the whole
 folder, in two passes that decode and embed each file once:
@@ -43,7 +44,7 @@ from dedup.runtime.stage import TRANSIENT, backoff_seconds
 from dedup.scan.files import LocalFile, folder_container, local_files
 from dedup.scan.local_blobs import LocalBlobs
 from dedup.scan.progress import Progress
-from dedup.scan.servers import Endpoints, private_servers
+from dedup.scan.servers import Endpoints, private_triton
 from dedup.v1.events_pb2 import BlobEvent
 from dedup.v1.features_pb2 import ImageStatus
 from dedup.v1.groups_pb2 import CandidateGroup
@@ -107,16 +108,18 @@ class StageSettings:
 def stage_settings(endpoints: Endpoints, tag: str, options: ScanOptions) -> StageSettings:
     """The services' settings (environment as usual) pointed at the scan's servers."""
     concurrency = max(1, options.in_flight)
+    # Unused when the indexes live in the scan's process.
+    milvus_uri = endpoints.milvus_uri or MilvusSettings().milvus_uri
     return StageSettings(
         hasher=HasherSettings(
-            milvus_uri=endpoints.milvus_uri,
+            milvus_uri=milvus_uri,
             collection=f"scan_{tag}_hashes",
             worker_threads=options.workers,
             concurrency=concurrency,
         ),
         verifier=VerifierSettings(),
         embedder=EmbedderSettings(
-            milvus_uri=endpoints.milvus_uri,
+            milvus_uri=milvus_uri,
             triton_url=endpoints.triton_url,
             collection=f"scan_{tag}_embeddings",
             # A folder is small: exact search (IVF's clusters only pay off at millions).
@@ -200,11 +203,12 @@ class Stages:
 
 @contextlib.asynccontextmanager
 async def open_stages(
-    settings: StageSettings, blobs: LocalBlobs, ranker: Ranker
+    settings: StageSettings, blobs: LocalBlobs, ranker: Ranker, *, in_memory: bool
 ) -> AsyncIterator[Stages]:
+    """The stages on the folder's blobs; `in_memory`: their indexes in this process."""
     async with contextlib.AsyncExitStack() as stack:
         enter = stack.enter_async_context
-        hasher = await enter(open_hasher(settings.hasher, blobs))
+        hasher = await enter(open_hasher(settings.hasher, blobs, in_memory=in_memory))
 
         async def research(group: CandidateGroup) -> Sequence[Output]:
             return [Output(group.image_id, await hasher.research(group))]
@@ -213,14 +217,14 @@ async def open_stages(
             hasher=Stage(HASHER, BlobEvent, hasher.handle),
             research=Stage(HASHER, CandidateGroup, research),
             verifier=await enter(open_verifier(settings.verifier)),
-            embedder=await enter(open_embedder(settings.embedder, blobs)),
+            embedder=await enter(open_embedder(settings.embedder, blobs, in_memory=in_memory)),
             matcher=await enter(open_matcher(settings.matcher, blobs)),
             ranker=ranker_stage(ranker),
         )
 
 
-async def drop_collections(endpoints: Endpoints, names: Iterable[str]) -> None:
-    client = open_milvus(MilvusSettings(milvus_uri=endpoints.milvus_uri))
+async def drop_collections(milvus_uri: str, names: Iterable[str]) -> None:
+    client = open_milvus(MilvusSettings(milvus_uri=milvus_uri))
     try:
         for name in names:
             with contextlib.suppress(Exception):  # best effort: the scan's result stands
@@ -243,15 +247,17 @@ async def scan(
     failures: dict[str, str] = {}
     partial: dict[str, str] = {}
     try:
-        async with open_stages(settings, blobs, ranker) as stages:
+        in_memory = endpoints.milvus_uri is None
+        async with open_stages(settings, blobs, ranker, in_memory=in_memory) as stages:
             hashed = await index_all(stages, files, options, failures)
             await judge_all(stages, files, hashed, options, partial)
         rows = final_rows(files, ranker, failures, partial)
         thumbnails = await working_copy_thumbnails(rows, blobs) if options.thumbnails else {}
     finally:
-        await drop_collections(
-            endpoints, (settings.hasher.collection, settings.embedder.collection)
-        )
+        if endpoints.milvus_uri:
+            await drop_collections(
+                endpoints.milvus_uri, (settings.hasher.collection, settings.embedder.collection)
+            )
     return ScanResult(root, rows, thumbnails, failures | partial, loop.time() - started)
 
 
@@ -365,14 +371,13 @@ async def working_copy_thumbnails(rows: Sequence[Row], blobs: LocalBlobs) -> dic
 async def scan_endpoints(
     run_dir: Path, milvus_uri: str | None = None, triton_url: str | None = None
 ) -> AsyncIterator[Endpoints]:
-    """The servers a scan uses: the given ones (both), else private ones under `run_dir`."""
-    if milvus_uri and triton_url:
+    """The servers a scan uses: the given Triton, else a private one under `run_dir`; the
+    given Milvus, else none (the indexes live in the scan's process: a folder fits)."""
+    if triton_url:
         yield Endpoints(milvus_uri=milvus_uri, triton_url=triton_url)
         return
-    if milvus_uri or triton_url:
-        raise ValueError("give both a Milvus URI and a Triton URL, or neither")
-    async with private_servers(run_dir, EmbedderSettings().triton_model) as endpoints:
-        yield endpoints
+    async with private_triton(run_dir, EmbedderSettings().triton_model) as url:
+        yield Endpoints(milvus_uri=milvus_uri, triton_url=url)
 
 
 @contextlib.asynccontextmanager

@@ -1,10 +1,10 @@
-"""Private Milvus Lite and Triton servers for one `dedup scan` (or one `make eval` run).
+"""A private Triton server for one `dedup scan` (or one `make eval` run).
 
-The commands come from stack/lib.sh, the same functions `make up` uses (so a scan runs
-exactly the local stack's Milvus and Triton, with the environment Triton's Python
-backend needs), but with a private run directory and free ports: nothing is shared with
-a running stack, and `make up` is not needed. Both are stopped (their whole process
-group: Triton's Python-backend stubs too) when the scan ends.
+The command comes from stack/lib.sh, the same function `make up` uses (so a scan runs
+exactly the local stack's Triton, with the environment Triton's Python backend needs),
+but with a private run directory, free ports and only the scan's model: nothing is
+shared with a running stack, and `make up` is not needed. It is stopped (its whole
+process group: the Python-backend stubs too) when the scan ends.
 """
 
 from __future__ import annotations
@@ -23,8 +23,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from pymilvus import MilvusClient
-
 REPO = Path(__file__).resolve().parents[3]
 LIB_SH = REPO / "stack" / "lib.sh"
 START_TIMEOUT_SECONDS = 120.0
@@ -40,7 +38,7 @@ class ServerError(RuntimeError):
 class Endpoints:
     """Where the scan's handlers find Milvus and Triton."""
 
-    milvus_uri: str
+    milvus_uri: str | None  # None: the scan's indexes live in its own process
     triton_url: str  # gRPC host:port, as the embedder's settings want it
 
 
@@ -50,15 +48,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def stack_command(component: str, run_dir: Path, ports: Mapping[str, int]) -> list[str]:
+def stack_command(
+    component: str, run_dir: Path, ports: Mapping[str, int], extra: Mapping[str, str] = {}
+) -> list[str]:
     """The command line stack/lib.sh builds for `component`, with its own run dir and ports
-    (DEDUP_RUN_DIR, DEDUP_STACK_<PART>_PORT); its `_prepare` step runs first."""
+    (DEDUP_RUN_DIR, DEDUP_STACK_<PART>_PORT) and `extra` DEDUP_STACK_* settings; its
+    `_prepare` step runs first."""
     if not LIB_SH.is_file():
         raise ServerError(f"{LIB_SH} is missing: `dedup scan` runs from a checkout of dedup")
     steps = (f"{component}_prepare >&2", f"{component}_command", 'printf "%s\\0" "${CMD[@]}"')
     script = " && ".join(('source "$0"', *steps))
     env = dict(os.environ, DEDUP_RUN_DIR=str(run_dir))
     env |= {f"DEDUP_STACK_{part}_PORT": str(port) for part, port in ports.items()}
+    env |= {f"DEDUP_STACK_{name}": value for name, value in extra.items()}
     done = subprocess.run(
         ["bash", "-c", script, str(LIB_SH)], env=env, capture_output=True, check=False
     )
@@ -133,20 +135,6 @@ class Server:
             self.proc.wait(timeout=5)
 
 
-def _milvus_answers(uri: str) -> bool:
-    try:
-        client = MilvusClient(uri=uri, timeout=2)
-    except Exception:  # not listening yet: pymilvus raises several kinds here
-        return False
-    try:
-        client.list_collections()
-        return True
-    except Exception:
-        return False
-    finally:
-        client.close()
-
-
 def _http_ok(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (our own http URL)
@@ -155,25 +143,12 @@ def _http_ok(url: str) -> bool:
         return False
 
 
-async def start_milvus(run_dir: Path) -> tuple[Server, str]:
-    port = free_port()
-    command = await asyncio.to_thread(stack_command, "milvus", run_dir, {"MILVUS": port})
-    require(command, "/milvus", "Milvus Lite (.venv)")
-    server = Server("milvus", command, run_dir / "milvus")
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        await server.wait_ready(
-            lambda: asyncio.to_thread(_milvus_answers, uri), START_TIMEOUT_SECONDS
-        )
-    except BaseException:
-        server.stop()
-        raise
-    return server, uri
-
-
 async def start_triton(run_dir: Path, model: str) -> tuple[Server, str]:
     ports = {"TRITON_HTTP": free_port(), "TRITON_GRPC": free_port(), "TRITON_METRICS": free_port()}
-    command = await asyncio.to_thread(stack_command, "triton", run_dir, ports)
+    # Only the scan's model: the repository's others would cost memory and start-up time.
+    command = await asyncio.to_thread(
+        stack_command, "triton", run_dir, ports, {"TRITON_MODEL": model}
+    )
     require(command, "/tritonserver", "Triton (.venv-triton)")
     server = Server("triton", command, run_dir / "triton")
     ready = f"http://127.0.0.1:{ports['TRITON_HTTP']}/v2/models/{model}/ready"
@@ -186,18 +161,10 @@ async def start_triton(run_dir: Path, model: str) -> tuple[Server, str]:
 
 
 @contextlib.asynccontextmanager
-async def private_servers(run_dir: Path, model: str) -> AsyncIterator[Endpoints]:
-    """Milvus Lite and Triton on free ports under `run_dir`, started side by side."""
-    milvus, triton = await asyncio.gather(
-        start_milvus(run_dir), start_triton(run_dir, model), return_exceptions=True
-    )
-    servers = [r[0] for r in (milvus, triton) if not isinstance(r, BaseException)]
+async def private_triton(run_dir: Path, model: str) -> AsyncIterator[str]:
+    """Triton on free ports under `run_dir`, serving `model`: its gRPC host:port."""
+    server, url = await start_triton(run_dir, model)
     try:
-        if isinstance(milvus, BaseException):
-            raise milvus
-        if isinstance(triton, BaseException):
-            raise triton
-        yield Endpoints(milvus_uri=milvus[1], triton_url=triton[1])
+        yield url
     finally:
-        for server in servers:
-            await asyncio.to_thread(server.stop)
+        await asyncio.to_thread(server.stop)

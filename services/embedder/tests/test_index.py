@@ -11,7 +11,12 @@ from pymilvus.exceptions import MilvusUnavailableException
 
 from dedup.errors import TransientError
 from services.embedder.handler import Embedder
-from services.embedder.index import MilvusEmbeddingIndex, StoredImage, index_config
+from services.embedder.index import (
+    MemoryEmbeddingIndex,
+    MilvusEmbeddingIndex,
+    StoredImage,
+    index_config,
+)
 from services.embedder.tests.fakes import FakeBlobs, fake_embed
 from services.embedder.tests.test_handler import CONFIG, group, jpeg, photo
 
@@ -102,3 +107,23 @@ def test_index_parameters_per_type() -> None:
     assert index_config("FLAT").build == {}
     with pytest.raises(ValueError):
         index_config("DISKANN")
+
+
+async def test_the_in_memory_index_answers_as_an_exact_cosine_search() -> None:
+    index = MemoryEmbeddingIndex(2)
+    for name, angle in (("a", 0.0), ("b", 0.5), ("c", 1.5)):
+        vector = np.array([np.cos(angle), np.sin(angle)], np.float32) * 3  # not unit length
+        await index.upsert(StoredImage(name, "b", "w", 0.5, b"\x0a", False, e_tag="1"), vector)
+    await index.upsert(StoredImage("d", "b", "w", 0.5, b"", False), np.array([0, -1], np.float32))
+    await index.delete("d")
+
+    hits = await index.search(np.array([1, 0], np.float32), 2)
+
+    assert [(n.image.image_id, round(n.similarity, 3)) for n in hits] == [
+        ("a", 1.0),
+        ("b", round(float(np.cos(0.5)), 3)),
+    ]
+    assert sorted(await index.vectors(["a", "d", "c"])) == ["a", "c"]
+    assert await index.embedding_of("a", "1") is not None
+    assert await index.embedding_of("a", "2") is None
+    assert await index.embedding_of("d", "") is None
