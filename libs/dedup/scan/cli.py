@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import ctypes
 import logging
 import os
 import signal
@@ -25,6 +27,8 @@ from dedup.report.cli import summary
 from dedup.scan.core import ScanOptions, ScanResult, scan, scan_endpoints, workspace
 from dedup.scan.output import to_html, to_json
 from dedup.scan.servers import ServerError
+
+M_ARENA_MAX = -8  # from <malloc.h>
 
 
 async def run_scan(
@@ -80,7 +84,16 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def few_malloc_arenas() -> None:
+    """Two glibc malloc arenas instead of one per thread (as MALLOC_ARENA_MAX=2 would):
+    the decoding and matching threads each fragment an arena of their own otherwise, a
+    large part of a scan's peak memory. Before any thread starts; a no-op off glibc."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, 2)
+
+
 def main(args: list[str] | None = None) -> int:
+    few_malloc_arenas()
     ns = parser().parse_args(args)
     if not ns.folder.is_dir():
         print(f"dedup scan: {ns.folder} is not a directory", file=sys.stderr)
