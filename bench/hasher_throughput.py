@@ -117,12 +117,14 @@ async def with_milvus(
     """The service's handler (real Milvus, in-memory blobs) vs decode-only, same concurrency."""
     from dedup.blob import BlobInfo
     from dedup.events import created_from_listing
+    from dedup.settings import MilvusSettings
     from dedup.v1.events_pb2 import BlobEvent
-    from dedup.vectors import MilvusSettings, open_milvus
+    from dedup.vectors import open_milvus
     from services.hasher.decode import decode
     from services.hasher.features import extract
     from services.hasher.handler import Hasher, HasherConfig
-    from services.hasher.index import MilvusHashIndex, Radii
+    from services.hasher.index import Radii
+    from services.hasher.milvus_index import MilvusHashIndex
     from services.hasher.settings import HasherSettings
     from services.hasher.tests.fakes import FakeIndex
 

@@ -21,6 +21,15 @@ def service_config(service: str) -> SettingsConfigDict:
     )
 
 
+class MilvusSettings(BaseSettings):
+    """How to reach Milvus (the client is dedup.vectors.open_milvus)."""
+
+    milvus_uri: str = "http://127.0.0.1:19530"
+    # A Kubernetes Secret in production ("user:password" or an API key); none locally.
+    milvus_token: SecretStr | None = None
+    milvus_timeout_seconds: float = 10.0
+
+
 class KafkaSettings(BaseSettings):
     """How to reach Kafka (a local broker, a Strimzi cluster or Event Hubs' Kafka endpoint)."""
 

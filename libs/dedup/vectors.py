@@ -2,6 +2,7 @@
 
 One client per process (no per-message connection set-up); every call is timed, and
 "the server is not there" is mapped onto TransientError so the runtime waits it out.
+The only module of the library that imports pymilvus (its settings: dedup.settings).
 """
 
 import time
@@ -9,24 +10,16 @@ from collections.abc import Awaitable
 from typing import TypeVar
 
 import grpc
-from pydantic import SecretStr
-from pydantic_settings import BaseSettings
 from pymilvus import AsyncMilvusClient
 from pymilvus.exceptions import ErrorCode, MilvusException, MilvusUnavailableException
 
 from dedup import metrics
 from dedup.errors import TransientError
+from dedup.settings import MilvusSettings
 
 T = TypeVar("T")
 
 UNAVAILABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
-
-
-class MilvusSettings(BaseSettings):
-    milvus_uri: str = "http://127.0.0.1:19530"
-    # A Kubernetes Secret in production ("user:password" or an API key); none locally.
-    milvus_token: SecretStr | None = None
-    milvus_timeout_seconds: float = 10.0
 
 
 def open_milvus(settings: MilvusSettings) -> AsyncMilvusClient:

@@ -3,15 +3,13 @@
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from pymilvus import AsyncMilvusClient
 from tritonclient.grpc.aio import InferenceServerClient
 
 from dedup.blob import Blobs, blob_store
 from dedup.runtime import Stage, main
 from dedup.v1.groups_pb2 import CandidateGroup
-from dedup.vectors import open_milvus
 from services.embedder.handler import STAGE, Embedder, EmbedderConfig, Thresholds
-from services.embedder.index import MemoryEmbeddingIndex, MilvusEmbeddingIndex, index_config
+from services.embedder.index import EmbeddingIndex, MemoryEmbeddingIndex, index_config
 from services.embedder.inference import TritonEmbedder
 from services.embedder.settings import EmbedderSettings
 
@@ -23,7 +21,6 @@ async def open_stage(
     """`blobs`: the storage to use instead of the account in `settings`; `in_memory`: the
     index in this process instead of Milvus (both for `dedup scan`)."""
     triton = InferenceServerClient(settings.triton_url)
-    milvus = None if in_memory else open_milvus(settings)
     try:
         async with blob_store(settings, STAGE, blobs) as store:
             model = TritonEmbedder(
@@ -37,58 +34,67 @@ async def open_stage(
             # The input size and the embedding dimension come from the model itself; a
             # Triton that is not up yet is waited for (TransientError) by the runtime.
             info = await model.describe()
-            index = (
-                MemoryEmbeddingIndex(info.dim)
-                if milvus is None
-                else await milvus_index(milvus, settings, info.dim)
-            )
-            embedder = Embedder(
-                store,
-                model.embed,
-                index,
-                EmbedderConfig(
-                    side=info.side,
-                    neighbours=settings.neighbours,
-                    thresholds=Thresholds(
-                        settings.add_threshold,
-                        settings.drop_threshold,
-                        settings.keep_pdq_distance,
+            async with embedding_index(settings, info.dim, in_memory=in_memory) as index:
+                embedder = Embedder(
+                    store,
+                    model.embed,
+                    index,
+                    EmbedderConfig(
+                        side=info.side,
+                        neighbours=settings.neighbours,
+                        thresholds=Thresholds(
+                            settings.add_threshold,
+                            settings.drop_threshold,
+                            settings.keep_pdq_distance,
+                        ),
+                        max_download_bytes=settings.working_copy_max_bytes,
                     ),
-                    max_download_bytes=settings.working_copy_max_bytes,
-                ),
-            )
-            try:
-                yield Stage(STAGE, CandidateGroup, embedder.handle)
-            finally:
-                await model.aclose()
-                await index.aclose()
+                )
+                try:
+                    yield Stage(STAGE, CandidateGroup, embedder.handle)
+                finally:
+                    await model.aclose()
     finally:
-        if milvus is not None:
-            await milvus.close()
         await triton.close()
 
 
-async def milvus_index(
-    milvus: AsyncMilvusClient, settings: EmbedderSettings, dim: int
-) -> MilvusEmbeddingIndex:
-    index = MilvusEmbeddingIndex(
-        milvus,
-        settings.collection,
-        dim,
-        index_config(
-            settings.index_type,
-            nlist=settings.ivf_nlist,
-            nprobe=settings.ivf_nprobe,
-            m=settings.hnsw_m,
-            ef_construction=settings.hnsw_ef_construction,
-            ef=settings.hnsw_ef,
-        ),
-        service=STAGE,
-        batch_size=settings.milvus_batch_size,
-        batch_delay_seconds=settings.milvus_batch_delay_seconds,
-    )
-    await index.ensure_collection()
-    return index
+@asynccontextmanager
+async def embedding_index(
+    settings: EmbedderSettings, dim: int, *, in_memory: bool
+) -> AsyncIterator[EmbeddingIndex]:
+    """The index in this process's memory, or on Milvus (the collection made if missing)."""
+    if in_memory:
+        yield MemoryEmbeddingIndex(dim)
+        return
+    # Imported here: pymilvus (with pandas) is ~60 MB that an index in memory never needs.
+    from dedup.vectors import open_milvus
+    from services.embedder.milvus_index import MilvusEmbeddingIndex
+
+    milvus = open_milvus(settings)
+    try:
+        index = MilvusEmbeddingIndex(
+            milvus,
+            settings.collection,
+            dim,
+            index_config(
+                settings.index_type,
+                nlist=settings.ivf_nlist,
+                nprobe=settings.ivf_nprobe,
+                m=settings.hnsw_m,
+                ef_construction=settings.hnsw_ef_construction,
+                ef=settings.hnsw_ef,
+            ),
+            service=STAGE,
+            batch_size=settings.milvus_batch_size,
+            batch_delay_seconds=settings.milvus_batch_delay_seconds,
+        )
+        await index.ensure_collection()
+        try:
+            yield index
+        finally:
+            await index.aclose()
+    finally:
+        await milvus.close()
 
 
 if __name__ == "__main__":

@@ -6,8 +6,7 @@ from pydantic import Field, model_validator
 
 from dedup import topics
 from dedup.blob import BlobSettings
-from dedup.settings import RuntimeSettings, service_config
-from dedup.vectors import MilvusSettings
+from dedup.settings import MilvusSettings, RuntimeSettings, service_config
 
 IndexType = Literal["FLAT", "IVF_FLAT", "HNSW", "AUTOINDEX"]
 

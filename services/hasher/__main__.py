@@ -14,10 +14,9 @@ from dedup.runtime import Output, Stage, main
 from dedup.v1.events_pb2 import BlobEvent
 from dedup.v1.features_pb2 import ImageStatus
 from dedup.v1.groups_pb2 import CandidateGroup
-from dedup.vectors import open_milvus
 from services.hasher.features import extract
 from services.hasher.handler import STAGE, Hasher, HasherConfig
-from services.hasher.index import HashIndex, MemoryHashIndex, MilvusHashIndex, Radii
+from services.hasher.index import HashIndex, MemoryHashIndex, Radii
 from services.hasher.settings import HasherSettings
 
 
@@ -69,17 +68,12 @@ async def open_hasher(
     cv2.setNumThreads(1)
     threads = settings.worker_threads or os.cpu_count() or 1
     executor = ThreadPoolExecutor(threads, thread_name_prefix="hasher")
-    milvus = None if in_memory else open_milvus(settings)
     try:
-        async with blob_store(settings, STAGE, blobs) as store:
+        async with (
+            blob_store(settings, STAGE, blobs) as store,
+            hash_index(settings, in_memory=in_memory) as index,
+        ):
             await store.ensure_container(settings.working_container)
-            radii = Radii(settings.pdq_radius, settings.wavelet_radius, settings.max_candidates)
-            index: HashIndex
-            if milvus is None:
-                index = MemoryHashIndex(radii)
-            else:
-                index = MilvusHashIndex(milvus, settings.collection, radii, STAGE)
-                await index.ensure_collection()
             hasher = Hasher(
                 store,
                 index,
@@ -100,9 +94,27 @@ async def open_hasher(
             )
             yield hasher
     finally:
-        if milvus is not None:
-            await milvus.close()
         executor.shutdown(wait=False, cancel_futures=True)
+
+
+@asynccontextmanager
+async def hash_index(settings: HasherSettings, *, in_memory: bool) -> AsyncIterator[HashIndex]:
+    """The index in this process's memory, or on Milvus (the collection made if missing)."""
+    radii = Radii(settings.pdq_radius, settings.wavelet_radius, settings.max_candidates)
+    if in_memory:
+        yield MemoryHashIndex(radii)
+        return
+    # Imported here: pymilvus (with pandas) is ~60 MB that an index in memory never needs.
+    from dedup.vectors import open_milvus
+    from services.hasher.milvus_index import MilvusHashIndex
+
+    milvus = open_milvus(settings)
+    try:
+        index = MilvusHashIndex(milvus, settings.collection, radii, STAGE)
+        await index.ensure_collection()
+        yield index
+    finally:
+        await milvus.close()
 
 
 if __name__ == "__main__":

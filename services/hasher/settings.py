@@ -4,8 +4,7 @@ from pydantic import Field
 
 from dedup import topics
 from dedup.blob import BlobSettings
-from dedup.settings import RuntimeSettings, service_config
-from dedup.vectors import MilvusSettings
+from dedup.settings import MilvusSettings, RuntimeSettings, service_config
 from services.hasher.decode import DEFAULT_MAX_PIXELS
 from services.hasher.thumbnail import WORKING_SIDE
 

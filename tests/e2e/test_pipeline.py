@@ -40,9 +40,9 @@ from dedup.demo import (
 )
 from dedup.events import image_id
 from dedup.pipeline import PIPELINE
-from dedup.settings import KafkaSettings
+from dedup.settings import KafkaSettings, MilvusSettings
 from dedup.v1.decisions_pb2 import Decision
-from dedup.vectors import MilvusSettings, open_milvus
+from dedup.vectors import open_milvus
 from tests.integration.conftest import ROOT, free_port
 
 ACCOUNT = "devstoreaccount1"

@@ -10,10 +10,10 @@ from tritonclient.grpc import aio as triton
 
 from dedup.blob import BlobMissingError, BlobSettings, BlobStore, BlobTooLargeError, open_service
 from dedup.runtime.kafka import Publisher, describe_topic_config, ensure_topics, read_topic
-from dedup.settings import KafkaSettings
+from dedup.settings import KafkaSettings, MilvusSettings
 from dedup.topics import DECISIONS
 from dedup.v1.decisions_pb2 import Decision, DecisionKind
-from dedup.vectors import MilvusSettings, open_milvus, timed
+from dedup.vectors import open_milvus, timed
 
 
 async def test_azurite_round_trip_and_clear_errors() -> None:

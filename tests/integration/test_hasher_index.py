@@ -10,8 +10,10 @@ from collections.abc import AsyncIterator
 import numpy as np
 import pytest
 
-from dedup.vectors import MilvusSettings, open_milvus
-from services.hasher.index import HashIndex, IndexedImage, MemoryHashIndex, MilvusHashIndex, Radii
+from dedup.settings import MilvusSettings
+from dedup.vectors import open_milvus
+from services.hasher.index import HashIndex, IndexedImage, MemoryHashIndex, Radii
+from services.hasher.milvus_index import MilvusHashIndex
 
 RADII = Radii(pdq=20, wavelet=10, limit=8)
 

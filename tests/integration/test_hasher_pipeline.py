@@ -19,11 +19,11 @@ from dedup import synthetic
 from dedup.blob import BlobSettings, BlobStore, open_service
 from dedup.events import BLOB_DELETED, image_id
 from dedup.runtime.kafka import Publisher, read_topic
-from dedup.settings import KafkaSettings
+from dedup.settings import KafkaSettings, MilvusSettings
 from dedup.v1.events_pb2 import BlobEvent, BlobEventData
 from dedup.v1.features_pb2 import ImageStatus
 from dedup.v1.groups_pb2 import CandidateGroup
-from dedup.vectors import MilvusSettings, open_milvus
+from dedup.vectors import open_milvus
 from tests.integration.conftest import ROOT, free_port, start_module
 
 ACCOUNT = "devstoreaccount1"

@@ -45,10 +45,10 @@ from dedup.scan.files import LocalFile, folder_container, local_files
 from dedup.scan.local_blobs import LocalBlobs
 from dedup.scan.progress import Progress
 from dedup.scan.servers import Endpoints, private_triton
+from dedup.settings import MilvusSettings
 from dedup.v1.events_pb2 import BlobEvent
 from dedup.v1.features_pb2 import ImageStatus
 from dedup.v1.groups_pb2 import CandidateGroup
-from dedup.vectors import MilvusSettings, open_milvus
 from services.embedder.__main__ import open_stage as open_embedder
 from services.embedder.settings import EmbedderSettings
 from services.hasher.__main__ import open_hasher
@@ -224,6 +224,9 @@ async def open_stages(
 
 
 async def drop_collections(milvus_uri: str, names: Iterable[str]) -> None:
+    # Imported here: pymilvus is large, and only a scan given a Milvus needs it.
+    from dedup.vectors import open_milvus
+
     client = open_milvus(MilvusSettings(milvus_uri=milvus_uri))
     try:
         for name in names:

@@ -11,12 +11,8 @@ from pymilvus.exceptions import MilvusUnavailableException
 
 from dedup.errors import TransientError
 from services.embedder.handler import Embedder
-from services.embedder.index import (
-    MemoryEmbeddingIndex,
-    MilvusEmbeddingIndex,
-    StoredImage,
-    index_config,
-)
+from services.embedder.index import MemoryEmbeddingIndex, StoredImage, index_config
+from services.embedder.milvus_index import MilvusEmbeddingIndex
 from services.embedder.tests.fakes import FakeBlobs, fake_embed
 from services.embedder.tests.test_handler import CONFIG, group, jpeg, photo
 
