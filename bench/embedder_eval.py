@@ -34,6 +34,7 @@ It prints
 
     .venv/bin/python bench/embedder_eval.py [--dev ../shared/data/dev] [--models a,b]
     .venv/bin/python bench/embedder_eval.py --throughput-only --seconds 20
+    .venv/bin/python bench/embedder_eval.py --models a,b --rounds 5 --seconds 5  # speed only
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ import io
 import json
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -448,20 +449,18 @@ def threshold_scan(
 ) -> dict[str, dict[str, float]]:
     """At each of --scan's thresholds: the hard edits at or above it, the unrelated real
     pairs at or above it, and the false candidates per image of each edited set."""
-    hard = {"tilt": ("tilt-",), "crop-half": ("crop-half",), "straight": ()}
+    kinds: dict[str, Callable[[str], bool]] = {
+        "tilt": lambda edit: edit.startswith("tilt-"),
+        "crop-half": lambda edit: edit.startswith("crop-half"),
+        "all but 90-degree turns and flips": lambda edit: edit not in ("rotate-90", "mirror"),
+    }
     out: dict[str, dict[str, float]] = {}
     print(f"threshold scan (false candidates: per image, among its {args.neighbours} nearest)")
     for t in (float(x) for x in args.scan.split(",")):
         figures: dict[str, float] = {}
-        for label, prefixes in hard.items():
-            sims = [
-                s
-                for edit, v in by_edit.items()
-                if (edit.startswith(prefixes) if prefixes else not edit.startswith("rotate-90"))
-                and edit != "mirror"
-                for s in v
-            ]
-            figures[f"{label} edits >= t"] = round(float(np.mean(np.asarray(sims) >= t)), 3)
+        for label, kind in kinds.items():
+            sims = np.asarray([s for edit, v in by_edit.items() if kind(edit) for s in v])
+            figures[f"{label} >= t"] = round(float(np.mean(sims >= t)), 3)
         figures["unrelated real >= t"] = round(float(np.mean(real >= t)), 5)
         for image_set, e in embedded:
             if image_set.per_edit:
@@ -484,6 +483,30 @@ async def speed(model: TritonEmbedder, side: int, seconds: float) -> dict[str, o
     print(f"throughput through Triton, 32 concurrent callers (micro-batched): {rate:6.1f}")
     out["images/s, 32 concurrent callers"] = round(rate, 1)
     return out
+
+
+async def interleaved_speed(
+    client: InferenceServerClient, names: Sequence[str], args: argparse.Namespace
+) -> None:
+    """ms per image of each model at batch 1 and 32, the models taking turns for --rounds
+    rounds, so that a neighbour's load on shared cores falls on all of them alike."""
+    models = [TritonEmbedder(client, n, service="bench", timeout_seconds=120) for n in names]
+    try:
+        sides = [(await m.describe()).side for m in models]
+        ms: dict[tuple[str, int], list[float]] = defaultdict(list)
+        for _ in range(args.rounds):
+            for name, model, side in zip(names, models, sides, strict=True):
+                for batch in (1, 32):
+                    rate = await throughput(model, side, batch, args.seconds)
+                    ms[name, batch].append(1000 / rate)
+        print(f"ms per image, {args.rounds} rounds of {args.seconds:g} s: best / median")
+        for name, side in zip(names, sides, strict=True):
+            figures = [f"batch {b}: {min(ms[name, b]):5.1f} / {np.median(ms[name, b]):5.1f}"
+                       for b in (1, 32)]  # fmt: skip
+            print(f"  {name:24s} {side:4d} px  " + "   ".join(figures))
+    finally:
+        for model in models:
+            await model.aclose()
 
 
 async def evaluate(
@@ -519,11 +542,15 @@ async def main() -> None:
     parser.add_argument("--scan", default="0.3,0.35,0.4,0.45,0.5,0.6", help="thresholds to scan")
     parser.add_argument("--seconds", type=float, default=10.0, help="per throughput run")
     parser.add_argument("--throughput-only", action="store_true")
+    parser.add_argument("--rounds", type=int, default=0, help="only speed, models in turns")
     parser.add_argument("--summary", type=Path, help="append one JSON line per model here")
     args = parser.parse_args()
     sets = [] if args.throughput_only else image_sets(args)
     client = InferenceServerClient(args.triton_url)
     try:
+        if args.rounds:
+            await interleaved_speed(client, args.models.split(","), args)
+            return
         for name in args.models.split(","):
             summary = await evaluate(client, name, sets, args)
             print(f"\nsummary: {json.dumps(summary)}\n")
