@@ -395,7 +395,7 @@ async def accuracy(
         embedded.append((image_set, e))
         report_set(image_set, e, args.add, args.neighbours)
         negatives = unrelated(image_set.items, e)
-        print(row("unrelated pairs", negatives), "\n")
+        print(row("unrelated pairs", negatives, args.add), "\n")
         if image_set.real:
             real_neg.append(negatives)
         else:
