@@ -322,7 +322,7 @@ class ImageSet:
 def row(label: str, values: Sequence[float] | Floats, add: float | None = None) -> str:
     v = np.asarray(values)
     p = np.percentile(v, [1, 10, 50, 99, 99.9])
-    share = "" if add is None else f"  >=add {np.mean(v >= add):6.1%}"
+    share = "" if add is None else f"  >=add {np.mean(v >= add):8.4%}"
     return (
         f"  {label:34s} n={len(v):6d}  min={v.min():6.3f}  p1={p[0]:6.3f}  p10={p[1]:6.3f}  "
         f"median={p[2]:6.3f}  p99={p[3]:6.3f}  p99.9={p[4]:6.3f}  max={v.max():6.3f}{share}"
