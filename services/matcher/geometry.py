@@ -55,6 +55,8 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from dedup.imaging import apply_dihedral, content_box
+
 Grey = npt.NDArray[np.uint8]
 Points = npt.NDArray[np.float32]
 
@@ -68,8 +70,16 @@ CLEAR_INLIERS: Final = 50
 # Windows are at least this many pixels, and about 1/WINDOWS_ACROSS of the longer side.
 MIN_WINDOW: Final = 8
 WINDOWS_ACROSS: Final = 32
-# RANSAC's random samples are seeded per call: reproducible verdicts.
+# RANSAC's random samples and the LSH index's hash functions are seeded per call:
+# reproducible verdicts.
 RANSAC_SEED: Final = 0
+# The LSH index over ORB's binary descriptors (FLANN): tables, key bits, probe level.
+LSH_INDEX: Final[dict[str, bool | int | float | str]] = {
+    "algorithm": 6,
+    "table_number": 6,
+    "key_size": 12,
+    "multi_probe_level": 1,
+}
 # Optical flow after alignment runs on copies at most this many pixels on the longer side.
 FLOW_SIDE: Final = 256
 # Local contrast normalisation before the flow (brightness, gamma, colour edits), sigma px.
@@ -93,6 +103,31 @@ class Detector(StrEnum):
     SIFT = "sift"
 
 
+class DescriptorMatching(StrEnum):
+    """How the ratio test finds each descriptor's two nearest neighbours."""
+
+    BRUTE_FORCE = "brute-force"  # exact, every pair of descriptors compared
+    LSH = "lsh"  # FLANN's locality-sensitive hash index (binary descriptors; SIFT: exact)
+
+
+@dataclass(frozen=True, slots=True)
+class MatchPolicy:
+    """The thresholds of the verdict (the handler judges by them; ``match`` skips what
+    cannot change it)."""
+
+    min_inliers: int = 12
+    max_residual: float = 0.2
+    # The most of the aligned overlap's textured pixels that optical flow may find
+    # displaced (displaced_fraction) for a DUPLICATE.
+    max_displaced: float = 0.1
+    # Aligned copies (services/matcher/decide.py): the hashes' turn and a scale align a
+    # pair this close in PDQ whose contents' aspect ratios agree within the tolerance (log
+    # ratio) once turned; DUPLICATE at a residual of at most aligned_max_residual.
+    aligned_max_pdq: int = 31
+    aligned_aspect_tolerance: float = 0.02
+    aligned_max_residual: float = 0.1
+
+
 @dataclass(frozen=True, slots=True)
 class MatchParams:
     detector: Detector = Detector.ORB
@@ -101,6 +136,7 @@ class MatchParams:
     # Working copies with a longer side below this are enlarged before detection.
     min_side: int = 384
     ratio: float = 0.8
+    descriptor_matching: DescriptorMatching = DescriptorMatching.LSH
     # In pixels of the new image's (possibly enlarged) working copy.
     ransac_threshold: float = 4.0
     ransac_iterations: int = 2000
@@ -116,9 +152,18 @@ class MatchParams:
     # Optical flow after alignment: a pixel is displaced if the flow moves it more than
     # this (pixels at FLOW_SIDE scale) and following the flow explains the difference.
     flow_min_shift: float = 1.0
-    # ECC refinement, when RANSAC's transform leaves a residual above refine_above.
+    # ECC refinement, when RANSAC's transform leaves a residual above refine_above (and,
+    # with skip_decided, at most refine_until: above it ECC has never rescued a copy).
     refine: bool = True
     refine_above: float = 0.03
+    refine_until: float = 0.5
+    # The displacement check only where the residual leaves doubt: above flow_above (the
+    # residuals where other shots hide) and at most the policy's max_residual.
+    flow_above: float = 0.02
+    # Skip every check that cannot change the verdict (no residual below min_inliers, ECC
+    # and flow only in their ranges, the second orientation aligned only if it competes);
+    # False: every check on every pair (the benchmark's reference).
+    skip_decided: bool = True
 
 
 # eq=False: it holds numpy arrays, whose == is element-wise.
@@ -141,6 +186,9 @@ class ImageView:
 
     grey: Grey  # the grey working copy, enlarged to at least min_side
     scale: float  # grey's size / the working copy's size
+    # grey's (top, bottom, left, right) without black or white bars (dedup.imaging): the
+    # part the hasher's PDQ hash describes.
+    content: tuple[int, int, int, int]
     plain: KeypointSet
     # The features of the mirrored copy, in this image's own coordinates.
     mirrored: KeypointSet
@@ -166,6 +214,18 @@ class MatchResult:
     # The fraction of the overlap's textured pixels that the dense optical flow finds
     # displaced after alignment (parallax, motion), 0 = none; None: not measured.
     displaced: float | None = None
+    # The residual with RANSAC's transform, before ECC's refinement (None: not measured).
+    ransac_residual: float | None = None
+    refined: bool = False  # ECC ran
+
+
+@dataclass(frozen=True, slots=True)
+class Alignment:
+    """The checks after alignment by a transform known beforehand (no features)."""
+
+    residual: float | None
+    displaced: float | None  # None: not measured (or too little texture)
+    windows: int
 
 
 def decode_grey(data: bytes) -> Grey:
@@ -206,6 +266,7 @@ def view_of(grey: Grey, params: MatchParams) -> ImageView:
     return ImageView(
         grey=grey,
         scale=scale,
+        content=content_box(grey),
         plain=_keypoints(grey, params),
         mirrored=KeypointSet(points, flipped.descriptors),
     )
@@ -219,9 +280,18 @@ def view_of_bytes(data: bytes, params: MatchParams) -> ImageView:
 def _ratio_matches(query: KeypointSet, train: KeypointSet, params: MatchParams) -> list[Any]:
     if query.descriptors is None or train.descriptors is None or len(train) < 2:
         return []
-    norm = cv2.NORM_L2 if params.detector is Detector.SIFT else cv2.NORM_HAMMING
-    pairs = cv2.BFMatcher(norm).knnMatch(query.descriptors, train.descriptors, k=2)
+    pairs = _matcher(params).knnMatch(query.descriptors, train.descriptors, k=2)
     return [p[0] for p in pairs if len(p) == 2 and p[0].distance < params.ratio * p[1].distance]
+
+
+def _matcher(params: MatchParams) -> cv2.DescriptorMatcher:
+    if params.detector is Detector.SIFT:
+        return cv2.BFMatcher(cv2.NORM_L2)
+    if params.descriptor_matching is DescriptorMatching.BRUTE_FORCE:
+        return cv2.BFMatcher(cv2.NORM_HAMMING)
+    # The index's random hash functions come from OpenCV's per-thread RNG.
+    cv2.setRNGSeed(RANSAC_SEED)
+    return cv2.FlannBasedMatcher(LSH_INDEX, {"checks": 32})
 
 
 def _sane(transform: npt.NDArray[np.float64], mirrored: bool, params: MatchParams) -> bool:
@@ -252,10 +322,16 @@ class Estimate:
 
 
 def _estimate(
-    new: ImageView, candidate: KeypointSet, mirrored: bool, params: MatchParams
+    new: ImageView,
+    candidate: KeypointSet,
+    mirrored: bool,
+    params: MatchParams,
+    policy: MatchPolicy,
 ) -> Estimate:
     matches = _ratio_matches(new.plain, candidate, params)
-    if len(matches) < 3:
+    # Fewer matches than the inliers a verdict needs: RANSAC cannot find them.
+    fewest = policy.min_inliers if params.skip_decided else 3
+    if len(matches) < fewest:
         return Estimate(len(matches), 0)
     dst = new.plain.points[[m.queryIdx for m in matches]]
     src = candidate.points[[m.trainIdx for m in matches]]
@@ -439,45 +515,99 @@ def refine(
     return refined
 
 
-def match(new: ImageView, candidate: ImageView, params: MatchParams) -> MatchResult:
+def match(
+    new: ImageView,
+    candidate: ImageView,
+    params: MatchParams,
+    policy: MatchPolicy = MatchPolicy(),
+    *,
+    mirrored_first: bool = False,
+) -> MatchResult:
     """Match ``candidate`` (as it is and mirrored) against ``new``; the better one wins.
 
     Better is the lower aligned residual, not the higher inlier count: a symmetric scene
     (a facade, a face) matches well as its own mirror image but only aligns one way. An
-    orientation with far fewer inliers than the other does not compete.
+    orientation with far fewer inliers than the other does not compete (with
+    ``skip_decided`` it is not aligned at all). ``mirrored_first``: try the mirror image
+    first (the hashes say the candidate is flipped); a clear copy needs no second try.
     """
-    plain = _orientation(new, candidate, False, params)
-    clear = plain.residual is not None and plain.residual <= params.refine_above
-    if clear and plain.inliers >= CLEAR_INLIERS:
-        return plain  # a copy as it is: no need to try the mirror image
-    mirror = _orientation(new, candidate, True, params)
-    most = max(plain.inliers, mirror.inliers)
-    contenders = [r for r in (plain, mirror) if r.inliers > 0 and r.inliers >= most / 4]
+    first = _orientation(new, candidate, mirrored_first, params, policy)
+    if _clear(first, params):
+        return first
+    second_estimate = _estimate(
+        new, _keypoints_of(candidate, not mirrored_first), not mirrored_first, params, policy
+    )
+    most = max(first.inliers, second_estimate.inliers)
+    competes = second_estimate.inliers > 0 and second_estimate.inliers >= most / 4
+    if params.skip_decided and not competes:
+        second = _unaligned(second_estimate, not mirrored_first)
+    else:
+        second = _aligned_result(
+            new, candidate, second_estimate, not mirrored_first, params, policy
+        )
+    contenders = [r for r in (first, second) if r.inliers > 0 and r.inliers >= most / 4]
     if not contenders:
-        return max((plain, mirror), key=lambda r: r.matches)
+        return max((first, second), key=lambda r: r.matches)
     return min(contenders, key=lambda r: (2.0 if r.residual is None else r.residual, -r.inliers))
 
 
+def _clear(result: MatchResult, params: MatchParams) -> bool:
+    """A copy as it is: many inliers and a low residual; no need to try the other
+    orientation."""
+    return (
+        result.residual is not None
+        and result.residual <= params.refine_above
+        and result.inliers >= CLEAR_INLIERS
+    )
+
+
+def _keypoints_of(view: ImageView, mirrored: bool) -> KeypointSet:
+    return view.mirrored if mirrored else view.plain
+
+
 def _orientation(
-    new: ImageView, candidate: ImageView, mirrored: bool, params: MatchParams
+    new: ImageView,
+    candidate: ImageView,
+    mirrored: bool,
+    params: MatchParams,
+    policy: MatchPolicy,
 ) -> MatchResult:
-    keypoints = candidate.mirrored if mirrored else candidate.plain
-    best = _estimate(new, keypoints, mirrored, params)
+    estimate = _estimate(new, _keypoints_of(candidate, mirrored), mirrored, params, policy)
+    return _aligned_result(new, candidate, estimate, mirrored, params, policy)
+
+
+def _unaligned(estimate: Estimate, mirrored: bool) -> MatchResult:
+    """RANSAC's answer alone: no residual measured."""
+    ratio = estimate.inliers / estimate.matches if estimate.matches else 0.0
+    return MatchResult(estimate.matches, estimate.inliers, ratio, mirrored, None)
+
+
+def _aligned_result(
+    new: ImageView,
+    candidate: ImageView,
+    best: Estimate,
+    mirrored: bool,
+    params: MatchParams,
+    policy: MatchPolicy,
+) -> MatchResult:
     if best.transform is None:
         return MatchResult(best.matches, 0, 0.0, mirrored, None)
+    if params.skip_decided and best.inliers < policy.min_inliers:
+        return _unaligned(best, mirrored)  # rejected whatever the alignment says
     transform, windows, residual = _aligned(new, candidate, best.transform, params)
+    ransac_residual, refined = residual, False
     # ECC's refinement, where RANSAC's transform leaves doubt: the better aligned one counts
     # (ECC maximises the correlation of the whole overlap, which an overlay can pull).
-    if params.refine and (residual is None or residual > params.refine_above):
-        refined = refine(new.grey, candidate.grey, best, params)
-        if refined is not None:
-            again = _aligned(new, candidate, refined, params)
+    if params.refine and _worth_refining(residual, params):
+        refined = True
+        polished = refine(new.grey, candidate.grey, best, params)
+        if polished is not None:
+            again = _aligned(new, candidate, polished, params)
             if again[2] is not None and (residual is None or again[2] < residual):
                 transform, windows, residual = again
-    # Along its coarser axis: a squashed thumbnail is as coarse as its fewest pixels.
-    stretch = float(np.linalg.svd(transform[:, :2], compute_uv=False)[0])
-    pixel = max(new.scale, candidate.scale * stretch)
-    displaced = displaced_fraction(new.grey, candidate.grey, transform, params, pixel)
+    displaced = None
+    if not params.skip_decided or _flow_decides(residual, params, policy.max_residual):
+        displaced = _displaced(new, candidate, transform, params)
     (a, b, c), (d, e, f) = transform.tolist()
     return MatchResult(
         matches=best.matches,
@@ -489,7 +619,33 @@ def _orientation(
         windows=len(windows),
         window_residuals=windows,
         displaced=displaced,
+        ransac_residual=ransac_residual,
+        refined=refined,
     )
+
+
+def _worth_refining(residual: float | None, params: MatchParams) -> bool:
+    """ECC where RANSAC's alignment is neither conclusive (low residual) nor hopeless."""
+    if residual is None:
+        return True
+    if params.skip_decided and residual > params.refine_until:
+        return False
+    return residual > params.refine_above
+
+
+def _flow_decides(residual: float | None, params: MatchParams, until: float) -> bool:
+    """The displacement check only in the residual's range where other shots hide: a
+    residual above ``until`` decides alone, a lower one than ``flow_above`` is a copy's."""
+    return residual is not None and params.flow_above < residual <= until
+
+
+def _displaced(
+    new: ImageView, candidate: ImageView, transform: npt.NDArray[np.float64], params: MatchParams
+) -> float | None:
+    # Along its coarser axis: a squashed thumbnail is as coarse as its fewest pixels.
+    stretch = float(np.linalg.svd(transform[:, :2], compute_uv=False)[0])
+    pixel = max(new.scale, candidate.scale * stretch)
+    return displaced_fraction(new.grey, candidate.grey, transform, params, pixel)
 
 
 def _aligned(
@@ -499,6 +655,49 @@ def _aligned(
     pixel = _coarser_pixel(new, candidate, transform)
     windows = window_residuals(new.grey, candidate.grey, transform, params, pixel)
     return transform, windows, aligned_residual(windows, params)
+
+
+# ---- aligned copies: the hashes' turn and a scale, no features ---------------------------
+
+
+def turn_and_scale(
+    new: ImageView, candidate: ImageView, turn: int, aspect_tolerance: float
+) -> npt.NDArray[np.float64] | None:
+    """The affine map (candidate's pixels -> new image's) that turns the candidate's
+    content by ``DIHEDRAL[turn]`` and scales it onto the new image's content (bars
+    trimmed on both sides); None when the two contents' aspect ratios differ by more
+    than ``aspect_tolerance`` (log ratio) once turned: not one turn and a scale away."""
+    top, bottom, left, right = candidate.content
+    # The content's corners (pixel edges), laid out as an image so that the turn moves them.
+    corners = (
+        np.array([[[left, top], [right, top]], [[left, bottom], [right, bottom]]], np.float64) - 0.5
+    )
+    turned = apply_dihedral(corners, turn)
+    turned_w = float(np.hypot(*(turned[0, 1] - turned[0, 0])))
+    turned_h = float(np.hypot(*(turned[1, 0] - turned[0, 0])))
+    n_top, n_bottom, n_left, n_right = new.content
+    new_w, new_h = n_right - n_left, n_bottom - n_top
+    if abs(np.log((turned_w / turned_h) / (new_w / new_h))) > aspect_tolerance:
+        return None
+    src = np.array([turned[0, 0], turned[0, 1], turned[1, 0]], np.float32)
+    dst = np.array([[n_left, n_top], [n_right, n_top], [n_left, n_bottom]], np.float32) - 0.5
+    return np.asarray(cv2.getAffineTransform(src, dst), np.float64)
+
+
+def check_alignment(
+    new: ImageView,
+    candidate: ImageView,
+    transform: npt.NDArray[np.float64],
+    params: MatchParams,
+    flow_until: float,
+) -> Alignment:
+    """The residual after ``transform``, and the displacement where it leaves doubt
+    (above ``flow_above``, at most ``flow_until``)."""
+    _, windows, residual = _aligned(new, candidate, transform, params)
+    displaced = None
+    if _flow_decides(residual, params, flow_until):
+        displaced = _displaced(new, candidate, transform, params)
+    return Alignment(residual, displaced, len(windows))
 
 
 def _coarser_pixel(

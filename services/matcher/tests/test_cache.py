@@ -10,7 +10,8 @@ from services.matcher.geometry import ImageView, KeypointSet
 
 def view(nbytes: int) -> ImageView:
     empty = KeypointSet(np.zeros((0, 2), np.float32), None)
-    return ImageView(np.zeros(nbytes, np.uint8).reshape(1, -1), 1.0, empty, empty)
+    grey = np.zeros(nbytes, np.uint8).reshape(1, -1)
+    return ImageView(grey, 1.0, (0, 1, 0, nbytes), empty, empty)
 
 
 def test_the_least_recently_used_view_goes_first() -> None:

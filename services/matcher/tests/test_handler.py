@@ -10,8 +10,8 @@ from dedup.errors import TransientError
 from dedup.v1.features_pb2 import ImageFeatures, ImageStatus
 from dedup.v1.groups_pb2 import Candidate, CandidateGroup, CandidateSource, Scores, Verdict
 from services.matcher.cache import ViewCache
-from services.matcher.geometry import MatchParams
-from services.matcher.handler import STAGE, Matcher, MatchPolicy, WorkingCopyUnavailable
+from services.matcher.geometry import MatchParams, MatchPolicy
+from services.matcher.handler import STAGE, Matcher, WorkingCopyUnavailable
 from services.matcher.tests.images import working_copy
 
 PENDING, REJECTED = Verdict.VERDICT_PENDING, Verdict.VERDICT_REJECTED
