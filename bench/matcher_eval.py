@@ -40,7 +40,7 @@ from services.hasher.decode import DecodeError
 from services.hasher.features import extract
 from services.hasher.handler import transform_of_candidate
 from services.hasher.hashes import PdqHash, best_dihedral
-from services.matcher.decide import Decision, HashHint, Test, decide
+from services.matcher.decide import Check, Decision, HashHint, decide
 from services.matcher.geometry import (
     Alignment,
     DescriptorMatching,
@@ -309,7 +309,7 @@ def report(bench: Bench) -> None:
         res = [o.decision.residual for o in outcomes if o.decision.residual is not None]
         inliers = [o.decision.inliers for o in outcomes if o.decision.inliers is not None]
         moved = [o.decision.displaced for o in outcomes if o.decision.displaced is not None]
-        aligned = sum(o.decision.test == Test.ALIGNED_RESIDUAL for o in outcomes)
+        aligned = sum(o.decision.test == Check.ALIGNED_RESIDUAL for o in outcomes)
         print(
             f"{edit:>14}: {dup:>3}/{len(outcomes):<3} inliers >= {min(inliers, default=-1):>4}"
             f"  residual <= {max(res, default=float('nan')):.3f}"

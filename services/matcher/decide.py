@@ -10,7 +10,7 @@
 2. **The full path** (``geometry.match``): features, RANSAC, ECC where it can help,
    residual, displacement where the residual leaves doubt.
 
-Every decision names its test (``Test``): the vocabulary of ``Candidate.test``.
+Every decision names its test (``Check``): the vocabulary of ``Candidate.test``.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from services.matcher.geometry import (
 ROTATIONS: Final = frozenset({"identity", "rot90", "rot180", "rot270"})
 
 
-class Test(StrEnum):
+class Check(StrEnum):
     """The check that decided (``Candidate.test``)."""
 
     ALIGNED_RESIDUAL = "aligned-residual"  # DUPLICATE: the hashes' turn aligns, no features
@@ -68,7 +68,7 @@ class Decision:
     """A pair's verdict, direction-free: the same whichever image is the new one."""
 
     verdict: Verdict.ValueType
-    test: Test
+    test: Check
     reason: str
     # What was measured (None: not measured by the test that decided).
     matches: int | None = None
@@ -115,7 +115,7 @@ def aligned_copy(
     moved = "" if displaced is None else f", {displaced:.1%} displaced"
     return Decision(
         Verdict.VERDICT_DUPLICATE,
-        Test.ALIGNED_RESIDUAL,
+        Check.ALIGNED_RESIDUAL,
         f"{how}: aligned residual {residual:.3f} <= {policy.aligned_max_residual:.3f}{moved}",
         residual=residual,
         displaced=displaced,
@@ -128,7 +128,7 @@ def judge(result: MatchResult, policy: MatchPolicy) -> Decision:
     if result.mirrored:
         how += ", mirrored"
 
-    def decision(verdict: Verdict.ValueType, test: Test, reason: str) -> Decision:
+    def decision(verdict: Verdict.ValueType, test: Check, reason: str) -> Decision:
         return Decision(
             verdict,
             test,
@@ -143,33 +143,33 @@ def judge(result: MatchResult, policy: MatchPolicy) -> Decision:
     if result.inliers < policy.min_inliers:
         return decision(
             Verdict.VERDICT_REJECTED,
-            Test.RANSAC_INLIERS,
+            Check.RANSAC_INLIERS,
             f"no geometric match: {how} (< {policy.min_inliers})",
         )
     if result.residual is None:
         # Too small or too flat to compare after alignment: the inliers are all the proof.
         return decision(
             Verdict.VERDICT_DUPLICATE,
-            Test.RANSAC_ONLY,
+            Check.RANSAC_ONLY,
             f"{how}; too little texture to check the alignment",
         )
     if result.residual > policy.max_residual:
         return decision(
             Verdict.VERDICT_SIMILAR,
-            Test.RESIDUAL,
+            Check.RESIDUAL,
             f"same scene, another capture: {how} but aligned residual {result.residual:.3f}"
             f" > {policy.max_residual:.3f}",
         )
     if result.displaced is not None and result.displaced > policy.max_displaced:
         return decision(
             Verdict.VERDICT_SIMILAR,
-            Test.DISPLACEMENT,
+            Check.DISPLACEMENT,
             f"same scene, another capture: {how}, aligned residual {result.residual:.3f}, but"
             f" {result.displaced:.1%} of it displaced after alignment"
             f" > {policy.max_displaced:.1%} (parallax or motion)",
         )
     return decision(
         Verdict.VERDICT_DUPLICATE,
-        Test.RANSAC_RESIDUAL,
+        Check.RANSAC_RESIDUAL,
         f"{how}; aligned residual {result.residual:.3f} <= {policy.max_residual:.3f}",
     )

@@ -37,7 +37,7 @@ from dedup.runtime import Output
 from dedup.v1.features_pb2 import ImageStatus
 from dedup.v1.groups_pb2 import Candidate, CandidateGroup, Verdict
 from services.matcher.cache import PairCache, Version, ViewCache, pair_key
-from services.matcher.decide import Decision, HashHint, Test, decide
+from services.matcher.decide import Check, Decision, HashHint, decide
 from services.matcher.geometry import ImageView, MatchParams, MatchPolicy, view_of_bytes
 
 STAGE: Final = "matcher"
@@ -76,7 +76,7 @@ def record(candidate: Candidate, decision: Decision) -> None:
 def reject(candidate: Candidate, reason: str) -> None:
     candidate.verdict = Verdict.VERDICT_REJECTED
     candidate.decided_by = STAGE
-    candidate.test = Test.UNAVAILABLE
+    candidate.test = Check.UNAVAILABLE
     candidate.reason = reason
 
 
