@@ -191,6 +191,8 @@ class Bench:
         self.reference = reference_of(params) if compare else None
         self.survey = survey
         self.outcomes: list[Outcome] = []
+        # Per working copy: (decode and view, both orientations' features), CPU ms.
+        self.view_ms: list[tuple[float, float]] = []
         # With survey: (PDQ distance, the shortcut's alignment) of every pair.
         self.surveyed: list[tuple[int, Alignment | None]] = []
 
@@ -200,7 +202,13 @@ class Bench:
             features = extract(data)
         except DecodeError:
             return None
-        return Side(view_of_bytes(features.working_copy, self.params), features.pdq)
+        started = time.process_time()
+        view = view_of_bytes(features.working_copy, self.params)
+        decoded = time.process_time()
+        # Computed here, not in the first pair that needs them: per-pair times compare alike.
+        _ = view.plain, view.mirrored
+        self.view_ms.append(((decoded - started) * 1000, (time.process_time() - decoded) * 1000))
+        return Side(view, features.pdq)
 
     def add(self, cls: str, label: str, new: Side | None, old: Side | None) -> None:
         if new is None or old is None:
@@ -299,6 +307,13 @@ def report(bench: Bench) -> None:
     verdicts(by_class, p)
     changes(bench.outcomes)
     costs(by_class)
+    decoded, features = (float(np.mean(ms)) for ms in zip(*bench.view_ms, strict=True))
+    no_features = sum(o.decision.test == Check.ALIGNED_RESIDUAL for o in bench.outcomes)
+    print(
+        f"\nper working copy: decode and view {decoded:.1f} ms, features (as it is and"
+        f" mirrored) {features:.1f} ms, computed on first use: {no_features} of"
+        f" {len(bench.outcomes)} pairs need none"
+    )
     displacement(by_class, p)
     print("\nedits, per kind: duplicate / pairs, min inliers, max residual, max displaced")
     per_edit: dict[str, list[Outcome]] = defaultdict(list)

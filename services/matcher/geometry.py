@@ -180,22 +180,51 @@ class KeypointSet:
         return len(self.points)
 
 
+# Bytes per feature (its point, 2 float32, and its descriptor): the most a view's
+# features take, counted from the start (they are computed on first use).
+FEATURE_BYTES: Final = {Detector.ORB: 8 + 32, Detector.SIFT: 8 + 128 * 4}
+
+
 @dataclass(frozen=True, eq=False, slots=True)
 class ImageView:
-    """What matching needs of one working copy; computed once and cached by image id."""
+    """What matching needs of one working copy; cached by image id and e_tag.
+
+    The features are computed on first use and kept: an aligned copy needs none, most
+    pairs never try the mirror image. (Two threads computing the same features at once
+    both get the same answer; one is kept.)
+    """
 
     grey: Grey  # the grey working copy, enlarged to at least min_side
     scale: float  # grey's size / the working copy's size
     # grey's (top, bottom, left, right) without black or white bars (dedup.imaging): the
     # part the hasher's PDQ hash describes.
     content: tuple[int, int, int, int]
-    plain: KeypointSet
-    # The features of the mirrored copy, in this image's own coordinates.
-    mirrored: KeypointSet
+    params: MatchParams  # how its features are computed
+    # mirrored -> features; mirrored: those of the flipped copy, in this image's own
+    # coordinates.
+    computed: dict[bool, KeypointSet] = field(default_factory=dict, repr=False)
+
+    @property
+    def plain(self) -> KeypointSet:
+        return self.keypoints(mirrored=False)
+
+    @property
+    def mirrored(self) -> KeypointSet:
+        return self.keypoints(mirrored=True)
+
+    def keypoints(self, *, mirrored: bool) -> KeypointSet:
+        found = self.computed.get(mirrored)
+        if found is None:
+            compute = _mirrored_keypoints if mirrored else _keypoints
+            found = compute(self.grey, self.params)
+            self.computed[mirrored] = found
+        return found
 
     @property
     def nbytes(self) -> int:
-        return self.grey.nbytes + self.plain.nbytes + self.mirrored.nbytes
+        """The grey copy and the most its features (both orientations) can take."""
+        features = 2 * self.params.max_features * FEATURE_BYTES[self.params.detector]
+        return self.grey.nbytes + features
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,7 +281,7 @@ def _keypoints(grey: Grey, params: MatchParams) -> KeypointSet:
 
 
 def view_of(grey: Grey, params: MatchParams) -> ImageView:
-    """Enlarge a small working copy; compute its features, as it is and mirrored."""
+    """Enlarge a small working copy (its features follow on first use)."""
     h, w = grey.shape
     longer = max(h, w)
     scale = 1.0
@@ -260,16 +289,15 @@ def view_of(grey: Grey, params: MatchParams) -> ImageView:
         scale = params.min_side / longer
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
         grey = np.asarray(cv2.resize(grey, size, interpolation=cv2.INTER_CUBIC), np.uint8)
+    return ImageView(grey=grey, scale=scale, content=content_box(grey), params=params)
+
+
+def _mirrored_keypoints(grey: Grey, params: MatchParams) -> KeypointSet:
+    """The features of the flipped copy, mapped back into ``grey``'s coordinates."""
     flipped = _keypoints(np.ascontiguousarray(grey[:, ::-1]), params)
     points = flipped.points.copy()
     points[:, 0] = (grey.shape[1] - 1) - points[:, 0]
-    return ImageView(
-        grey=grey,
-        scale=scale,
-        content=content_box(grey),
-        plain=_keypoints(grey, params),
-        mirrored=KeypointSet(points, flipped.descriptors),
-    )
+    return KeypointSet(points, flipped.descriptors)
 
 
 def view_of_bytes(data: bytes, params: MatchParams) -> ImageView:
@@ -562,7 +590,7 @@ def _clear(result: MatchResult, params: MatchParams) -> bool:
 
 
 def _keypoints_of(view: ImageView, mirrored: bool) -> KeypointSet:
-    return view.mirrored if mirrored else view.plain
+    return view.keypoints(mirrored=mirrored)
 
 
 def _orientation(

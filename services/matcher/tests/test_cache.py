@@ -7,13 +7,12 @@ import numpy as np
 from dedup.v1.groups_pb2 import Verdict
 from services.matcher.cache import PairCache, ViewCache, pair_key
 from services.matcher.decide import Check, Decision
-from services.matcher.geometry import ImageView, KeypointSet
+from services.matcher.geometry import ImageView, MatchParams
 
 
 def view(nbytes: int) -> ImageView:
-    empty = KeypointSet(np.zeros((0, 2), np.float32), None)
     grey = np.zeros(nbytes, np.uint8).reshape(1, -1)
-    return ImageView(grey, 1.0, (0, 1, 0, nbytes), empty, empty)
+    return ImageView(grey, 1.0, (0, 1, 0, nbytes), MatchParams(max_features=0))
 
 
 def test_the_least_recently_used_view_goes_first() -> None:

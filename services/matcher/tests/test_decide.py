@@ -48,9 +48,10 @@ def test_an_aligned_copy_needs_no_features(edit: str, monkeypatch: pytest.Monkey
         raise AssertionError("features matched for an aligned copy")
 
     monkeypatch.setattr(geometry, "_estimate", no_features)
-    decision = decide(
-        view("scene", edit), view("scene"), PARAMS, POLICY, hint(("scene", edit), ("scene", None))
-    )
+    new = view_of_bytes(working_copy("scene", edit), PARAMS)
+    old = view_of_bytes(working_copy("scene"), PARAMS)
+    decision = decide(new, old, PARAMS, POLICY, hint(("scene", edit), ("scene", None)))
+    assert new.computed == old.computed == {}  # no features computed for either image
     assert (decision.verdict, decision.test) == (DUPLICATE, Check.ALIGNED_RESIDUAL), decision.reason
     assert decision.inliers is None  # not measured: no features
     assert decision.residual is not None and decision.residual <= POLICY.aligned_max_residual

@@ -102,7 +102,16 @@ def test_mirrored_features_are_in_the_images_own_coordinates() -> None:
     assert len(v.mirrored) > 0
     w = v.grey.shape[1]
     assert (v.mirrored.points[:, 0] >= 0).all() and (v.mirrored.points[:, 0] <= w - 1).all()
-    assert v.nbytes == v.grey.nbytes + v.plain.nbytes + v.mirrored.nbytes
+    # Counted for the most its features can take, computed or not.
+    assert v.nbytes >= v.grey.nbytes + v.plain.nbytes + v.mirrored.nbytes
+
+
+def test_features_are_computed_on_first_use_and_kept() -> None:
+    fresh = view_of_bytes(working_copy("scene"), PARAMS)
+    assert fresh.computed == {}
+    plain = fresh.plain
+    assert fresh.plain is plain and set(fresh.computed) == {False}
+    assert len(fresh.mirrored) > 0 and set(fresh.computed) == {False, True}
 
 
 def test_a_flat_image_has_no_features_and_matches_nothing() -> None:
