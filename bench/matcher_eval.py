@@ -48,7 +48,9 @@ from services.matcher.geometry import (
     ImageView,
     MatchParams,
     MatchPolicy,
+    aspect_gap,
     check_alignment,
+    match,
     turn_and_scale,
     view_of_bytes,
 )
@@ -157,6 +159,21 @@ class Side:
 
 
 @dataclass(frozen=True)
+class Surveyed:
+    """The aligned-copy shortcut tried on a pair whatever its PDQ distance and aspect."""
+
+    distance: int
+    aspect_gap: float
+    aligned: Alignment
+
+    def accepted(self, p: MatchPolicy, residual: float) -> bool:
+        a = self.aligned
+        if a.residual is None or a.residual > residual:
+            return False
+        return a.displaced is None or a.displaced <= p.max_displaced
+
+
+@dataclass(frozen=True)
 class Outcome:
     cls: str  # edit, other-shot, unrelated, dev:duplicate, dev:hard, dev:negative
     label: str  # the edit, the view, or the file pair
@@ -165,6 +182,9 @@ class Outcome:
     cpu_ms: float
     reference: Decision | None = None  # every check on every pair, as before
     reference_cpu_ms: float = 0.0
+    # The edge cases of descriptor matching: inliers of the full path now, whatever the
+    # shortcut decided (None: not one of RECALL_EDITS, or no reference).
+    full_path_inliers: int | None = None
 
     @property
     def verdict(self) -> Verdict.ValueType:
@@ -174,6 +194,11 @@ class Outcome:
 # The reference: every check on every pair, brute-force descriptor matching, no shortcut.
 def reference_of(params: MatchParams) -> MatchParams:
     return replace(params, descriptor_matching=DescriptorMatching.BRUTE_FORCE, skip_decided=False)
+
+
+# The edits that keep fewest features in common: descriptor matching's recall is measured
+# on them.
+RECALL_EDITS = ("crop-50", "blur-4", "thumbnail", "rotate-30")
 
 
 def timed(run: Callable[[], Decision]) -> tuple[Decision, float]:
@@ -193,8 +218,8 @@ class Bench:
         self.outcomes: list[Outcome] = []
         # Per working copy: (decode and view, both orientations' features), CPU ms.
         self.view_ms: list[tuple[float, float]] = []
-        # With survey: (PDQ distance, the shortcut's alignment) of every pair.
-        self.surveyed: list[tuple[int, Alignment | None]] = []
+        # With survey: the shortcut on every pair.
+        self.surveyed: list[Surveyed] = []
 
     def view(self, image: Image.Image | bytes, quality: int = 85) -> Side | None:
         data = image if isinstance(image, bytes) else synthetic.encode(image, quality=quality)
@@ -216,7 +241,7 @@ class Bench:
         variant, distance = best_dihedral(new.pdq, old.pdq.hash)
         hint = HashHint(distance, transform_of_candidate(variant))
         if self.survey:
-            self.surveyed.append((distance, self._aligned(new.view, old.view, hint)))
+            self.surveyed.append(self._aligned(new.view, old.view, hint))
 
         def now() -> Decision:
             return decide(new.view, old.view, self.params, self.policy, hint)
@@ -235,14 +260,17 @@ class Bench:
             (decision, cpu_ms), (ref, ref_ms) = timed(now), timed(before)
         else:
             (ref, ref_ms), (decision, cpu_ms) = timed(before), timed(now)
-        self.outcomes.append(Outcome(cls, label, hint, decision, cpu_ms, ref, ref_ms))
+        full = None
+        if cls == "edit" and label in RECALL_EDITS:
+            full = match(new.view, old.view, self.params, self.policy).inliers
+        self.outcomes.append(Outcome(cls, label, hint, decision, cpu_ms, ref, ref_ms, full))
 
-    def _aligned(self, new: ImageView, old: ImageView, hint: HashHint) -> Alignment | None:
-        p = self.policy
-        transform = turn_and_scale(new, old, hint.turn, p.aligned_aspect_tolerance)
-        if transform is None:
-            return None
-        return check_alignment(new, old, transform, self.params, p.max_residual)
+    def _aligned(self, new: ImageView, old: ImageView, hint: HashHint) -> Surveyed:
+        """The shortcut whatever the PDQ distance and the aspect ratios."""
+        transform = turn_and_scale(new, old, hint.turn, np.inf)
+        assert transform is not None
+        aligned = check_alignment(new, old, transform, self.params, self.policy.max_residual)
+        return Surveyed(hint.distance, aspect_gap(new, old, hint.turn), aligned)
 
 
 def real_photos(root: Path | None, count: int) -> list[tuple[str, Image.Image]]:
@@ -330,6 +358,7 @@ def report(bench: Bench) -> None:
             f"  residual <= {max(res, default=float('nan')):.3f}"
             f"  displaced <= {max(moved, default=float('nan')):.3f}  aligned copies {aligned}"
         )
+    recall(per_edit, p)
     shots: dict[str, list[Outcome]] = defaultdict(list)
     for o in by_class.get("other-shot", []):
         shots[o.label].append(o)
@@ -343,6 +372,29 @@ def report(bench: Bench) -> None:
         )
     separation(by_class, p)
     failures(bench.outcomes)
+
+
+def recall(per_edit: dict[str, list[Outcome]], p: MatchPolicy) -> None:
+    """Inliers of the full path on the edge cases: LSH now against brute force before."""
+    print("\ndescriptor matching, full path: inliers min / p10 / p50, before (brute force) -> now")
+    for edit in RECALL_EDITS:
+        pairs_ = [
+            (o.reference.inliers, o.full_path_inliers)
+            for o in per_edit.get(edit, [])
+            if o.reference and o.reference.inliers is not None and o.full_path_inliers is not None
+        ]
+        if not pairs_:
+            continue
+        before, now = (list(x) for x in zip(*pairs_, strict=True))
+
+        def stat(values: list[int]) -> str:
+            low = sum(v < p.min_inliers for v in values)
+            return (
+                f"{min(values):>4} / {np.quantile(values, 0.1):>5.0f} / {np.median(values):>5.0f}"
+                f" ({low} under {p.min_inliers})"
+            )
+
+        print(f"{edit:>14}: {stat(before)} -> {stat(now)}")
 
 
 def _counts(decisions: Iterable[Decision]) -> Counter[str]:
@@ -471,6 +523,12 @@ def separation(by_class: dict[str, list[Outcome]], p: MatchPolicy) -> None:
         for o in by_class.get(c, [])
         if o.decision.inliers is not None
     ]
+    before = [
+        o.reference.inliers
+        for c in ("unrelated", "dev:negative")
+        for o in by_class.get(c, [])
+        if o.reference is not None and o.reference.inliers is not None
+    ]
     print("\nseparation")
     if copies:
         print(f"  copies (edits + dev duplicates) matched: max residual {max(copies):.3f}")
@@ -483,6 +541,8 @@ def separation(by_class: dict[str, list[Outcome]], p: MatchPolicy) -> None:
         )
     if negatives:
         print(f"  unrelated pairs: max inliers {max(negatives)} (threshold {p.min_inliers})")
+    if before:
+        print(f"  unrelated pairs, reference (brute force): max inliers {max(before)}")
 
 
 def failures(outcomes: list[Outcome]) -> None:
@@ -507,38 +567,47 @@ def failures(outcomes: list[Outcome]) -> None:
 
 
 def survey(bench: Bench) -> None:
-    """The aligned-copy shortcut on every pair whatever its PDQ distance: how many of each
-    class it would call DUPLICATE at each PDQ distance and residual bound (the evidence
-    behind aligned_max_pdq and aligned_max_residual)."""
-    by_class: dict[str, list[tuple[int, Alignment | None]]] = defaultdict(list)
-    for o, (distance, aligned) in zip(bench.outcomes, bench.surveyed, strict=True):
-        by_class[o.cls].append((distance, aligned))
-    bounds, distances = (0.05, 0.1, 0.2), (16, 31, 48, 64, 80)
+    """The aligned-copy shortcut on every pair whatever its PDQ distance and aspect: how
+    many of each class it would call DUPLICATE at each PDQ distance, aspect gap and
+    residual bound (the evidence behind aligned_max_pdq, aligned_aspect_tolerance and
+    aligned_max_residual)."""
+    by_class: dict[str, list[Surveyed]] = defaultdict(list)
+    for o, surveyed in zip(bench.outcomes, bench.surveyed, strict=True):
+        by_class[o.cls].append(surveyed)
     p = bench.policy
+    bounds, distances = (0.05, 0.1, 0.2), (16, 31, 48, 64, 80)
     print(
-        f"\naligned copies, every pair: PDQ <= d, aspect within {p.aligned_aspect_tolerance},"
-        f" then DUPLICATE at residual <= {'/'.join(map(str, bounds))}"
+        f"\naligned copies, every pair: tried (PDQ <= d, aspect gap <="
+        f" {p.aligned_aspect_tolerance}): DUPLICATE at residual <= {'/'.join(map(str, bounds))}"
     )
     print(f"{'class':>14} {'pairs':>6} | " + " | ".join(f"{'d<=' + str(d):>14}" for d in distances))
     for cls, rows in by_class.items():
         cells = []
         for d in distances:
-            accepted = []
-            for bound in bounds:
-                n = 0
-                for distance, a in rows:
-                    if distance > d or a is None or a.residual is None or a.residual > bound:
-                        continue
-                    n += a.displaced is None or a.displaced <= p.max_displaced
-                accepted.append(str(n))
-            close = sum(distance <= d for distance, _ in rows)
-            cells.append(f"{close:>4}:{'/'.join(accepted):>9}")
+            tried = [
+                s for s in rows if s.distance <= d and s.aspect_gap <= p.aligned_aspect_tolerance
+            ]
+            accepted = "/".join(str(sum(s.accepted(p, b) for s in tried)) for b in bounds)
+            cells.append(f"{len(tried):>4}:{accepted:>9}")
         print(f"{cls:>14} {len(rows):>6} | " + " | ".join(cells))
+    gaps = (0.005, 0.01, 0.02, 0.05, np.inf)
+    print(
+        f"\nby aspect gap (PDQ <= {p.aligned_max_pdq}): tried: DUPLICATE at residual <="
+        f" {p.aligned_max_residual}"
+    )
+    print(f"{'class':>14} | " + " | ".join(f"{'gap<=' + str(g):>12}" for g in gaps))
+    for cls, rows in by_class.items():
+        cells = []
+        for g in gaps:
+            tried = [s for s in rows if s.distance <= p.aligned_max_pdq and s.aspect_gap <= g]
+            n_accepted = sum(s.accepted(p, p.aligned_max_residual) for s in tried)
+            cells.append(f"{len(tried):>5}:{n_accepted:>6}")
+        print(f"{cls:>14} | " + " | ".join(cells))
     shots = [
-        a.residual
+        s.aligned.residual
         for cls in ("other-shot", "dev:hard")
-        for distance, a in by_class.get(cls, [])
-        if a is not None and a.residual is not None
+        for s in by_class.get(cls, [])
+        if s.aligned.residual is not None and s.aspect_gap <= p.aligned_aspect_tolerance
     ]
     if shots:
         print(f"  other shots aligned by the turn: min residual {min(shots):.3f}")

@@ -47,7 +47,7 @@ The numbers behind the defaults: bench/matcher_eval.py.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Final
 
@@ -123,7 +123,7 @@ class MatchPolicy:
     # Aligned copies (services/matcher/decide.py): the hashes' turn and a scale align a
     # pair this close in PDQ whose contents' aspect ratios agree within the tolerance (log
     # ratio) once turned; DUPLICATE at a residual of at most aligned_max_residual.
-    aligned_max_pdq: int = 31
+    aligned_max_pdq: int = 48
     aligned_aspect_tolerance: float = 0.02
     aligned_max_residual: float = 0.1
 
@@ -315,7 +315,7 @@ def _ratio_matches(query: KeypointSet, train: KeypointSet, params: MatchParams) 
 def _matcher(params: MatchParams) -> cv2.DescriptorMatcher:
     if params.detector is Detector.SIFT:
         return cv2.BFMatcher(cv2.NORM_L2)
-    if params.descriptor_matching is DescriptorMatching.BRUTE_FORCE:
+    if not _approximate(params):
         return cv2.BFMatcher(cv2.NORM_HAMMING)
     # The index's random hash functions come from OpenCV's per-thread RNG.
     cv2.setRNGSeed(RANSAC_SEED)
@@ -356,9 +356,26 @@ def _estimate(
     params: MatchParams,
     policy: MatchPolicy,
 ) -> Estimate:
-    matches = _ratio_matches(new.plain, candidate, params)
+    """RANSAC on the ratio test's matches. An approximate (LSH) answer short of a clear
+    match is confirmed by exact matching: an approximate second neighbour lets more
+    chance matches through the ratio test, and near min_inliers that would count."""
     # Fewer matches than the inliers a verdict needs: RANSAC cannot find them.
     fewest = policy.min_inliers if params.skip_decided else 3
+    estimate = _ransac(new, candidate, mirrored, params, fewest)
+    if _approximate(params) and estimate.matches >= fewest and estimate.inliers < CLEAR_INLIERS:
+        exact = replace(params, descriptor_matching=DescriptorMatching.BRUTE_FORCE)
+        return _ransac(new, candidate, mirrored, exact, fewest)
+    return estimate
+
+
+def _approximate(params: MatchParams) -> bool:
+    return params.detector is Detector.ORB and params.descriptor_matching is DescriptorMatching.LSH
+
+
+def _ransac(
+    new: ImageView, candidate: KeypointSet, mirrored: bool, params: MatchParams, fewest: int
+) -> Estimate:
+    matches = _ratio_matches(new.plain, candidate, params)
     if len(matches) < fewest:
         return Estimate(len(matches), 0)
     dst = new.plain.points[[m.queryIdx for m in matches]]
@@ -694,22 +711,31 @@ def turn_and_scale(
     """The affine map (candidate's pixels -> new image's) that turns the candidate's
     content by ``DIHEDRAL[turn]`` and scales it onto the new image's content (bars
     trimmed on both sides); None when the two contents' aspect ratios differ by more
-    than ``aspect_tolerance`` (log ratio) once turned: not one turn and a scale away."""
-    top, bottom, left, right = candidate.content
-    # The content's corners (pixel edges), laid out as an image so that the turn moves them.
-    corners = (
-        np.array([[[left, top], [right, top]], [[left, bottom], [right, bottom]]], np.float64) - 0.5
-    )
-    turned = apply_dihedral(corners, turn)
+    than ``aspect_tolerance`` once turned (``aspect_gap``): not one turn and a scale away."""
+    if aspect_gap(new, candidate, turn) > aspect_tolerance:
+        return None
+    turned = _turned_corners(candidate, turn)
+    top, bottom, left, right = new.content
+    src = np.array([turned[0, 0], turned[0, 1], turned[1, 0]], np.float32)
+    dst = np.array([[left, top], [right, top], [left, bottom]], np.float32) - 0.5
+    return np.asarray(cv2.getAffineTransform(src, dst), np.float64)
+
+
+def aspect_gap(new: ImageView, candidate: ImageView, turn: int) -> float:
+    """|log| of the ratio of the two contents' aspect ratios, the candidate's turned."""
+    turned = _turned_corners(candidate, turn)
     turned_w = float(np.hypot(*(turned[0, 1] - turned[0, 0])))
     turned_h = float(np.hypot(*(turned[1, 0] - turned[0, 0])))
-    n_top, n_bottom, n_left, n_right = new.content
-    new_w, new_h = n_right - n_left, n_bottom - n_top
-    if abs(np.log((turned_w / turned_h) / (new_w / new_h))) > aspect_tolerance:
-        return None
-    src = np.array([turned[0, 0], turned[0, 1], turned[1, 0]], np.float32)
-    dst = np.array([[n_left, n_top], [n_right, n_top], [n_left, n_bottom]], np.float32) - 0.5
-    return np.asarray(cv2.getAffineTransform(src, dst), np.float64)
+    top, bottom, left, right = new.content
+    return abs(float(np.log((turned_w / turned_h) / ((right - left) / (bottom - top)))))
+
+
+def _turned_corners(view: ImageView, turn: int) -> npt.NDArray[np.float64]:
+    """The content's corners (pixel edges) laid out as a 2 x 2 image, turned by
+    ``DIHEDRAL[turn]``: [0, 0] is the corner that lands top left, [0, 1] top right."""
+    top, bottom, left, right = view.content
+    corners = np.array([[[left, top], [right, top]], [[left, bottom], [right, bottom]]], np.float64)
+    return np.asarray(apply_dihedral(corners - 0.5, turn), np.float64)
 
 
 def check_alignment(

@@ -198,3 +198,21 @@ def test_a_hint_reversed_is_the_inverse_turn() -> None:
     assert forward.reversed() == backward
     assert HashHint(3, DIHEDRAL.index("flip_lr")).mirrors
     assert not HashHint(3, DIHEDRAL.index("rot270")).mirrors
+
+
+@pytest.mark.parametrize(("inliers", "exact"), [(15, True), (200, False)])
+def test_an_approximate_match_short_of_clear_is_confirmed_exactly(
+    inliers: int, exact: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    used: list[DescriptorMatching] = []
+
+    def ransac(*args: object) -> geometry.Estimate:
+        params = args[3]
+        assert isinstance(params, MatchParams)
+        used.append(params.descriptor_matching)
+        return geometry.Estimate(matches=inliers + 5, inliers=inliers)
+
+    monkeypatch.setattr(geometry, "_ransac", ransac)
+    match(view("scene"), view("unrelated"), PARAMS, POLICY)
+    lsh, brute = DescriptorMatching.LSH, DescriptorMatching.BRUTE_FORCE
+    assert used == ([lsh, brute] if exact else [lsh]) * 2  # each orientation
