@@ -2,7 +2,9 @@
 
 The evidence behind `DEDUP_MATCHER_MIN_INLIERS` and `DEDUP_MATCHER_MAX_RESIDUAL`. Every
 pair goes through the pipeline's own path: the hasher's working copy of each file, the
-matcher's features, RANSAC, alignment and verdict with the default settings.
+matcher's decision with the default settings (services/matcher/decide.py: the aligned-copy
+shortcut on the hasher's PDQ distance and turn, then features, RANSAC, alignment), timed
+in process CPU per pair.
 
 - **edits** (copies: every one should be DUPLICATE): the required edits (crop, caption,
   border, resize, blur, greyscale, brightness, rotate-90, mirror, re-encode) and more
@@ -18,6 +20,12 @@ matcher's features, RANSAC, alignment and verdict with the default settings.
   the coasters, ...) and a sample of other pairs.
 
     .venv/bin/python -m bench.matcher_eval [--dev ../shared/data/dev] [--photos 30]
+        [--compare] [--survey]
+
+``--compare``: the reference too (every check on every pair, brute-force matching, no
+shortcut: the matcher as it was), interleaved pair by pair, its verdicts and CPU beside
+the default's. ``--survey``: the aligned-copy shortcut on every pair whatever its PDQ
+distance and aspect ratios.
 """
 
 from __future__ import annotations
