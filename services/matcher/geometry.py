@@ -356,13 +356,14 @@ def _estimate(
     params: MatchParams,
     policy: MatchPolicy,
 ) -> Estimate:
-    """RANSAC on the ratio test's matches. An approximate (LSH) answer short of a clear
-    match is confirmed by exact matching: an approximate second neighbour lets more
-    chance matches through the ratio test, and near min_inliers that would count."""
+    """RANSAC on the ratio test's matches. An approximate (LSH) answer that would pass
+    min_inliers but short of a clear match is confirmed by exact matching: an approximate
+    second neighbour lets more chance matches through the ratio test (exact matching
+    finds no more true ones, so fewer LSH inliers than min_inliers reject as they are)."""
     # Fewer matches than the inliers a verdict needs: RANSAC cannot find them.
     fewest = policy.min_inliers if params.skip_decided else 3
     estimate = _ransac(new, candidate, mirrored, params, fewest)
-    if _approximate(params) and estimate.matches >= fewest and estimate.inliers < CLEAR_INLIERS:
+    if _approximate(params) and policy.min_inliers <= estimate.inliers < CLEAR_INLIERS:
         exact = replace(params, descriptor_matching=DescriptorMatching.BRUTE_FORCE)
         return _ransac(new, candidate, mirrored, exact, fewest)
     return estimate

@@ -200,7 +200,7 @@ def test_a_hint_reversed_is_the_inverse_turn() -> None:
     assert not HashHint(3, DIHEDRAL.index("rot270")).mirrors
 
 
-@pytest.mark.parametrize(("inliers", "exact"), [(15, True), (200, False)])
+@pytest.mark.parametrize(("inliers", "exact"), [(15, True), (200, False), (11, False)])
 def test_an_approximate_match_short_of_clear_is_confirmed_exactly(
     inliers: int, exact: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
