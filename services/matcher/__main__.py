@@ -6,15 +6,9 @@ from contextlib import asynccontextmanager
 from dedup.blob import BlobMissingError, Blobs, BlobTooLargeError, blob_store
 from dedup.runtime import Stage, main
 from dedup.v1.groups_pb2 import CandidateGroup
-from services.matcher.cache import ViewCache
-from services.matcher.geometry import MatchParams
-from services.matcher.handler import (
-    STAGE,
-    FetchWorkingCopy,
-    Matcher,
-    MatchPolicy,
-    WorkingCopyUnavailable,
-)
+from services.matcher.cache import PairCache, ViewCache
+from services.matcher.geometry import MatchParams, MatchPolicy
+from services.matcher.handler import STAGE, FetchWorkingCopy, Matcher, WorkingCopyUnavailable
 from services.matcher.settings import MatcherSettings
 
 
@@ -40,13 +34,26 @@ def matcher_of(settings: MatcherSettings, fetch: FetchWorkingCopy) -> Matcher:
         min_side=settings.min_side,
         ratio=settings.ratio,
         ransac_threshold=settings.ransac_threshold,
+        descriptor_matching=settings.descriptor_matching,
+        skip_decided=settings.skip_decided,
+        refine_until=settings.refine_until,
+        flow_above=settings.flow_above,
     )
     policy = MatchPolicy(
         min_inliers=settings.min_inliers,
         max_residual=settings.max_residual,
         max_displaced=settings.max_displaced,
+        aligned_max_pdq=settings.aligned_max_pdq,
+        aligned_aspect_tolerance=settings.aligned_aspect_tolerance,
+        aligned_max_residual=settings.aligned_max_residual,
     )
-    return Matcher(fetch, params, policy, ViewCache(settings.cache_bytes))
+    return Matcher(
+        fetch,
+        params,
+        policy,
+        ViewCache(settings.cache_bytes),
+        PairCache(settings.pair_cache_size),
+    )
 
 
 @asynccontextmanager

@@ -1,28 +1,40 @@
-"""A least-recently-used cache of image views (features + grey copy), bounded in bytes.
+"""Least-recently-used caches: image views by (image id, e_tag) bounded in bytes, pair
+decisions bounded in count.
 
 Memory does not grow with the number of images seen: inserting past the budget evicts
-the least recently used views first. Not thread-safe: the handler uses it from the
-event loop only (the CPU work in worker threads never touches it).
+the least recently used entries first. Not thread-safe: the handler uses them from the
+event loop only (the CPU work in worker threads never touches them).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import TypeAlias
 
+from services.matcher.decide import Decision
 from services.matcher.geometry import ImageView
+
+# (image id, e_tag): one version of one image's blob.
+Version: TypeAlias = tuple[str, str]
+# The two versions of a pair, in canonical (sorted) order.
+PairKey: TypeAlias = tuple[Version, Version]
 
 
 class ViewCache:
+    """One view per image id, valid for the e_tag it was computed from: an overwritten
+    blob (same id, new e_tag) is a miss and replaces it, the same version is never
+    decoded twice."""
+
     def __init__(self, max_bytes: int) -> None:
         self._max_bytes = max_bytes
-        self._views: OrderedDict[str, ImageView] = OrderedDict()
+        self._views: OrderedDict[str, tuple[str, ImageView]] = OrderedDict()
         self._bytes = 0
 
     def __len__(self) -> int:
         return len(self._views)
 
-    def __contains__(self, key: str) -> bool:
-        return key in self._views
+    def __contains__(self, image_id: str) -> bool:
+        return image_id in self._views
 
     @property
     def max_bytes(self) -> int:
@@ -32,24 +44,60 @@ class ViewCache:
     def nbytes(self) -> int:
         return self._bytes
 
-    def get(self, key: str) -> ImageView | None:
-        view = self._views.get(key)
-        if view is not None:
-            self._views.move_to_end(key)
-        return view
+    def get(self, image_id: str, e_tag: str = "") -> ImageView | None:
+        """The cached view of this version; ``e_tag`` "": whichever version is cached."""
+        entry = self._views.get(image_id)
+        if entry is None or (e_tag and entry[0] != e_tag):
+            return None
+        self._views.move_to_end(image_id)
+        return entry[1]
 
-    def put(self, key: str, view: ImageView) -> None:
+    def put(self, image_id: str, view: ImageView, e_tag: str = "") -> None:
         """Insert or replace; a view larger than the whole budget is not kept."""
-        self.drop(key)
+        self.drop(image_id)
         if view.nbytes > self._max_bytes:
             return
-        self._views[key] = view
+        self._views[image_id] = (e_tag, view)
         self._bytes += view.nbytes
         while self._bytes > self._max_bytes:
-            _, evicted = self._views.popitem(last=False)
+            _, (_, evicted) = self._views.popitem(last=False)
             self._bytes -= evicted.nbytes
 
-    def drop(self, key: str) -> None:
-        view = self._views.pop(key, None)
-        if view is not None:
-            self._bytes -= view.nbytes
+    def drop(self, image_id: str) -> None:
+        entry = self._views.pop(image_id, None)
+        if entry is not None:
+            self._bytes -= entry[1].nbytes
+
+
+def pair_key(a: Version, b: Version) -> PairKey:
+    """The pair's key, whichever of the two is the new image."""
+    return (a, b) if a <= b else (b, a)
+
+
+class PairCache:
+    """Decisions of verified pairs (direction-free), keyed by ``pair_key``."""
+
+    def __init__(self, max_pairs: int) -> None:
+        self._max_pairs = max_pairs
+        self._decisions: OrderedDict[PairKey, Decision] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._decisions)
+
+    @property
+    def max_pairs(self) -> int:
+        return self._max_pairs
+
+    def get(self, key: PairKey) -> Decision | None:
+        decision = self._decisions.get(key)
+        if decision is not None:
+            self._decisions.move_to_end(key)
+        return decision
+
+    def put(self, key: PairKey, decision: Decision) -> None:
+        if self._max_pairs == 0:
+            return
+        self._decisions[key] = decision
+        self._decisions.move_to_end(key)
+        while len(self._decisions) > self._max_pairs:
+            self._decisions.popitem(last=False)

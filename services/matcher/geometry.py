@@ -47,13 +47,15 @@ The numbers behind the defaults: bench/matcher_eval.py.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Final
 
 import cv2
 import numpy as np
 import numpy.typing as npt
+
+from dedup.imaging import apply_dihedral, content_box
 
 Grey = npt.NDArray[np.uint8]
 Points = npt.NDArray[np.float32]
@@ -68,8 +70,16 @@ CLEAR_INLIERS: Final = 50
 # Windows are at least this many pixels, and about 1/WINDOWS_ACROSS of the longer side.
 MIN_WINDOW: Final = 8
 WINDOWS_ACROSS: Final = 32
-# RANSAC's random samples are seeded per call: reproducible verdicts.
+# RANSAC's random samples and the LSH index's hash functions are seeded per call:
+# reproducible verdicts.
 RANSAC_SEED: Final = 0
+# The LSH index over ORB's binary descriptors (FLANN): tables, key bits, probe level.
+LSH_INDEX: Final[dict[str, bool | int | float | str]] = {
+    "algorithm": 6,
+    "table_number": 6,
+    "key_size": 12,
+    "multi_probe_level": 1,
+}
 # Optical flow after alignment runs on copies at most this many pixels on the longer side.
 FLOW_SIDE: Final = 256
 # Local contrast normalisation before the flow (brightness, gamma, colour edits), sigma px.
@@ -93,6 +103,31 @@ class Detector(StrEnum):
     SIFT = "sift"
 
 
+class DescriptorMatching(StrEnum):
+    """How the ratio test finds each descriptor's two nearest neighbours."""
+
+    BRUTE_FORCE = "brute-force"  # exact, every pair of descriptors compared
+    LSH = "lsh"  # FLANN's locality-sensitive hash index (binary descriptors; SIFT: exact)
+
+
+@dataclass(frozen=True, slots=True)
+class MatchPolicy:
+    """The thresholds of the verdict (the handler judges by them; ``match`` skips what
+    cannot change it)."""
+
+    min_inliers: int = 12
+    max_residual: float = 0.2
+    # The most of the aligned overlap's textured pixels that optical flow may find
+    # displaced (displaced_fraction) for a DUPLICATE.
+    max_displaced: float = 0.1
+    # Aligned copies (services/matcher/decide.py): the hashes' turn and a scale align a
+    # pair this close in PDQ whose contents' aspect ratios agree within the tolerance (log
+    # ratio) once turned; DUPLICATE at a residual of at most aligned_max_residual.
+    aligned_max_pdq: int = 48
+    aligned_aspect_tolerance: float = 0.02
+    aligned_max_residual: float = 0.1
+
+
 @dataclass(frozen=True, slots=True)
 class MatchParams:
     detector: Detector = Detector.ORB
@@ -101,6 +136,7 @@ class MatchParams:
     # Working copies with a longer side below this are enlarged before detection.
     min_side: int = 384
     ratio: float = 0.8
+    descriptor_matching: DescriptorMatching = DescriptorMatching.LSH
     # In pixels of the new image's (possibly enlarged) working copy.
     ransac_threshold: float = 4.0
     ransac_iterations: int = 2000
@@ -116,9 +152,18 @@ class MatchParams:
     # Optical flow after alignment: a pixel is displaced if the flow moves it more than
     # this (pixels at FLOW_SIDE scale) and following the flow explains the difference.
     flow_min_shift: float = 1.0
-    # ECC refinement, when RANSAC's transform leaves a residual above refine_above.
+    # ECC refinement, when RANSAC's transform leaves a residual above refine_above (and,
+    # with skip_decided, at most refine_until: above it ECC has never rescued a copy).
     refine: bool = True
     refine_above: float = 0.03
+    refine_until: float = 0.5
+    # The displacement check only where the residual leaves doubt: above flow_above (the
+    # residuals where other shots hide) and at most the policy's max_residual.
+    flow_above: float = 0.02
+    # Skip every check that cannot change the verdict (no residual below min_inliers, ECC
+    # and flow only in their ranges, the second orientation aligned only if it competes);
+    # False: every check on every pair (the benchmark's reference).
+    skip_decided: bool = True
 
 
 # eq=False: it holds numpy arrays, whose == is element-wise.
@@ -135,19 +180,51 @@ class KeypointSet:
         return len(self.points)
 
 
+# Bytes per feature (its point, 2 float32, and its descriptor): the most a view's
+# features take, counted from the start (they are computed on first use).
+FEATURE_BYTES: Final = {Detector.ORB: 8 + 32, Detector.SIFT: 8 + 128 * 4}
+
+
 @dataclass(frozen=True, eq=False, slots=True)
 class ImageView:
-    """What matching needs of one working copy; computed once and cached by image id."""
+    """What matching needs of one working copy; cached by image id and e_tag.
+
+    The features are computed on first use and kept: an aligned copy needs none, most
+    pairs never try the mirror image. (Two threads computing the same features at once
+    both get the same answer; one is kept.)
+    """
 
     grey: Grey  # the grey working copy, enlarged to at least min_side
     scale: float  # grey's size / the working copy's size
-    plain: KeypointSet
-    # The features of the mirrored copy, in this image's own coordinates.
-    mirrored: KeypointSet
+    # grey's (top, bottom, left, right) without black or white bars (dedup.imaging): the
+    # part the hasher's PDQ hash describes.
+    content: tuple[int, int, int, int]
+    params: MatchParams  # how its features are computed
+    # mirrored -> features; mirrored: those of the flipped copy, in this image's own
+    # coordinates.
+    computed: dict[bool, KeypointSet] = field(default_factory=dict, repr=False)
+
+    @property
+    def plain(self) -> KeypointSet:
+        return self.keypoints(mirrored=False)
+
+    @property
+    def mirrored(self) -> KeypointSet:
+        return self.keypoints(mirrored=True)
+
+    def keypoints(self, *, mirrored: bool) -> KeypointSet:
+        found = self.computed.get(mirrored)
+        if found is None:
+            compute = _mirrored_keypoints if mirrored else _keypoints
+            found = compute(self.grey, self.params)
+            self.computed[mirrored] = found
+        return found
 
     @property
     def nbytes(self) -> int:
-        return self.grey.nbytes + self.plain.nbytes + self.mirrored.nbytes
+        """The grey copy and the most its features (both orientations) can take."""
+        features = 2 * self.params.max_features * FEATURE_BYTES[self.params.detector]
+        return self.grey.nbytes + features
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +243,18 @@ class MatchResult:
     # The fraction of the overlap's textured pixels that the dense optical flow finds
     # displaced after alignment (parallax, motion), 0 = none; None: not measured.
     displaced: float | None = None
+    # The residual with RANSAC's transform, before ECC's refinement (None: not measured).
+    ransac_residual: float | None = None
+    refined: bool = False  # ECC ran
+
+
+@dataclass(frozen=True, slots=True)
+class Alignment:
+    """The checks after alignment by a transform known beforehand (no features)."""
+
+    residual: float | None
+    displaced: float | None  # None: not measured (or too little texture)
+    windows: int
 
 
 def decode_grey(data: bytes) -> Grey:
@@ -192,7 +281,7 @@ def _keypoints(grey: Grey, params: MatchParams) -> KeypointSet:
 
 
 def view_of(grey: Grey, params: MatchParams) -> ImageView:
-    """Enlarge a small working copy; compute its features, as it is and mirrored."""
+    """Enlarge a small working copy (its features follow on first use)."""
     h, w = grey.shape
     longer = max(h, w)
     scale = 1.0
@@ -200,15 +289,15 @@ def view_of(grey: Grey, params: MatchParams) -> ImageView:
         scale = params.min_side / longer
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
         grey = np.asarray(cv2.resize(grey, size, interpolation=cv2.INTER_CUBIC), np.uint8)
+    return ImageView(grey=grey, scale=scale, content=content_box(grey), params=params)
+
+
+def _mirrored_keypoints(grey: Grey, params: MatchParams) -> KeypointSet:
+    """The features of the flipped copy, mapped back into ``grey``'s coordinates."""
     flipped = _keypoints(np.ascontiguousarray(grey[:, ::-1]), params)
     points = flipped.points.copy()
     points[:, 0] = (grey.shape[1] - 1) - points[:, 0]
-    return ImageView(
-        grey=grey,
-        scale=scale,
-        plain=_keypoints(grey, params),
-        mirrored=KeypointSet(points, flipped.descriptors),
-    )
+    return KeypointSet(points, flipped.descriptors)
 
 
 def view_of_bytes(data: bytes, params: MatchParams) -> ImageView:
@@ -219,9 +308,18 @@ def view_of_bytes(data: bytes, params: MatchParams) -> ImageView:
 def _ratio_matches(query: KeypointSet, train: KeypointSet, params: MatchParams) -> list[Any]:
     if query.descriptors is None or train.descriptors is None or len(train) < 2:
         return []
-    norm = cv2.NORM_L2 if params.detector is Detector.SIFT else cv2.NORM_HAMMING
-    pairs = cv2.BFMatcher(norm).knnMatch(query.descriptors, train.descriptors, k=2)
+    pairs = _matcher(params).knnMatch(query.descriptors, train.descriptors, k=2)
     return [p[0] for p in pairs if len(p) == 2 and p[0].distance < params.ratio * p[1].distance]
+
+
+def _matcher(params: MatchParams) -> cv2.DescriptorMatcher:
+    if params.detector is Detector.SIFT:
+        return cv2.BFMatcher(cv2.NORM_L2)
+    if not _approximate(params):
+        return cv2.BFMatcher(cv2.NORM_HAMMING)
+    # The index's random hash functions come from OpenCV's per-thread RNG.
+    cv2.setRNGSeed(RANSAC_SEED)
+    return cv2.FlannBasedMatcher(LSH_INDEX, {"checks": 32})
 
 
 def _sane(transform: npt.NDArray[np.float64], mirrored: bool, params: MatchParams) -> bool:
@@ -252,10 +350,34 @@ class Estimate:
 
 
 def _estimate(
-    new: ImageView, candidate: KeypointSet, mirrored: bool, params: MatchParams
+    new: ImageView,
+    candidate: KeypointSet,
+    mirrored: bool,
+    params: MatchParams,
+    policy: MatchPolicy,
+) -> Estimate:
+    """RANSAC on the ratio test's matches. An approximate (LSH) answer that would pass
+    min_inliers but short of a clear match is confirmed by exact matching: an approximate
+    second neighbour lets more chance matches through the ratio test (exact matching
+    finds no more true ones, so fewer LSH inliers than min_inliers reject as they are)."""
+    # Fewer matches than the inliers a verdict needs: RANSAC cannot find them.
+    fewest = policy.min_inliers if params.skip_decided else 3
+    estimate = _ransac(new, candidate, mirrored, params, fewest)
+    if _approximate(params) and policy.min_inliers <= estimate.inliers < CLEAR_INLIERS:
+        exact = replace(params, descriptor_matching=DescriptorMatching.BRUTE_FORCE)
+        return _ransac(new, candidate, mirrored, exact, fewest)
+    return estimate
+
+
+def _approximate(params: MatchParams) -> bool:
+    return params.detector is Detector.ORB and params.descriptor_matching is DescriptorMatching.LSH
+
+
+def _ransac(
+    new: ImageView, candidate: KeypointSet, mirrored: bool, params: MatchParams, fewest: int
 ) -> Estimate:
     matches = _ratio_matches(new.plain, candidate, params)
-    if len(matches) < 3:
+    if len(matches) < fewest:
         return Estimate(len(matches), 0)
     dst = new.plain.points[[m.queryIdx for m in matches]]
     src = candidate.points[[m.trainIdx for m in matches]]
@@ -439,45 +561,99 @@ def refine(
     return refined
 
 
-def match(new: ImageView, candidate: ImageView, params: MatchParams) -> MatchResult:
+def match(
+    new: ImageView,
+    candidate: ImageView,
+    params: MatchParams,
+    policy: MatchPolicy = MatchPolicy(),
+    *,
+    mirrored_first: bool = False,
+) -> MatchResult:
     """Match ``candidate`` (as it is and mirrored) against ``new``; the better one wins.
 
     Better is the lower aligned residual, not the higher inlier count: a symmetric scene
     (a facade, a face) matches well as its own mirror image but only aligns one way. An
-    orientation with far fewer inliers than the other does not compete.
+    orientation with far fewer inliers than the other does not compete (with
+    ``skip_decided`` it is not aligned at all). ``mirrored_first``: try the mirror image
+    first (the hashes say the candidate is flipped); a clear copy needs no second try.
     """
-    plain = _orientation(new, candidate, False, params)
-    clear = plain.residual is not None and plain.residual <= params.refine_above
-    if clear and plain.inliers >= CLEAR_INLIERS:
-        return plain  # a copy as it is: no need to try the mirror image
-    mirror = _orientation(new, candidate, True, params)
-    most = max(plain.inliers, mirror.inliers)
-    contenders = [r for r in (plain, mirror) if r.inliers > 0 and r.inliers >= most / 4]
+    first = _orientation(new, candidate, mirrored_first, params, policy)
+    if _clear(first, params):
+        return first
+    second_estimate = _estimate(
+        new, _keypoints_of(candidate, not mirrored_first), not mirrored_first, params, policy
+    )
+    most = max(first.inliers, second_estimate.inliers)
+    competes = second_estimate.inliers > 0 and second_estimate.inliers >= most / 4
+    if params.skip_decided and not competes:
+        second = _unaligned(second_estimate, not mirrored_first)
+    else:
+        second = _aligned_result(
+            new, candidate, second_estimate, not mirrored_first, params, policy
+        )
+    contenders = [r for r in (first, second) if r.inliers > 0 and r.inliers >= most / 4]
     if not contenders:
-        return max((plain, mirror), key=lambda r: r.matches)
+        return max((first, second), key=lambda r: r.matches)
     return min(contenders, key=lambda r: (2.0 if r.residual is None else r.residual, -r.inliers))
 
 
+def _clear(result: MatchResult, params: MatchParams) -> bool:
+    """A copy as it is: many inliers and a low residual; no need to try the other
+    orientation."""
+    return (
+        result.residual is not None
+        and result.residual <= params.refine_above
+        and result.inliers >= CLEAR_INLIERS
+    )
+
+
+def _keypoints_of(view: ImageView, mirrored: bool) -> KeypointSet:
+    return view.keypoints(mirrored=mirrored)
+
+
 def _orientation(
-    new: ImageView, candidate: ImageView, mirrored: bool, params: MatchParams
+    new: ImageView,
+    candidate: ImageView,
+    mirrored: bool,
+    params: MatchParams,
+    policy: MatchPolicy,
 ) -> MatchResult:
-    keypoints = candidate.mirrored if mirrored else candidate.plain
-    best = _estimate(new, keypoints, mirrored, params)
+    estimate = _estimate(new, _keypoints_of(candidate, mirrored), mirrored, params, policy)
+    return _aligned_result(new, candidate, estimate, mirrored, params, policy)
+
+
+def _unaligned(estimate: Estimate, mirrored: bool) -> MatchResult:
+    """RANSAC's answer alone: no residual measured."""
+    ratio = estimate.inliers / estimate.matches if estimate.matches else 0.0
+    return MatchResult(estimate.matches, estimate.inliers, ratio, mirrored, None)
+
+
+def _aligned_result(
+    new: ImageView,
+    candidate: ImageView,
+    best: Estimate,
+    mirrored: bool,
+    params: MatchParams,
+    policy: MatchPolicy,
+) -> MatchResult:
     if best.transform is None:
         return MatchResult(best.matches, 0, 0.0, mirrored, None)
+    if params.skip_decided and best.inliers < policy.min_inliers:
+        return _unaligned(best, mirrored)  # rejected whatever the alignment says
     transform, windows, residual = _aligned(new, candidate, best.transform, params)
+    ransac_residual, refined = residual, False
     # ECC's refinement, where RANSAC's transform leaves doubt: the better aligned one counts
     # (ECC maximises the correlation of the whole overlap, which an overlay can pull).
-    if params.refine and (residual is None or residual > params.refine_above):
-        refined = refine(new.grey, candidate.grey, best, params)
-        if refined is not None:
-            again = _aligned(new, candidate, refined, params)
+    if params.refine and _worth_refining(residual, params):
+        refined = True
+        polished = refine(new.grey, candidate.grey, best, params)
+        if polished is not None:
+            again = _aligned(new, candidate, polished, params)
             if again[2] is not None and (residual is None or again[2] < residual):
                 transform, windows, residual = again
-    # Along its coarser axis: a squashed thumbnail is as coarse as its fewest pixels.
-    stretch = float(np.linalg.svd(transform[:, :2], compute_uv=False)[0])
-    pixel = max(new.scale, candidate.scale * stretch)
-    displaced = displaced_fraction(new.grey, candidate.grey, transform, params, pixel)
+    displaced = None
+    if not params.skip_decided or _flow_decides(residual, params, policy.max_residual):
+        displaced = _displaced(new, candidate, transform, params)
     (a, b, c), (d, e, f) = transform.tolist()
     return MatchResult(
         matches=best.matches,
@@ -489,7 +665,33 @@ def _orientation(
         windows=len(windows),
         window_residuals=windows,
         displaced=displaced,
+        ransac_residual=ransac_residual,
+        refined=refined,
     )
+
+
+def _worth_refining(residual: float | None, params: MatchParams) -> bool:
+    """ECC where RANSAC's alignment is neither conclusive (low residual) nor hopeless."""
+    if residual is None:
+        return True
+    if params.skip_decided and residual > params.refine_until:
+        return False
+    return residual > params.refine_above
+
+
+def _flow_decides(residual: float | None, params: MatchParams, until: float) -> bool:
+    """The displacement check only in the residual's range where other shots hide: a
+    residual above ``until`` decides alone, a lower one than ``flow_above`` is a copy's."""
+    return residual is not None and params.flow_above < residual <= until
+
+
+def _displaced(
+    new: ImageView, candidate: ImageView, transform: npt.NDArray[np.float64], params: MatchParams
+) -> float | None:
+    # Along its coarser axis: a squashed thumbnail is as coarse as its fewest pixels.
+    stretch = float(np.linalg.svd(transform[:, :2], compute_uv=False)[0])
+    pixel = max(new.scale, candidate.scale * stretch)
+    return displaced_fraction(new.grey, candidate.grey, transform, params, pixel)
 
 
 def _aligned(
@@ -499,6 +701,58 @@ def _aligned(
     pixel = _coarser_pixel(new, candidate, transform)
     windows = window_residuals(new.grey, candidate.grey, transform, params, pixel)
     return transform, windows, aligned_residual(windows, params)
+
+
+# ---- aligned copies: the hashes' turn and a scale, no features ---------------------------
+
+
+def turn_and_scale(
+    new: ImageView, candidate: ImageView, turn: int, aspect_tolerance: float
+) -> npt.NDArray[np.float64] | None:
+    """The affine map (candidate's pixels -> new image's) that turns the candidate's
+    content by ``DIHEDRAL[turn]`` and scales it onto the new image's content (bars
+    trimmed on both sides); None when the two contents' aspect ratios differ by more
+    than ``aspect_tolerance`` once turned (``aspect_gap``): not one turn and a scale away."""
+    if aspect_gap(new, candidate, turn) > aspect_tolerance:
+        return None
+    turned = _turned_corners(candidate, turn)
+    top, bottom, left, right = new.content
+    src = np.array([turned[0, 0], turned[0, 1], turned[1, 0]], np.float32)
+    dst = np.array([[left, top], [right, top], [left, bottom]], np.float32) - 0.5
+    return np.asarray(cv2.getAffineTransform(src, dst), np.float64)
+
+
+def aspect_gap(new: ImageView, candidate: ImageView, turn: int) -> float:
+    """|log| of the ratio of the two contents' aspect ratios, the candidate's turned."""
+    turned = _turned_corners(candidate, turn)
+    turned_w = float(np.hypot(*(turned[0, 1] - turned[0, 0])))
+    turned_h = float(np.hypot(*(turned[1, 0] - turned[0, 0])))
+    top, bottom, left, right = new.content
+    return abs(float(np.log((turned_w / turned_h) / ((right - left) / (bottom - top)))))
+
+
+def _turned_corners(view: ImageView, turn: int) -> npt.NDArray[np.float64]:
+    """The content's corners (pixel edges) laid out as a 2 x 2 image, turned by
+    ``DIHEDRAL[turn]``: [0, 0] is the corner that lands top left, [0, 1] top right."""
+    top, bottom, left, right = view.content
+    corners = np.array([[[left, top], [right, top]], [[left, bottom], [right, bottom]]], np.float64)
+    return np.asarray(apply_dihedral(corners - 0.5, turn), np.float64)
+
+
+def check_alignment(
+    new: ImageView,
+    candidate: ImageView,
+    transform: npt.NDArray[np.float64],
+    params: MatchParams,
+    flow_until: float,
+) -> Alignment:
+    """The residual after ``transform``, and the displacement where it leaves doubt
+    (above ``flow_above``, at most ``flow_until``)."""
+    _, windows, residual = _aligned(new, candidate, transform, params)
+    displaced = None
+    if _flow_decides(residual, params, flow_until):
+        displaced = _displaced(new, candidate, transform, params)
+    return Alignment(residual, displaced, len(windows))
 
 
 def _coarser_pixel(

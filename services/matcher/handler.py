@@ -1,40 +1,44 @@
 """The matcher: geometric proof of every remaining candidate on the working copies.
 
 One CandidateGroup in (dedup.embedded.v1), the same group out (dedup.matched.v1) with a
-verdict on every candidate that earlier stages left open:
+verdict on every candidate that earlier stages left open (services/matcher/decide.py:
+the cheapest test that can decide, named in ``Candidate.test``):
 
-- DUPLICATE: at least ``min_inliers`` RANSAC inliers and, after warping the candidate
-  onto the new image, an aligned residual of at most ``max_residual`` (a copy or an edit
-  of the same capture);
+- DUPLICATE: the hashes' turn and a scale align the pair (aligned copies, no features),
+  or at least ``min_inliers`` RANSAC inliers and, after warping the candidate onto the
+  new image, an aligned residual of at most ``max_residual`` (a copy or an edit of the
+  same capture);
 - SIMILAR: as many inliers but a larger residual, or more than ``max_displaced`` of the
   aligned overlap displaced (optical flow: parallax, motion): another shot of the same
   scene (a burst, a stereo pair, another angle); reported, never merged;
 - REJECTED: too few inliers (no geometric match), or a working copy that cannot be
   read (the reason says which).
 
-``scores.inliers``, ``inlier_ratio`` and ``aligned_residual`` are recorded on every
-candidate matched. Candidates already REJECTED are not matched again. Groups of
-unreadable or deleted images pass through (a deleted image also leaves the cache).
+``scores.inliers``, ``inlier_ratio`` and ``aligned_residual`` are recorded where measured.
+Candidates already REJECTED are not matched again. Groups of unreadable or deleted
+images pass through (a deleted image also leaves the cache).
 
 Pure: working copies come through an injected ``fetch(url) -> bytes`` (nothing reads an
-original); features are cached by image id; the CPU work (features, matching, RANSAC,
-alignment) runs in a worker thread so that the event loop stays responsive. The new
-image's features are always computed afresh (an overwritten blob keeps its image id),
-so redelivery gives the same verdicts.
+original). Views are cached by (image id, e_tag), the new image's too: the same version
+is never decoded twice, an overwritten blob (new e_tag) is; without an e_tag the new
+image is read afresh. Each pair is matched in a canonical order (by id and e_tag), so its
+decision does not depend on which image came first, and a pair whose two e_tags are
+known is verified once: the other direction is answered from the pair cache. The CPU
+work runs in a worker thread so that the event loop stays responsive.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import Final
 
 from dedup.runtime import Output
 from dedup.v1.features_pb2 import ImageStatus
 from dedup.v1.groups_pb2 import Candidate, CandidateGroup, Verdict
-from services.matcher.cache import ViewCache
-from services.matcher.geometry import ImageView, MatchParams, MatchResult, match, view_of_bytes
+from services.matcher.cache import PairCache, Version, ViewCache, pair_key
+from services.matcher.decide import Check, Decision, HashHint, decide
+from services.matcher.geometry import ImageView, MatchParams, MatchPolicy, view_of_bytes
 
 STAGE: Final = "matcher"
 
@@ -48,57 +52,48 @@ class WorkingCopyUnavailable(Exception):
 FetchWorkingCopy = Callable[[str], Awaitable[bytes]]
 
 
-@dataclass(frozen=True, slots=True)
-class MatchPolicy:
-    min_inliers: int = 12
-    max_residual: float = 0.2
-    # The most of the aligned overlap's textured pixels that optical flow may find
-    # displaced (geometry.displaced_fraction) for a DUPLICATE.
-    max_displaced: float = 0.1
+def hint_of(candidate: Candidate) -> HashHint | None:
+    """What the hashes say of the pair, if the candidate came with both scores."""
+    scores = candidate.scores
+    if not (scores.HasField("pdq_distance") and scores.HasField("pdq_transform")):
+        return None
+    return HashHint(scores.pdq_distance, scores.pdq_transform)
 
 
-def judge(result: MatchResult, policy: MatchPolicy) -> tuple[Verdict.ValueType, str]:
-    """The verdict and its reason for one match result."""
-    how = f"{result.inliers} inliers of {result.matches} matches"
-    if result.mirrored:
-        how += ", mirrored"
-    if result.inliers < policy.min_inliers:
-        return Verdict.VERDICT_REJECTED, f"no geometric match: {how} (< {policy.min_inliers})"
-    if result.residual is None:
-        # Too small or too flat to compare after alignment: the inliers are all the proof.
-        return Verdict.VERDICT_DUPLICATE, f"{how}; too little texture to check the alignment"
-    if result.residual > policy.max_residual:
-        return (
-            Verdict.VERDICT_SIMILAR,
-            f"same scene, another capture: {how} but aligned residual {result.residual:.3f}"
-            f" > {policy.max_residual:.3f}",
-        )
-    if result.displaced is not None and result.displaced > policy.max_displaced:
-        return (
-            Verdict.VERDICT_SIMILAR,
-            f"same scene, another capture: {how}, aligned residual {result.residual:.3f}, but"
-            f" {result.displaced:.1%} of it displaced after alignment"
-            f" > {policy.max_displaced:.1%} (parallax or motion)",
-        )
-    return (
-        Verdict.VERDICT_DUPLICATE,
-        f"{how}; aligned residual {result.residual:.3f} <= {policy.max_residual:.3f}",
-    )
-
-
-def record(candidate: Candidate, result: MatchResult, policy: MatchPolicy) -> None:
-    candidate.scores.inliers = result.inliers
-    candidate.scores.inlier_ratio = result.inlier_ratio
-    if result.residual is not None:
-        candidate.scores.aligned_residual = result.residual
-    candidate.verdict, candidate.reason = judge(result, policy)
+def record(candidate: Candidate, decision: Decision) -> None:
+    if decision.inliers is not None:
+        candidate.scores.inliers = decision.inliers
+    if decision.inlier_ratio is not None:
+        candidate.scores.inlier_ratio = decision.inlier_ratio
+    if decision.residual is not None:
+        candidate.scores.aligned_residual = decision.residual
+    candidate.verdict = decision.verdict
+    candidate.reason = decision.reason
+    candidate.test = decision.test
     candidate.decided_by = STAGE
 
 
 def reject(candidate: Candidate, reason: str) -> None:
     candidate.verdict = Verdict.VERDICT_REJECTED
     candidate.decided_by = STAGE
+    candidate.test = Check.UNAVAILABLE
     candidate.reason = reason
+
+
+def decide_canonically(
+    ours: tuple[Version, ImageView],
+    theirs: tuple[Version, ImageView],
+    hint: HashHint | None,
+    params: MatchParams,
+    policy: MatchPolicy,
+) -> Decision:
+    """The pair's decision with the lower (id, e_tag) as the new image: the same
+    whichever of the two arrived first."""
+    (our_version, our_view), (their_version, their_view) = ours, theirs
+    if our_version <= their_version:
+        return decide(our_view, their_view, params, policy, hint)
+    reverse = None if hint is None else hint.reversed()
+    return decide(their_view, our_view, params, policy, reverse)
 
 
 class Matcher:
@@ -108,11 +103,13 @@ class Matcher:
         params: MatchParams,
         policy: MatchPolicy,
         cache: ViewCache,
+        pairs: PairCache | None = None,
     ) -> None:
         self._fetch = fetch
         self._params = params
         self._policy = policy
         self._cache = cache
+        self._pairs = PairCache(0) if pairs is None else pairs
 
     @property
     def params(self) -> MatchParams:
@@ -125,6 +122,10 @@ class Matcher:
     @property
     def cache(self) -> ViewCache:
         return self._cache
+
+    @property
+    def pairs(self) -> PairCache:
+        return self._pairs
 
     async def handle(self, group: CandidateGroup) -> Sequence[Output]:
         return [Output(group.image_id, await self.matched(group))]
@@ -140,24 +141,43 @@ class Matcher:
         open_ = [c for c in out.candidates if c.verdict != Verdict.VERDICT_REJECTED]
         if status != ImageStatus.IMAGE_STATUS_OK or not open_:
             return out
-        try:
-            new = await self._view(out.image_id, out.image.working_copy_url, fresh=True)
-        except WorkingCopyUnavailable as error:
-            for candidate in open_:
-                reject(candidate, f"the new image's working copy is unavailable: {error}")
-            return out
-        for candidate in open_:
+        ours: Version = (out.image_id, out.image.e_tag)
+        new: ImageView | None = None
+        for index, candidate in enumerate(open_):
+            theirs: Version = (candidate.image_id, candidate.e_tag)
+            key = pair_key(ours, theirs) if ours[1] and theirs[1] else None
+            if key is not None and (known := self._pairs.get(key)) is not None:
+                record(candidate, known)
+                continue
             try:
-                theirs = await self._view(candidate.image_id, candidate.working_copy_url)
+                # Read only when a pair needs it (every pair may be known already).
+                if new is None:
+                    new = await self._view(ours, out.image.working_copy_url, fresh=not ours[1])
+            except WorkingCopyUnavailable as error:
+                for unproven in open_[index:]:
+                    reject(unproven, f"the new image's working copy is unavailable: {error}")
+                return out
+            try:
+                their_view = await self._view(theirs, candidate.working_copy_url)
             except WorkingCopyUnavailable as error:
                 reject(candidate, f"the candidate's working copy is unavailable: {error}")
                 continue
-            result = await asyncio.to_thread(match, new, theirs, self._params)
-            record(candidate, result, self._policy)
+            decision = await asyncio.to_thread(
+                decide_canonically,
+                (ours, new),
+                (theirs, their_view),
+                hint_of(candidate),
+                self._params,
+                self._policy,
+            )
+            if key is not None:
+                self._pairs.put(key, decision)
+            record(candidate, decision)
         return out
 
-    async def _view(self, image_id: str, url: str, *, fresh: bool = False) -> ImageView:
-        if not fresh and (cached := self._cache.get(image_id)) is not None:
+    async def _view(self, version: Version, url: str, *, fresh: bool = False) -> ImageView:
+        image_id, e_tag = version
+        if not fresh and (cached := self._cache.get(image_id, e_tag)) is not None:
             return cached
         if not url:
             raise WorkingCopyUnavailable("no working copy URL")
@@ -166,5 +186,5 @@ class Matcher:
             view = await asyncio.to_thread(view_of_bytes, data, self._params)
         except ValueError as error:
             raise WorkingCopyUnavailable(str(error)) from error
-        self._cache.put(image_id, view)
+        self._cache.put(image_id, view, e_tag)
         return view

@@ -5,8 +5,7 @@ from pydantic import Field
 from dedup import topics
 from dedup.blob import BlobSettings
 from dedup.settings import RuntimeSettings, service_config
-from services.matcher.geometry import Detector, MatchParams
-from services.matcher.handler import MatchPolicy
+from services.matcher.geometry import DescriptorMatching, Detector, MatchParams, MatchPolicy
 
 PARAMS = MatchParams()
 POLICY = MatchPolicy()
@@ -28,6 +27,14 @@ class MatcherSettings(RuntimeSettings, BlobSettings):
     ratio: float = Field(PARAMS.ratio, gt=0.0, le=1.0)
     # RANSAC reprojection threshold, in pixels of the new image's working copy.
     ransac_threshold: float = Field(PARAMS.ransac_threshold, gt=0.0, le=50.0)
+    # The ratio test's two nearest neighbours: an LSH index (ORB) or brute force.
+    descriptor_matching: DescriptorMatching = PARAMS.descriptor_matching
+    # Skip the checks that cannot change the verdict (README, "Cheapest test first"):
+    # ECC only for residuals in (refine_above, refine_until], the displacement check only
+    # for residuals in (flow_above, max_residual].
+    skip_decided: bool = PARAMS.skip_decided
+    refine_until: float = Field(PARAMS.refine_until, gt=0.0, le=1.0)
+    flow_above: float = Field(PARAMS.flow_above, ge=0.0, le=1.0)
 
     # The verdict, chosen on data (bench/matcher_eval.py): DUPLICATE needs at least
     # min_inliers RANSAC inliers and an aligned residual of at most max_residual; as many
@@ -37,9 +44,20 @@ class MatcherSettings(RuntimeSettings, BlobSettings):
     # ...and at most this fraction of the aligned overlap's textured pixels displaced
     # (dense optical flow after alignment: parallax or motion; README, "Other shots").
     max_displaced: float = Field(POLICY.max_displaced, gt=0.0, le=1.0)
+    # Aligned copies, no features: a hash candidate at most aligned_max_pdq from the new
+    # image (at its pdq_transform) whose content has the same aspect ratio once turned
+    # (log ratio within aligned_aspect_tolerance) is aligned by the turn and a scale, and
+    # DUPLICATE at a residual of at most aligned_max_residual; otherwise the full path.
+    # aligned_max_pdq -1: never.
+    aligned_max_pdq: int = Field(POLICY.aligned_max_pdq, ge=-1, le=256)
+    aligned_aspect_tolerance: float = Field(POLICY.aligned_aspect_tolerance, ge=0.0, le=1.0)
+    aligned_max_residual: float = Field(POLICY.aligned_max_residual, ge=0.0, le=1.0)
 
-    # Features of recently seen working copies, by image id (LRU, bounded in bytes: a
-    # 512-px working copy takes about 0.3 MB with its features).
+    # Features of recently seen working copies, by image id and e_tag (LRU, bounded in
+    # bytes: a 512-px working copy takes about 0.3 MB with its features).
     cache_bytes: int = Field(256 * 1024 * 1024, ge=0)
+    # Verdicts of recently verified pairs (both e_tags known), by the two (id, e_tag): the
+    # other direction is answered from it. About 0.5 kB a pair.
+    pair_cache_size: int = Field(100_000, ge=0)
     # A working copy is small (<= 512 px JPEG); anything bigger is refused unread.
     working_copy_max_bytes: int = Field(8 * 1024 * 1024, ge=1024)

@@ -138,5 +138,6 @@ async def test_the_matcher_proves_copies_and_tells_other_shots_apart(
     assert judged["copy"].scores.inliers >= 12 and judged["copy"].scores.aligned_residual < 0.2
     assert judged["shot"].scores.aligned_residual > 0.2
     assert "unavailable" in judged["gone"].reason and judged["gone"].decided_by == "matcher"
+    assert (judged["gone"].test, judged["stranger"].test) == ("unavailable", "ransac-inliers")
     assert judged["settled"].decided_by == "verifier"
     assert list(out["deleted"].stages)[-1] == "matcher"

@@ -8,7 +8,10 @@ from collections.abc import Callable
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
 from dedup import synthetic
-from services.hasher.features import extract
+from services.hasher.features import Features, extract
+from services.hasher.handler import transform_of_candidate
+from services.hasher.hashes import best_dihedral
+from services.matcher.decide import HashHint
 
 Edit = Callable[[Image.Image], Image.Image]
 
@@ -37,8 +40,18 @@ PICTURES: dict[str, Callable[[], Image.Image]] = {
 
 
 @functools.cache
-def working_copy(picture: str, edit: str | None = None) -> bytes:
+def features(picture: str, edit: str | None = None) -> Features:
     image = PICTURES[picture]()
     if edit is not None:
         image = EDITS[edit](image)
-    return extract(synthetic.encode(image, quality=85)).working_copy
+    return extract(synthetic.encode(image, quality=85))
+
+
+def working_copy(picture: str, edit: str | None = None) -> bytes:
+    return features(picture, edit).working_copy
+
+
+def hint(new: tuple[str, str | None], candidate: tuple[str, str | None]) -> HashHint:
+    """What the hasher says of the pair (``Scores.pdq_distance``, ``pdq_transform``)."""
+    variant, distance = best_dihedral(features(*new).pdq, features(*candidate).pdq.hash)
+    return HashHint(distance, transform_of_candidate(variant))

@@ -1,16 +1,18 @@
-"""The view cache: least recently used out first, bounded in bytes."""
+"""The caches: views (least recently used out first, bounded in bytes, by e_tag) and pairs."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from services.matcher.cache import ViewCache
-from services.matcher.geometry import ImageView, KeypointSet
+from dedup.v1.groups_pb2 import Verdict
+from services.matcher.cache import PairCache, ViewCache, pair_key
+from services.matcher.decide import Check, Decision
+from services.matcher.geometry import ImageView, MatchParams
 
 
 def view(nbytes: int) -> ImageView:
-    empty = KeypointSet(np.zeros((0, 2), np.float32), None)
-    return ImageView(np.zeros(nbytes, np.uint8).reshape(1, -1), 1.0, empty, empty)
+    grey = np.zeros(nbytes, np.uint8).reshape(1, -1)
+    return ImageView(grey, 1.0, (0, 1, 0, nbytes), MatchParams(max_features=0))
 
 
 def test_the_least_recently_used_view_goes_first() -> None:
@@ -52,3 +54,41 @@ def test_a_view_bigger_than_the_budget_is_not_kept() -> None:
     zero = ViewCache(max_bytes=0)
     zero.put("a", view(1))
     assert len(zero) == 0
+
+
+def test_a_view_is_valid_for_the_e_tag_it_was_computed_from() -> None:
+    cache = ViewCache(max_bytes=300)
+    v1, v2 = view(100), view(100)
+    cache.put("a", v1, "etag-1")
+    assert cache.get("a", "etag-1") is v1
+    assert cache.get("a", "etag-2") is None  # an overwritten blob: recompute
+    assert cache.get("a") is v1  # no e_tag known: whichever version is cached
+    cache.put("a", v2, "etag-2")  # the new version replaces the old one
+    assert cache.get("a", "etag-1") is None and cache.get("a", "etag-2") is v2
+    assert len(cache) == 1 and cache.nbytes == 100
+    cache.drop("a")
+    assert cache.get("a") is None and cache.nbytes == 0
+
+
+def decision(reason: str) -> Decision:
+    return Decision(Verdict.VERDICT_DUPLICATE, Check.ALIGNED_RESIDUAL, reason)
+
+
+def test_a_pair_has_one_key_whichever_image_is_new() -> None:
+    a, b = ("a", "etag-a"), ("b", "etag-b")
+    assert pair_key(a, b) == pair_key(b, a) == (a, b)
+    assert pair_key(("a", "etag-2"), b) != pair_key(a, b)
+
+
+def test_the_pair_cache_keeps_the_most_recently_used_pairs() -> None:
+    cache = PairCache(max_pairs=2)
+    keys = [pair_key((f"x{i}", "e"), ("y", "e")) for i in range(3)]
+    cache.put(keys[0], decision("0"))
+    cache.put(keys[1], decision("1"))
+    assert cache.get(keys[0]) == decision("0")  # now the most recent
+    cache.put(keys[2], decision("2"))
+    assert len(cache) == 2 and cache.get(keys[1]) is None
+    assert cache.get(keys[0]) is not None and cache.get(keys[2]) is not None
+    off = PairCache(max_pairs=0)
+    off.put(keys[0], decision("0"))
+    assert len(off) == 0

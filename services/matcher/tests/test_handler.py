@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
 import pytest
 
 from dedup.errors import TransientError
 from dedup.v1.features_pb2 import ImageFeatures, ImageStatus
 from dedup.v1.groups_pb2 import Candidate, CandidateGroup, CandidateSource, Scores, Verdict
-from services.matcher.cache import ViewCache
-from services.matcher.geometry import MatchParams
-from services.matcher.handler import STAGE, Matcher, MatchPolicy, WorkingCopyUnavailable
-from services.matcher.tests.images import working_copy
+from services.matcher import handler
+from services.matcher.cache import PairCache, ViewCache
+from services.matcher.decide import Check, Decision
+from services.matcher.geometry import MatchParams, MatchPolicy
+from services.matcher.handler import STAGE, Matcher, WorkingCopyUnavailable
+from services.matcher.tests.images import hint, working_copy
 
 PENDING, REJECTED = Verdict.VERDICT_PENDING, Verdict.VERDICT_REJECTED
 DUPLICATE, SIMILAR = Verdict.VERDICT_DUPLICATE, Verdict.VERDICT_SIMILAR
@@ -45,12 +48,20 @@ def store() -> Store:
     return Store()
 
 
-def matcher(store: Store, cache_bytes: int = 64 << 20) -> Matcher:
-    return Matcher(store.fetch, MatchParams(), MatchPolicy(), ViewCache(cache_bytes))
+def matcher(store: Store, cache_bytes: int = 64 << 20, pairs: int = 1000) -> Matcher:
+    return Matcher(
+        store.fetch, MatchParams(), MatchPolicy(), ViewCache(cache_bytes), PairCache(pairs)
+    )
 
 
 def candidate(
-    store: Store, image_id: str, picture: str | None, edit: str | None = None
+    store: Store,
+    image_id: str,
+    picture: str | None,
+    edit: str | None = None,
+    *,
+    e_tag: str = "",
+    scores: Scores | None = None,
 ) -> Candidate:
     url = store.add(image_id, picture, edit) if picture else ""
     return Candidate(
@@ -58,7 +69,8 @@ def candidate(
         verdict=PENDING,
         source=CandidateSource.CANDIDATE_SOURCE_HASH,
         working_copy_url=url,
-        scores=Scores(pdq_distance=20),
+        scores=Scores(pdq_distance=20) if scores is None else scores,
+        e_tag=e_tag,
     )
 
 
@@ -68,11 +80,13 @@ def group(
     picture: str | None,
     *candidates: Candidate,
     status: ImageStatus.ValueType = ImageStatus.IMAGE_STATUS_OK,
+    e_tag: str = "",
+    edit: str | None = None,
 ) -> CandidateGroup:
-    url = store.add(image_id, picture) if picture else ""
+    url = store.add(image_id, picture, edit) if picture else ""
     return CandidateGroup(
         image_id=image_id,
-        image=ImageFeatures(image_id=image_id, status=status, working_copy_url=url),
+        image=ImageFeatures(image_id=image_id, status=status, working_copy_url=url, e_tag=e_tag),
         candidates=candidates,
         stages=["hasher", "verifier", "embedder"],
     )
@@ -198,3 +212,131 @@ async def test_redelivery_gives_the_same_group_and_the_input_is_not_changed(stor
     first, second = await m.matched(g), await matcher(store).matched(g)
     assert first == second == await m.matched(g)
     assert g.SerializeToString() == before
+
+
+def hashed(new: tuple[str, str | None], old: tuple[str, str | None]) -> Scores:
+    """The scores the hasher gives the candidate ``old`` of the new image ``new``."""
+    h = hint(new, old)
+    return Scores(pdq_distance=h.distance, pdq_transform=h.turn)
+
+
+async def test_every_verdict_names_the_test_that_made_it(store: Store) -> None:
+    gone = candidate(store, "gone", None)
+    g = group(
+        store,
+        "new",
+        "scene",
+        candidate(store, "copy", "scene", "caption"),
+        candidate(store, "shot", "another-shot"),
+        candidate(store, "stranger", "unrelated"),
+        candidate(
+            store,
+            "turned",
+            "scene",
+            "rotate-90",
+            scores=hashed(("scene", None), ("scene", "rotate-90")),
+        ),
+        gone,
+    )
+    out = await matcher(store).matched(g)
+    assert {c.image_id: c.test for c in out.candidates} == {
+        "copy": Check.RANSAC_RESIDUAL,
+        "shot": Check.RESIDUAL,
+        "stranger": Check.RANSAC_INLIERS,
+        "turned": Check.ALIGNED_RESIDUAL,
+        "gone": Check.UNAVAILABLE,
+    }
+    assert all(c.decided_by == STAGE for c in out.candidates)
+    turned = out.candidates[3]
+    assert turned.verdict == DUPLICATE and turned.scores.aligned_residual < 0.1
+    assert not turned.scores.HasField("inliers")  # no features: not measured
+
+
+async def test_each_unordered_pair_is_verified_once(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[object] = []
+    real = handler.decide_canonically
+
+    def counted(*args: Any) -> Decision:
+        calls.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(handler, "decide_canonically", counted)
+    m = matcher(store)
+    a_then_b = group(
+        store, "a", "scene", candidate(store, "b", "scene", "crop", e_tag="b1"), e_tag="a1"
+    )
+    [first] = (await m.matched(a_then_b)).candidates
+    b_then_a = group(
+        store, "b", "scene", candidate(store, "a", "scene", e_tag="a1"), e_tag="b1", edit="crop"
+    )
+    reads = sum(store.reads.values())
+    [second] = (await m.matched(b_then_a)).candidates
+    assert len(calls) == 1 and sum(store.reads.values()) == reads  # nothing read or matched
+    assert (second.verdict, second.test, second.reason) == (first.verdict, first.test, first.reason)
+    assert second.scores.inliers == first.scores.inliers
+    assert second.scores.aligned_residual == first.scores.aligned_residual
+    # A new version of either image is another pair.
+    await m.matched(
+        group(
+            store, "b", "scene", candidate(store, "a", "scene", e_tag="a2"), e_tag="b1", edit="crop"
+        )
+    )
+    assert len(calls) == 2
+
+
+async def test_pairs_without_e_tags_are_not_remembered(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[object] = []
+    real = handler.decide_canonically
+
+    def counted(*args: Any) -> Decision:
+        calls.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(handler, "decide_canonically", counted)
+    m = matcher(store)
+    await m.matched(group(store, "a", "scene", candidate(store, "b", "scene", "crop")))
+    await m.matched(group(store, "b", "scene", candidate(store, "a", "scene"), edit="crop"))
+    assert len(calls) == 2 and len(m.pairs) == 0
+
+
+async def test_a_pairs_decision_does_not_depend_on_which_image_came_first(store: Store) -> None:
+    forward = group(
+        store,
+        "a",
+        "scene",
+        candidate(
+            store, "b", "scene", "rotate-90", scores=hashed(("scene", None), ("scene", "rotate-90"))
+        ),
+    )
+    backward = group(
+        store,
+        "b",
+        "scene",
+        candidate(store, "a", "scene", scores=hashed(("scene", "rotate-90"), ("scene", None))),
+        edit="rotate-90",
+    )
+    [ab] = (await matcher(store).matched(forward)).candidates
+    [ba] = (await matcher(store).matched(backward)).candidates
+    assert (ab.verdict, ab.test, ab.reason) == (ba.verdict, ba.test, ba.reason)
+    assert ab.scores.aligned_residual == ba.scores.aligned_residual
+
+
+async def test_views_are_cached_by_image_id_and_e_tag(store: Store) -> None:
+    m = matcher(store)
+    g = group(store, "a", "scene", candidate(store, "c", "scene", "blur", e_tag="c1"), e_tag="a1")
+    await m.matched(g)
+    # The new image's view went into the cache: as a candidate, the same version is not
+    # read again...
+    later = group(store, "d", "scene", candidate(store, "a", "scene", e_tag="a1"), edit="grey")
+    await m.matched(later)
+    assert store.reads[g.image.working_copy_url] == 1
+    # ...nor as a new image again (redelivery)...
+    await m.matched(g)
+    assert store.reads[g.image.working_copy_url] == 1
+    # ...but an overwritten blob (same id, another e_tag) is.
+    await m.matched(group(store, "e", "scene", candidate(store, "a", "scene", e_tag="a2")))
+    assert store.reads[g.image.working_copy_url] == 2

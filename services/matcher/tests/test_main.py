@@ -7,7 +7,7 @@ import pytest
 from dedup.blob import BlobMissingError, BlobTooLargeError, split_blob_url
 from dedup.errors import TransientError
 from services.matcher.__main__ import matcher_of, working_copy_reader
-from services.matcher.geometry import Detector
+from services.matcher.geometry import DescriptorMatching, Detector
 from services.matcher.handler import WorkingCopyUnavailable
 from services.matcher.settings import MatcherSettings
 
@@ -72,8 +72,16 @@ def test_settings_reach_the_matcher(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DEDUP_MATCHER_MAX_RESIDUAL", "0.3")
     monkeypatch.setenv("DEDUP_MATCHER_MAX_DISPLACED", "0.25")
     monkeypatch.setenv("DEDUP_MATCHER_CACHE_BYTES", "1000")
+    monkeypatch.setenv("DEDUP_MATCHER_PAIR_CACHE_SIZE", "7")
+    monkeypatch.setenv("DEDUP_MATCHER_DESCRIPTOR_MATCHING", "brute-force")
+    monkeypatch.setenv("DEDUP_MATCHER_SKIP_DECIDED", "false")
+    monkeypatch.setenv("DEDUP_MATCHER_ALIGNED_MAX_PDQ", "-1")
     matcher = matcher_of(MatcherSettings(), working_copy_reader(FakeBlobs(), 1))
     assert matcher.params.detector is Detector.SIFT
     assert matcher.policy.max_residual == 0.3
     assert matcher.policy.max_displaced == 0.25
     assert matcher.cache.max_bytes == 1000
+    assert matcher.pairs.max_pairs == 7
+    assert matcher.params.descriptor_matching is DescriptorMatching.BRUTE_FORCE
+    assert not matcher.params.skip_decided
+    assert matcher.policy.aligned_max_pdq == -1

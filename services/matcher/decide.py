@@ -1,0 +1,175 @@
+"""One candidate pair's verdict by the cheapest test that can decide it (pure, CPU).
+
+1. **Aligned copies** (``aligned-residual``): when the hashes already say the candidate
+   is the new image turned by ``pdq_transform`` (PDQ distance at most
+   ``aligned_max_pdq``) and both contents have the same aspect ratio once turned, the
+   turn and a scale are the alignment: the residual (and, where it leaves doubt, the
+   displacement) on the working copies themselves, no features. This shortcut only ever
+   says DUPLICATE: anything short of a clear pass goes to the full path, which decides
+   other shots (a burst frame hashes close too).
+2. **The full path** (``geometry.match``): features, RANSAC, ECC where it can help,
+   residual, displacement where the residual leaves doubt.
+
+Every decision names its test (``Check``): the vocabulary of ``Candidate.test``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Final
+
+from dedup.imaging import DIHEDRAL, INVERSE
+from dedup.v1.groups_pb2 import Verdict
+from services.matcher.geometry import (
+    ImageView,
+    MatchParams,
+    MatchPolicy,
+    MatchResult,
+    check_alignment,
+    match,
+    turn_and_scale,
+)
+
+ROTATIONS: Final = frozenset({"identity", "rot90", "rot180", "rot270"})
+
+
+class Check(StrEnum):
+    """The check that decided (``Candidate.test``)."""
+
+    ALIGNED_RESIDUAL = "aligned-residual"  # DUPLICATE: the hashes' turn aligns, no features
+    RANSAC_INLIERS = "ransac-inliers"  # REJECTED: too few inliers
+    RANSAC_ONLY = "ransac-only"  # DUPLICATE on inliers alone: too small or flat to align
+    RANSAC_RESIDUAL = "ransac+residual"  # DUPLICATE: features, residual (and displacement)
+    RESIDUAL = "residual"  # SIMILAR: aligned, but residual above max_residual
+    DISPLACEMENT = "displacement"  # SIMILAR: aligned, but part of it moved (optical flow)
+    UNAVAILABLE = "unavailable"  # REJECTED: a working copy is missing or not an image
+
+
+@dataclass(frozen=True, slots=True)
+class HashHint:
+    """What the hashes say of a pair: ``Scores.pdq_distance`` at ``Scores.pdq_transform``."""
+
+    distance: int
+    # Index into DIHEDRAL: the candidate turned by it looks like the new image.
+    turn: int
+
+    @property
+    def mirrors(self) -> bool:
+        return DIHEDRAL[self.turn] not in ROTATIONS
+
+    def reversed(self) -> HashHint:
+        """The same hint with the two images' roles swapped."""
+        return HashHint(self.distance, INVERSE[self.turn])
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """A pair's verdict, direction-free: the same whichever image is the new one."""
+
+    verdict: Verdict.ValueType
+    test: Check
+    reason: str
+    # What was measured (None: not measured by the test that decided).
+    matches: int | None = None
+    inliers: int | None = None
+    inlier_ratio: float | None = None
+    residual: float | None = None
+    displaced: float | None = None
+
+
+def decide(
+    new: ImageView,
+    candidate: ImageView,
+    params: MatchParams,
+    policy: MatchPolicy,
+    hint: HashHint | None = None,
+) -> Decision:
+    if hint is not None and hint.distance <= policy.aligned_max_pdq:
+        aligned = aligned_copy(new, candidate, hint, params, policy)
+        if aligned is not None:
+            return aligned
+    mirrored_first = hint is not None and hint.mirrors
+    return judge(match(new, candidate, params, policy, mirrored_first=mirrored_first), policy)
+
+
+def aligned_copy(
+    new: ImageView,
+    candidate: ImageView,
+    hint: HashHint,
+    params: MatchParams,
+    policy: MatchPolicy,
+) -> Decision | None:
+    """DUPLICATE when the hashes' turn and a scale align the pair clearly; None: the full
+    path decides."""
+    transform = turn_and_scale(new, candidate, hint.turn, policy.aligned_aspect_tolerance)
+    if transform is None:
+        return None
+    aligned = check_alignment(new, candidate, transform, params, policy.aligned_max_residual)
+    residual, displaced = aligned.residual, aligned.displaced
+    if residual is None or residual > policy.aligned_max_residual:
+        return None
+    if displaced is not None and displaced > policy.max_displaced:
+        return None
+    how = f"PDQ distance {hint.distance} at {DIHEDRAL[hint.turn]}, aligned by it"
+    moved = "" if displaced is None else f", {displaced:.1%} displaced"
+    return Decision(
+        Verdict.VERDICT_DUPLICATE,
+        Check.ALIGNED_RESIDUAL,
+        f"{how}: aligned residual {residual:.3f} <= {policy.aligned_max_residual:.3f}{moved}",
+        residual=residual,
+        displaced=displaced,
+    )
+
+
+def judge(result: MatchResult, policy: MatchPolicy) -> Decision:
+    """The verdict, its test and its reason for one result of the full path."""
+    how = f"{result.inliers} inliers of {result.matches} matches"
+    if result.mirrored:
+        how += ", mirrored"
+
+    def decision(verdict: Verdict.ValueType, test: Check, reason: str) -> Decision:
+        return Decision(
+            verdict,
+            test,
+            reason,
+            matches=result.matches,
+            inliers=result.inliers,
+            inlier_ratio=result.inlier_ratio,
+            residual=result.residual,
+            displaced=result.displaced,
+        )
+
+    if result.inliers < policy.min_inliers:
+        return decision(
+            Verdict.VERDICT_REJECTED,
+            Check.RANSAC_INLIERS,
+            f"no geometric match: {how} (< {policy.min_inliers})",
+        )
+    if result.residual is None:
+        # Too small or too flat to compare after alignment: the inliers are all the proof.
+        return decision(
+            Verdict.VERDICT_DUPLICATE,
+            Check.RANSAC_ONLY,
+            f"{how}; too little texture to check the alignment",
+        )
+    if result.residual > policy.max_residual:
+        return decision(
+            Verdict.VERDICT_SIMILAR,
+            Check.RESIDUAL,
+            f"same scene, another capture: {how} but aligned residual {result.residual:.3f}"
+            f" > {policy.max_residual:.3f}",
+        )
+    if result.displaced is not None and result.displaced > policy.max_displaced:
+        return decision(
+            Verdict.VERDICT_SIMILAR,
+            Check.DISPLACEMENT,
+            f"same scene, another capture: {how}, aligned residual {result.residual:.3f}, but"
+            f" {result.displaced:.1%} of it displaced after alignment"
+            f" > {policy.max_displaced:.1%} (parallax or motion)",
+        )
+    return decision(
+        Verdict.VERDICT_DUPLICATE,
+        Check.RANSAC_RESIDUAL,
+        f"{how}; aligned residual {result.residual:.3f} <= {policy.max_residual:.3f}",
+    )

@@ -1,0 +1,218 @@
+"""The cheapest test first: aligned copies without features, the checks skipped where
+they cannot change the verdict, and the test that decided named."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from dedup.imaging import DIHEDRAL, INVERSE
+from dedup.v1.groups_pb2 import Verdict
+from services.matcher import geometry
+from services.matcher.decide import Check, HashHint, decide
+from services.matcher.geometry import (
+    DescriptorMatching,
+    ImageView,
+    MatchParams,
+    MatchPolicy,
+    match,
+    turn_and_scale,
+    view_of_bytes,
+)
+from services.matcher.tests.images import hint, working_copy
+
+PARAMS = MatchParams()
+POLICY = MatchPolicy()
+# Every check on every pair, as before the cheapest-test-first path.
+EVERY_CHECK = replace(
+    PARAMS, skip_decided=False, descriptor_matching=DescriptorMatching.BRUTE_FORCE
+)
+DUPLICATE, SIMILAR, REJECTED = (
+    Verdict.VERDICT_DUPLICATE,
+    Verdict.VERDICT_SIMILAR,
+    Verdict.VERDICT_REJECTED,
+)
+
+
+@functools.cache
+def view(picture: str, edit: str | None = None) -> ImageView:
+    return view_of_bytes(working_copy(picture, edit), PARAMS)
+
+
+@pytest.mark.parametrize("edit", ["re-encode", "resize", "grey", "rotate-90", "mirror", "blur"])
+def test_an_aligned_copy_needs_no_features(edit: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_features(*_: object) -> None:
+        raise AssertionError("features matched for an aligned copy")
+
+    monkeypatch.setattr(geometry, "_estimate", no_features)
+    new = view_of_bytes(working_copy("scene", edit), PARAMS)
+    old = view_of_bytes(working_copy("scene"), PARAMS)
+    decision = decide(new, old, PARAMS, POLICY, hint(("scene", edit), ("scene", None)))
+    assert new.computed == old.computed == {}  # no features computed for either image
+    assert (decision.verdict, decision.test) == (DUPLICATE, Check.ALIGNED_RESIDUAL), decision.reason
+    assert decision.inliers is None  # not measured: no features
+    assert decision.residual is not None and decision.residual <= POLICY.aligned_max_residual
+    assert "PDQ distance" in decision.reason
+
+
+def test_the_hashes_turn_maps_the_candidate_onto_the_new_image() -> None:
+    new, old = view("scene", "rotate-90"), view("scene")
+    turn = DIHEDRAL.index("rot90")  # the candidate turned a quarter counter-clockwise
+    assert hint(("scene", "rotate-90"), ("scene", None)).turn == turn
+    transform = turn_and_scale(new, old, turn, POLICY.aligned_aspect_tolerance)
+    assert transform is not None
+    w = old.grey.shape[1]
+    # The candidate's top-right corner becomes the new image's top-left corner.
+    corner = transform @ np.array([w - 0.5, -0.5, 1.0])
+    assert corner == pytest.approx([-0.5, -0.5], abs=1e-3)
+    # The other way round, the inverse turn.
+    back = turn_and_scale(old, new, INVERSE[turn], POLICY.aligned_aspect_tolerance)
+    assert back is not None
+    assert back @ np.append(transform @ np.array([10.0, 20.0, 1.0]), 1.0) == pytest.approx(
+        [10.0, 20.0], abs=1e-3
+    )
+
+
+def test_another_aspect_ratio_is_not_one_turn_and_a_scale_away() -> None:
+    new, old = view("scene", "crop"), view("scene")
+    assert turn_and_scale(new, old, 0, POLICY.aligned_aspect_tolerance) is None
+    decision = decide(new, old, PARAMS, POLICY, HashHint(0, 0))
+    assert (decision.verdict, decision.test) == (DUPLICATE, Check.RANSAC_RESIDUAL)
+
+
+@pytest.mark.parametrize("turn", [0, DIHEDRAL.index("rot180"), DIHEDRAL.index("flip_lr")])
+def test_the_shortcut_never_calls_another_shot_a_duplicate(turn: int) -> None:
+    # Hashes close or not, a wrong turn or another shot falls through to the full path.
+    decision = decide(view("another-shot"), view("scene"), PARAMS, POLICY, HashHint(0, turn))
+    assert decision.verdict == SIMILAR and decision.test != Check.ALIGNED_RESIDUAL
+
+
+def test_a_far_hash_distance_takes_the_full_path() -> None:
+    close = hint(("scene", "resize"), ("scene", None))
+    far = HashHint(POLICY.aligned_max_pdq + 1, close.turn)
+    decision = decide(view("scene", "resize"), view("scene"), PARAMS, POLICY, far)
+    assert (decision.verdict, decision.test) == (DUPLICATE, Check.RANSAC_RESIDUAL)
+    assert decision.inliers is not None and decision.inliers >= POLICY.min_inliers
+
+
+@pytest.mark.parametrize(
+    ("new", "old", "verdict", "test"),
+    [
+        (("scene", "caption"), ("scene", None), DUPLICATE, Check.RANSAC_RESIDUAL),
+        (("another-shot", None), ("scene", None), SIMILAR, Check.RESIDUAL),
+        (("unrelated", None), ("scene", None), REJECTED, Check.RANSAC_INLIERS),
+    ],
+)
+def test_every_decision_names_its_test(
+    new: tuple[str, str | None],
+    old: tuple[str, str | None],
+    verdict: Verdict.ValueType,
+    test: Check,
+) -> None:
+    decision = decide(view(*new), view(*old), PARAMS, POLICY)
+    assert (decision.verdict, decision.test) == (verdict, test), decision.reason
+
+
+def test_a_clear_copy_is_neither_refined_nor_checked_for_displacement() -> None:
+    result = match(view("scene", "re-encode"), view("scene"), PARAMS, POLICY)
+    assert result.residual is not None and result.residual <= PARAMS.flow_above
+    assert not result.refined and result.displaced is None
+    reference = match(view("scene", "re-encode"), view("scene"), EVERY_CHECK, POLICY)
+    assert reference.displaced is not None  # the reference measures everything
+
+
+def test_ecc_runs_only_between_conclusive_and_hopeless() -> None:
+    pair = view("scene", "brightness"), view("scene")
+    ransac = match(*pair, replace(PARAMS, refine_above=0.0, refine_until=1.0), POLICY)
+    assert ransac.refined and ransac.ransac_residual is not None
+    hopeless = replace(PARAMS, refine_above=0.0, refine_until=ransac.ransac_residual / 2)
+    assert not match(*pair, hopeless, POLICY).refined
+    conclusive = replace(PARAMS, refine_above=ransac.ransac_residual * 2)
+    assert not match(*pair, conclusive, POLICY).refined
+
+
+def test_a_residual_that_decides_alone_needs_no_flow() -> None:
+    result = match(view("another-shot"), view("scene"), PARAMS, POLICY)
+    assert result.residual is not None and result.residual > POLICY.max_residual
+    assert result.displaced is None
+
+
+def test_a_pair_without_enough_inliers_is_not_aligned(monkeypatch: pytest.MonkeyPatch) -> None:
+    aligned: list[object] = []
+
+    def never(*args: object) -> None:
+        aligned.append(args)
+        raise AssertionError("aligned without enough inliers")
+
+    monkeypatch.setattr(geometry, "_aligned", never)
+    result = match(view("unrelated"), view("scene"), PARAMS, POLICY)
+    assert result.inliers < POLICY.min_inliers and result.residual is None
+    assert aligned == []
+
+
+def test_the_other_orientation_is_tried_only_when_needed(monkeypatch: pytest.MonkeyPatch) -> None:
+    tried: list[bool] = []
+    real = geometry._estimate
+
+    def counted(*args: object, **kwargs: object) -> geometry.Estimate:
+        tried.append(bool(args[2]))
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(geometry, "_estimate", counted)
+    mirrored = view("scene", "mirror"), view("scene")
+    assert match(*mirrored, PARAMS, POLICY, mirrored_first=True).mirrored
+    assert tried == [True]  # the hashes said flipped: one try
+    tried.clear()
+    assert match(*mirrored, PARAMS, POLICY).mirrored
+    assert tried == [False, True]  # as it is first: no match, then the mirror image
+    tried.clear()
+    assert not match(view("scene", "caption"), view("scene"), PARAMS, POLICY).mirrored
+    assert tried == [False]
+
+
+@pytest.mark.parametrize("edit", ["crop", "caption", "blur", "rotate-90", "mirror"])
+def test_the_cheap_path_decides_as_every_check_does(edit: str) -> None:
+    pair = view("scene", edit), view("scene")
+    cheap = decide(*pair, PARAMS, POLICY, hint(("scene", edit), ("scene", None)))
+    every = decide(*pair, EVERY_CHECK, POLICY)
+    assert cheap.verdict == every.verdict == DUPLICATE
+
+
+def test_lsh_matching_is_reproducible() -> None:
+    pair = view("another-shot"), view("scene")
+    first = match(*pair, PARAMS, POLICY)
+    again = match(*pair, PARAMS, POLICY)
+    assert (first.inliers, first.matches, first.transform) == (
+        again.inliers,
+        again.matches,
+        again.transform,
+    )
+
+
+def test_a_hint_reversed_is_the_inverse_turn() -> None:
+    forward = hint(("scene", "rotate-90"), ("scene", None))
+    backward = hint(("scene", None), ("scene", "rotate-90"))
+    assert forward.reversed() == backward
+    assert HashHint(3, DIHEDRAL.index("flip_lr")).mirrors
+    assert not HashHint(3, DIHEDRAL.index("rot270")).mirrors
+
+
+@pytest.mark.parametrize(("inliers", "exact"), [(15, True), (200, False), (11, False)])
+def test_an_approximate_match_short_of_clear_is_confirmed_exactly(
+    inliers: int, exact: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    used: list[DescriptorMatching] = []
+
+    def ransac(*args: object) -> geometry.Estimate:
+        params = args[3]
+        assert isinstance(params, MatchParams)
+        used.append(params.descriptor_matching)
+        return geometry.Estimate(matches=inliers + 5, inliers=inliers)
+
+    monkeypatch.setattr(geometry, "_ransac", ransac)
+    match(view("scene"), view("unrelated"), PARAMS, POLICY)
+    lsh, brute = DescriptorMatching.LSH, DescriptorMatching.BRUTE_FORCE
+    assert used == ([lsh, brute] if exact else [lsh]) * 2  # each orientation
