@@ -77,7 +77,12 @@ def parser() -> argparse.ArgumentParser:
         default=os.cpu_count() or 1,
         help="threads decoding images (default: one per CPU)",
     )
-    p.add_argument("--in-flight", type=int, default=32, help="images in flight at once")
+    p.add_argument(
+        "--in-flight",
+        type=int,
+        default=ScanOptions.in_flight,
+        help=f"images in flight at once (default {ScanOptions.in_flight}; memory grows with it)",
+    )
     p.add_argument("--milvus-uri", help="keep the indexes in this running Milvus (else in memory)")
     p.add_argument("--triton-url", help="a running Triton's gRPC host:port (else a private one)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -80,8 +80,10 @@ ERROR = "error"
 class ScanOptions:
     # Decoding threads of the hasher; 0: one per CPU.
     workers: int = 0
-    # Images in flight at once (the embedder merges them into Triton batches).
-    in_flight: int = 32
+    # Images in flight at once (the embedder merges them into Triton batches). Memory grows
+    # with it (each holds its file, its decode, its matches); a few per core keep the
+    # cores busy.
+    in_flight: int = 8
     # Thumbnails for the HTML gallery (made from the working copies before they go).
     thumbnails: bool = False
     progress: bool = True
