@@ -26,13 +26,14 @@ from tritonclient.grpc.aio import InferenceServerClient
 from dedup import synthetic
 from dedup.blob import BlobSettings, BlobStore, open_service
 from dedup.runtime.kafka import Publisher, read_topic
-from dedup.settings import KafkaSettings
+from dedup.settings import KafkaSettings, MilvusSettings
 from dedup.v1.features_pb2 import ImageFeatures, ImageStatus
 from dedup.v1.groups_pb2 import Candidate, CandidateGroup, CandidateSource, Verdict
-from dedup.vectors import MilvusSettings, open_milvus
+from dedup.vectors import open_milvus
 from services.embedder.handler import STAGE, Embedder, EmbedderConfig, Thresholds
-from services.embedder.index import MilvusEmbeddingIndex, Neighbour, index_config
+from services.embedder.index import Neighbour, index_config
 from services.embedder.inference import TritonEmbedder
+from services.embedder.milvus_index import MilvusEmbeddingIndex
 from services.embedder.preprocess import decode_rgb, model_input
 from services.embedder.settings import EmbedderSettings
 from services.hasher.features import extract
