@@ -70,9 +70,9 @@ M = TypeVar("M", bound=Message)
 # A dependency that stays away this many tries in a row fails the image (the services
 # would wait forever; a one-shot command should say so instead).
 TRANSIENT_ATTEMPTS = 6
-# The matcher's feature cache: a quarter of the service's, so that the scan's memory stays
+# The matcher's feature cache: an eighth of the service's, so that the scan's memory stays
 # within its budget however large the folder.
-MATCHER_CACHE_BYTES = 64 * 1024 * 1024
+MATCHER_CACHE_BYTES = 32 * 1024 * 1024
 ERROR = "error"
 
 

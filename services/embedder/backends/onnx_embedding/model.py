@@ -9,7 +9,7 @@ into Triton's backend directory). Parameters:
     onnx_model      the key of the file in that package's MODELS (sscd, sscd_distilled)
     intra_op_threads  ONNX Runtime's threads for one batch (default: the CPUs this process
                       may use)
-    run_batch       the most images in one run (default 8): ONNX Runtime's memory arena
+    run_batch       the most images in one run (default 4): ONNX Runtime's memory arena
                     grows to the largest batch it has run and keeps that size, while on
                     CPU a larger batch is no faster per image
 
@@ -87,7 +87,7 @@ class TritonPythonModel:
         self.session = session(path, threads)
         self.input_name = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name
-        self.run_batch = max(1, int(params.get("run_batch", "8")))
+        self.run_batch = max(1, int(params.get("run_batch", "4")))
 
     def execute(self, requests: list[Any]) -> list[Any]:
         # Dynamic batching hands over several requests at once: one run for all.
