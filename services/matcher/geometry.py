@@ -153,7 +153,7 @@ class MatchParams:
     # this (pixels at FLOW_SIDE scale) and following the flow explains the difference.
     flow_min_shift: float = 1.0
     # ECC refinement, when RANSAC's transform leaves a residual above refine_above (and,
-    # with skip_decided, at most refine_until: above it ECC has never rescued a copy).
+    # with skip_decided, at most refine_until unless fewer than CLEAR_INLIERS inliers).
     refine: bool = True
     refine_above: float = 0.03
     refine_until: float = 0.5
@@ -644,7 +644,7 @@ def _aligned_result(
     ransac_residual, refined = residual, False
     # ECC's refinement, where RANSAC's transform leaves doubt: the better aligned one counts
     # (ECC maximises the correlation of the whole overlap, which an overlay can pull).
-    if params.refine and _worth_refining(residual, params):
+    if params.refine and _worth_refining(residual, best.inliers, params):
         refined = True
         polished = refine(new.grey, candidate.grey, best, params)
         if polished is not None:
@@ -670,11 +670,14 @@ def _aligned_result(
     )
 
 
-def _worth_refining(residual: float | None, params: MatchParams) -> bool:
-    """ECC where RANSAC's alignment is neither conclusive (low residual) nor hopeless."""
+def _worth_refining(residual: float | None, inliers: int, params: MatchParams) -> bool:
+    """ECC where RANSAC's alignment is neither conclusive (low residual) nor hopeless (a
+    residual far above max_residual from a transform that many inliers pin down; from a
+    few, bunched in one part of a big crop, ECC can still find the copy)."""
     if residual is None:
         return True
-    if params.skip_decided and residual > params.refine_until:
+    hopeless = residual > params.refine_until and inliers >= CLEAR_INLIERS
+    if params.skip_decided and hopeless:
         return False
     return residual > params.refine_above
 
