@@ -42,6 +42,14 @@ runs it in a thread.
    dense optical flow (DIS) between the aligned images finds that region, while a copy's
    flow is ~0 wherever its content is shared (new content, a caption, is not moved).
 
+Each check runs only where it can change the verdict (``MatchParams.skip_decided``): no
+alignment without ``min_inliers`` inliers, ECC between a conclusive and a hopeless
+residual, the displacement only for residuals where other shots hide, the second
+orientation aligned only if it competes. The ratio test's neighbours come from an LSH
+index (brute force confirms an answer near ``min_inliers``). A pair the hashes already
+align (a dihedral turn and a scale) needs no features at all: ``turn_and_scale`` and
+``check_alignment``, used by services/matcher/decide.py.
+
 The numbers behind the defaults: bench/matcher_eval.py.
 """
 
@@ -580,9 +588,8 @@ def match(
     first = _orientation(new, candidate, mirrored_first, params, policy)
     if _clear(first, params):
         return first
-    second_estimate = _estimate(
-        new, _keypoints_of(candidate, not mirrored_first), not mirrored_first, params, policy
-    )
+    second_keypoints = candidate.keypoints(mirrored=not mirrored_first)
+    second_estimate = _estimate(new, second_keypoints, not mirrored_first, params, policy)
     most = max(first.inliers, second_estimate.inliers)
     competes = second_estimate.inliers > 0 and second_estimate.inliers >= most / 4
     if params.skip_decided and not competes:
@@ -607,10 +614,6 @@ def _clear(result: MatchResult, params: MatchParams) -> bool:
     )
 
 
-def _keypoints_of(view: ImageView, mirrored: bool) -> KeypointSet:
-    return view.keypoints(mirrored=mirrored)
-
-
 def _orientation(
     new: ImageView,
     candidate: ImageView,
@@ -618,7 +621,7 @@ def _orientation(
     params: MatchParams,
     policy: MatchPolicy,
 ) -> MatchResult:
-    estimate = _estimate(new, _keypoints_of(candidate, mirrored), mirrored, params, policy)
+    estimate = _estimate(new, candidate.keypoints(mirrored=mirrored), mirrored, params, policy)
     return _aligned_result(new, candidate, estimate, mirrored, params, policy)
 
 
