@@ -160,8 +160,9 @@ class MatchParams:
     # Optical flow after alignment: a pixel is displaced if the flow moves it more than
     # this (pixels at FLOW_SIDE scale) and following the flow explains the difference.
     flow_min_shift: float = 1.0
-    # ECC refinement, when RANSAC's transform leaves a residual above refine_above (and,
-    # with skip_decided, at most refine_until unless fewer than CLEAR_INLIERS inliers).
+    # ECC refinement, when RANSAC's transform leaves a residual above refine_above (with
+    # skip_decided: above flow_above if lower, at most refine_until unless fewer than
+    # CLEAR_INLIERS inliers).
     refine: bool = True
     refine_above: float = 0.03
     refine_until: float = 0.5
@@ -679,10 +680,13 @@ def _worth_refining(residual: float | None, inliers: int, params: MatchParams) -
     few, bunched in one part of a big crop, ECC can still find the copy)."""
     if residual is None:
         return True
-    hopeless = residual > params.refine_until and inliers >= CLEAR_INLIERS
-    if params.skip_decided and hopeless:
+    if not params.skip_decided:
+        return residual > params.refine_above
+    if residual > params.refine_until and inliers >= CLEAR_INLIERS:
         return False
-    return residual > params.refine_above
+    # The flow judges only a refined transform: an unrefined one leaves sub-pixel shifts
+    # that it counts as displaced.
+    return residual > min(params.refine_above, params.flow_above)
 
 
 def _flow_decides(residual: float | None, params: MatchParams, until: float) -> bool:

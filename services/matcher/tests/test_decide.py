@@ -133,8 +133,12 @@ def test_ecc_runs_only_between_conclusive_and_hopeless(monkeypatch: pytest.Monke
     # From a few inliers (a big crop's, bunched in one part) ECC may still find the copy.
     monkeypatch.setattr(geometry, "CLEAR_INLIERS", ransac.inliers + 1)
     assert match(*pair, hopeless, POLICY).refined
-    conclusive = replace(PARAMS, refine_above=ransac.ransac_residual * 2)
+    low = ransac.ransac_residual * 2
+    conclusive = replace(PARAMS, refine_above=low, flow_above=low)
     assert not match(*pair, conclusive, POLICY).refined
+    # Where the flow will judge the alignment, it judges a refined one.
+    flow_decides = replace(conclusive, flow_above=ransac.ransac_residual / 2)
+    assert match(*pair, flow_decides, POLICY).refined
 
 
 def test_a_residual_that_decides_alone_needs_no_flow() -> None:
