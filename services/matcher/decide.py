@@ -111,7 +111,8 @@ def aligned_copy(
         return None
     if displaced is not None and displaced > policy.max_displaced:
         return None
-    how = f"PDQ distance {hint.distance} at {DIHEDRAL[hint.turn]}, aligned by it"
+    # Direction-free (the pair cache answers the other direction with it): no turn named.
+    how = f"PDQ distance {hint.distance}, aligned by the hashes' turn and a scale"
     moved = "" if displaced is None else f", {displaced:.1%} displaced"
     return Decision(
         Verdict.VERDICT_DUPLICATE,

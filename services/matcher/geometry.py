@@ -42,6 +42,14 @@ runs it in a thread.
    dense optical flow (DIS) between the aligned images finds that region, while a copy's
    flow is ~0 wherever its content is shared (new content, a caption, is not moved).
 
+Each check runs only where it can change the verdict (``MatchParams.skip_decided``): no
+alignment without ``min_inliers`` inliers, ECC between a conclusive and a hopeless
+residual, the displacement only for residuals where other shots hide, the second
+orientation aligned only if it competes. The ratio test's neighbours come from an LSH
+index (brute force confirms an answer near ``min_inliers``). A pair the hashes already
+align (a dihedral turn and a scale) needs no features at all: ``turn_and_scale`` and
+``check_alignment``, used by services/matcher/decide.py.
+
 The numbers behind the defaults: bench/matcher_eval.py.
 """
 
@@ -152,8 +160,9 @@ class MatchParams:
     # Optical flow after alignment: a pixel is displaced if the flow moves it more than
     # this (pixels at FLOW_SIDE scale) and following the flow explains the difference.
     flow_min_shift: float = 1.0
-    # ECC refinement, when RANSAC's transform leaves a residual above refine_above (and,
-    # with skip_decided, at most refine_until: above it ECC has never rescued a copy).
+    # ECC refinement, when RANSAC's transform leaves a residual above refine_above (with
+    # skip_decided: above flow_above if lower, at most refine_until unless fewer than
+    # CLEAR_INLIERS inliers).
     refine: bool = True
     refine_above: float = 0.03
     refine_until: float = 0.5
@@ -580,9 +589,8 @@ def match(
     first = _orientation(new, candidate, mirrored_first, params, policy)
     if _clear(first, params):
         return first
-    second_estimate = _estimate(
-        new, _keypoints_of(candidate, not mirrored_first), not mirrored_first, params, policy
-    )
+    second_keypoints = candidate.keypoints(mirrored=not mirrored_first)
+    second_estimate = _estimate(new, second_keypoints, not mirrored_first, params, policy)
     most = max(first.inliers, second_estimate.inliers)
     competes = second_estimate.inliers > 0 and second_estimate.inliers >= most / 4
     if params.skip_decided and not competes:
@@ -607,10 +615,6 @@ def _clear(result: MatchResult, params: MatchParams) -> bool:
     )
 
 
-def _keypoints_of(view: ImageView, mirrored: bool) -> KeypointSet:
-    return view.keypoints(mirrored=mirrored)
-
-
 def _orientation(
     new: ImageView,
     candidate: ImageView,
@@ -618,7 +622,7 @@ def _orientation(
     params: MatchParams,
     policy: MatchPolicy,
 ) -> MatchResult:
-    estimate = _estimate(new, _keypoints_of(candidate, mirrored), mirrored, params, policy)
+    estimate = _estimate(new, candidate.keypoints(mirrored=mirrored), mirrored, params, policy)
     return _aligned_result(new, candidate, estimate, mirrored, params, policy)
 
 
@@ -644,7 +648,7 @@ def _aligned_result(
     ransac_residual, refined = residual, False
     # ECC's refinement, where RANSAC's transform leaves doubt: the better aligned one counts
     # (ECC maximises the correlation of the whole overlap, which an overlay can pull).
-    if params.refine and _worth_refining(residual, params):
+    if params.refine and _worth_refining(residual, best.inliers, params):
         refined = True
         polished = refine(new.grey, candidate.grey, best, params)
         if polished is not None:
@@ -670,13 +674,19 @@ def _aligned_result(
     )
 
 
-def _worth_refining(residual: float | None, params: MatchParams) -> bool:
-    """ECC where RANSAC's alignment is neither conclusive (low residual) nor hopeless."""
+def _worth_refining(residual: float | None, inliers: int, params: MatchParams) -> bool:
+    """ECC where RANSAC's alignment is neither conclusive (low residual) nor hopeless (a
+    residual far above max_residual from a transform that many inliers pin down; from a
+    few, bunched in one part of a big crop, ECC can still find the copy)."""
     if residual is None:
         return True
-    if params.skip_decided and residual > params.refine_until:
+    if not params.skip_decided:
+        return residual > params.refine_above
+    if residual > params.refine_until and inliers >= CLEAR_INLIERS:
         return False
-    return residual > params.refine_above
+    # The flow judges only a refined transform: an unrefined one leaves sub-pixel shifts
+    # that it counts as displaced.
+    return residual > min(params.refine_above, params.flow_above)
 
 
 def _flow_decides(residual: float | None, params: MatchParams, until: float) -> bool:

@@ -29,9 +29,9 @@ class MatcherSettings(RuntimeSettings, BlobSettings):
     ransac_threshold: float = Field(PARAMS.ransac_threshold, gt=0.0, le=50.0)
     # The ratio test's two nearest neighbours: an LSH index (ORB) or brute force.
     descriptor_matching: DescriptorMatching = PARAMS.descriptor_matching
-    # Skip the checks that cannot change the verdict (README, "Cheapest test first"):
-    # ECC only for residuals in (refine_above, refine_until], the displacement check only
-    # for residuals in (flow_above, max_residual].
+    # Skip the checks that cannot change the verdict (README, "What it does"):
+    # ECC only for residuals in (min(refine_above, flow_above), refine_until] (above it
+    # with < 50 inliers), the displacement check only in (flow_above, max_residual].
     skip_decided: bool = PARAMS.skip_decided
     refine_until: float = Field(PARAMS.refine_until, gt=0.0, le=1.0)
     flow_above: float = Field(PARAMS.flow_above, ge=0.0, le=1.0)

@@ -124,14 +124,21 @@ def test_a_clear_copy_is_neither_refined_nor_checked_for_displacement() -> None:
     assert reference.displaced is not None  # the reference measures everything
 
 
-def test_ecc_runs_only_between_conclusive_and_hopeless() -> None:
+def test_ecc_runs_only_between_conclusive_and_hopeless(monkeypatch: pytest.MonkeyPatch) -> None:
     pair = view("scene", "brightness"), view("scene")
     ransac = match(*pair, replace(PARAMS, refine_above=0.0, refine_until=1.0), POLICY)
     assert ransac.refined and ransac.ransac_residual is not None
     hopeless = replace(PARAMS, refine_above=0.0, refine_until=ransac.ransac_residual / 2)
     assert not match(*pair, hopeless, POLICY).refined
-    conclusive = replace(PARAMS, refine_above=ransac.ransac_residual * 2)
+    # From a few inliers (a big crop's, bunched in one part) ECC may still find the copy.
+    monkeypatch.setattr(geometry, "CLEAR_INLIERS", ransac.inliers + 1)
+    assert match(*pair, hopeless, POLICY).refined
+    low = ransac.ransac_residual * 2
+    conclusive = replace(PARAMS, refine_above=low, flow_above=low)
     assert not match(*pair, conclusive, POLICY).refined
+    # Where the flow will judge the alignment, it judges a refined one.
+    flow_decides = replace(conclusive, flow_above=ransac.ransac_residual / 2)
+    assert match(*pair, flow_decides, POLICY).refined
 
 
 def test_a_residual_that_decides_alone_needs_no_flow() -> None:
