@@ -114,6 +114,8 @@ class Tally:
     names: dict[int, str] = field(default_factory=dict)  # pid -> comm
     peak_rss: int = 0  # bytes: the largest sum over one sample
     peak_rss_by_kind: dict[str, int] = field(default_factory=dict)
+    # kind -> the largest sum over one sample of every other kind's processes
+    peak_rss_except: dict[str, int] = field(default_factory=dict)
     peak_processes: int = 0
     samples: int = 0
 
@@ -122,13 +124,16 @@ class Tally:
         for s in tree:
             if s.pid not in self.kind:
                 self.kind[s.pid] = kind_for(s)
-                self.names[s.pid] = s.comm
+            self.names[s.pid] = s.comm  # the latest: a forked child execs another program
             self.cpu[s.pid] = max(self.cpu.get(s.pid, 0.0), s.cpu_seconds)
             k = self.kind[s.pid]
             by_kind[k] = by_kind.get(k, 0) + s.rss_bytes
-        self.peak_rss = max(self.peak_rss, sum(by_kind.values()))
-        for k, v in by_kind.items():
+        total = sum(by_kind.values())
+        self.peak_rss = max(self.peak_rss, total)
+        for k in KINDS:
+            v = by_kind.get(k, 0)
             self.peak_rss_by_kind[k] = max(self.peak_rss_by_kind.get(k, 0), v)
+            self.peak_rss_except[k] = max(self.peak_rss_except.get(k, 0), total - v)
         self.peak_processes = max(self.peak_processes, len(tree))
         self.samples += 1
 
@@ -151,6 +156,7 @@ class Usage:
     processes: int  # distinct processes seen
     returncode: int
     names: Mapping[str, int] = field(default_factory=dict)  # comm -> processes seen
+    rss_except: Mapping[str, int] = field(default_factory=dict)  # see Tally.peak_rss_except
 
     @property
     def unattributed(self) -> float:
@@ -160,6 +166,10 @@ class Usage:
     def without(self, kind: str) -> float:
         """The exact total less a kind's sampled CPU."""
         return self.cpu_seconds - self.cpu_by_kind.get(kind, 0.0)
+
+    def peak_rss_except(self, kind: str) -> int:
+        """The peak of the summed RSS of every process but those of `kind`."""
+        return self.rss_except.get(kind, self.peak_rss_bytes)
 
 
 def rusage_seconds(ru: resource.struct_rusage) -> float:
@@ -219,8 +229,7 @@ def measure(
     total = 0.0
     returncode: int | None = None
     wall = 0.0
-    deadline = started + timeout
-    orphans_deadline: float | None = None
+    kill_at = started + timeout  # the command, and so its tree, past its time
     try:
         while True:
             try:
@@ -228,21 +237,17 @@ def measure(
             except ChildProcessError:
                 break  # nothing left below us
             if pid == 0:
-                now = time.perf_counter()
-                if returncode is None and now > deadline:
-                    os.kill(proc.pid, signal.SIGTERM)
-                    deadline = now + 15.0  # then KILL it
-                    timeout = 0.0
-                if orphans_deadline is not None and now > orphans_deadline:
+                if time.perf_counter() > kill_at:
                     kill_tree(me)
-                    orphans_deadline = now + 5.0
+                    kill_at = time.perf_counter() + 5.0
                 time.sleep(0.01)
                 continue
             total += rusage_seconds(ru)
             if pid == proc.pid:
                 returncode = os.waitstatus_to_exitcode(status)
                 wall = time.perf_counter() - started
-                orphans_deadline = time.perf_counter() + orphan_patience
+                # What it left running (re-parented to us) gets `orphan_patience`.
+                kill_at = min(kill_at, time.perf_counter() + orphan_patience)
     finally:
         stop.set()
         thread.join()
@@ -259,6 +264,7 @@ def measure(
         processes=len(tally.cpu),
         returncode=proc.returncode,
         names=names,
+        rss_except=dict(tally.peak_rss_except),
     )
 
 
