@@ -65,11 +65,13 @@ from bench.metrics import (
     outcome,
     read_labels,
 )
+from bench.recipe import write_recipe_set
 from dedup import synthetic
 from dedup.scan.cli import quiet_pymilvus
 from dedup.scan.core import ScanOptions, scan, scan_endpoints
 
 GENERATED = "generated-edits"
+RECIPE = "imagededup-recipe"  # bench/recipe.py: opt-in (--recipe, or --sets naming it)
 PEER_THRESHOLDS = {"phash": 10, "whash": 10, "pdq": 31}
 
 
@@ -267,6 +269,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DEFAULT_DEV, help="folder of labelled sets")
     parser.add_argument("--sets", help="comma-separated set names (default: all, and generated)")
     parser.add_argument("--no-generated", action="store_true", help="skip the generated set")
+    parser.add_argument(
+        "--recipe", action="store_true", help=f"add {RECIPE} (bench/recipe.py) to the sets"
+    )
     parser.add_argument("--json", type=Path, help="write the numbers as JSON too")
     parser.add_argument("--milvus-uri", help="a running Milvus (default: a private Milvus Lite)")
     parser.add_argument("--triton-url", help="a running Triton (default: a private one)")
@@ -283,6 +288,10 @@ def main(argv: list[str] | None = None) -> int:
             generated = Path(tmp) / GENERATED
             write_generated_set(generated)
             folders.append((GENERATED, generated))
+        if ns.recipe or (only is not None and RECIPE in only):
+            recipe_set = Path(tmp) / RECIPE
+            write_recipe_set(recipe_set, recipe_set, ns.data)
+            folders.append((RECIPE, recipe_set))
         if not folders:
             print("nothing to evaluate", file=sys.stderr)
             return 2
