@@ -456,6 +456,18 @@ def relative(path: str, folder: Path) -> str:
     return p.relative_to(folder).as_posix()
 
 
+def found_per_edit(predicted: Mapping[str, str], labels: Mapping[str, Label]) -> dict[str, int]:
+    """edit -> how many of its copies are in their original's cluster."""
+    originals = {x.group: x.file for x in labels.values() if x.relation == "original"}
+    found: dict[str, int] = {}
+    for x in labels.values():
+        if x.relation in ("original", "other shot") or x.group not in originals:
+            continue
+        hit = predicted.get(x.file) == predicted.get(originals[x.group])
+        found[x.relation] = found.get(x.relation, 0) + hit
+    return found
+
+
 @dataclass(frozen=True)
 class Accuracy:
     outcome: Outcome
@@ -464,6 +476,9 @@ class Accuracy:
     cpu_ms: float  # per image, start-up included (one run)
     wall_seconds: float
     peak_rss_mb: float
+    found: Mapping[str, int] = field(default_factory=dict)  # edit -> copies with their original
+    copies: Mapping[str, int] = field(default_factory=dict)  # edit -> copies
+    peak_rss_mb_by_kind: Mapping[str, float] = field(default_factory=dict)
 
     def meets_target(self) -> bool:
         p = self.outcome.precision
@@ -476,9 +491,14 @@ def accuracy(name: str, predicted: Mapping[str, str], unreadable: set[str],
     full = {f: predicted.get(f, f"alone:{f}") for f in labels}
     o = outcome(name, full, {}, labels, usage.wall_seconds, unreadable)
     merged, total = other_shots_merged(full, labels)
+    copies: dict[str, int] = {}
+    for x in labels.values():
+        if x.relation not in ("original", "other shot"):
+            copies[x.relation] = copies.get(x.relation, 0) + 1
     return Accuracy(
         o, merged, total, 1000 * usage.cpu_seconds / max(1, len(labels)), usage.wall_seconds,
-        usage.peak_rss_bytes / MB,
+        usage.peak_rss_bytes / MB, found_per_edit(full, labels), copies,
+        {k: v / MB for k, v in usage.peak_rss_by_kind.items()},
     )  # fmt: skip
 
 
@@ -501,6 +521,14 @@ def accuracy_table(title: str, rows: Sequence[Accuracy]) -> str:
             f" {f'{a.other_merged}/{a.other_pairs}':>18s} {a.cpu_ms:10.1f}"
             f" {a.wall_seconds:7.1f} {a.peak_rss_mb:7.0f}{flag}"
         )
+    lines.append("copies found with their original, per edit:")
+    for a in rows:
+        found = ", ".join(f"{e} {a.found.get(e, 0)}/{n}" for e, n in sorted(a.copies.items()))
+        lines.append(f"  {a.outcome.method:24s} {found}")
+    for a in rows:
+        if a.outcome.method == "dedup scan" and a.peak_rss_mb_by_kind:
+            parts = ", ".join(f"{k} {v:.0f} MB" for k, v in sorted(a.peak_rss_mb_by_kind.items()))
+            lines.append(f"dedup scan's peak RSS by process kind (each its own peak): {parts}")
     return "\n".join(lines)
 
 
@@ -554,13 +582,12 @@ def measure_recipe(
     images, labels_dir = work / "recipe", work / "recipe-labels"
     write_recipe_set(images, labels_dir, data)
     labels = read_labels(labels_dir)
-    groups = {x.group for x in labels.values()}
     photos = sum(1 for x in labels.values() if x.relation == "original")
-    others = sum(1 for x in labels.values() if x.relation == "other shot")
+    shots = [x for x in labels.values() if x.relation == "other shot"]
     title = (
         f"accuracy on imagededup's recipe: {len(labels)} files ({photos} photos + 5 copies"
-        f" each, {others} other shots of {len(groups) - photos} scenes/views); CPU per image"
-        f" includes the start-up here"
+        f" each; {len(shots)} other shots of {len({x.family for x in shots})} scenes);"
+        " CPU per image includes the start-up here"
     )
     rows = []
     for c in all_contenders:

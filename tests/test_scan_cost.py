@@ -262,8 +262,10 @@ def test_accuracy_from_immaculate_json_and_the_table(tmp_path: Path) -> None:
     assert (o.true_pairs, o.predicted_pairs, o.correct_pairs) == (4, 4, 3)
     assert (a.other_merged, a.other_pairs) == (1, 1)
     assert not a.meets_target()
+    assert a.found == {"flip-h": 1, "square": 1, "flip-v": 0}
+    assert a.copies == {"flip-h": 1, "square": 1, "flip-v": 1}
     table = accuracy_table("t", [a])
-    assert "immaculate pdq" in table and "1/1" in table
+    assert "immaculate pdq" in table and "1/1" in table and "flip-v 0/1" in table
 
 
 def test_decode_only_decodes_at_the_hashers_working_side() -> None:
