@@ -122,9 +122,11 @@ class Tally:
     def add(self, tree: Sequence[ProcStat], kind_for: Callable[[ProcStat], str]) -> None:
         by_kind: dict[str, int] = {}
         for s in tree:
-            if s.pid not in self.kind:
+            # A forked child is its parent's copy until it execs its own program (its name
+            # changes then): judged again whenever its name changes.
+            if self.names.get(s.pid) != s.comm:
                 self.kind[s.pid] = kind_for(s)
-            self.names[s.pid] = s.comm  # the latest: a forked child execs another program
+                self.names[s.pid] = s.comm
             self.cpu[s.pid] = max(self.cpu.get(s.pid, 0.0), s.cpu_seconds)
             k = self.kind[s.pid]
             by_kind[k] = by_kind.get(k, 0) + s.rss_bytes
@@ -199,12 +201,9 @@ def measure(
     become_subreaper()
     me = os.getpid()
     tally = Tally()
-    cmdlines: dict[int, str] = {}
 
     def kind_for(s: ProcStat) -> str:
-        if s.pid not in cmdlines:
-            cmdlines[s.pid] = cmdline_of(s.pid)
-        return kind_of(s.comm, cmdlines[s.pid])
+        return kind_of(s.comm, cmdline_of(s.pid))
 
     stop = threading.Event()
     lock = threading.Lock()

@@ -160,6 +160,14 @@ def test_the_tally_sums_rss_per_sample_and_keeps_the_last_cpu() -> None:
     assert set(t.cpu_by_kind()) == set(KINDS)
 
 
+def test_a_forked_child_is_judged_again_once_it_execs() -> None:
+    t = Tally()
+    t.add([ProcStat(7, 1, "dedup", 0.0, 10)], lambda s: kind_of(s.comm, ""))
+    assert t.kind[7] == "main"  # still the scan's copy, before its exec
+    t.add([ProcStat(7, 1, "milvus", 0.1, 200)], lambda s: kind_of(s.comm, ""))
+    assert t.kind[7] == "milvus" and t.cpu_by_kind()["milvus"] == 0.1
+
+
 def test_measure_counts_a_grandchild_its_parent_left_behind() -> None:
     """A child that starts a busy grandchild and exits at once: the grandchild is re-parented
     to the measuring process (a subreaper) and its CPU counted. In a process of its own, as
