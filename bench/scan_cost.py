@@ -270,13 +270,19 @@ def contenders(immaculate: Sequence[str]) -> list[Contender]:
     return out
 
 
-def run(contender: Contender, folder: Path, json_out: Path, log: Path) -> Usage:
+def run(
+    contender: Contender, folder: Path, json_out: Path, log: Path, timeout: float = 3600.0
+) -> Usage:
     """One measured run; a failure stops the benchmark with the command's log."""
     json_out.unlink(missing_ok=True)
     log.write_bytes(b"")
     with log.open("ab") as err, (json_out if contender.stdout_json else log).open("ab") as out:
         usage = measure(
-            contender.command(folder, json_out), cwd=ROOT, stdout=out.fileno(), stderr=err.fileno()
+            contender.command(folder, json_out),
+            cwd=ROOT,
+            stdout=out.fileno(),
+            stderr=err.fileno(),
+            timeout=timeout,
         )
     if usage.returncode != 0:
         tail = log.read_text(errors="replace")[-3000:]
@@ -621,7 +627,7 @@ def rss_sweep(sizes: Sequence[int], work: Path) -> str:
             (folder / f"{have:06d}.jpg").write_bytes(synthetic.encode(img, quality=85))
             have += 1
         print(f"  rss sweep: {size} files", file=sys.stderr)
-        u = run(scan, folder, work / "sweep.json", work / "log.txt")
+        u = run(scan, folder, work / "sweep.json", work / "log.txt", timeout=6 * 3600.0)
         k = u.peak_rss_by_kind
         lines.append(
             f"{size:6d} {u.peak_rss_bytes / MB:11.0f} {k.get('main', 0) / MB:6.0f}"
