@@ -282,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="dedup-eval-set-") as tmp:
         folders = labelled_sets(ns.data, only) if ns.data.is_dir() else []
-        if not folders:
+        if not folders and only is None:
             print(f"no labelled sets under {ns.data}: the generated set only", file=sys.stderr)
         if not ns.no_generated and (only is None or GENERATED in only):
             generated = Path(tmp) / GENERATED

@@ -247,6 +247,9 @@ def measure(
                 wall = time.perf_counter() - started
                 # What it left running (re-parented to us) gets `orphan_patience`.
                 kill_at = min(kill_at, time.perf_counter() + orphan_patience)
+    except BaseException:  # interrupted: leave nothing running behind us
+        kill_tree(me)
+        raise
     finally:
         stop.set()
         thread.join()

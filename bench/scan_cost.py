@@ -49,6 +49,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -607,8 +608,9 @@ def measure_recipe(
     return title, rows
 
 
-def rss_sweep(sizes: Sequence[int], work: Path) -> str:
-    """dedup scan's peak RSS over its processes on folders of cheap generated photos."""
+def rss_sweep(sizes: Sequence[int], work: Path, width: int = 640) -> str:
+    """dedup scan's peak RSS over its processes on folders of cheap generated photos
+    (`width` x 3/4 of it), one folder grown from size to size."""
     from dedup import synthetic
 
     scan = Contender("dedup scan", lambda d, j: [*dedup_command(), str(d), "--json", str(j),
@@ -617,13 +619,14 @@ def rss_sweep(sizes: Sequence[int], work: Path) -> str:
     folder.mkdir(exist_ok=True)
     have = 0
     lines = [
-        "dedup scan's peak RSS by folder size (generated 640x480 JPEG photos, no duplicates)",
+        f"dedup scan's peak RSS by folder size (generated {width}x{width * 3 // 4} JPEG photos,"
+        " no duplicates)",
         f"{'files':>6s} {'peak RSS MB':>11s} {'scan':>6s} {'milvus':>6s} {'triton':>6s}"
         f" {'CPU s':>7s} {'wall s':>7s}",
     ]
     for size in sorted(sizes):
         while have < size:
-            img = synthetic.photo(600_000 + have)
+            img = synthetic.photo(600_000 + have, (width, width * 3 // 4))
             (folder / f"{have:06d}.jpg").write_bytes(synthetic.encode(img, quality=85))
             have += 1
         print(f"  rss sweep: {size} files", file=sys.stderr)
@@ -650,14 +653,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-recipe", action="store_true", help="skip the accuracy on the recipe")
     p.add_argument("--rss-sweep", action="store_true", help="only dedup's peak RSS by size")
     p.add_argument("--sweep-sizes", default="100,1000", help="folder sizes of --rss-sweep")
+    p.add_argument("--sweep-width", type=int, default=640, help="photo width of --rss-sweep")
     p.add_argument("--json", type=Path, help="write the numbers as JSON too")
     ns = p.parse_args(args)
+    # SIGTERM as Ctrl-C: the temporary folders go (and a measured run is killed with us).
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     print(header(args))
     with tempfile.TemporaryDirectory(prefix="dedup-scan-cost-") as tmp:
         work = Path(tmp)
         if ns.rss_sweep:
             sizes = [int(s) for s in ns.sweep_sizes.split(",") if s]
-            print(rss_sweep(sizes, work))
+            print(rss_sweep(sizes, work, ns.sweep_width))
             return 0
         methods = [m for m in ns.immaculate.split(",") if m]
         all_contenders = contenders(immaculate_methods(methods))
