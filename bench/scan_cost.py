@@ -622,7 +622,7 @@ def rss_sweep(sizes: Sequence[int], work: Path, width: int = 640) -> str:
         f"dedup scan's peak RSS by folder size (generated {width}x{width * 3 // 4} JPEG photos,"
         " no duplicates)",
         f"{'files':>6s} {'peak RSS MB':>11s} {'scan':>6s} {'milvus':>6s} {'triton':>6s}"
-        f" {'CPU s':>7s} {'wall s':>7s}",
+        f" {'CPU s':>7s} {'wall s':>7s}  CPU s: {'scan':>6s} {'milvus':>6s} {'triton':>6s}",
     ]
     for size in sorted(sizes):
         while have < size:
@@ -635,7 +635,8 @@ def rss_sweep(sizes: Sequence[int], work: Path, width: int = 640) -> str:
         lines.append(
             f"{size:6d} {u.peak_rss_bytes / MB:11.0f} {k.get('main', 0) / MB:6.0f}"
             f" {k.get('milvus', 0) / MB:6.0f} {k.get('triton', 0) / MB:6.0f}"
-            f" {u.cpu_seconds:7.1f} {u.wall_seconds:7.1f}"
+            f" {u.cpu_seconds:7.1f} {u.wall_seconds:7.1f}         "
+            + " ".join(f"{u.cpu_by_kind.get(x, 0.0):6.1f}" for x in ("main", "milvus", "triton"))
         )
         print(lines[-1], file=sys.stderr)
     return "\n".join(lines)
