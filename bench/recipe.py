@@ -27,7 +27,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import shutil
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -196,10 +195,3 @@ def other_shots_merged(
                 total += 1
                 merged += predicted.get(a.file, a.file) == predicted.get(b.file, b.file)
     return merged, total
-
-
-def copy_tree_files(files: Mapping[str, Path], folder: Path) -> None:
-    """Copy `files` (relative name -> source) into `folder`."""
-    for name, src in files.items():
-        (folder / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, folder / name)
