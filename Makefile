@@ -86,11 +86,29 @@ demo: setup ## run the main job on the local stack and print what happened
 	bash scripts/demo.sh
 
 # ---- measurements ---------------------------------------------------------------------
+# The peers bench/scan_cost.py runs, in a venv of their own: Immaculate needs Python >= 3.12.
+PEERS_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) $(shell command -v python3.12))
+PEERS_VENV := bench/.venv-peers
+$(PEERS_VENV)/.installed: bench/peers-requirements.txt
+	@test -n "$(PEERS_PYTHON)" || { echo "bench-peers: no Python 3.12 (set PEERS_PYTHON)" >&2; exit 1; }
+	rm -rf $(PEERS_VENV) && $(PEERS_PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/pip install -q -r bench/peers-requirements.txt
+	touch $@
+
+.PHONY: bench-peers
+bench-peers: $(PEERS_VENV)/.installed ## the venv of the peers bench/scan_cost.py compares with (Immaculate 0.3.0, Python 3.12)
+
 .PHONY: bench
-bench: up ## hasher throughput vs decode-only, back-fill lister rate, embedder throughput
+bench: setup bench-peers ## dedup scan's cost vs decode-only and the peers (FILES=N), then on the local stack: hasher throughput, back-fill lister, embedder throughput
+	$(PY) -m bench.scan_cost $(if $(FILES),--files $(FILES))
+	$(MAKE) up
 	$(PY) bench/hasher_throughput.py --milvus
 	$(PY) bench/backfill_lister.py
 	$(PY) bench/embedder_eval.py --throughput-only
+
+.PHONY: bench-rss
+bench-rss: setup ## dedup scan's peak RSS (all its processes) on 100 and 1,000 files (SIZES=100,1000,10000)
+	$(PY) -m bench.scan_cost --rss-sweep $(if $(SIZES),--sweep-sizes $(SIZES))
 
 .PHONY: eval
 eval: setup ## dedup scan vs imagehash phash/whash and PDQ on the labelled sets (DATA=../shared/data/dev) and a generated set

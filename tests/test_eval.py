@@ -11,7 +11,8 @@ import pytest
 pytest.importorskip("imagehash")
 pytest.importorskip("pdqhash")
 
-from bench.eval import (
+from bench.eval import write_generated_set
+from bench.metrics import (
     Label,
     best_files,
     cluster_within,
@@ -19,7 +20,6 @@ from bench.eval import (
     outcome,
     pair_counts,
     read_labels,
-    write_generated_set,
 )
 
 
