@@ -14,14 +14,18 @@ How it counts:
   one's own utime + stime and resident set); a process's CPU is the last value seen.
   What a process used after its last sample, or a process that lived between two
   samples, shows as `unattributed` (total minus the sum of the kinds): the error bar.
-- Peak RSS: the largest sum of VmRSS over the tree in one sample (RSS counts pages
-  shared between processes, such as a library mapped by each stub, once per process).
+- Peak memory: the largest sum over the tree in one sample of each process's PSS
+  (proportional set size, /proc/<pid>/smaps_rollup: a page shared by n processes counts
+  1/n in each, so Triton's shared memory with its stubs and the libraries they all map
+  are counted once; summing RSS would count them once per process). Where PSS cannot be
+  read (another user's process), its RSS.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import os
 import resource
 import signal
@@ -44,7 +48,7 @@ class ProcStat:
     ppid: int
     comm: str
     cpu_seconds: float  # its own user + system time, its threads included
-    rss_bytes: int
+    rss_bytes: int  # its PSS where readable, else its RSS (see the module's docstring)
 
 
 def parse_stat(text: str) -> ProcStat:
@@ -59,8 +63,25 @@ def parse_stat(text: str) -> ProcStat:
 
 def read_stat(pid: int) -> ProcStat | None:
     try:
-        return parse_stat(Path(f"/proc/{pid}/stat").read_text())
+        stat = parse_stat(Path(f"/proc/{pid}/stat").read_text())
     except (OSError, ValueError, IndexError):  # gone, or a zombie with nothing left
+        return None
+    pss = read_pss(pid)
+    return stat if pss is None else dataclasses.replace(stat, rss_bytes=pss)
+
+
+def parse_pss(text: str) -> int | None:
+    """The `Pss:` line of /proc/<pid>/smaps_rollup, in bytes."""
+    for line in text.splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) * 1024
+    return None
+
+
+def read_pss(pid: int) -> int | None:
+    try:
+        return parse_pss(Path(f"/proc/{pid}/smaps_rollup").read_text())
+    except (OSError, ValueError, IndexError):
         return None
 
 

@@ -14,9 +14,9 @@ each photo resized to --side pixels on its longer side (0: as it is; the dev pho
 - unique: 95 % distinct photos, the rest edits of some of them.
 
 Contenders, every one run as its own process tree (bench/proctree.py: exact CPU of every
-process it started, grandchildren included; peak RSS summed over the tree, sampled every
-50 ms), rounds interleaved (every contender on every folder, then again) so that a
-neighbour's load on a shared machine hits all alike:
+process it started, grandchildren included; peak memory (PSS, see proctree) summed over
+the tree, sampled every 50 ms), rounds interleaved (every contender on every folder, then
+again) so that a neighbour's load on a shared machine hits all alike:
 
 - decode-only: the hasher's own decode (JPEG DCT scaling to the working side), every
   file, one thread per CPU (bench/peer_worker.py); the floor of the pipeline's cost;
@@ -32,7 +32,7 @@ starting both servers and loading the models), taken off before dividing by the 
 CPU ms/image = (CPU on the folder - CPU on the empty folder) / files, medians over the
 rounds. dedup's CPU is split by process: Triton's (the model's inference) and the rest
 (the scan process, Milvus Lite). "x decode" is the ratio to decode-only's CPU per image.
-Wall and peak RSS are those of the whole run, start-up included.
+Wall and peak memory (PSS) are those of the whole run, start-up included.
 
 Then the accuracy of every contender on imagededup's benchmark recipe (bench/recipe.py):
 pairwise precision and recall (bench/metrics.py, as bench/eval.py counts), and how many

@@ -16,7 +16,16 @@ from PIL import Image
 
 from bench import recipe
 from bench.metrics import Label
-from bench.proctree import KINDS, ProcStat, Tally, Usage, descendants, kind_of, parse_stat
+from bench.proctree import (
+    KINDS,
+    ProcStat,
+    Tally,
+    Usage,
+    descendants,
+    kind_of,
+    parse_pss,
+    parse_stat,
+)
 from bench.scan_cost import (
     COST_EDITS,
     Contender,
@@ -142,6 +151,12 @@ def test_kinds_of_process() -> None:
     assert kind_of("milvus", "/x/lib/milvus /db 127.0.0.1:1") == "milvus"
     assert kind_of("dedup", "/v/bin/python /v/bin/dedup scan d") == "main"
     assert kind_of("bash", "bash -c source stack/lib.sh") == "main"
+
+
+def test_pss_is_read_from_smaps_rollup_in_bytes() -> None:
+    rollup = "55d0-7ffc ---p 00000000 00:00 0 [rollup]\nRss: 2048 kB\nPss: 1536 kB\n"
+    assert parse_pss(rollup) == 1536 * 1024
+    assert parse_pss("Rss: 2048 kB\n") is None
 
 
 def test_the_tally_sums_rss_per_sample_and_keeps_the_last_cpu() -> None:
