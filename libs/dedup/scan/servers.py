@@ -3,8 +3,8 @@
 The command comes from stack/lib.sh, the same function `make up` uses (so a scan runs
 exactly the local stack's Triton, with the environment Triton's Python backend needs),
 but with a private run directory, free ports and only the scan's model: nothing is
-shared with a running stack, and `make up` is not needed. It is stopped (its whole
-process group: the Python-backend stubs too) when the scan ends.
+shared with a running stack, and `make up` is not needed. It is killed (its whole process
+group: the Python-backend stubs too) when the scan ends, and its shared memory removed.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[3]
 LIB_SH = REPO / "stack" / "lib.sh"
 START_TIMEOUT_SECONDS = 120.0
-STOP_TIMEOUT_SECONDS = 15.0
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+SHM = Path("/dev/shm")  # noqa: S108 (where Triton's Python backend keeps its regions)
 
 
 class ServerError(RuntimeError):
@@ -122,13 +122,8 @@ class Server:
                 )
             await asyncio.sleep(0.2)
 
-    def stop(self) -> None:
-        """TERM the group, then KILL whatever is left of it (Triton's stubs)."""
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout=STOP_TIMEOUT_SECONDS)
+    def kill(self) -> None:
+        """KILL the whole group at once: for a server with nothing to save."""
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -143,7 +138,22 @@ def _http_ok(url: str) -> bool:
         return False
 
 
-async def start_triton(run_dir: Path, model: str) -> tuple[Server, str]:
+def shm_regions(http_port: int) -> list[Path]:
+    """The Python backend's shared-memory files of the Triton on `http_port` (stack/lib.sh
+    names their prefix after that port)."""
+    return sorted(SHM.glob(f"dedup{http_port}_*"))
+
+
+def kill_triton(server: Server, http_port: int) -> None:
+    """A private Triton holds nothing worth a graceful stop (which takes seconds: the
+    Python backend winds its stubs down): killed at once, its shared memory removed."""
+    server.kill()
+    for region in shm_regions(http_port):
+        with contextlib.suppress(OSError):
+            region.unlink()
+
+
+async def start_triton(run_dir: Path, model: str) -> tuple[Server, str, int]:
     ports = {"TRITON_HTTP": free_port(), "TRITON_GRPC": free_port(), "TRITON_METRICS": free_port()}
     # Only the scan's model: the repository's others would cost memory and start-up time.
     command = await asyncio.to_thread(
@@ -155,16 +165,16 @@ async def start_triton(run_dir: Path, model: str) -> tuple[Server, str]:
     try:
         await server.wait_ready(lambda: asyncio.to_thread(_http_ok, ready), START_TIMEOUT_SECONDS)
     except BaseException:
-        server.stop()
+        kill_triton(server, ports["TRITON_HTTP"])
         raise
-    return server, f"127.0.0.1:{ports['TRITON_GRPC']}"
+    return server, f"127.0.0.1:{ports['TRITON_GRPC']}", ports["TRITON_HTTP"]
 
 
 @contextlib.asynccontextmanager
 async def private_triton(run_dir: Path, model: str) -> AsyncIterator[str]:
     """Triton on free ports under `run_dir`, serving `model`: its gRPC host:port."""
-    server, url = await start_triton(run_dir, model)
+    server, url, http_port = await start_triton(run_dir, model)
     try:
         yield url
     finally:
-        await asyncio.to_thread(server.stop)
+        await asyncio.to_thread(kill_triton, server, http_port)
