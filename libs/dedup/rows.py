@@ -7,7 +7,6 @@ appends cost O(n) copies); delete moves the last row into the gap. Searches read
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any, Generic, TypeVar
 
 import numpy as np
@@ -42,9 +41,6 @@ class Rows(Generic[Payload]):
     def get(self, row_id: str) -> tuple[npt.NDArray[Any], Payload] | None:
         row = self._row_of.get(row_id)
         return None if row is None else (self._matrix[row].copy(), self._payloads[row])
-
-    def ids(self) -> Iterable[str]:
-        return iter(self._ids)
 
     def upsert(self, row_id: str, values: npt.ArrayLike, payload: Payload) -> None:
         row = self._row_of.get(row_id)

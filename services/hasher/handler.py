@@ -104,10 +104,6 @@ class Hashes:
     wavelet: bytes
 
     @classmethod
-    def of_features(cls, features: Features) -> Hashes:
-        return cls(features.pdq, features.wavelet_hash)
-
-    @classmethod
     def of_image(cls, image: ImageFeatures) -> Hashes:
         """From a hashed image's stored features: no pixels needed."""
         variants = tuple(image.pdq_dihedral) or (image.pdq_hash,)
@@ -259,7 +255,7 @@ class Hasher:
         fill_features(image, features, len(data), url)
         near = await self._index.add_and_search(indexed(image), features.pdq.dihedral)
         group.image.CopyFrom(image)
-        hashes = Hashes.of_features(features)
+        hashes = Hashes(features.pdq, features.wavelet_hash)
         group.candidates.extend(candidates(event.image_id, hashes, near, self._config))
         return group
 

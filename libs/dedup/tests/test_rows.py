@@ -38,4 +38,4 @@ def test_rows_agree_with_a_dict(operations: list[tuple[bool, int]]) -> None:
             model.pop(str(key), None)
     assert len(rows) == len(model) == len(rows.matrix)
     assert {rows.id_at(r): int(rows.matrix[r, 0]) for r in range(len(rows))} == model
-    assert sorted(rows.ids()) == sorted(model)
+    assert sorted(rows.id_at(r) for r in range(len(rows))) == sorted(model)
