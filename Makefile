@@ -81,6 +81,10 @@ chart: venv ## lint, render and validate the Helm chart, its alerts, dashboard a
 test: setup proto-check lint chart ## everything CI runs: set-up, proto check, lint, chart, unit and integration tests
 	$(VENV)/bin/pytest
 
+.PHONY: faults
+faults: setup ## the fault suite on a private stack: kills, outages, poison, replicas (tests/faults)
+	$(VENV)/bin/pytest tests/faults -m faults
+
 .PHONY: demo
 demo: setup ## run the main job on the local stack and print what happened
 	bash scripts/demo.sh

@@ -254,28 +254,43 @@ class StageRunner(Generic[In]):
         return dead_letter_record(record, self.name, kind, error, attempts)
 
     async def _produce(self, producer: AIOKafkaProducer, outgoing: list[Outgoing]) -> None:
-        """Send the batch's records and wait for every ack; retry the lot until it lands."""
+        """Send the batch's records and wait for every ack; retry those not acknowledged
+        until they land. Only those: resending one that landed would publish it twice (the
+        idempotent producer dedupes its own retries, not ours)."""
         attempt = 0
-        while True:
-            try:
-                futures = [
-                    await producer.send(
+        pending = list(outgoing)
+        while pending:
+            futures = []
+            failed: list[Outgoing] = []
+            error: KafkaError | None = None
+            for o in pending:
+                try:
+                    sent = await producer.send(
                         o.topic, o.value, key=o.key, headers=list(o.headers) or None
                     )
-                    for o in outgoing
-                ]
-                for future in futures:
+                    futures.append((o, sent))
+                except KafkaError as e:
+                    failed.append(o)
+                    error = e
+            for o, future in futures:
+                try:
                     await future
-            except KafkaError as error:
+                    metrics.MESSAGES_PRODUCED.labels(self.name, o.topic).inc()
+                except KafkaError as e:
+                    failed.append(o)
+                    error = e
+            pending = failed
+            if pending:
                 attempt += 1
                 metrics.ERRORS.labels(self.name, "produce").inc()
                 metrics.RETRIES.labels(self.name).inc()
-                log.warning("produce failed, will retry the batch: %s", error)
+                log.warning(
+                    "produce failed for %d of %d records, will retry them: %s",
+                    len(pending),
+                    len(outgoing),
+                    error,
+                )
                 await self._sleep(self._backoff(attempt))
-                continue
-            for o in outgoing:
-                metrics.MESSAGES_PRODUCED.labels(self.name, o.topic).inc()
-            return
 
     async def _update_lag(self, consumer: AIOKafkaConsumer) -> None:
         for tp in consumer.assignment():
