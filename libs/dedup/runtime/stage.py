@@ -27,7 +27,13 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import (
+    AIOKafkaConsumer,
+    AIOKafkaProducer,
+    ConsumerRebalanceListener,
+    ConsumerRecord,
+    TopicPartition,
+)
 from aiokafka.errors import CommitFailedError, KafkaError
 from google.protobuf.message import DecodeError, Message
 
@@ -78,6 +84,22 @@ class Outgoing:
     key: bytes | None
     value: bytes
     headers: tuple[tuple[str, bytes], ...] = ()
+
+
+class FinishBatchOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
+    """A rebalance (a replica joins or leaves) waits until the batch in hand is produced
+    and committed: the partitions' next owner then starts after it. Without this, that
+    batch's commit fails and the next owner publishes it a second time."""
+
+    def __init__(self) -> None:
+        self.between_batches = asyncio.Event()
+        self.between_batches.set()
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self.between_batches.wait()
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        return None
 
 
 class Abandoned(Exception):
@@ -143,7 +165,8 @@ class StageRunner(Generic[In]):
     async def run(self) -> None:
         s = self.settings
         await self._retry_forever("kafka", lambda: ensure_topics(s, self._topics()))
-        consumer = make_consumer(s, s.input_topic, s.group_id or self.name)
+        gate = FinishBatchOnRevoke()
+        consumer = make_consumer(s, s.input_topic, s.group_id or self.name, gate)
         producer = make_producer(s)
         await self._retry_forever("kafka", consumer.start)
         await self._retry_forever("kafka", producer.start)
@@ -158,7 +181,11 @@ class StageRunner(Generic[In]):
                 )
                 records = [r for part in batch.values() for r in part]
                 if records:
-                    await self._handle_batch(consumer, producer, records)
+                    gate.between_batches.clear()
+                    try:
+                        await self._handle_batch(consumer, producer, records)
+                    finally:
+                        gate.between_batches.set()
                 await self._update_lag(consumer)
         except Abandoned:
             log.warning("shutdown timed out; the batch in hand stays uncommitted")
