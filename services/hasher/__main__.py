@@ -9,6 +9,7 @@ import cv2
 
 from dedup import metrics
 from dedup.blob import Blobs, blob_store
+from dedup.budget import ByteBudget
 from dedup.cpus import available_cpus
 from dedup.runtime import Output, Stage, main
 from dedup.settings import load_settings
@@ -83,6 +84,7 @@ async def open_hasher(
                     working_side=settings.working_side,
                     max_pixels=settings.max_pixels,
                     max_bytes=settings.blob_max_download_bytes,
+                    budget=ByteBudget(settings.decode_memory_bytes),
                 ),
                 HasherConfig(
                     working_container=settings.working_container,

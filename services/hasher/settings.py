@@ -12,7 +12,7 @@ from dedup.settings import (
     RuntimeSettings,
     service_config,
 )
-from services.hasher.decode import DEFAULT_MAX_PIXELS
+from services.hasher.decode import DEFAULT_DECODE_MEMORY_BYTES, DEFAULT_MAX_PIXELS
 from services.hasher.thumbnail import WORKING_SIDE
 
 
@@ -34,6 +34,11 @@ class HasherSettings(RuntimeSettings, BlobSettings, MilvusSettings):
     worker_threads: int = Field(0, ge=0, le=256)
     # Decompression-bomb limit: a declared pixel count above this is refused unread.
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1)
+    # Bytes that all concurrent decodes together may hold at their peak (estimated from
+    # each header): decodes wait for room; an image that needs more than all of it is
+    # refused as too_large. The default leaves the chart's 2 Gi limit room for the
+    # process's baseline and the downloads in flight (measured: bench/README.md).
+    decode_memory_bytes: int = Field(DEFAULT_DECODE_MEMORY_BYTES, ge=64 << 20)
 
     # Hamming radii (of 256 bits) within which a stored image becomes a candidate, chosen
     # on data (`python -m bench.hash_radii`, bench/README.md): PDQ (best of 8 turns) <= 80

@@ -35,6 +35,7 @@ from dedup import metrics
 from dedup.errors import InvalidMessageError, TransientError
 from dedup.health import Health, serve_health
 from dedup.logs import configure_logging
+from dedup.memory import return_large_blocks
 from dedup.runtime.kafka import ensure_topics, make_consumer, make_producer
 from dedup.settings import RuntimeSettings
 from dedup.topics import dead_letter
@@ -360,5 +361,6 @@ async def serve(name: str, settings: S, open_stage: OpenStage[S]) -> None:
 
 def main(name: str, settings: S, open_stage: OpenStage[S]) -> None:
     """The entry point of a service's `__main__`."""
+    return_large_blocks()  # before any thread starts
     configure_logging(name, settings.log_level)
     asyncio.run(serve(name, settings, open_stage))
