@@ -20,6 +20,7 @@ from aiokafka.helpers import create_ssl_context
 from google.protobuf.message import Message
 
 from dedup import topics
+from dedup.logs import dependency_ok
 from dedup.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -160,6 +161,8 @@ class Publisher:
         pending, self._pending = self._pending, []
         for future in pending:
             await future
+        if pending:
+            dependency_ok("kafka")
 
 
 @dataclass(frozen=True)

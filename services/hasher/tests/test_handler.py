@@ -16,6 +16,7 @@ from dedup.colour import ColourSignature, colour_distance
 from dedup.errors import InvalidMessageError, TransientError
 from dedup.events import BLOB_DELETED, created_from_listing
 from dedup.imaging import DIHEDRAL, INVERSE, apply_dihedral
+from dedup.invariants import problems
 from dedup.runtime import Output
 from dedup.v1.events_pb2 import BlobEvent
 from dedup.v1.features_pb2 import ImageFeatures, ImageStatus
@@ -112,6 +113,8 @@ async def test_an_edit_finds_its_original_with_what_later_stages_need(
     group = await put_and_handle(hasher, blobs, "half.png", synthetic.encode(edit, "PNG"))
 
     assert [c.image_id for c in group.candidates] == [first.image_id]
+    # What the hasher publishes keeps the rules every later stage checks.
+    assert problems(group, group.image_id.encode(), complete=True) == []
     (candidate,) = group.candidates
     assert candidate.source == CandidateSource.CANDIDATE_SOURCE_HASH
     assert candidate.verdict == Verdict.VERDICT_PENDING
