@@ -207,8 +207,10 @@ async def read_topic(
     record came for `idle_seconds`; a topic that keeps growing is read until it pauses.
     """
     consumer = AIOKafkaConsumer(enable_auto_commit=False, **client_options(settings))
-    await consumer.start()
     try:
+        # Inside: a start that fails (broker down) must still close the client, or each
+        # retry leaks a consumer (and an "Unclosed AIOKafkaConsumer" error line).
+        await consumer.start()
         tps = await partitions(settings, topic)
         if not tps:
             return

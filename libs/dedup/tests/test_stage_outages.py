@@ -67,3 +67,27 @@ async def test_a_dependency_is_down_from_the_first_retry_until_the_handler_succe
     assert texts[0] == "blob: unavailable: transient failure, will retry: blob storage unreachable"
     assert texts[1].startswith("blob: reachable again after ")
     assert texts[1].endswith(", 4 errors suppressed")
+
+
+async def test_a_topic_read_that_cannot_start_closes_its_consumer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from dedup.runtime import kafka
+
+    stopped: list[bool] = []
+
+    class DownConsumer:
+        def __init__(self, **options: object) -> None:
+            pass
+
+        async def start(self) -> None:
+            raise ConnectionError("broker down")
+
+        async def stop(self) -> None:
+            stopped.append(True)
+
+    monkeypatch.setattr(kafka, "AIOKafkaConsumer", DownConsumer)
+    with pytest.raises(ConnectionError):
+        async for _ in kafka.read_topic(QuickSettings(), "t.in"):
+            pass
+    assert stopped == [True]  # a retry loop around it leaks nothing
