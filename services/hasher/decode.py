@@ -64,6 +64,8 @@ RGBArray = npt.NDArray[np.uint8]
 _DEEP_EXTRA: Final = 2 + 8 + 8 + 8 + 1
 _ALPHA_EXTRA: Final = 4 + 4 + 1
 _CONVERT_EXTRA: Final = 4
+# A PNG whose whole decode would peak above this is decoded in strips (png_strips).
+STRIP_ABOVE_BYTES: Final = 64 << 20
 # The reduced copy, its RGB array and the turn, plus the codecs' own buffers.
 _SMALL_COPIES: Final = 3
 _CODEC_BYTES: Final = 8 << 20
@@ -164,10 +166,12 @@ def _decode(data: bytes, *, max_side: int, max_pixels: int, budget: ByteBudget |
         # format then reaches the working size through the same kind of chain, which
         # keeps the sharpness measure comparable between a PNG and its JPEG copy.
         factor = _power_of_two_at_most(max(img.size) // max_side)
-        stripped = factor >= 2 and png_strips.can_strip(img)
-        need = peak_bytes(
-            img.size, img.mode, has_alpha=_has_alpha(img), max_side=max_side, stripped=stripped
-        )
+        alpha = _has_alpha(img)
+        need = peak_bytes(img.size, img.mode, has_alpha=alpha, max_side=max_side, stripped=False)
+        # Strips cost CPU (the rows are inflated twice): only where the memory matters.
+        stripped = factor >= 2 and need > STRIP_ABOVE_BYTES and png_strips.can_strip(img)
+        if stripped:
+            need = peak_bytes(img.size, img.mode, has_alpha=alpha, max_side=max_side, stripped=True)
         with _held(budget, need, img):
             if stripped and isinstance(img, ImageFile.ImageFile):
                 has_alpha = _has_alpha(img)

@@ -6,12 +6,14 @@ import io
 import struct
 import zlib
 from contextlib import AbstractContextManager
+from typing import Any
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFile
 
 from dedup.budget import ByteBudget
+from services.hasher import decode as decode_module
 from services.hasher import png_strips
 from services.hasher.decode import Decoded, DecodeError, decode, peak_bytes
 from services.hasher.tests import synth
@@ -26,7 +28,9 @@ def png(img: Image.Image, **params: object) -> bytes:
 def both_ways(
     data: bytes, monkeypatch: pytest.MonkeyPatch, max_side: int = 64
 ) -> tuple[Decoded, Decoded]:
-    stripped = decode(data, max_side=max_side)
+    with monkeypatch.context() as m:
+        m.setattr(decode_module, "STRIP_ABOVE_BYTES", 0)  # small test images in strips too
+        stripped = decode(data, max_side=max_side)
     with monkeypatch.context() as m:
         m.setattr(png_strips, "can_strip", lambda img: False)
         whole = decode(data, max_side=max_side)
@@ -119,8 +123,24 @@ def test_a_decode_holds_its_estimated_peak_of_the_budget() -> None:
     budget = RecordingBudget(1 << 30)
     img = photo("L")
     decode(png(img), budget=budget)
-    expected = peak_bytes(img.size, "L", has_alpha=False, max_side=512, stripped=True)
-    assert budget.held == [expected] and budget.in_use == 0
+    expected = peak_bytes(img.size, "L", has_alpha=False, max_side=512, stripped=False)
+    assert budget.held == [expected] and budget.in_use == 0  # small: decoded whole
+
+
+def test_only_a_png_whose_whole_decode_is_large_goes_in_strips(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[int] = []
+    real = png_strips.decode_reduced
+
+    def spy(img: ImageFile.ImageFile, *args: Any) -> Image.Image:
+        calls.append(img.size[0])
+        return real(img, *args)
+
+    monkeypatch.setattr(png_strips, "decode_reduced", spy)
+    decode(png(photo("RGB", 1500, 1000)))  # ~6 MB whole: the faster whole-image path
+    decode(png(Image.new("RGB", (6000, 4000))))  # ~100 MB whole: in strips
+    assert calls == [6000]
 
 
 def test_an_image_that_could_never_fit_is_too_large_and_holds_nothing() -> None:
