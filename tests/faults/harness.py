@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import shutil
 import signal
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aiokafka.errors import KafkaError
+from google.protobuf.message import Message
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic_settings import BaseSettings
 
@@ -34,6 +36,9 @@ from dedup.pipeline import PIPELINE
 from dedup.runtime.kafka import Publisher, Record, read_topic
 from dedup.synthetic import SampleFile, sample_set
 from dedup.v1.decisions_pb2 import Decision
+from dedup.v1.events_pb2 import BlobEvent
+from dedup.v1.features_pb2 import ImageFeatures
+from dedup.v1.groups_pb2 import CandidateGroup
 from dedup.vectors import open_milvus
 from services.embedder.settings import EmbedderSettings
 from services.hasher.settings import HasherSettings
@@ -57,7 +62,20 @@ UPLOAD_WAVES = 8
 WAVE_SECONDS = 1.0
 PATIENCE_SECONDS = 180.0
 # Garbage that no protobuf parser accepts (field 0, wire type 7).
-POISON = b"\x07" * 16
+GARBAGE = b"\x07" * 16
+
+
+def poison(stage: str) -> dict[str, bytes]:
+    """key -> value of the poison for `stage`'s input: garbage, and a message that parses
+    but breaks the schema's rules (its id is not its key; for a group, a negative width
+    and a NaN quality: what the ranker once turned into a UNIQUE decision)."""
+    broken: Message
+    if stage == "hasher":
+        broken = BlobEvent(image_id="someone-else", container="c", blob_name="b.jpg")
+    else:
+        image = ImageFeatures(image_id="someone-else", width=-5, height=10, quality=math.nan)
+        broken = CandidateGroup(image_id="someone-else", image=image)
+    return {f"poison-{stage}": GARBAGE, f"invalid-{stage}": broken.SerializeToString()}
 
 
 def photos() -> list[SampleFile]:
@@ -306,8 +324,8 @@ async def records_per_key(stack: PrivateStack, topic: str, ids: set[str]) -> Cou
 async def publish_poison(stack: PrivateStack, topology: Topology) -> None:
     async with Publisher(stack.kafka) as publisher:
         for stage in PIPELINE:
-            topic = topology.input_topic(stage)
-            await publisher.publish(topic, f"poison-{stage.name}", POISON)
+            for key, value in poison(stage.name).items():
+                await publisher.publish(topology.input_topic(stage), key, value)
         await publisher.flush()
 
 

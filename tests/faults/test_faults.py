@@ -16,10 +16,10 @@ from dedup.demo import own_decisions
 from dedup.pipeline import PIPELINE
 from tests.faults.conftest import RUN_DIR, TABLE
 from tests.faults.harness import (
-    POISON,
     Case,
     Outcome,
     away,
+    poison,
     run_case,
     sigkill,
     stage_outputs,
@@ -84,13 +84,14 @@ def assert_sound(o: Outcome) -> None:
     assert set(o.exit_codes.values()) == {0}, f"unclean SIGTERM: {o.exit_codes}; {where}"
     assert sum(o.duplicates.values()) == 0, f"duplicate records: {o.duplicates}; {where}"
     assert max(o.log_lines.values()) <= MAX_LOG_LINES, f"log lines: {o.log_lines}; {where}"
-    for topic, records in o.dead_letters.items():
-        expected = {f"poison-{s.name}" for s in PIPELINE if o.case.poison and topic.endswith(
-            s.input_topic)}  # fmt: skip
-        assert {r.key for r in records} == expected, (topic, [r.headers for r in records])
+    for stage in PIPELINE:
+        topic = next(t for t in o.dead_letters if t.endswith(stage.input_topic))
+        records = o.dead_letters[topic]
+        expected = poison(stage.name) if o.case.poison else {}
+        assert {r.key: r.value for r in records} == expected, [r.headers for r in records]
         for r in records:
             assert set(r.headers) >= DLQ_HEADERS, r.headers
-            assert r.value == POISON
+            assert r.headers["dedup-stage"].decode() == stage.name
             assert r.headers["dedup-source-topic"].decode() == topic
 
 
