@@ -313,6 +313,16 @@ def test_truncated_png_is_corrupt(picture: Image.Image) -> None:
     assert e.value.kind == "corrupt"
 
 
+def test_damaged_png_image_data_is_corrupt(picture: Image.Image) -> None:
+    # Pillow decodes damaged IDAT bytes into garbage rows without a word; the CRC says.
+    data = bytearray(synth.png(picture))
+    data[len(data) // 2] ^= 0x5A
+    with pytest.raises(DecodeError, match=r"IDAT.* fails its CRC") as e:
+        decode(bytes(data))
+    assert e.value.kind == "corrupt"
+    assert decode(synth.png(picture)).format == "PNG"  # the undamaged file decodes
+
+
 @pytest.mark.parametrize(
     "data",
     [
