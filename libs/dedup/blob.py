@@ -109,6 +109,21 @@ def _mapped_errors(container: str, name: str) -> Iterator[None]:
         raise
 
 
+# Azure's longest blob name, in characters.
+MAX_BLOB_NAME = 1024
+
+
+def unaddressable(name: str) -> str | None:
+    """Why no blob can have this name, or None. A `.` or `..` segment is resolved away in
+    the blob's URL (the request names another blob, and fails its signature: a 403 that
+    would look like bad credentials); a name over 1,024 characters is refused."""
+    if {".", ".."} & set(name.split("/")):
+        return f"{name!r} cannot name a blob: its URL resolves '.' and '..' segments away"
+    if len(name) > MAX_BLOB_NAME:
+        return f"a blob name of {len(name)} characters is over Azure's {MAX_BLOB_NAME}"
+    return None
+
+
 @dataclass(frozen=True)
 class BlobInfo:
     name: str

@@ -21,7 +21,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Final, Protocol
 
-from dedup.blob import BlobMissingError, BlobTooLargeError
+from dedup.blob import BlobMissingError, BlobTooLargeError, unaddressable
 from dedup.errors import InvalidMessageError
 from dedup.events import BLOB_CREATED, BLOB_DELETED
 from dedup.imaging import INVERSE
@@ -281,6 +281,8 @@ class Hasher:
         return CandidateGroup(image_id=event.image_id, image=image, event=event, stages=[STAGE])
 
     async def _download(self, event: BlobEvent) -> bytes:
+        if why := unaddressable(event.blob_name):  # an event no listing could have made
+            raise ImageFailed(ImageStatus.IMAGE_STATUS_MISSING, why)
         limit = self._config.max_download_bytes
         if event.data.content_length > limit:
             raise ImageFailed(

@@ -50,7 +50,7 @@ def assert_clusters_are_copies(entries: dict[str, dict[str, Any]], group: dict[s
 
 
 def test_scan_gives_every_bad_input_its_status(tmp_path: Path) -> None:
-    cases = [c for c in bad_inputs.cases() if c.on_disk]
+    cases = [c for c in bad_inputs.cases() if c.storable]
     folder, out, html = tmp_path / "corpus", tmp_path / "scan.json", tmp_path / "gallery"
     for c in cases:
         (folder / c.name).parent.mkdir(parents=True, exist_ok=True)
@@ -61,6 +61,8 @@ def test_scan_gives_every_bad_input_its_status(tmp_path: Path) -> None:
     print(f"scan of {len(cases)} bad inputs: {time.monotonic() - started:.1f} s")
 
     assert set(entries) == {c.name for c in cases}
+    print(bad_inputs.table([(c.kind, e["status"], e["decision"], e["reason"]) for c in cases
+                            if (e := entries[c.name])]))  # fmt: skip
     for c in cases:
         e = entries[c.name]
         assert (e["status"], c.kind) == (c.status, c.kind), e
@@ -87,6 +89,8 @@ def test_files_only_a_folder_has(tmp_path: Path) -> None:
     entries = scan(folder, tmp_path / "scan.json", *stack, prefix=prefix)
 
     assert set(entries) == {k.name for k in kinds if k.status}
+    print(bad_inputs.table([(k.kind, e["status"], e["decision"], e["reason"]) for k in kinds
+                            if (e := entries.get(k.name, {}))]))  # fmt: skip
     for k in kinds:
         if k.status:
             e = entries[k.name]

@@ -49,9 +49,10 @@ class Case:
     group: str = ""  # ok files of one group may merge; "" : alone
 
     @property
-    def on_disk(self) -> bool:
-        """Whether a folder can hold a file of this name (`..` is a blob name only)."""
-        return ".." not in self.name.split("/") and "\0" not in self.name
+    def storable(self) -> bool:
+        """Whether a folder or a blob container can hold it under its name: a `.` or `..`
+        segment is resolved away by the path (or the blob URL), so only an event names it."""
+        return not {".", ".."} & set(self.name.split("/"))
 
 
 @functools.cache
@@ -186,7 +187,6 @@ SVG: Final = (
 def hostile_names() -> list[str]:
     """Blob names and file names that break naive code: paths, markup, shells, formats."""
     return [
-        "hostile/../escape.jpg",
         "hostile/line\nbreak.jpg",
         "hostile/tab\tand\rreturn.jpg",
         "hostile/<img src=x onerror=alert(1)><script>.jpg",
@@ -319,6 +319,15 @@ def under_limit_png() -> bytes:
     return flat_png(UNDER_LIMIT_SIDE, UNDER_LIMIT_SIDE, (30, 60, 200))
 
 
+def _unaddressable() -> list[Row]:
+    """Names no store holds, so no file or blob is behind them (only an event names them)."""
+    jpeg = functools.partial(save, photo(7201), "JPEG")
+    return [
+        ("'..' in the name", "hostile/../escape.jpg", MISSING, "", jpeg),
+        ("'.' in the name", "hostile/./here.jpg", MISSING, "", jpeg),
+    ]
+
+
 def _hostile() -> list[Row]:
     """Copies of one picture (they may merge: the gallery shows them) under hostile names."""
     pic = photo(7200)
@@ -338,12 +347,17 @@ def _hostile() -> list[Row]:
 def cases(heavy: bool = True) -> tuple[Case, ...]:
     """Every byte-level kind, made once per process; `heavy=False` leaves out the one
     that costs seconds and hundreds of MB (the just-under-the-limit image)."""
-    rows = _copies() + _unreadable() + _shapes(heavy) + _hostile()
+    rows = _copies() + _unreadable() + _shapes(heavy) + _hostile() + _unaddressable()
     made = tuple(
         Case(kind, name, make(), status, group) for kind, name, status, group, make in rows
     )
     assert len({c.name for c in made}) == len(made), "two cases share a name"
     return made
+
+
+def table(results: list[tuple[str, str, str, str]]) -> str:
+    """(kind, status, decision, reason) lines, for the test's output (`pytest -s`)."""
+    return "\n".join(f"  {k[:30]:30} {s:11} {d:10} {r[:90]!r}" for k, s, d, r in results)
 
 
 # ---- the filesystem-only kinds ----------------------------------------------------------------
@@ -384,4 +398,4 @@ def make_filesystem_kinds(root: Path) -> list[FileKind]:
     ]
 
 
-__all__ = ["Case", "FileKind", "cases", "make_filesystem_kinds"]
+__all__ = ["Case", "FileKind", "cases", "make_filesystem_kinds", "table"]

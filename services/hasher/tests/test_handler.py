@@ -203,6 +203,17 @@ async def test_a_missing_blob_is_reported_missing(hasher: Hasher, index: FakeInd
     assert "not found" in output.message.image.reason
 
 
+@pytest.mark.parametrize("name", ["a/../b.jpg", "./b.jpg", "a/./b.jpg", "x" * 1025])
+async def test_a_name_no_blob_can_have_is_missing_not_a_failure(
+    hasher: Hasher, blobs: FakeBlobs, name: str
+) -> None:
+    blobs.blobs[UPLOADS, name] = jpeg(synthetic.photo(3))  # what the store would not hold
+    (output,) = await hasher.handle(event(name, b"x" * 10))
+    assert isinstance(output.message, CandidateGroup)
+    assert output.message.image.status == ImageStatus.IMAGE_STATUS_MISSING
+    assert "name" in output.message.image.reason
+
+
 async def test_too_large_is_refused_before_download_when_the_event_says_so(
     hasher: Hasher, blobs: FakeBlobs
 ) -> None:
