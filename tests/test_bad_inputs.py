@@ -20,14 +20,14 @@ CASES = [c for c in bad_inputs.cases(heavy=False) if c.storable]
 def test_the_corpus_has_thirty_kinds_and_every_status() -> None:
     assert len({c.kind for c in CASES}) >= 30
     statuses = {c.status for c in CASES}
-    assert statuses == {"ok", "corrupt", "unsupported", "bomb", "empty"}
+    assert statuses == {"ok", "corrupt", "unsupported", "bomb", "empty", "too_large"}
 
 
 @pytest.mark.filterwarnings("ignore:Corrupt EXIF data")  # pytest re-enables what decode hides
 @pytest.mark.parametrize("case", CASES, ids=[c.kind for c in CASES])
 def test_each_kind_decodes_to_its_status(case: bad_inputs.Case) -> None:
     try:
-        features = extract(case.data)
+        features = extract(case.data, max_bytes=bad_inputs.MAX_DOWNLOAD)
     except DecodeError as error:
         assert status_label(STATUS_OF_DECODE_ERROR[error.kind]) == case.status, error
         assert error.reason

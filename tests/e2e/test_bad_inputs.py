@@ -38,6 +38,7 @@ def test_every_bad_input_gets_a_decision_and_no_service_falls(tmp_path: Path) ->
     cases = bad_inputs.cases()
     tag = uuid.uuid4().hex[:10]
     container, topology = f"e2e-uploads-{tag}", Topology.private(tag)
+    topology.env["hasher"] |= bad_inputs.HASHER_ENV
     files = {c.name: (c.data, c.group) for c in cases if c.storable}
     by_id = {image_id(ACCOUNT, container, c.name): c for c in cases}
 

@@ -32,6 +32,7 @@ def scan(folder: Path, out: Path, *extra: str, prefix: list[str] | None = None) 
         [*(prefix or []), sys.executable, "-m", "dedup.cli", "scan", str(folder),
          "--json", str(out), "--quiet", *extra],
         cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+        env=os.environ | bad_inputs.HASHER_ENV,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Traceback" not in done.stderr, done.stderr[-3000:]

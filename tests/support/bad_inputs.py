@@ -36,6 +36,11 @@ MISSING: Final = "missing"
 
 # Small pictures keep the corpus cheap to decode and match; one size for all copies.
 SIZE: Final = (320, 240)
+# The hasher's download limit in these tests (the default is 100 MiB: too much to upload
+# in a test), so that one file can be over it; every other case is well under it.
+MAX_DOWNLOAD: Final = 3 << 20
+HASHER_ENV: Final = {"DEDUP_HASHER_BLOB_MAX_DOWNLOAD_BYTES": str(MAX_DOWNLOAD)}
+TOO_LARGE: Final = "too_large"
 # Just under the hasher's pixel limit (decode.DEFAULT_MAX_PIXELS = 1 << 27 = 134,217,728).
 UNDER_LIMIT_SIDE: Final = 11500
 
@@ -194,10 +199,10 @@ def hostile_names() -> list[str]:
         "hostile/ünïcødé 名前 🖼.jpg",
         "hostile/\u202egpj.exe",  # right-to-left override
         "hostile/" + "long-" * 48 + ".jpg",  # 245 bytes: near a file name's 255
-        "hostile/-rf --help.jpg",
+        "-rf --help.jpg",  # at the top: a path that starts with a dash
         "hostile/  spaces  around  .jpg",
         "hostile/100%25 %s %n %00 %2e%2e%2f.jpg",
-        'hostile/=HYPERLINK("x")+cmd.jpg',
+        '=HYPERLINK("x")+cmd.jpg',  # a formula, to a spreadsheet
     ]
 
 
@@ -282,6 +287,9 @@ def _unreadable() -> list[Row]:
             ("SVG named .png", "unsupported/drawing.png", lambda: b'<?xml version="1.0"?>\n' + SVG),
             ("HEIC", "unsupported/photo.heic", heic_header),
             ("PDF", "unsupported/doc.pdf", lambda: b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\n"),
+        ]),
+        *family(TOO_LARGE, "", [
+            ("over the download limit", "broken/big.jpg", lambda: jpeg() + bytes(MAX_DOWNLOAD)),
         ]),
         *family(BOMB, "", [
             ("bomb PNG", "bomb/bomb.png", bomb_png),
