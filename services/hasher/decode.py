@@ -4,7 +4,7 @@ Order of work, each step chosen so the expensive part happens on as few pixels a
 
 1. refuse empty input and input over ``max_bytes`` (``too_large``);
 2. open the header only and refuse a declared pixel count over ``max_pixels`` (``bomb``)
-   before a single pixel is decoded;
+   before a single pixel is decoded; a PNG whose chunk CRCs fail is ``corrupt``;
 3. JPEG: ``Image.draft`` asks libjpeg for DCT-domain scaling (1/2, 1/4 or 1/8) so that the
    longer side still has at least ``max_side`` pixels; other formats decode in full and are
    then box-reduced by a power of two to the same bound, [max_side, 2 * max_side);
