@@ -113,7 +113,8 @@ def decode(
         # Untrusted bytes reach deep into the format plugins, which raise all sorts
         # (OSError, ValueError, SyntaxError, struct.error, IndexError, ...): a broken
         # file must become a status, never a crash that poisons the consumer.
-        raise DecodeError("corrupt", f"{type(e).__name__}: {e}") from e
+        kind: DecodeErrorKind = "bomb" if str(e).startswith(_METADATA_BOMB) else "corrupt"
+        raise DecodeError(kind, f"{type(e).__name__}: {e}") from e
 
 
 def _decode(data: bytes, *, max_side: int, max_pixels: int) -> Decoded:
@@ -123,6 +124,9 @@ def _decode(data: bytes, *, max_side: int, max_pixels: int) -> Decoded:
         raise _unidentified(data) from e
     with img:
         fmt = img.format or "unknown"
+        if fmt in _UNSUPPORTED_FORMATS:
+            name = _UNSUPPORTED_FORMATS[fmt]
+            raise DecodeError("unsupported", f"{name} is not a supported image format")
         mode = img.mode
         w0, h0 = img.size
         if w0 <= 0 or h0 <= 0:
@@ -209,6 +213,11 @@ _UNSUPPORTED_MAGIC: Final = (
     (b"<?xml", "XML/SVG"),
     (b"8BPS", "Photoshop PSD"),
 )
+# Formats Pillow identifies but decodes only with an outside program (Ghostscript).
+_UNSUPPORTED_FORMATS: Final = {"EPS": "PostScript (EPS)"}
+# Pillow's refusals of a PNG's compressed text or ICC chunk that inflates past its limit
+# (PngImagePlugin.MAX_TEXT_CHUNK, MAX_TEXT_MEMORY): a decompression bomb in the metadata.
+_METADATA_BOMB: Final = ("Decompressed data too large", "Too much memory used in text chunks")
 _HEIF_BRANDS: Final = (b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1")
 
 

@@ -127,6 +127,54 @@ def with_bad_crc(png: bytes) -> bytes:
     return png[:29] + bytes(b ^ 0xFF for b in png[29:33]) + png[33:]
 
 
+def png_with_chunk(png: bytes, kind: bytes, data: bytes) -> bytes:
+    """`png` with one more chunk right after IHDR (which ends at byte 33)."""
+    return png[:33] + png_chunk(kind, data) + png[33:]
+
+
+def text_bomb(png: bytes) -> bytes:
+    """A zTXt comment of 8 MB of one letter, compressed to ~8 KB."""
+    return png_with_chunk(png, b"zTXt", b"Comment\x00\x00" + zlib.compress(b"A" * (8 << 20), 9))
+
+
+def icc_bomb(png: bytes) -> bytes:
+    """An iCCP profile of 16 MB of zeros, compressed to ~16 KB."""
+    return png_with_chunk(png, b"iCCP", b"icc\x00\x00" + zlib.compress(bytes(16 << 20), 9))
+
+
+def bmp_declaring(bmp: bytes, width: int, height: int) -> bytes:
+    """A BMP whose header declares another size (bytes 18..26: width, height)."""
+    out = bytearray(bmp)
+    struct.pack_into("<ii", out, 18, width, height)
+    return bytes(out)
+
+
+def top_down_bmp(img: Image.Image) -> bytes:
+    """A BMP stored top row first: a negative height, valid and rarer."""
+    return bmp_declaring(save(img, "BMP"), img.width, -img.height)
+
+
+def zero_size_png() -> bytes:
+    ihdr = struct.pack(">IIBBBBB", 0, 0, 8, 2, 0, 0, 0)
+    return PNG_SIGNATURE + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", zlib.compress(b""))
+
+
+def zero_height_jpeg(jpeg: bytes) -> bytes:
+    """The frame header (SOF0) says 0 lines."""
+    out = bytearray(jpeg)
+    struct.pack_into(">H", out, out.index(b"\xff\xc0") + 5, 0)
+    return bytes(out)
+
+
+def int32_tiff(img: Image.Image) -> bytes:
+    grey = np.asarray(img.convert("L"), np.int32) * 1000
+    return save(Image.fromarray(grey), "TIFF")  # int32: mode I
+
+
+EPS: Final = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n0 0 moveto\nshowpage\n"
+ZERO_SIZE_GIF: Final = b"GIF89a\x00\x00\x00\x00\x00\x00\x00;"
+
+
 def corrupted_middle(data: bytes, length: int = 64) -> bytes:
     """`length` bytes in the middle of the file overwritten with a fixed junk pattern."""
     mid = len(data) // 2
@@ -233,6 +281,11 @@ def _copies() -> list[Row]:
             ("WebP lossless", "formats/lossless.webp", lambda: save(fmt, "WEBP", lossless=True)),
             ("JPEG 2000", "formats/picture.jp2", lambda: save(fmt, "JPEG2000")),
             ("AVIF", "formats/picture.avif", lambda: save(fmt, "AVIF")),
+            ("QOI", "formats/picture.qoi", lambda: save(fmt, "QOI")),
+            ("DDS", "formats/picture.dds", lambda: save(fmt, "DDS")),
+            ("PCX", "formats/picture.pcx", lambda: save(fmt, "PCX")),
+            ("SGI", "formats/picture.sgi", lambda: save(fmt, "SGI")),
+            ("top-down BMP", "formats/top-down.bmp", lambda: top_down_bmp(fmt)),
         ]),
         *family(OK, "modes", [
             ("CMYK JPEG", "modes/cmyk.jpg", lambda: save(mode.convert("CMYK"), "JPEG")),
@@ -244,6 +297,9 @@ def _copies() -> list[Row]:
             ("grey+alpha PNG", "modes/grey-alpha.png", lambda: save(mode.convert("LA"), "PNG")),
             ("palette PNG", "modes/palette.png", lambda: save(mode.quantize(64), "PNG")),
             ("1-bit PNG", "modes/bilevel.png", lambda: save(mode.convert("1"), "PNG")),
+            ("LAB TIFF", "modes/lab.tiff", lambda: save(mode.convert("LAB"), "TIFF")),
+            ("YCbCr TIFF", "modes/ycbcr.tiff", lambda: save(mode.convert("YCbCr"), "TIFF")),
+            ("32-bit integer TIFF", "modes/int32.tiff", lambda: int32_tiff(mode)),
         ]),
         *family(OK, "anim", [
             ("animated GIF", "anim/animated.gif", lambda: animated(anim, "GIF")),
@@ -253,6 +309,7 @@ def _copies() -> list[Row]:
         ]),
         *family(OK, "jpeg", [
             ("baseline JPEG", "jpeg/baseline.jpg", jpeg),
+            ("MPO (two pictures)", "jpeg/stereo.mpo", lambda: animated(jpg, "MPO")),
             ("progressive JPEG", "jpeg/progr.jpg", lambda: save(jpg, "JPEG", progressive=True)),
             ("trailing garbage", "jpeg/trailing.jpg", lambda: jpeg() + b"\x00garbage" * 512),
             ("EXIF orientation 9", "jpeg/orient-9.jpg", lambda: exif_jpeg(jpg, orientation(9))),
@@ -280,12 +337,17 @@ def _unreadable() -> list[Row]:
             ("PNG with bad CRC", "broken/bad-crc.png", lambda: with_bad_crc(png())),
             ("text named .jpg", "broken/text.jpg", lambda: b"shopping list: milk, eggs\n" * 20),
             ("HTML named .png", "broken/page.png", lambda: b"<html><body>hi</body></html>\n"),
+            ("PNG of 0x0", "broken/zero-size.png", zero_size_png),
+            ("GIF of 0x0", "broken/zero-size.gif", lambda: ZERO_SIZE_GIF),
+            ("JPEG of 0 lines", "broken/zero-lines.jpg", lambda: zero_height_jpeg(jpeg())),
+            ("truncated WebP", "broken/truncated.webp", lambda: save(pic, "WEBP")[:3000]),
             ("markup name, broken", "broken/<b>bold</b> & <i>it</i>.jpg", lambda: jpeg()[:999]),
         ]),
         *family(UNSUPPORTED, "", [
             ("SVG", "unsupported/drawing.svg", lambda: SVG),
             ("SVG named .png", "unsupported/drawing.png", lambda: b'<?xml version="1.0"?>\n' + SVG),
             ("HEIC", "unsupported/photo.heic", heic_header),
+            ("EPS", "unsupported/drawing.eps", lambda: EPS),
             ("PDF", "unsupported/doc.pdf", lambda: b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\n"),
         ]),
         *family(TOO_LARGE, "", [
@@ -294,6 +356,9 @@ def _unreadable() -> list[Row]:
         *family(BOMB, "", [
             ("bomb PNG", "bomb/bomb.png", bomb_png),
             ("bomb GIF", "bomb/bomb.gif", bomb_gif),
+            ("bomb BMP", "bomb/bomb.bmp", lambda: bmp_declaring(save(pic, "BMP"), 30000, 30000)),
+            ("text-chunk bomb PNG", "bomb/text.png", lambda: text_bomb(png())),
+            ("ICC-chunk bomb PNG", "bomb/icc.png", lambda: icc_bomb(png())),
         ]),
     ]  # fmt: skip
 

@@ -278,6 +278,20 @@ def test_decompression_bombs_are_refused_before_decoding(data: bytes) -> None:
     assert "pixels" in e.value.reason
 
 
+@pytest.mark.parametrize("chunk", [b"zTXt", b"iCCP"])
+def test_a_png_whose_metadata_inflates_without_end_is_a_bomb(
+    picture: Image.Image, chunk: bytes
+) -> None:
+    # 8 MB of zeros in ~8 KB, a compressed comment or ICC profile: Pillow refuses it.
+    payload = b"name\x00\x00" + zlib.compress(bytes(8 << 20), 9)
+    png = synth.png(picture)
+    body = chunk + payload
+    extra = struct.pack(">I", len(payload)) + body + struct.pack(">I", zlib.crc32(body))
+    with pytest.raises(DecodeError) as e:
+        decode(png[:33] + extra + png[33:])
+    assert e.value.kind == "bomb"
+
+
 def test_the_pixel_limit_is_a_parameter(picture: Image.Image) -> None:
     with pytest.raises(DecodeError) as e:
         decode(synth.jpeg(picture), max_pixels=640 * 480 - 1)
@@ -345,8 +359,9 @@ def test_garbage_is_corrupt(data: bytes) -> None:
         b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>',
         b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n",
         b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic",
+        b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n",
     ],
-    ids=["svg", "pdf", "heic"],
+    ids=["svg", "pdf", "heic", "eps"],
 )
 def test_known_but_unsupported_formats(data: bytes) -> None:
     with pytest.raises(DecodeError) as e:
