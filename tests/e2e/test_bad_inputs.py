@@ -7,6 +7,7 @@ alive to the end, stops with 0 on SIGTERM, and logs no traceback."""
 from __future__ import annotations
 
 import asyncio
+import csv
 import time
 import uuid
 from pathlib import Path
@@ -18,7 +19,7 @@ from dedup.pipeline import PIPELINE
 from dedup.report import model
 from dedup.runtime.kafka import Publisher
 from dedup.settings import KafkaSettings
-from tests.e2e.test_pipeline import ACCOUNT, upload_and_run
+from tests.e2e.test_pipeline import ACCOUNT, run, upload_and_run
 from tests.integration.test_scan_bad_inputs import assert_clusters_are_copies
 from tests.support import bad_inputs
 
@@ -73,3 +74,16 @@ def test_every_bad_input_gets_a_decision_and_no_service_falls(tmp_path: Path) ->
     assert set(logs) == {s.name for s in PIPELINE}
     for name, text in logs.items():
         assert "Traceback" not in text and "to DLQ" not in text, f"{name}:\n{text[-4000:]}"
+
+    # The report of those decisions: names are data in its CSV and gallery too.
+    out = tmp_path / "report"
+    run(["report", "--topic", topology.decisions, "--csv", str(tmp_path / "report.csv"),
+         "--html", str(out), "--thumbnails", "none"])  # fmt: skip
+    with (tmp_path / "report.csv").open(newline="", encoding="utf-8") as fh:
+        paths = {r["path"] for r in csv.DictReader(fh)}
+    # Every name comes back whole (newlines, tabs, quotes), a formula's with a quote first.
+    formula = {c.name for c in cases if c.name.startswith(("=", "-"))}
+    assert formula and paths == {c.name for c in cases} - formula | {f"'{n}" for n in formula}
+    page = (out / "index.html").read_text(encoding="utf-8")
+    assert "<img src=x" not in page and "<script>" not in page and "<b>bold" not in page
+    assert "&lt;img src=x onerror=alert(1)&gt;&lt;script&gt;.jpg" in page
