@@ -20,7 +20,6 @@ from dedup.report import model
 from dedup.runtime.kafka import Publisher
 from dedup.settings import KafkaSettings
 from tests.e2e.test_pipeline import ACCOUNT, run, upload_and_run
-from tests.integration.test_scan_bad_inputs import assert_clusters_are_copies
 from tests.support import bad_inputs
 
 
@@ -66,8 +65,7 @@ def test_every_bad_input_gets_a_decision_and_no_service_falls(tmp_path: Path) ->
         assert (r.status, c.kind) == (c.status, c.kind), r
         assert r.reason.strip(), r
         assert (r.decision == model.UNREADABLE) == (c.status != "ok"), r
-    entries = {name: {"cluster": r.cluster} for name, r in rows.items()}
-    assert_clusters_are_copies(entries, {c.name: c.group for c in cases})
+    bad_inputs.assert_clusters_are_copies({n: r.cluster for n, r in rows.items()}, cases)
 
     # No restart: every service ran to the SIGTERM and stopped cleanly, without a crash.
     assert codes == [0] * len(PIPELINE), tails

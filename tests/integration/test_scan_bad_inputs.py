@@ -12,7 +12,6 @@ import shutil
 import subprocess
 import sys
 import time
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -39,17 +38,6 @@ def scan(folder: Path, out: Path, *extra: str, prefix: list[str] | None = None) 
     return {e["path"]: e for e in json.loads(out.read_text())["images"]}
 
 
-def assert_clusters_are_copies(entries: dict[str, dict[str, Any]], group: dict[str, str]) -> None:
-    """A cluster holds copies of one picture; a file that cannot be read is alone."""
-    members: dict[str, set[str]] = defaultdict(set)
-    for name, e in entries.items():
-        members[e["cluster"]].add(name)
-    for cluster in members.values():
-        if len(cluster) > 1:
-            groups = {group[n] for n in cluster}
-            assert len(groups) == 1 and "" not in groups, sorted(cluster)
-
-
 def test_scan_gives_every_bad_input_its_status(tmp_path: Path) -> None:
     cases = [c for c in bad_inputs.cases() if c.storable]
     folder, out, html = tmp_path / "corpus", tmp_path / "scan.json", tmp_path / "gallery"
@@ -69,7 +57,7 @@ def test_scan_gives_every_bad_input_its_status(tmp_path: Path) -> None:
         assert (e["status"], c.kind) == (c.status, c.kind), e
         assert isinstance(e["reason"], str) and e["reason"].strip(), e
         assert e["decision"] != "unreadable" if c.status == "ok" else e["decision"] == "unreadable"
-    assert_clusters_are_copies(entries, {c.name: c.group for c in cases})
+    bad_inputs.assert_clusters_are_copies({n: e["cluster"] for n, e in entries.items()}, cases)
 
     # Names are data: the gallery shows the hostile ones as text, never as markup.
     page = (html / "index.html").read_text()

@@ -17,7 +17,8 @@ import io
 import os
 import struct
 import zlib
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -428,6 +429,19 @@ def cases(heavy: bool = True) -> tuple[Case, ...]:
     return made
 
 
+def assert_clusters_are_copies(cluster_of: dict[str, str], cases: Iterable[Case]) -> None:
+    """Each cluster (name -> cluster id) holds copies of one picture: members of one
+    group; a file that cannot be read, or has no group, is alone."""
+    group = {c.name: c.group for c in cases}
+    members: dict[str, set[str]] = defaultdict(set)
+    for name, cluster in cluster_of.items():
+        members[cluster].add(name)
+    for names in members.values():
+        if len(names) > 1:
+            groups = {group[n] for n in names}
+            assert len(groups) == 1 and "" not in groups, sorted(names)
+
+
 def table(results: list[tuple[str, str, str, str]]) -> str:
     """(kind, status, decision, reason) lines, for the test's output (`pytest -s`)."""
     return "\n".join(f"  {k[:30]:30} {s:11} {d:10} {r[:90]!r}" for k, s, d, r in results)
@@ -471,4 +485,11 @@ def make_filesystem_kinds(root: Path) -> list[FileKind]:
     ]
 
 
-__all__ = ["Case", "FileKind", "cases", "make_filesystem_kinds", "table"]
+__all__ = [
+    "Case",
+    "FileKind",
+    "assert_clusters_are_copies",
+    "cases",
+    "make_filesystem_kinds",
+    "table",
+]
