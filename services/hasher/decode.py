@@ -41,6 +41,11 @@ BACKGROUND: Final = (128, 128, 128)
 # the one that fires, with our reason.
 DEFAULT_MAX_PIXELS: Final = 1 << 27
 DEFAULT_MAX_BYTES: Final = 64 << 20
+# libjpeg makes one pass over every coefficient per scan of a progressive JPEG, and a
+# scan can be 40 bytes: 10,000 of them in 466 KB held a thread for 24 s (64 MB: about an
+# hour). Encoders write 10 or so; 0xFFDA (start of scan) cannot occur in entropy-coded
+# data, so counting it in the file is exact but for embedded thumbnails and metadata.
+MAX_JPEG_SCANS: Final = 256
 
 # Our pixel limit replaces Pillow's warning (which would fire between 89 M and our
 # limit); Pillow's hard DecompressionBombError above ~179 M still maps to "bomb".
@@ -139,6 +144,8 @@ def _decode(data: bytes, *, max_side: int, max_pixels: int) -> Decoded:
         if fmt == "PNG" and (bad := _png_crc_mismatch(data)):
             raise DecodeError("corrupt", bad)
         is_jpeg = fmt in ("JPEG", "MPO")  # MPO: a camera's multi-picture JPEG
+        if is_jpeg and (scans := data.count(b"\xff\xda")) > MAX_JPEG_SCANS:
+            raise DecodeError("bomb", f"{scans} JPEG scans is over the limit of {MAX_JPEG_SCANS}")
         quantization = _quantization(img) if is_jpeg else None
         orientation = _orientation(img)
 

@@ -167,6 +167,20 @@ def zero_height_jpeg(jpeg: bytes) -> bytes:
     return bytes(out)
 
 
+def scan_bomb_jpeg(side: int = 4096, scans: int = 1000) -> bytes:
+    """A progressive grey JPEG with `scans` more scans of 40 bytes each: every one makes
+    libjpeg pass over all side**2 / 64 blocks (each scan's data is end-of-band runs of
+    16384 blocks, one Huffman code of one bit plus 14 zero bits)."""
+    base = save(Image.new("L", (side, side), 128), "JPEG", progressive=True)
+    # An AC table (class 1, id 1) of one code, "0", for EOB14 (0xE0): a run of 2^14+bits.
+    dht = b"\xff\xc4" + struct.pack(">H", 20) + b"\x11" + bytes([1] + [0] * 15) + b"\xe0"
+    # One component (id 1), DC table 0 / AC table 1, coefficients 1..63, no refinement.
+    sos = b"\xff\xda" + struct.pack(">HBBBBBB", 8, 1, 1, 0x01, 1, 63, 0)
+    runs = (side // 8) ** 2 // (1 << 14)
+    data = bytes(-(-runs * 15 // 8))  # all zero bits (the last byte's padding included)
+    return base[:-2] + dht + (sos + data) * scans + b"\xff\xd9"
+
+
 def int32_tiff(img: Image.Image) -> bytes:
     grey = np.asarray(img.convert("L"), np.int32) * 1000
     return save(Image.fromarray(grey), "TIFF")  # int32: mode I
@@ -359,6 +373,7 @@ def _unreadable() -> list[Row]:
             ("bomb GIF", "bomb/bomb.gif", bomb_gif),
             ("bomb BMP", "bomb/bomb.bmp", lambda: bmp_declaring(save(pic, "BMP"), 30000, 30000)),
             ("text-chunk bomb PNG", "bomb/text.png", lambda: text_bomb(png())),
+            ("progressive JPEG scan bomb", "bomb/scans.jpg", scan_bomb_jpeg),
             ("ICC-chunk bomb PNG", "bomb/icc.png", lambda: icc_bomb(png())),
         ]),
     ]  # fmt: skip

@@ -292,6 +292,16 @@ def test_a_png_whose_metadata_inflates_without_end_is_a_bomb(
     assert e.value.kind == "bomb"
 
 
+def test_a_jpeg_with_hundreds_of_scans_is_a_bomb(picture: Image.Image) -> None:
+    # Each scan is one more pass over every coefficient: a CPU bomb in a small file.
+    data = synth.jpeg(picture, 90, progressive=True)
+    last = data[data.rindex(b"\xff\xda") : -2]
+    assert decode(data[:-2] + last * 8 + b"\xff\xd9").format == "JPEG"  # a few: fine
+    with pytest.raises(DecodeError, match="JPEG scans") as e:
+        decode(data[:-2] + last * 300 + b"\xff\xd9")
+    assert e.value.kind == "bomb"
+
+
 def test_the_pixel_limit_is_a_parameter(picture: Image.Image) -> None:
     with pytest.raises(DecodeError) as e:
         decode(synth.jpeg(picture), max_pixels=640 * 480 - 1)
