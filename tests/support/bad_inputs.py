@@ -133,6 +133,11 @@ def png_with_chunk(png: bytes, kind: bytes, data: bytes) -> bytes:
     return png[:33] + png_chunk(kind, data) + png[33:]
 
 
+def chunk_bomb(png: bytes, chunks: int = 200_000) -> bytes:
+    """`png` with that many empty private chunks before its image data (2.4 MB)."""
+    return png[:33] + png_chunk(b"prVt", b"") * chunks + png[33:]
+
+
 def text_bomb(png: bytes) -> bytes:
     """A zTXt comment of 8 MB of one letter, compressed to ~8 KB."""
     return png_with_chunk(png, b"zTXt", b"Comment\x00\x00" + zlib.compress(b"A" * (8 << 20), 9))
@@ -374,6 +379,7 @@ def _unreadable() -> list[Row]:
             ("bomb BMP", "bomb/bomb.bmp", lambda: bmp_declaring(save(pic, "BMP"), 30000, 30000)),
             ("text-chunk bomb PNG", "bomb/text.png", lambda: text_bomb(png())),
             ("progressive JPEG scan bomb", "bomb/scans.jpg", scan_bomb_jpeg),
+            ("PNG of 200,000 chunks", "bomb/chunks.png", lambda: chunk_bomb(png())),
             ("ICC-chunk bomb PNG", "bomb/icc.png", lambda: icc_bomb(png())),
         ]),
     ]  # fmt: skip

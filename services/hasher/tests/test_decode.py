@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import io
 import struct
+import time
 import zlib
 
 import numpy as np
@@ -290,6 +291,18 @@ def test_a_png_whose_metadata_inflates_without_end_is_a_bomb(
     with pytest.raises(DecodeError) as e:
         decode(png[:33] + extra + png[33:])
     assert e.value.kind == "bomb"
+
+
+def test_a_png_of_too_many_chunks_is_a_bomb_refused_before_pillow_walks_them(
+    picture: Image.Image,
+) -> None:
+    png = synth.png(picture)
+    empty = struct.pack(">I", 0) + b"prVt" + struct.pack(">I", zlib.crc32(b"prVt"))
+    assert decode(png[:33] + empty * 1000 + png[33:]).format == "PNG"  # many: fine
+    started = time.perf_counter()
+    with pytest.raises(DecodeError, match="PNG chunks") as e:
+        decode(png[:33] + empty * 2_000_000 + png[33:])  # 24 MB: ~10 s in Pillow's open
+    assert e.value.kind == "bomb" and time.perf_counter() - started < 2
 
 
 def test_a_jpeg_with_hundreds_of_scans_is_a_bomb(picture: Image.Image) -> None:
