@@ -78,8 +78,13 @@ chart: venv ## lint, render and validate the Helm chart, its alerts, dashboard a
 	bash scripts/chart.sh
 
 .PHONY: test
-test: setup proto-check lint chart ## everything CI runs: set-up, proto check, lint, chart, unit and integration tests
+test: setup proto-check lint chart ## everything CI runs: set-up, proto check, lint, chart, unit, integration and fault tests
 	$(VENV)/bin/pytest
+	$(MAKE) faults
+
+.PHONY: faults
+faults: setup ## the fault suite on a private stack: kills, outages, poison, replicas (tests/faults)
+	$(VENV)/bin/pytest tests/faults -m faults
 
 .PHONY: demo
 demo: setup ## run the main job on the local stack and print what happened

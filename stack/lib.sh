@@ -46,6 +46,19 @@ TRITON_METRICS_PORT=${DEDUP_STACK_TRITON_METRICS_PORT:-8002}
 PROMETHEUS_PORT=${DEDUP_STACK_PROMETHEUS_PORT:-9090}
 
 COMPONENTS=(kafka azurite milvus triton prometheus)
+
+# select_components NAME...: sets SELECTED to the named parts (all of them when none is
+# named), in COMPONENTS' order; an unknown name is an error.
+select_components() {
+  local c
+  for c in "$@"; do
+    [[ " ${COMPONENTS[*]} " == *" $c "* ]] || die "unknown part '$c' (parts: ${COMPONENTS[*]})"
+  done
+  SELECTED=()
+  for c in "${COMPONENTS[@]}"; do
+    if (($# == 0)) || [[ " $* " == *" $c "* ]]; then SELECTED+=("$c"); fi
+  done
+}
 STOP_TIMEOUT_S=20
 
 # ---- small helpers -------------------------------------------------------------------------
@@ -270,7 +283,8 @@ triton_command() {
 }
 triton_healthy() {
   curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$TRITON_HTTP_PORT/v2/health/ready" &&
-    curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$TRITON_HTTP_PORT/v2/models/l2norm/ready"
+    curl -sf -o /dev/null --max-time 2 \
+      "http://127.0.0.1:$TRITON_HTTP_PORT/v2/models/${DEDUP_STACK_TRITON_MODEL:-l2norm}/ready"
 }
 
 # ---- Prometheus (Debian's package) ----------------------------------------------------------

@@ -4,16 +4,18 @@
 # and PID file under $DEDUP_RUN_DIR (default .run/), and waits until every part is healthy.
 # Idempotent: a part that already runs from this run dir is left alone. Exit status 1 when a
 # port is held by something else or a part does not become healthy.
+# Usage: up.sh [PART...]: only the named parts (kafka azurite milvus triton prometheus).
 set -euo pipefail
 # shellcheck source=stack/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
+select_components "$@"
 t_total=$(now_ms)
 mkdir -p "$RUN_DIR"
 
 # 1. Check every part before starting any, so a port conflict leaves nothing half started.
 to_start=() already=()
-for c in "${COMPONENTS[@]}"; do
+for c in "${SELECTED[@]}"; do
   if pid=$(running_pid "$c"); then
     printf '%s: already running (pid %s)\n' "$c" "$pid"
     already+=("$c")

@@ -49,6 +49,10 @@ class Pages(Protocol):
     ) -> AsyncIterator[tuple[list[BlobInfo], str | None]]: ...
 
 
+
+class StateFileError(ValueError):
+    """A state file that belongs to another container or prefix: a mistake in the command."""
+
 @dataclass(frozen=True)
 class Source:
     """Where the blobs are and where their events go."""
@@ -102,7 +106,7 @@ class BackfillState:
             return cls(container, prefix)
         saved = cls(**json.loads(path.read_text()))
         if (saved.container, saved.prefix) != (container, prefix):
-            raise ValueError(
+            raise StateFileError(
                 f"{path} holds the back-fill of {saved.container}/{saved.prefix}*,"
                 f" not {container}/{prefix}*: use another --state file"
             )
@@ -174,7 +178,7 @@ class WatchState:
             return cls(container, prefix)
         saved = cls(**json.loads(path.read_text()))
         if (saved.container, saved.prefix) != (container, prefix):
-            raise ValueError(
+            raise StateFileError(
                 f"{path} holds the watch of {saved.container}/{saved.prefix}*,"
                 f" not {container}/{prefix}*: use another --state file"
             )

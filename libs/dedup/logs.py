@@ -39,5 +39,19 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # aiokafka is chatty at INFO about every rebalance step.
-    logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
+    # Chatty at INFO: aiokafka about every rebalance step, the Azure SDK about every request.
+    for name in ("aiokafka", "azure"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
+
+
+def adopt_library_loggers(prefix: str) -> None:
+    """Route a library that configures its own handlers (pymilvus: plain-text lines to
+    stderr, some at DEBUG) through ours instead, at WARNING and above."""
+    for name in [
+        prefix,
+        *(n for n in logging.root.manager.loggerDict if n.startswith(prefix + ".")),
+    ]:
+        logger = logging.getLogger(name)
+        logger.handlers[:] = []
+        logger.propagate = True
+        logger.setLevel(logging.WARNING if name == prefix else logging.NOTSET)

@@ -61,7 +61,8 @@ class RuntimeSettings(KafkaSettings):
     # A message whose handler raises a non-transient error this many times is dead-lettered.
     max_attempts: int = Field(3, ge=1)
     retry_backoff_seconds: float = Field(0.2, gt=0)
-    retry_backoff_max_seconds: float = Field(30.0, gt=0)
+    # Also the longest a stage waits, after a dependency is back, before it notices.
+    retry_backoff_max_seconds: float = Field(10.0, gt=0)
     # After SIGTERM, how long the batch in hand may take before the process gives up on it
     # (uncommitted, so it is redelivered). Keep the pod's grace period longer than this.
     shutdown_timeout_seconds: float = Field(60.0, gt=0)

@@ -15,7 +15,10 @@ from pymilvus.exceptions import ErrorCode, MilvusException, MilvusUnavailableExc
 
 from dedup import metrics
 from dedup.errors import TransientError
+from dedup.logs import adopt_library_loggers
 from dedup.settings import MilvusSettings
+
+adopt_library_loggers("pymilvus")
 
 T = TypeVar("T")
 

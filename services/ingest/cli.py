@@ -25,7 +25,7 @@ from azure.core.exceptions import ServiceRequestError, ServiceResponseError
 
 from dedup.blob import BlobStore, open_service
 from dedup.errors import TransientError
-from dedup.listing import BackfillState, Source, WatchState, backfill, poll
+from dedup.listing import BackfillState, Source, StateFileError, WatchState, backfill, poll
 from dedup.runtime.kafka import KafkaError, Publisher
 from dedup.runtime.stage import backoff_seconds
 from services.ingest.progress import Progress
@@ -208,5 +208,9 @@ def main(args: list[str] | None = None) -> int:
         return 0
     settings = IngestSettings().model_copy(update=overrides(ns))
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    code: int = asyncio.run(COMMANDS[ns.command](settings, ns))
+    try:
+        code: int = asyncio.run(COMMANDS[ns.command](settings, ns))
+    except StateFileError as error:  # restarting would not help: say so once, exit 2
+        say(f"dedup ingest {ns.command}: {error}")
+        return 2
     return code

@@ -18,7 +18,6 @@ import socket
 import subprocess
 import sys
 import uuid
-from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +43,7 @@ from dedup.settings import KafkaSettings, MilvusSettings
 from dedup.v1.decisions_pb2 import Decision
 from dedup.vectors import open_milvus
 from tests.integration.conftest import ROOT, free_port
+from tests.support.clusters import partition
 
 ACCOUNT = "devstoreaccount1"
 EDITS = (("resize-half", "grey", "caption"), ("mirror", "border", "crop-10"), ("blur", "rotate-90"))
@@ -77,14 +77,6 @@ def port_is_free(port: int) -> bool:
         except OSError:
             return False
         return True
-
-
-def partition(clusters: dict[str, str]) -> set[frozenset[str]]:
-    """The grouping of names, whatever the cluster ids are."""
-    members: dict[str, set[str]] = defaultdict(set)
-    for name, cluster in clusters.items():
-        members[cluster].add(name)
-    return {frozenset(m) for m in members.values()}
 
 
 def run(args: list[str], timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
@@ -91,10 +91,14 @@ async def ensure_topics(settings: KafkaSettings, names: Iterable[str]) -> None:
         await admin.close()
 
 
-def make_consumer(settings: KafkaSettings, topic: str, group_id: str) -> AIOKafkaConsumer:
+def make_consumer(
+    settings: KafkaSettings,
+    topic: str,
+    group_id: str,
+    listener: ConsumerRebalanceListener | None = None,
+) -> AIOKafkaConsumer:
     """A consumer that never commits on its own: the runtime commits after produce acks."""
-    return AIOKafkaConsumer(
-        topic,
+    consumer = AIOKafkaConsumer(
         group_id=group_id,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -102,6 +106,8 @@ def make_consumer(settings: KafkaSettings, topic: str, group_id: str) -> AIOKafk
         heartbeat_interval_ms=settings.kafka_session_timeout_ms // 3,
         **client_options(settings),
     )
+    consumer.subscribe([topic], listener=listener)
+    return consumer
 
 
 def make_producer(settings: KafkaSettings) -> AIOKafkaProducer:

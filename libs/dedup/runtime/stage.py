@@ -27,7 +27,13 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import (
+    AIOKafkaConsumer,
+    AIOKafkaProducer,
+    ConsumerRebalanceListener,
+    ConsumerRecord,
+    TopicPartition,
+)
 from aiokafka.errors import CommitFailedError, KafkaError
 from google.protobuf.message import DecodeError, Message
 
@@ -78,6 +84,22 @@ class Outgoing:
     key: bytes | None
     value: bytes
     headers: tuple[tuple[str, bytes], ...] = ()
+
+
+class FinishBatchOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
+    """A rebalance (a replica joins or leaves) waits until the batch in hand is produced
+    and committed: the partitions' next owner then starts after it. Without this, that
+    batch's commit fails and the next owner publishes it a second time."""
+
+    def __init__(self) -> None:
+        self.between_batches = asyncio.Event()
+        self.between_batches.set()
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self.between_batches.wait()
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        return None
 
 
 class Abandoned(Exception):
@@ -143,7 +165,8 @@ class StageRunner(Generic[In]):
     async def run(self) -> None:
         s = self.settings
         await self._retry_forever("kafka", lambda: ensure_topics(s, self._topics()))
-        consumer = make_consumer(s, s.input_topic, s.group_id or self.name)
+        gate = FinishBatchOnRevoke()
+        consumer = make_consumer(s, s.input_topic, s.group_id or self.name, gate)
         producer = make_producer(s)
         await self._retry_forever("kafka", consumer.start)
         await self._retry_forever("kafka", producer.start)
@@ -158,7 +181,11 @@ class StageRunner(Generic[In]):
                 )
                 records = [r for part in batch.values() for r in part]
                 if records:
-                    await self._handle_batch(consumer, producer, records)
+                    gate.between_batches.clear()
+                    try:
+                        await self._handle_batch(consumer, producer, records)
+                    finally:
+                        gate.between_batches.set()
                 await self._update_lag(consumer)
         except Abandoned:
             log.warning("shutdown timed out; the batch in hand stays uncommitted")
@@ -254,28 +281,43 @@ class StageRunner(Generic[In]):
         return dead_letter_record(record, self.name, kind, error, attempts)
 
     async def _produce(self, producer: AIOKafkaProducer, outgoing: list[Outgoing]) -> None:
-        """Send the batch's records and wait for every ack; retry the lot until it lands."""
+        """Send the batch's records and wait for every ack; retry those not acknowledged
+        until they land. Only those: resending one that landed would publish it twice (the
+        idempotent producer dedupes its own retries, not ours)."""
         attempt = 0
-        while True:
-            try:
-                futures = [
-                    await producer.send(
+        pending = list(outgoing)
+        while pending:
+            futures = []
+            failed: list[Outgoing] = []
+            error: KafkaError | None = None
+            for o in pending:
+                try:
+                    sent = await producer.send(
                         o.topic, o.value, key=o.key, headers=list(o.headers) or None
                     )
-                    for o in outgoing
-                ]
-                for future in futures:
+                    futures.append((o, sent))
+                except KafkaError as e:
+                    failed.append(o)
+                    error = e
+            for o, future in futures:
+                try:
                     await future
-            except KafkaError as error:
+                    metrics.MESSAGES_PRODUCED.labels(self.name, o.topic).inc()
+                except KafkaError as e:
+                    failed.append(o)
+                    error = e
+            pending = failed
+            if pending:
                 attempt += 1
                 metrics.ERRORS.labels(self.name, "produce").inc()
                 metrics.RETRIES.labels(self.name).inc()
-                log.warning("produce failed, will retry the batch: %s", error)
+                log.warning(
+                    "produce failed for %d of %d records, will retry them: %s",
+                    len(pending),
+                    len(outgoing),
+                    error,
+                )
                 await self._sleep(self._backoff(attempt))
-                continue
-            for o in outgoing:
-                metrics.MESSAGES_PRODUCED.labels(self.name, o.topic).inc()
-            return
 
     async def _update_lag(self, consumer: AIOKafkaConsumer) -> None:
         for tp in consumer.assignment():

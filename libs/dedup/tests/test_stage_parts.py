@@ -1,11 +1,23 @@
 """Unit tests of the stage runtime's pure parts (no Kafka)."""
 
+import asyncio
+
 import pytest
 from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaTimeoutError
 from google.protobuf.message import DecodeError
 
 from dedup.errors import InvalidMessageError
-from dedup.runtime.stage import backoff_seconds, dead_letter_record, next_offsets, parse_message
+from dedup.runtime.stage import (
+    Outgoing,
+    Stage,
+    StageRunner,
+    backoff_seconds,
+    dead_letter_record,
+    next_offsets,
+    parse_message,
+)
+from dedup.settings import RuntimeSettings
 from dedup.v1.events_pb2 import BlobEvent
 
 
@@ -69,3 +81,32 @@ def test_dead_letter_error_text_is_bounded() -> None:
 def test_next_offsets_is_one_past_the_highest_per_partition() -> None:
     records = [record(5), record(3), record(9, partition=1), record(4)]
     assert next_offsets(records) == {TopicPartition("t.in", 0): 6, TopicPartition("t.in", 1): 10}
+
+
+class FlakyProducer:
+    """Acknowledges every record but fails the first send of those named in `fail_once`."""
+
+    def __init__(self, fail_once: set[bytes]) -> None:
+        self.fail_once = set(fail_once)
+        self.landed: list[bytes] = []
+
+    async def send(self, topic: str, value: bytes, **_: object) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if value in self.fail_once:
+            self.fail_once.discard(value)
+            future.set_exception(KafkaTimeoutError())
+        else:
+            self.landed.append(value)
+            future.set_result(None)
+        return future
+
+
+async def test_produce_resends_only_the_records_not_acknowledged() -> None:
+    settings = RuntimeSettings(
+        input_topic="t.in", output_topic="t.out", http_port=0, retry_backoff_seconds=0.001
+    )
+    runner = StageRunner(Stage("test", BlobEvent, handle=lambda m: asyncio.sleep(0, [])), settings)
+    producer = FlakyProducer({b"b"})
+    batch = [Outgoing("t.out", b"k", v) for v in (b"a", b"b", b"c")]
+    await runner._produce(producer, batch)
+    assert sorted(producer.landed) == [b"a", b"b", b"c"]  # each once: "a" and "c" not resent

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from services.ingest.cli import overrides, parser, state_path
+from services.ingest.cli import main, overrides, parser, state_path
 from services.ingest.progress import Progress, duration, progress_line
 from services.ingest.settings import IngestSettings
 
@@ -91,3 +91,12 @@ def test_settings(monkeypatch: pytest.MonkeyPatch) -> None:
         "dedup.blob-events.v1",
         9106,
     )
+
+
+def test_a_state_file_of_another_container_is_one_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = tmp_path / "watch.json"
+    state.write_text('{"container": "photos", "prefix": ""}')
+    assert main(["watch", "--once", "--container", "uploads", "--state", str(state)]) == 2
+    assert "holds the watch of photos/*" in capsys.readouterr().err
