@@ -49,9 +49,9 @@ class Pages(Protocol):
     ) -> AsyncIterator[tuple[list[BlobInfo], str | None]]: ...
 
 
-
 class StateFileError(ValueError):
     """A state file that belongs to another container or prefix: a mistake in the command."""
+
 
 @dataclass(frozen=True)
 class Source:

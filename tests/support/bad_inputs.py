@@ -17,7 +17,6 @@ import io
 import os
 import struct
 import zlib
-from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ import numpy as np
 from PIL import Image
 
 from dedup import synthetic
+from tests.support.clusters import partition
 
 OK: Final = "ok"
 CORRUPT: Final = "corrupt"
@@ -454,10 +454,7 @@ def assert_clusters_are_copies(cluster_of: dict[str, str], cases: Iterable[Case]
     """Each cluster (name -> cluster id) holds copies of one picture: members of one
     group; a file that cannot be read, or has no group, is alone."""
     group = {c.name: c.group for c in cases}
-    members: dict[str, set[str]] = defaultdict(set)
-    for name, cluster in cluster_of.items():
-        members[cluster].add(name)
-    for names in members.values():
+    for names in partition(cluster_of):
         if len(names) > 1:
             groups = {group[n] for n in names}
             assert len(groups) == 1 and "" not in groups, sorted(names)
