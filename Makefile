@@ -115,6 +115,10 @@ bench: setup bench-peers ## dedup scan's cost vs decode-only and the peers (FILE
 bench-rss: setup ## dedup scan's peak RSS (all its processes) on 100 and 1,000 files (SIZES=100,1000,10000)
 	$(PY) -m bench.scan_cost --rss-sweep $(if $(SIZES),--sweep-sizes $(SIZES))
 
+.PHONY: bench-decode-memory
+bench-decode-memory: venv ## the hasher's peak RSS with four 11500x11500 flat PNGs in flight vs its chart limit
+	$(PY) -m bench.decode_memory $(if $(CODE),--code $(CODE))
+
 .PHONY: eval
 eval: setup ## dedup scan vs imagehash phash/whash and PDQ on the labelled sets (DATA=../shared/data/dev) and a generated set
 	$(PY) -m bench.eval $(if $(DATA),--data $(DATA))

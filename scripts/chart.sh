@@ -7,7 +7,8 @@
 #   3. kubeconform -strict on each rendered file, against the Kubernetes schemas (PyPI
 #      kubernetes-validate) and the CRD schemas (ServiceMonitor, PrometheusRule,
 #      ScaledObject, TriggerAuthentication) in .tools/schemas, for each $KUBE_VERSIONS
-#   4. values that must be refused (schema typos, a secret in settings, SASL without a Secret)
+#   4. every service's rendered DEDUP_* values pass its settings class (dedup.settings);
+#      values that must be refused (schema typos, a secret in settings, SASL without a Secret)
 #   5. promtool check rules on every rendered PrometheusRule; promtool test rules with
 #      tests/chart/rules_test.yaml
 #   6. the Grafana dashboard parses and every query reads dedup_ metrics
@@ -125,6 +126,12 @@ for kube in $KUBE_VERSIONS; do
   done
 done
 
+section "rendered settings pass the services' validation"
+for rendered in "$OUT"/rendered/*.yaml; do
+  run "settings of $(basename "$rendered")" env PYTHONPATH="$ROOT:$ROOT/libs:$TOOLS/py" \
+    "$PY" scripts/chart_checks.py settings "$rendered"
+done
+
 section "values that must be refused"
 tpl() { "$HELM" template dedup "$STAGED" "$@"; }
 refuse "a typo in a service key (replica)" "additional properties|additionalProperties|replica" \
@@ -147,6 +154,13 @@ refuse "a grace period shorter than the shutdown timeout" "terminationGracePerio
   tpl --set services.ranker.terminationGracePeriodSeconds=30
 refuse "Triton models from an image without an image" "modelRepository.image.repository" \
   tpl --set triton.modelRepository.source=image
+settings_of() {
+  local out="$OUT/refused-settings.yaml"
+  tpl "$@" >"$out" && env PYTHONPATH="$ROOT:$ROOT/libs:$TOOLS/py" "$PY" scripts/chart_checks.py settings "$out"
+}
+refuse "a Milvus collection name with a dash (fails at start-up, once)" \
+  "DEDUP_EMBEDDER_COLLECTION: 'dedup-embeddings' is not a Milvus collection name" \
+  settings_of --set services.embedder.settings.COLLECTION=dedup-embeddings
 
 section "alert rules (promtool)"
 for rendered in "$OUT"/rendered/*.yaml; do

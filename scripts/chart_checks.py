@@ -4,15 +4,20 @@
     python scripts/chart_checks.py rules RENDERED OUT        PrometheusRule groups -> rule file
     python scripts/chart_checks.py dashboard JSON...         parse and check dashboards
     python scripts/chart_checks.py dockerfiles ROOT NAME...  check services/<name>/Dockerfile
+    python scripts/chart_checks.py settings RENDERED...      every service's rendered env
+                                                             passes its settings class
 
-`rules` needs PyYAML (scripts/install_chart_tools.sh installs it into .tools/py); the other
-commands use the standard library only. Run from the repository root with PYTHONPATH=.
+`rules` and `settings` need PyYAML (scripts/install_chart_tools.sh installs it into
+.tools/py), `settings` also the project's venv; the other commands use the standard
+library only. Run from the repository root with PYTHONPATH=.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -200,6 +205,58 @@ def cmd_dockerfiles(root: str, names: list[str]) -> int:
     return 1 if problems else 0
 
 
+def rendered_settings(rendered: str) -> dict[str, dict[str, str]]:
+    """service -> the DEDUP_<SERVICE>_* values its Deployment sets (not those from Secrets)."""
+    import yaml  # type: ignore[import-untyped,import-not-found,unused-ignore]
+
+    found: dict[str, dict[str, str]] = {}
+    with open(rendered, encoding="utf-8") as handle:
+        for document in yaml.safe_load_all(handle):
+            if not isinstance(document, dict) or document.get("kind") != "Deployment":
+                continue
+            for container in document["spec"]["template"]["spec"]["containers"]:
+                for entry in container.get("env") or []:
+                    match = re.fullmatch(r"DEDUP_([A-Z]+)_\w+", entry.get("name", ""))
+                    if match and "value" in entry:
+                        service = match.group(1).lower()
+                        found.setdefault(service, {})[entry["name"]] = str(entry["value"])
+    return found
+
+
+# Each service's settings class, loaded as the service loads it (dedup.settings.load_settings).
+_LOAD = (
+    "import importlib, sys; from pydantic_settings import BaseSettings; "
+    "from dedup.settings import load_settings; "
+    "m = importlib.import_module(f'services.{sys.argv[1]}.settings'); "
+    "prefix = f'DEDUP_{sys.argv[1].upper()}_'; "
+    "(cls,) = {c for c in vars(m).values() if isinstance(c, type) and issubclass(c, BaseSettings)"
+    " and c.model_config.get('env_prefix') == prefix}; load_settings(cls)"
+)
+
+
+def cmd_settings(paths: list[str]) -> int:
+    """Start-up validation of every service's settings, with the env the chart renders: a
+    bad default (a resource name, a limit) fails here, not as a crash-looping pod."""
+    failed = 0
+    for rendered in paths:
+        for service, env in sorted(rendered_settings(rendered).items()):
+            clean = {k: v for k, v in os.environ.items() if not k.startswith("DEDUP_")}
+            run = subprocess.run(
+                [sys.executable, "-c", _LOAD, service],
+                env=clean | env,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            name = f"{Path(rendered).name}: {service}"
+            if run.returncode:
+                failed += 1
+                print(f"{name}: {run.stderr.strip()}", file=sys.stderr)
+            else:
+                print(f"{name}: {len(env)} settings valid")
+    return 1 if failed else 0
+
+
 def main(argv: list[str]) -> int:
     if len(argv) >= 3 and argv[1] == "stage":
         return cmd_stage(argv[2], argv[3])
@@ -207,6 +264,8 @@ def main(argv: list[str]) -> int:
         return cmd_rules(argv[2], argv[3])
     if len(argv) >= 3 and argv[1] == "dashboard":
         return cmd_dashboard(argv[2:])
+    if len(argv) >= 3 and argv[1] == "settings":
+        return cmd_settings(argv[2:])
     if len(argv) >= 4 and argv[1] == "dockerfiles":
         return cmd_dockerfiles(argv[2], argv[3:])
     print(__doc__, file=sys.stderr)

@@ -102,10 +102,10 @@ def _mapped_errors(container: str, name: str) -> Iterator[None]:
     except ResourceModifiedError as error:
         raise BlobChangedError(f"{container}/{name} changed: {error.message}") from error
     except (ServiceRequestError, ServiceResponseError) as error:
-        raise TransientError(f"blob storage unreachable: {error}") from error
+        raise TransientError(f"blob storage unreachable: {error}", dependency="blob") from error
     except HttpResponseError as error:
         if _is_transient(error):
-            raise TransientError(f"blob storage: {error.message}") from error
+            raise TransientError(f"blob storage: {error.message}", dependency="blob") from error
         raise
 
 
@@ -239,7 +239,7 @@ class BlobStore:
             with contextlib.suppress(ResourceExistsError):
                 await self._service.create_container(container)
         except (ServiceRequestError, ServiceResponseError) as error:
-            raise TransientError(f"blob storage unreachable: {error}") from error
+            raise TransientError(f"blob storage unreachable: {error}", dependency="blob") from error
 
     async def list_pages(
         self,

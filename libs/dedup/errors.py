@@ -6,7 +6,13 @@ class TransientError(Exception):
 
     The runtime retries these without limit and never dead-letters them: a dependency
     that stays down stops consumption (lag grows, alerts fire) instead of losing images.
+    `dependency` names what is down ("blob", "milvus", "triton", "kafka"): its retries
+    are logged as one outage (dedup.logs).
     """
+
+    def __init__(self, message: str, *, dependency: str | None = None) -> None:
+        super().__init__(message)
+        self.dependency = dependency
 
 
 class InvalidMessageError(ValueError):

@@ -5,10 +5,69 @@ A service declares `class HasherSettings(RuntimeSettings)` with
 This is the only place that reads the environment.
 """
 
-from typing import Literal
+import re
+from typing import Annotated, Final, Literal, TypeVar
 
-from pydantic import Field, SecretStr
+from pydantic import AfterValidator, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# ---- resource names -----------------------------------------------------------------------
+# Each service's own naming rules, checked at start-up: a bad name would otherwise pass
+# here and fail later inside the client (MilvusException at start-up, a crash loop).
+
+_MILVUS_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")
+_KAFKA_TOPIC: Final = re.compile(r"[A-Za-z0-9._-]{1,249}")
+_BLOB_CONTAINER: Final = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}")
+# Azure's reserved containers: the account root, static website and analytics logs.
+_BLOB_SPECIAL: Final = frozenset({"$root", "$web", "$logs"})
+
+
+def milvus_collection_name(name: str) -> str:
+    """Milvus: letters, digits and underscores, first a letter or an underscore, <= 255."""
+    if not _MILVUS_NAME.fullmatch(name):
+        raise ValueError(
+            f"{name!r} is not a Milvus collection name: letters, digits and underscores "
+            "only, starting with a letter or an underscore, at most 255 characters"
+        )
+    return name
+
+
+def kafka_topic_name(name: str) -> str:
+    """Kafka: 1..249 of [A-Za-z0-9._-], and not `.` or `..`."""
+    if not _KAFKA_TOPIC.fullmatch(name) or name in (".", ".."):
+        raise ValueError(
+            f"{name!r} is not a Kafka topic name: 1 to 249 of letters, digits, '.', '_' "
+            "and '-', and not '.' or '..'"
+        )
+    return name
+
+
+def kafka_group_name(name: str) -> str:
+    """Kafka allows any non-empty group id; we refuse blanks and control characters, which
+    are always a templating mistake (and break the KEDA lag trigger and the metrics)."""
+    if not name or name != name.strip() or any(not c.isprintable() for c in name):
+        raise ValueError(
+            f"{name!r} is not a usable Kafka consumer group: non-empty, printable, "
+            "no leading or trailing blanks"
+        )
+    return name
+
+
+def blob_container_name(name: str) -> str:
+    """Azure Blob: 3..63 of lower-case letters, digits and single hyphens, starting and
+    ending with a letter or a digit (or one of $root, $web, $logs)."""
+    if name not in _BLOB_SPECIAL and not _BLOB_CONTAINER.fullmatch(name):
+        raise ValueError(
+            f"{name!r} is not an Azure blob container name: 3 to 63 lower-case letters, "
+            "digits and single hyphens, starting and ending with a letter or a digit"
+        )
+    return name
+
+
+MilvusCollection = Annotated[str, AfterValidator(milvus_collection_name)]
+KafkaTopic = Annotated[str, AfterValidator(kafka_topic_name)]
+KafkaGroup = Annotated[str, AfterValidator(kafka_group_name)]
+BlobContainer = Annotated[str, AfterValidator(blob_container_name)]
 
 
 def service_config(service: str) -> SettingsConfigDict:
@@ -50,10 +109,10 @@ class KafkaSettings(BaseSettings):
 class RuntimeSettings(KafkaSettings):
     """Everything the stage runtime needs; a service adds its own fields."""
 
-    input_topic: str
-    output_topic: str
+    input_topic: KafkaTopic
+    output_topic: KafkaTopic
     # Consumer group; defaults to the service name.
-    group_id: str | None = None
+    group_id: KafkaGroup | None = None
 
     batch_size: int = Field(64, ge=1, le=10_000)
     concurrency: int = Field(8, ge=1, le=1024)
@@ -70,3 +129,27 @@ class RuntimeSettings(KafkaSettings):
     http_host: str = "127.0.0.1"
     http_port: int = Field(ge=0, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+Loaded = TypeVar("Loaded", bound=BaseSettings)
+
+
+def settings_error(cls: type[BaseSettings], error: ValidationError) -> str:
+    """One line per bad setting, each naming its environment variable."""
+    prefix = str(cls.model_config.get("env_prefix", ""))
+    lines = []
+    for item in error.errors():
+        field = ".".join(str(part) for part in item["loc"]) or "?"
+        variable = f"{prefix}{field}".upper() if item["loc"] else "settings"
+        message = str(item["msg"]).removeprefix("Value error, ")
+        lines.append(f"{variable}: {message}")
+    return "invalid settings:\n  " + "\n  ".join(lines)
+
+
+def load_settings(cls: type[Loaded]) -> Loaded:
+    """A service's settings from the environment, or exit (status 1) with one clear
+    message naming each bad variable: a restart would not fix it, so no traceback."""
+    try:
+        return cls()
+    except ValidationError as error:
+        raise SystemExit(settings_error(cls, error)) from None

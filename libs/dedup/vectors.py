@@ -18,7 +18,7 @@ from dedup.errors import TransientError
 from dedup.logs import adopt_library_loggers
 from dedup.settings import MilvusSettings
 
-adopt_library_loggers("pymilvus")
+adopt_library_loggers()  # pymilvus has just installed a stderr handler of its own
 
 T = TypeVar("T")
 
@@ -51,7 +51,7 @@ async def timed(service: str, operation: str, call: Awaitable[T]) -> T:
     except Exception as error:
         metrics.MILVUS_ERRORS.labels(service, operation).inc()
         if is_unavailable(error):
-            raise TransientError(f"milvus {operation}: {error}") from error
+            raise TransientError(f"milvus {operation}: {error}", dependency="milvus") from error
         raise
     finally:
         metrics.MILVUS_SECONDS.labels(service, operation).observe(time.perf_counter() - started)

@@ -7,6 +7,7 @@ from tritonclient.grpc.aio import InferenceServerClient
 
 from dedup.blob import Blobs, blob_store
 from dedup.runtime import Stage, main
+from dedup.settings import load_settings
 from dedup.v1.groups_pb2 import CandidateGroup
 from services.embedder.handler import STAGE, Embedder, EmbedderConfig, Thresholds
 from services.embedder.index import EmbeddingIndex, MemoryEmbeddingIndex, index_config
@@ -98,4 +99,4 @@ async def embedding_index(
 
 
 if __name__ == "__main__":
-    main(STAGE, EmbedderSettings(), open_stage)
+    main(STAGE, load_settings(EmbedderSettings), open_stage)

@@ -172,7 +172,9 @@ class TritonEmbedder:
         except Exception as error:
             metrics.TRITON_ERRORS.labels(self._service).inc()
             if is_unavailable(error):
-                raise TransientError(f"triton {self._model}: {error}") from error
+                raise TransientError(
+                    f"triton {self._model}: {error}", dependency="triton"
+                ) from error
             raise
         finally:
             metrics.TRITON_SECONDS.labels(self._service, self._model).observe(

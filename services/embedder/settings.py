@@ -6,7 +6,13 @@ from pydantic import Field, model_validator
 
 from dedup import topics
 from dedup.blob import BlobSettings
-from dedup.settings import MilvusSettings, RuntimeSettings, service_config
+from dedup.settings import (
+    KafkaTopic,
+    MilvusCollection,
+    MilvusSettings,
+    RuntimeSettings,
+    service_config,
+)
 
 IndexType = Literal["FLAT", "IVF_FLAT", "HNSW", "AUTOINDEX"]
 
@@ -14,8 +20,8 @@ IndexType = Literal["FLAT", "IVF_FLAT", "HNSW", "AUTOINDEX"]
 class EmbedderSettings(RuntimeSettings, BlobSettings, MilvusSettings):
     model_config = service_config("embedder")
 
-    input_topic: str = topics.VERIFIED
-    output_topic: str = topics.EMBEDDED
+    input_topic: KafkaTopic = topics.VERIFIED
+    output_topic: KafkaTopic = topics.EMBEDDED
     http_port: int = 9103
     # Handlers in flight at once: what the micro-batchers can merge into one Triton call
     # and one Milvus call, so at least triton_batch_size.
@@ -34,7 +40,7 @@ class EmbedderSettings(RuntimeSettings, BlobSettings, MilvusSettings):
 
     # The Milvus collection of embeddings (one record per readable image). Embeddings of
     # different models do not compare: a new model needs a new collection (and a back-fill).
-    collection: str = "dedup_embeddings_sscd_distilled_320"
+    collection: MilvusCollection = "dedup_embeddings_sscd_distilled_320"
     # Milvus Lite accepts FLAT, IVF_FLAT and AUTOINDEX; a Milvus cluster also HNSW.
     index_type: IndexType = "IVF_FLAT"
     ivf_nlist: int = Field(1024, ge=1, le=65536)

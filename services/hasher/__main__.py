@@ -1,6 +1,5 @@
 """`python -m services.hasher`: blob events in, candidate groups out."""
 
-import os
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -10,7 +9,10 @@ import cv2
 
 from dedup import metrics
 from dedup.blob import Blobs, blob_store
+from dedup.budget import ByteBudget
+from dedup.cpus import available_cpus
 from dedup.runtime import Output, Stage, main
+from dedup.settings import load_settings
 from dedup.v1.events_pb2 import BlobEvent
 from dedup.v1.features_pb2 import ImageStatus
 from dedup.v1.groups_pb2 import CandidateGroup
@@ -66,7 +68,7 @@ async def open_hasher(
     # Parallelism comes from the worker threads, one image each: OpenCV's own thread
     # pool on top of them would only oversubscribe the cores.
     cv2.setNumThreads(1)
-    threads = settings.worker_threads or os.cpu_count() or 1
+    threads = settings.worker_threads or available_cpus()
     executor = ThreadPoolExecutor(threads, thread_name_prefix="hasher")
     try:
         async with (
@@ -82,6 +84,7 @@ async def open_hasher(
                     working_side=settings.working_side,
                     max_pixels=settings.max_pixels,
                     max_bytes=settings.blob_max_download_bytes,
+                    budget=ByteBudget(settings.decode_memory_bytes),
                 ),
                 HasherConfig(
                     working_container=settings.working_container,
@@ -118,4 +121,4 @@ async def hash_index(settings: HasherSettings, *, in_memory: bool) -> AsyncItera
 
 
 if __name__ == "__main__":
-    main(STAGE, HasherSettings(), open_stage)
+    main(STAGE, load_settings(HasherSettings), open_stage)

@@ -6,12 +6,16 @@ Order of work, each step chosen so the expensive part happens on as few pixels a
 2. open the header only and refuse a declared pixel count over ``max_pixels`` (``bomb``)
    before a single pixel is decoded; a PNG whose chunk CRCs fail is ``corrupt``, one of
    too many chunks (or a JPEG of too many scans) a ``bomb``;
-3. JPEG: ``Image.draft`` asks libjpeg for DCT-domain scaling (1/2, 1/4 or 1/8) so that the
-   longer side still has at least ``max_side`` pixels; other formats decode in full and are
-   then box-reduced by a power of two to the same bound, [max_side, 2 * max_side);
-4. normalise the mode to RGB: 16-bit and float greyscale are rescaled (Pillow would clip
+3. estimate the decode's peak memory from the header and hold that much of the process's
+   decode budget (``dedup.budget.ByteBudget``, shared by every concurrent decode) until
+   the small copy is out: decodes wait for room; one that could never fit is ``too_large``;
+4. JPEG: ``Image.draft`` asks libjpeg for DCT-domain scaling (1/2, 1/4 or 1/8) so that the
+   longer side still has at least ``max_side`` pixels; a large 8-bit PNG is decoded and
+   reduced a strip of rows at a time (``png_strips``); other formats decode in full; all
+   are then box-reduced by a power of two to the same bound, [max_side, 2 * max_side);
+5. normalise the mode to RGB: 16-bit and float greyscale are rescaled (Pillow would clip
    them), alpha is flattened onto a fixed mid-grey (see ``BACKGROUND``);
-5. apply the EXIF orientation, on the small image.
+6. apply the EXIF orientation, on the small image.
 
 Every failure is a ``DecodeError`` whose ``kind`` matches the pipeline's image status.
 """
@@ -22,12 +26,16 @@ import io
 import struct
 import warnings
 import zlib
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Final, Literal
 
 import numpy as np
 import numpy.typing as npt
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
+
+from dedup.budget import ByteBudget
+from services.hasher import png_strips
 
 DecodeErrorKind = Literal["corrupt", "unsupported", "too_large", "bomb", "empty"]
 
@@ -50,6 +58,8 @@ MAX_JPEG_SCANS: Final = 256
 # Encoders write image data in chunks of 8 KB or more (Pillow: 64 KB), an APNG two chunks
 # a frame: 100,000 is far above any real file and a fifth of a second to walk.
 MAX_PNG_CHUNKS: Final = 100_000
+# What all of a process's decodes may hold at once: see HasherSettings.decode_memory_bytes.
+DEFAULT_DECODE_MEMORY_BYTES: Final = 1 << 30
 
 # Our pixel limit replaces Pillow's warning (which would fire between 89 M and our
 # limit); Pillow's hard DecompressionBombError above ~179 M still maps to "bomb".
@@ -59,6 +69,20 @@ warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 warnings.filterwarnings("ignore", message="Corrupt EXIF data", category=UserWarning)
 
 RGBArray = npt.NDArray[np.uint8]
+
+# Peak bytes a pixel of the full-size decode beyond Pillow's own storage of it: 16-bit and
+# float images go through float64 arrays to be rescaled (_deep_to_l: the array, a finite
+# copy and one temporary at a time); alpha is composited (RGBA, the RGB result, the mask);
+# other modes are converted to RGB (four bytes a pixel in Pillow). Measured with
+# bench/decode_memory.py (bench/README.md).
+_DEEP_EXTRA: Final = 2 + 8 + 8 + 8 + 1
+_ALPHA_EXTRA: Final = 4 + 4 + 1
+_CONVERT_EXTRA: Final = 4
+# A PNG whose whole decode would peak above this is decoded in strips (png_strips).
+STRIP_ABOVE_BYTES: Final = 64 << 20
+# The reduced copy, its RGB array and the turn, plus the codecs' own buffers.
+_SMALL_COPIES: Final = 3
+_CODEC_BYTES: Final = 8 << 20
 
 
 class DecodeError(Exception):
@@ -98,11 +122,14 @@ def decode(
     max_side: int = 512,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    budget: ByteBudget | None = None,
 ) -> Decoded:
     """Decode ``data`` into an upright RGB array whose longer side is about ``max_side``.
 
     The array keeps the original's aspect ratio; its longer side is at least ``max_side``
-    (unless the original is smaller) and less than ``2 * max_side``. Raises ``DecodeError``.
+    (unless the original is smaller) and less than ``2 * max_side``. With a ``budget``,
+    the decode first holds its estimated peak memory of it (waiting for room). Raises
+    ``DecodeError``.
     """
     if max_side < 1:
         raise ValueError("max_side must be positive")
@@ -111,7 +138,7 @@ def decode(
     if len(data) > max_bytes:
         raise DecodeError("too_large", f"{len(data)} bytes is over the limit of {max_bytes}")
     try:
-        return _decode(data, max_side=max_side, max_pixels=max_pixels)
+        return _decode(data, max_side=max_side, max_pixels=max_pixels, budget=budget)
     except DecodeError:
         raise
     except Image.DecompressionBombError as e:
@@ -126,7 +153,7 @@ def decode(
         raise DecodeError(kind, f"{type(e).__name__}: {e}") from e
 
 
-def _decode(data: bytes, *, max_side: int, max_pixels: int) -> Decoded:
+def _decode(data: bytes, *, max_side: int, max_pixels: int, budget: ByteBudget | None) -> Decoded:
     # Before Image.open: Pillow walks every chunk before the image data as it opens.
     if data.startswith(_PNG_SIGNATURE) and (bad := _png_chunks_problem(data)):
         raise bad
@@ -152,25 +179,40 @@ def _decode(data: bytes, *, max_side: int, max_pixels: int) -> Decoded:
         if is_jpeg and (scans := data.count(b"\xff\xda")) > MAX_JPEG_SCANS:
             raise DecodeError("bomb", f"{scans} JPEG scans is over the limit of {MAX_JPEG_SCANS}")
         quantization = _quantization(img) if is_jpeg else None
-        orientation = _orientation(img)
+        orientation = _orientation(img, data)
 
         if is_jpeg and max(w0, h0) >= 2 * max_side:
             # Ask for at least max_side on the longer side; libjpeg picks 1/2..1/8.
             longer0 = max(w0, h0)
             img.draft("RGB", (-(-w0 * max_side // longer0), -(-h0 * max_side // longer0)))
-        img.load()  # the first frame of an animation
-        has_alpha = _has_alpha(img)
-        rgb_img = _to_rgb(img, has_alpha)
-        factor = _power_of_two_at_most(max(rgb_img.size) // max_side)
-        if factor >= 2:
-            # Box reduction (C, fast) by a power of two, like JPEG's DCT scaling: every
-            # format then reaches the working size through the same kind of chain, which
-            # keeps the sharpness measure comparable between a PNG and its JPEG copy.
-            rgb_img = rgb_img.reduce(factor)
-        if orientation != 1:
-            rgb_img = _transpose(rgb_img, orientation)
-        # Copy out before the file (and, for plain RGB, the image core) is closed.
-        rgb = np.array(rgb_img, dtype=np.uint8)
+        # Box reduction (C, fast) by a power of two, like JPEG's DCT scaling: every
+        # format then reaches the working size through the same kind of chain, which
+        # keeps the sharpness measure comparable between a PNG and its JPEG copy.
+        factor = _power_of_two_at_most(max(img.size) // max_side)
+        alpha = _has_alpha(img)
+        need = peak_bytes(img.size, img.mode, has_alpha=alpha, max_side=max_side, stripped=False)
+        # Strips cost CPU (the rows are inflated twice): only where the memory matters.
+        stripped = factor >= 2 and need > STRIP_ABOVE_BYTES and png_strips.can_strip(img)
+        if stripped:
+            need = peak_bytes(img.size, img.mode, has_alpha=alpha, max_side=max_side, stripped=True)
+        with _held(budget, need, img):
+            if stripped and isinstance(img, ImageFile.ImageFile):
+                has_alpha = _has_alpha(img)
+                rgb_img = png_strips.decode_reduced(
+                    img, data, factor, lambda strip: _to_rgb(strip, has_alpha)
+                )
+            else:
+                img.load()  # the first frame of an animation
+                has_alpha = _has_alpha(img)
+                rgb_img = _to_rgb(img, has_alpha)
+                if factor >= 2:
+                    rgb_img = rgb_img.reduce(factor)
+            if orientation != 1:
+                rgb_img = _transpose(rgb_img, orientation)
+            # Copy out before the file (and, for plain RGB, the image core) is closed.
+            rgb = np.array(rgb_img, dtype=np.uint8)
+            del rgb_img
+            img.close()  # the full-size image goes before the budget is given back
 
     if orientation in (5, 6, 7, 8):
         w0, h0 = h0, w0
@@ -221,6 +263,48 @@ def _png_chunks_problem(data: bytes) -> DecodeError | None:
     return None
 
 
+def peak_bytes(
+    size: tuple[int, int], mode: str, *, has_alpha: bool, max_side: int, stripped: bool
+) -> int:
+    """Estimated peak bytes of decoding an image of this size and Pillow mode (after any
+    JPEG draft) down to the working size: what the decode holds of the budget."""
+    width, height = size
+    factor = _power_of_two_at_most(max(width, height) // max_side)
+    small = -(-width // factor) * -(-height // factor) * 4 * _SMALL_COPIES + _CODEC_BYTES
+    if stripped:
+        return png_strips.peak_bytes(width, factor) + small
+    pixels = width * height
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        extra = _DEEP_EXTRA
+    elif has_alpha:
+        extra = _ALPHA_EXTRA
+    elif mode == "RGB":
+        extra = 0
+    else:
+        extra = _CONVERT_EXTRA
+    return pixels * (_pixel_bytes(mode) + extra) + small
+
+
+def _pixel_bytes(mode: str) -> int:
+    # Pillow stores 1, L and P in a byte a pixel, the 16-bit modes in two, all others in four.
+    if mode in ("1", "L", "P"):
+        return 1
+    return 2 if mode.startswith("I;16") else 4
+
+
+def _held(budget: ByteBudget | None, need: int, img: Image.Image) -> AbstractContextManager[None]:
+    if budget is None:
+        return nullcontext()
+    if need > budget.capacity:
+        w, h = img.size
+        raise DecodeError(
+            "too_large",
+            f"decoding {w}x{h} {img.mode} needs about {need >> 20} MiB, more than the "
+            f"decode memory budget of {budget.capacity >> 20} MiB",
+        )
+    return budget.hold(need)
+
+
 def _power_of_two_at_most(n: int) -> int:
     return 1 << (n.bit_length() - 1) if n >= 1 else 1
 
@@ -258,9 +342,17 @@ def _quantization(img: Image.Image) -> dict[int, tuple[int, ...]] | None:
     return {int(k): tuple(int(x) for x in v) for k, v in q.items()}
 
 
-def _orientation(img: Image.Image) -> int:
+def _orientation(img: Image.Image, data: bytes) -> int:
     try:
-        value = img.getexif().get(0x0112, 1)
+        if img.format == "PNG" and "exif" not in img.info:
+            # Pillow's getexif() would decode the whole image to look after the pixels.
+            exif = Image.Exif()
+            raw = png_strips.exif(data)
+            if raw:
+                exif.load(raw)
+        else:
+            exif = img.getexif()
+        value = exif.get(0x0112, 1)
         o = int(value)
     except Exception:
         # A malformed EXIF block is common in the wild; it must not fail the image.
@@ -356,4 +448,12 @@ def _lossless(fmt: str, data: bytes) -> bool | None:
     return None
 
 
-__all__ = ["BACKGROUND", "DecodeError", "DecodeErrorKind", "Decoded", "decode"]
+__all__ = [
+    "BACKGROUND",
+    "DEFAULT_DECODE_MEMORY_BYTES",
+    "DecodeError",
+    "DecodeErrorKind",
+    "Decoded",
+    "decode",
+    "peak_bytes",
+]

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dedup.budget import ByteBudget
 from dedup.colour import SAMPLE, ColourSignature, colour_signature
 from dedup.imaging import content_box, luminance
 from dedup.resample import area_resize
@@ -60,7 +61,11 @@ def extract(
     working_side: int = WORKING_SIDE,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    budget: ByteBudget | None = None,
 ) -> Features:
-    """Decode ``data`` (raises ``DecodeError``) and compute all its features."""
-    decoded = decode(data, max_side=working_side, max_pixels=max_pixels, max_bytes=max_bytes)
+    """Decode ``data`` (raises ``DecodeError``; the decode holds its peak of ``budget``)
+    and compute all its features."""
+    decoded = decode(
+        data, max_side=working_side, max_pixels=max_pixels, max_bytes=max_bytes, budget=budget
+    )
     return compute(decoded, working_side=working_side)

@@ -4,28 +4,41 @@ from pydantic import Field
 
 from dedup import topics
 from dedup.blob import BlobSettings
-from dedup.settings import MilvusSettings, RuntimeSettings, service_config
-from services.hasher.decode import DEFAULT_MAX_PIXELS
+from dedup.settings import (
+    BlobContainer,
+    KafkaTopic,
+    MilvusCollection,
+    MilvusSettings,
+    RuntimeSettings,
+    service_config,
+)
+from services.hasher.decode import DEFAULT_DECODE_MEMORY_BYTES, DEFAULT_MAX_PIXELS
 from services.hasher.thumbnail import WORKING_SIDE
 
 
 class HasherSettings(RuntimeSettings, BlobSettings, MilvusSettings):
     model_config = service_config("hasher")
 
-    input_topic: str = topics.BLOB_EVENTS
-    output_topic: str = topics.HASHED
+    input_topic: KafkaTopic = topics.BLOB_EVENTS
+    output_topic: KafkaTopic = topics.HASHED
     http_port: int = 9101
 
     # The derived container that holds one working copy per image (<image_id>.jpg).
-    working_container: str = "dedup-working"
+    working_container: BlobContainer = "dedup-working"
     working_side: int = Field(WORKING_SIDE, ge=64, le=4096)
     # Milvus collection of the hashes (one record per readable image).
-    collection: str = "dedup_hashes"
-    # Threads decoding and hashing at once; 0: one per CPU. The work is CPU-bound, so more
+    collection: MilvusCollection = "dedup_hashes"
+    # Threads decoding and hashing at once; 0: one per CPU of the container's quota
+    # (dedup.cpus). The work is CPU-bound, so more
     # threads than cores only contend (OpenCV's own threading is turned off).
     worker_threads: int = Field(0, ge=0, le=256)
     # Decompression-bomb limit: a declared pixel count above this is refused unread.
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1)
+    # Bytes that all concurrent decodes together may hold at their peak (estimated from
+    # each header): decodes wait for room; an image that needs more than all of it is
+    # refused as too_large. The default leaves the chart's 2 Gi limit room for the
+    # process's baseline and the downloads in flight (measured: bench/README.md).
+    decode_memory_bytes: int = Field(DEFAULT_DECODE_MEMORY_BYTES, ge=64 << 20)
 
     # Hamming radii (of 256 bits) within which a stored image becomes a candidate, chosen
     # on data (`python -m bench.hash_radii`, bench/README.md): PDQ (best of 8 turns) <= 80

@@ -6,6 +6,7 @@ import sys
 
 from dedup.health import Health, serve_health
 from dedup.logs import configure_logging
+from dedup.settings import load_settings
 from services.ingest.eventhub import SERVICE, ConfigError, consume
 from services.ingest.settings import IngestSettings
 
@@ -24,7 +25,7 @@ async def serve(settings: IngestSettings) -> None:
 
 
 def main() -> None:
-    settings = IngestSettings()
+    settings = load_settings(IngestSettings)
     configure_logging(SERVICE, settings.log_level)
     try:
         asyncio.run(serve(settings))

@@ -28,6 +28,7 @@ from dedup.errors import TransientError
 from dedup.listing import BackfillState, Source, StateFileError, WatchState, backfill, poll
 from dedup.runtime.kafka import KafkaError, Publisher
 from dedup.runtime.stage import backoff_seconds
+from dedup.settings import load_settings
 from services.ingest.progress import Progress
 from services.ingest.settings import IngestSettings
 
@@ -206,7 +207,7 @@ def main(args: list[str] | None = None) -> int:
 
         consume()
         return 0
-    settings = IngestSettings().model_copy(update=overrides(ns))
+    settings = load_settings(IngestSettings).model_copy(update=overrides(ns))
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     try:
         code: int = asyncio.run(COMMANDS[ns.command](settings, ns))

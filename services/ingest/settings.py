@@ -9,15 +9,16 @@ from pydantic_settings import NoDecode
 from dedup import topics
 from dedup.blob import BlobSettings
 from dedup.events import EventFilter
-from dedup.settings import KafkaSettings, service_config
+from dedup.settings import BlobContainer, KafkaSettings, KafkaTopic, service_config
 
 CommaList = Annotated[list[str], NoDecode]
+ContainerList = Annotated[list[BlobContainer], NoDecode]
 
 
 class IngestSettings(KafkaSettings, BlobSettings):
     model_config = service_config("ingest")
 
-    output_topic: str = topics.BLOB_EVENTS
+    output_topic: KafkaTopic = topics.BLOB_EVENTS
 
     # Event Hub: a connection string (a Kubernetes Secret), or a namespace
     # (<name>.servicebus.windows.net) reached with workload identity.
@@ -27,13 +28,13 @@ class IngestSettings(KafkaSettings, BlobSettings):
     eventhub_consumer_group: str = "$Default"
     # Checkpoints (and partition ownership) live in this container of the blob account
     # that BlobSettings names.
-    checkpoint_container: str = "dedup-eventhub-checkpoints"
+    checkpoint_container: BlobContainer = "dedup-eventhub-checkpoints"
     batch_size: int = Field(100, ge=1, le=1000)
     max_wait_seconds: float = Field(5.0, gt=0)
 
     # Which events go on (comma-separated): containers and content types (`image/*`,
     # `image/jpeg`); empty means all. A blob name prefix.
-    containers: CommaList = Field(default_factory=list)
+    containers: ContainerList = Field(default_factory=list)
     prefix: str = ""
     content_types: CommaList = Field(default_factory=list)
 

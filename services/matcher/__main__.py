@@ -5,6 +5,7 @@ from contextlib import asynccontextmanager
 
 from dedup.blob import BlobMissingError, Blobs, BlobTooLargeError, blob_store
 from dedup.runtime import Stage, main
+from dedup.settings import load_settings
 from dedup.v1.groups_pb2 import CandidateGroup
 from services.matcher.cache import PairCache, ViewCache
 from services.matcher.geometry import MatchParams, MatchPolicy
@@ -67,4 +68,4 @@ async def open_stage(
 
 
 if __name__ == "__main__":
-    main(STAGE, MatcherSettings(), open_stage)
+    main(STAGE, load_settings(MatcherSettings), open_stage)

@@ -4,7 +4,7 @@ from pydantic import Field
 
 from dedup import topics
 from dedup.blob import BlobSettings
-from dedup.settings import RuntimeSettings, service_config
+from dedup.settings import KafkaTopic, RuntimeSettings, service_config
 from services.matcher.geometry import DescriptorMatching, Detector, MatchParams, MatchPolicy
 
 PARAMS = MatchParams()
@@ -14,8 +14,8 @@ POLICY = MatchPolicy()
 class MatcherSettings(RuntimeSettings, BlobSettings):
     model_config = service_config("matcher")
 
-    input_topic: str = topics.EMBEDDED
-    output_topic: str = topics.MATCHED
+    input_topic: KafkaTopic = topics.EMBEDDED
+    output_topic: KafkaTopic = topics.MATCHED
     http_port: int = 9104
 
     # Local features (services/matcher/geometry.py).

@@ -53,7 +53,7 @@ def ranker_stage(ranker: Ranker, clock: Callable[[], Timestamp] = now) -> Stage[
         # No await before the state changes: one group at a time, in the order delivered.
         return publishable(ranker.handle(group), clock())
 
-    return Stage(STAGE, CandidateGroup, handle)
+    return Stage(STAGE, CandidateGroup, handle, complete_input=True)
 
 
 async def latest_decisions(settings: RankerSettings) -> dict[str, bytes]:
@@ -93,7 +93,9 @@ async def restore(settings: RankerSettings, ranker: Ranker) -> None:
                 for output in publishable(repair, now()):
                     await publisher.publish(settings.output_topic, output.key, output.message)
     except KafkaError as error:
-        raise TransientError(f"cannot read the decisions topic: {error}") from error
+        raise TransientError(
+            f"cannot read the decisions topic: {error}", dependency="kafka"
+        ) from error
     log.info(
         "restored %d images (%d linked) from %s in %.1f s; %d decisions republished",
         len(ranker),

@@ -3,15 +3,15 @@
 from pydantic import Field
 
 from dedup import topics
-from dedup.settings import RuntimeSettings, service_config
+from dedup.settings import KafkaTopic, RuntimeSettings, service_config
 
 
 class RankerSettings(RuntimeSettings):
     model_config = service_config("ranker")
 
-    input_topic: str = topics.MATCHED
+    input_topic: KafkaTopic = topics.MATCHED
     # Also the ranker's state: read back in full at start-up (see services/ranker/README.md).
-    output_topic: str = topics.DECISIONS
+    output_topic: KafkaTopic = topics.DECISIONS
     http_port: int = 9105
     # One graph, changed by one group at a time in input order: handling is in memory and
     # takes microseconds, so concurrency would buy nothing and cost the ordering.

@@ -4,6 +4,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from dedup.runtime import Stage, main
+from dedup.settings import load_settings
 from dedup.v1.groups_pb2 import CandidateGroup
 from services.verifier.colour_check import ColourPolicy
 from services.verifier.handler import STAGE, Verifier
@@ -22,4 +23,4 @@ async def open_stage(settings: VerifierSettings) -> AsyncIterator[Stage[Candidat
 
 
 if __name__ == "__main__":
-    main(STAGE, VerifierSettings(), open_stage)
+    main(STAGE, load_settings(VerifierSettings), open_stage)

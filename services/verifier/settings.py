@@ -3,7 +3,7 @@
 from pydantic import Field
 
 from dedup import topics
-from dedup.settings import RuntimeSettings, service_config
+from dedup.settings import KafkaTopic, RuntimeSettings, service_config
 from services.verifier.colour_check import ColourPolicy
 
 POLICY = ColourPolicy()
@@ -12,8 +12,8 @@ POLICY = ColourPolicy()
 class VerifierSettings(RuntimeSettings):
     model_config = service_config("verifier")
 
-    input_topic: str = topics.HASHED
-    output_topic: str = topics.VERIFIED
+    input_topic: KafkaTopic = topics.HASHED
+    output_topic: KafkaTopic = topics.VERIFIED
     http_port: int = 9102
 
     # The colour policy (services/verifier/colour_check.py; chosen on data with

@@ -20,6 +20,7 @@ from aiokafka.helpers import create_ssl_context
 from google.protobuf.message import Message
 
 from dedup import topics
+from dedup.logs import dependency_ok
 from dedup.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -166,6 +167,8 @@ class Publisher:
         pending, self._pending = self._pending, []
         for future in pending:
             await future
+        if pending:
+            dependency_ok("kafka")
 
 
 @dataclass(frozen=True)
@@ -210,8 +213,10 @@ async def read_topic(
     record came for `idle_seconds`; a topic that keeps growing is read until it pauses.
     """
     consumer = AIOKafkaConsumer(enable_auto_commit=False, **client_options(settings))
-    await consumer.start()
     try:
+        # Inside: a start that fails (broker down) must still close the client, or each
+        # retry leaks a consumer (and an "Unclosed AIOKafkaConsumer" error line).
+        await consumer.start()
         tps = await partitions(settings, topic)
         if not tps:
             return

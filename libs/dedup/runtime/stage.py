@@ -5,8 +5,9 @@ acknowledged by Kafka, so a crash anywhere means redelivery, never loss. Handler
 idempotent (keyed by image id), which makes redelivery harmless.
 
 Failures:
-- a message that does not parse, or breaks the schema's rules, goes to `<topic>.dlq`
-  at once, with the error in its headers;
+- a message that does not parse, or breaks the schema's rules (dedup.invariants: key ==
+  image id, sizes, finite scores in range, ...), goes to `<topic>.dlq` at once, with
+  every broken rule in its headers;
 - a `TransientError` (or a timeout / connection error) is retried with capped
   exponential backoff for as long as it lasts: a dependency that is down stops the
   stage (lag grows), it never drops the message;
@@ -37,10 +38,11 @@ from aiokafka import (
 from aiokafka.errors import CommitFailedError, KafkaError
 from google.protobuf.message import DecodeError, Message
 
-from dedup import metrics
+from dedup import invariants, metrics
 from dedup.errors import InvalidMessageError, TransientError
 from dedup.health import Health, serve_health
-from dedup.logs import configure_logging
+from dedup.logs import check_outages, configure_logging, dependency_of_error, dependency_ok
+from dedup.memory import return_large_blocks
 from dedup.runtime.kafka import ensure_topics, make_consumer, make_producer
 from dedup.settings import RuntimeSettings
 from dedup.topics import dead_letter
@@ -74,6 +76,8 @@ class Stage(Generic[In]):
     name: str
     input_type: type[In]
     handle: Handler[In]
+    # Groups reach this stage complete (the ranker): an OK image's sizes must be known.
+    complete_input: bool = False
 
 
 @dataclass(frozen=True)
@@ -187,6 +191,7 @@ class StageRunner(Generic[In]):
                     finally:
                         gate.between_batches.set()
                 await self._update_lag(consumer)
+                check_outages()
         except Abandoned:
             log.warning("shutdown timed out; the batch in hand stays uncommitted")
         finally:
@@ -221,34 +226,41 @@ class StageRunner(Generic[In]):
         except (CommitFailedError, KafkaError) as error:
             # A rebalance took the partitions: the new owner reprocesses (at-least-once).
             metrics.ERRORS.labels(self.name, "commit").inc()
-            log.warning("commit failed: %s", error)
+            log.warning("commit failed: %s", error, extra={"dependency": "kafka"})
             return
+        dependency_ok("kafka")
         metrics.LAST_COMMIT.labels(self.name).set(time.time())
 
     async def _process(self, record: ConsumerRecord[bytes, bytes]) -> list[Outgoing]:
         context = {"topic": record.topic, "partition": record.partition, "offset": record.offset}
         try:
             message = parse_message(self.stage.input_type, record.value)
+            invariants.check(message, record.key, complete=self.stage.complete_input)
         except (DecodeError, InvalidMessageError) as error:
             metrics.ERRORS.labels(self.name, "parse").inc()
-            log.warning("unparseable message to DLQ: %s", error, extra=context)
+            log.warning("invalid message to DLQ: %s", error, extra=context)
             return [self._to_dlq(record, "parse", error, 1)]
         context["image_id"] = getattr(message, "image_id", None)
         failures = 0
         transient_attempts = 0
+        down: set[str] = set()  # the dependencies this message waited for
         while True:
             metrics.INFLIGHT.labels(self.name).inc()
             started = time.perf_counter()
             try:
                 outputs = await self.stage.handle(message)
+                for dependency in down:
+                    dependency_ok(dependency)
                 return [self._serialise(o) for o in outputs]
             except TRANSIENT as error:
                 transient_attempts += 1
+                dependency = dependency_of_error(error)
+                down.add(dependency)
                 metrics.ERRORS.labels(self.name, "transient").inc()
                 log.warning(
                     "transient failure, will retry: %s",
                     error,
-                    extra=context | {"attempt": transient_attempts},
+                    extra=context | {"attempt": transient_attempts, "dependency": dependency},
                 )
                 delay = self._backoff(transient_attempts)
             except Exception as error:
@@ -316,8 +328,11 @@ class StageRunner(Generic[In]):
                     len(pending),
                     len(outgoing),
                     error,
+                    extra={"dependency": "kafka"},
                 )
                 await self._sleep(self._backoff(attempt))
+        if outgoing:
+            dependency_ok("kafka")
 
     async def _update_lag(self, consumer: AIOKafkaConsumer) -> None:
         for tp in consumer.assignment():
@@ -336,11 +351,17 @@ class StageRunner(Generic[In]):
         while True:
             try:
                 await call()
+                dependency_ok(what)
                 return
             except (KafkaError, *TRANSIENT) as error:
                 attempt += 1
                 self.health.detail = f"waiting for {what}: {error}"
-                log.warning("waiting for %s: %s", what, error, extra={"attempt": attempt})
+                log.warning(
+                    "waiting for %s: %s",
+                    what,
+                    error,
+                    extra={"attempt": attempt, "dependency": what},
+                )
                 await self._sleep(self._backoff(attempt))
 
     def _backoff(self, attempt: int) -> float:
@@ -390,7 +411,11 @@ async def serve(name: str, settings: S, open_stage: OpenStage[S]) -> None:
             except TRANSIENT as error:
                 attempt += 1
                 health.detail = f"waiting for a dependency: {error}"
-                log.warning("cannot start yet: %s", error, extra={"attempt": attempt})
+                log.warning(
+                    "cannot start yet: %s",
+                    error,
+                    extra={"attempt": attempt, "dependency": dependency_of_error(error)},
+                )
                 delay = backoff_seconds(
                     attempt, settings.retry_backoff_seconds, settings.retry_backoff_max_seconds
                 )
@@ -402,5 +427,6 @@ async def serve(name: str, settings: S, open_stage: OpenStage[S]) -> None:
 
 def main(name: str, settings: S, open_stage: OpenStage[S]) -> None:
     """The entry point of a service's `__main__`."""
+    return_large_blocks()  # before any thread starts
     configure_logging(name, settings.log_level)
     asyncio.run(serve(name, settings, open_stage))

@@ -17,11 +17,11 @@ import asyncio
 import contextlib
 import ctypes
 import logging
-import os
 import signal
 import sys
 from pathlib import Path
 
+from dedup.cpus import available_cpus
 from dedup.report import model
 from dedup.report.cli import summary
 from dedup.scan.core import ScanOptions, ScanResult, scan, scan_endpoints, workspace
@@ -74,8 +74,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--workers",
         type=int,
-        default=os.cpu_count() or 1,
-        help="threads decoding images (default: one per CPU)",
+        default=available_cpus(),
+        help="threads decoding images (default: one per CPU this process may use)",
     )
     p.add_argument(
         "--in-flight",

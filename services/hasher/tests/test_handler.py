@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from functools import partial
 
 import numpy as np
 import pytest
@@ -10,10 +11,12 @@ from PIL import Image
 
 from dedup import synthetic
 from dedup.blob import BlobInfo
+from dedup.budget import ByteBudget
 from dedup.colour import ColourSignature, colour_distance
 from dedup.errors import InvalidMessageError, TransientError
 from dedup.events import BLOB_DELETED, created_from_listing
 from dedup.imaging import DIHEDRAL, INVERSE, apply_dihedral
+from dedup.invariants import problems
 from dedup.runtime import Output
 from dedup.v1.events_pb2 import BlobEvent
 from dedup.v1.features_pb2 import ImageFeatures, ImageStatus
@@ -28,6 +31,7 @@ from services.hasher.handler import (
 )
 from services.hasher.index import Radii
 from services.hasher.settings import HasherSettings
+from services.hasher.tests import synth
 from services.hasher.tests.fakes import FakeBlobs, FakeIndex
 
 UPLOADS = "uploads"
@@ -109,6 +113,8 @@ async def test_an_edit_finds_its_original_with_what_later_stages_need(
     group = await put_and_handle(hasher, blobs, "half.png", synthetic.encode(edit, "PNG"))
 
     assert [c.image_id for c in group.candidates] == [first.image_id]
+    # What the hasher publishes keeps the rules every later stage checks.
+    assert problems(group, group.image_id.encode(), complete=True) == []
     (candidate,) = group.candidates
     assert candidate.source == CandidateSource.CANDIDATE_SOURCE_HASH
     assert candidate.verdict == Verdict.VERDICT_PENDING
@@ -343,3 +349,18 @@ async def test_events_about_working_copies_are_skipped(hasher: Hasher, blobs: Fa
     copy.container = WORKING
     assert await hasher.handle(copy) == []
     assert blobs.downloads == []
+
+
+async def test_an_image_over_the_decode_budget_is_too_large_with_a_reason(
+    blobs: FakeBlobs, index: FakeIndex
+) -> None:
+    budget = ByteBudget(64 << 20)  # an 8000 x 8000 grey PNG needs ~330 MiB at its peak
+    hasher = Hasher(blobs, index, partial(extract, budget=budget), CONFIG)
+    data = synth.png(Image.new("I;16", (8000, 8000)))
+    group = await put_and_handle(hasher, blobs, "huge.png", data)
+    assert group.image.status == ImageStatus.IMAGE_STATUS_TOO_LARGE
+    assert "decode memory budget of 64 MiB" in group.image.reason
+    assert budget.in_use == 0
+    # ... and the next image, which fits, is decoded as usual.
+    group = await put_and_handle(hasher, blobs, "ok.jpg", jpeg(synth.photo(2)))
+    assert group.image.status == ImageStatus.IMAGE_STATUS_OK

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from dedup.errors import TransientError
+from dedup.invariants import problems
 from dedup.v1.features_pb2 import ImageFeatures, ImageStatus
 from dedup.v1.groups_pb2 import Candidate, CandidateGroup, CandidateSource, Scores, Verdict
 from services.matcher import handler
@@ -110,6 +111,9 @@ async def test_copies_are_duplicates_other_shots_similar_and_strangers_rejected(
     assert list(out.stages) == ["hasher", "verifier", "embedder", STAGE]
     verdicts = {c.image_id: c.verdict for c in out.candidates}
     assert verdicts == {"copy": DUPLICATE, "shot": SIMILAR, "stranger": REJECTED}
+    # What the matcher publishes keeps the rules the ranker checks (but the sizes, which
+    # this test's group does not carry).
+    assert problems(out, b"new") == []
     for c in out.candidates:
         assert c.decided_by == STAGE and c.reason
         assert c.scores.HasField("inliers") and c.scores.HasField("inlier_ratio")
