@@ -11,7 +11,8 @@ Order: a folder has no arrival order, so every image is judged against the whole
 folder, in two passes that decode and embed each file once:
 
 1. index: the hasher (download, decode, hashes, working copy, stored in the hash index)
-   and the embedder (the embedding, stored); each image's hashed features are kept;
+   on every file while Triton starts, then the embedder (the embedding, stored); each
+   image's hashed features are kept;
 2. judge: the hasher's search again from those stored hashes (no pixels: it now sees
    every image, so hash candidates are found in both directions), verifier, embedder
    (it finds this version's embedding stored and reuses it; every candidate's embedding
@@ -30,7 +31,7 @@ import dataclasses
 import logging
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -192,11 +193,16 @@ def error_row(f: LocalFile, reason: str) -> Row:
     )
 
 
-@dataclass
-class Stages:
+@dataclass(frozen=True)
+class Hashing:
     hasher: Stage[BlobEvent]
     # The hasher's search of an image hashed before, from its stored hashes.
     research: Stage[CandidateGroup]
+
+
+@dataclass(frozen=True)
+class Stages:
+    hashing: Hashing
     verifier: Stage[CandidateGroup]
     embedder: Stage[CandidateGroup]
     matcher: Stage[CandidateGroup]
@@ -204,20 +210,31 @@ class Stages:
 
 
 @contextlib.asynccontextmanager
-async def open_stages(
-    settings: StageSettings, blobs: LocalBlobs, ranker: Ranker, *, in_memory: bool
-) -> AsyncIterator[Stages]:
-    """The stages on the folder's blobs; `in_memory`: their indexes in this process."""
-    async with contextlib.AsyncExitStack() as stack:
-        enter = stack.enter_async_context
-        hasher = await enter(open_hasher(settings.hasher, blobs, in_memory=in_memory))
+async def open_hashing(
+    settings: HasherSettings, blobs: LocalBlobs, *, in_memory: bool
+) -> AsyncIterator[Hashing]:
+    """The hasher on the folder's blobs (it needs no model server)."""
+    async with open_hasher(settings, blobs, in_memory=in_memory) as hasher:
 
         async def research(group: CandidateGroup) -> Sequence[Output]:
             return [Output(group.image_id, await hasher.research(group))]
 
+        yield Hashing(
+            Stage(HASHER, BlobEvent, hasher.handle), Stage(HASHER, CandidateGroup, research)
+        )
+
+
+@contextlib.asynccontextmanager
+async def open_stages(
+    settings: StageSettings, blobs: LocalBlobs, ranker: Ranker, hashing: Hashing, *,
+    in_memory: bool
+) -> AsyncIterator[Stages]:  # fmt: skip
+    """The other stages on the folder's blobs (the embedder asks the model server for its
+    model's shape: it must be up); `in_memory`: their indexes in this process."""
+    async with contextlib.AsyncExitStack() as stack:
+        enter = stack.enter_async_context
         yield Stages(
-            hasher=Stage(HASHER, BlobEvent, hasher.handle),
-            research=Stage(HASHER, CandidateGroup, research),
+            hashing=hashing,
             verifier=await enter(open_verifier(settings.verifier)),
             embedder=await enter(open_embedder(settings.embedder, blobs, in_memory=in_memory)),
             matcher=await enter(open_matcher(settings.matcher, blobs)),
@@ -253,9 +270,12 @@ async def scan(
     partial: dict[str, str] = {}
     try:
         in_memory = endpoints.milvus_uri is None
-        async with open_stages(settings, blobs, ranker, in_memory=in_memory) as stages:
-            hashed = await index_all(stages, files, options, failures)
-            await judge_all(stages, files, hashed, options, partial)
+        async with open_hashing(settings.hasher, blobs, in_memory=in_memory) as hashing:
+            hashed = await hash_all(hashing, files, options, failures)
+            await endpoints.ready()  # a private Triton started while the files were hashed
+            async with open_stages(settings, blobs, ranker, hashing, in_memory=in_memory) as stages:
+                await embed_all(stages, files, hashed, options)
+                await judge_all(stages, files, hashed, options, partial)
         rows = final_rows(files, ranker, failures, partial)
         thumbnails = await working_copy_thumbnails(rows, blobs) if options.thumbnails else {}
     finally:
@@ -266,26 +286,45 @@ async def scan(
     return ScanResult(root, rows, thumbnails, failures | partial, loop.time() - started)
 
 
-async def index_all(
-    stages: Stages, files: Sequence[LocalFile], options: ScanOptions, failures: dict[str, str]
+async def hash_all(
+    hashing: Hashing, files: Sequence[LocalFile], options: ScanOptions, failures: dict[str, str]
 ) -> dict[str, CandidateGroup]:
-    """Decode every file once: its hashes, working copy and embedding are stored (the
-    hasher and the embedder), so that judging meets the whole folder. Returns the hashed
-    group of every file the hasher could handle, by image id (those it could not are in
-    `failures`)."""
-    progress = Progress("indexing", len(files), enabled=options.progress)
+    """Decode every file once: its hashes and working copy are stored, so that judging
+    meets the whole folder. Returns the hashed group of every file the hasher could
+    handle, by image id (those it could not are in `failures`)."""
+    progress = Progress("hashing", len(files), enabled=options.progress)
     hashed: dict[str, CandidateGroup] = {}
 
     async def one(f: LocalFile) -> None:
         try:
-            try:
-                group = only_group(await call(stages.hasher, f.event))
-            except Exception as error:
-                log.warning("hasher failed on %s: %s", f.name, error)
-                failures[f.image_id] = f"hasher failed: {type(error).__name__}: {error}"
-                return
-            hashed[f.image_id] = slim(group)
-            if group.image.status == ImageStatus.IMAGE_STATUS_OK:
+            hashed[f.image_id] = slim(only_group(await call(hashing.hasher, f.event)))
+        except Exception as error:
+            log.warning("hasher failed on %s: %s", f.name, error)
+            failures[f.image_id] = f"hasher failed: {type(error).__name__}: {error}"
+        finally:
+            progress.advance()
+
+    try:
+        await bounded_map(files, one, options.in_flight)
+    finally:
+        progress.close()
+    return hashed
+
+
+async def embed_all(
+    stages: Stages,
+    files: Sequence[LocalFile],
+    hashed: Mapping[str, CandidateGroup],
+    options: ScanOptions,
+) -> None:
+    """Every hashed image's embedding stored, from its working copy. Its group is slim:
+    only its own embedding is wanted here, its candidates come when judging."""
+    progress = Progress("embedding", len(files), enabled=options.progress)
+
+    async def one(f: LocalFile) -> None:
+        group = hashed.get(f.image_id)
+        try:
+            if group is not None and group.image.status == ImageStatus.IMAGE_STATUS_OK:
                 with contextlib.suppress(Exception):  # judging embeds it again, or says why
                     await call(stages.embedder, group)
         finally:
@@ -295,7 +334,6 @@ async def index_all(
         await bounded_map(files, one, options.in_flight)
     finally:
         progress.close()
-    return hashed
 
 
 async def judge_all(
@@ -314,7 +352,12 @@ async def judge_all(
             group = hashed.pop(f.image_id, None)
             if group is None:
                 return  # the hasher failed on it: a failure already
-            for stage in (stages.research, stages.verifier, stages.embedder, stages.matcher):
+            for stage in (
+                stages.hashing.research,
+                stages.verifier,
+                stages.embedder,
+                stages.matcher,
+            ):
                 try:
                     group = only_group(await call(stage, group))
                 except Exception as error:
@@ -381,8 +424,8 @@ async def scan_endpoints(
     if triton_url:
         yield Endpoints(milvus_uri=milvus_uri, triton_url=triton_url)
         return
-    async with private_triton(run_dir, EmbedderSettings().triton_model) as url:
-        yield Endpoints(milvus_uri=milvus_uri, triton_url=url)
+    async with private_triton(run_dir, EmbedderSettings().triton_model) as (url, ready):
+        yield Endpoints(milvus_uri=milvus_uri, triton_url=url, ready=ready)
 
 
 @contextlib.asynccontextmanager
