@@ -29,10 +29,9 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -45,7 +44,8 @@ from dedup.runtime.stage import TRANSIENT, backoff_seconds
 from dedup.scan.files import LocalFile, folder_container, local_files
 from dedup.scan.local_blobs import LocalBlobs
 from dedup.scan.progress import Progress
-from dedup.scan.servers import Endpoints, private_triton
+from dedup.scan.servers import Endpoints
+from dedup.scan.session import ScanOptions, ScanResult
 from dedup.settings import MilvusSettings
 from dedup.v1.events_pb2 import BlobEvent
 from dedup.v1.features_pb2 import ImageStatus
@@ -75,29 +75,7 @@ TRANSIENT_ATTEMPTS = 6
 # within its budget however large the folder.
 MATCHER_CACHE_BYTES = 32 * 1024 * 1024
 ERROR = "error"
-
-
-@dataclass(frozen=True)
-class ScanOptions:
-    # Decoding threads of the hasher; 0: one per CPU.
-    workers: int = 0
-    # Images in flight at once (the embedder merges them into Triton batches). Memory grows
-    # with it (each holds its file, its decode, its matches); a few per core keep the
-    # cores busy.
-    in_flight: int = 8
-    # Thumbnails for the HTML gallery (made from the working copies before they go).
-    thumbnails: bool = False
-    progress: bool = True
-
-
-@dataclass
-class ScanResult:
-    root: Path
-    rows: list[Row]  # one per file, in file order; `path` is the file's relative path
-    thumbnails: dict[str, str] = field(default_factory=dict)  # image id -> data URI
-    # Images a stage failed on (a bug, or a dependency that stayed away): id -> reason.
-    failures: dict[str, str] = field(default_factory=dict)
-    seconds: float = 0.0
+DEFAULT_OPTIONS = ScanOptions()
 
 
 @dataclass(frozen=True)
@@ -256,7 +234,7 @@ async def drop_collections(milvus_uri: str, names: Iterable[str]) -> None:
 
 
 async def scan(
-    root: Path, endpoints: Endpoints, scratch: Path, options: ScanOptions = ScanOptions()
+    root: Path, endpoints: Endpoints, scratch: Path, options: ScanOptions = DEFAULT_OPTIONS
 ) -> ScanResult:
     """Judge every file under `root`; working copies go under `scratch`."""
     loop = asyncio.get_running_loop()
@@ -413,23 +391,3 @@ async def working_copy_thumbnails(rows: Sequence[Row], blobs: LocalBlobs) -> dic
         return thumbs
 
     return await asyncio.to_thread(make)
-
-
-@contextlib.asynccontextmanager
-async def scan_endpoints(
-    run_dir: Path, milvus_uri: str | None = None, triton_url: str | None = None
-) -> AsyncIterator[Endpoints]:
-    """The servers a scan uses: the given Triton, else a private one under `run_dir`; the
-    given Milvus, else none (the indexes live in the scan's process: a folder fits)."""
-    if triton_url:
-        yield Endpoints(milvus_uri=milvus_uri, triton_url=triton_url)
-        return
-    async with private_triton(run_dir, EmbedderSettings().triton_model) as (url, ready):
-        yield Endpoints(milvus_uri=milvus_uri, triton_url=url, ready=ready)
-
-
-@contextlib.asynccontextmanager
-async def workspace() -> AsyncIterator[Path]:
-    """A temporary directory for the servers' data and the working copies."""
-    with tempfile.TemporaryDirectory(prefix="dedup-scan-") as tmp:
-        yield Path(tmp)
