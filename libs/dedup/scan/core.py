@@ -11,8 +11,9 @@ Order: a folder has no arrival order, so every image is judged against the whole
 folder, in two passes that decode and embed each file once:
 
 1. index: the hasher (download, decode, hashes, working copy, stored in the hash index)
-   on every file while Triton starts, then the embedder (the embedding, stored); each
-   image's hashed features are kept;
+   on every file while Triton starts, then the embedder (the embedding, stored); nothing
+   is searched yet (it would not see the files after it); each image's hashed features
+   are kept;
 2. judge: the hasher's search again from those stored hashes (no pixels: it now sees
    every image, so hash candidates are found in both directions), verifier, embedder
    (it finds this version's embedding stored and reuses it; every candidate's embedding
@@ -50,7 +51,8 @@ from dedup.settings import MilvusSettings
 from dedup.v1.events_pb2 import BlobEvent
 from dedup.v1.features_pb2 import ImageStatus
 from dedup.v1.groups_pb2 import CandidateGroup
-from services.embedder.__main__ import open_stage as open_embedder
+from services.embedder.__main__ import open_embedder
+from services.embedder.handler import STAGE as EMBEDDER
 from services.embedder.settings import EmbedderSettings
 from services.hasher.__main__ import open_hasher
 from services.hasher.handler import STAGE as HASHER
@@ -173,6 +175,7 @@ def error_row(f: LocalFile, reason: str) -> Row:
 
 @dataclass(frozen=True)
 class Hashing:
+    # Stores a file's hashes and working copy, searches nothing (the index pass).
     hasher: Stage[BlobEvent]
     # The hasher's search of an image hashed before, from its stored hashes.
     research: Stage[CandidateGroup]
@@ -182,6 +185,8 @@ class Hashing:
 class Stages:
     hashing: Hashing
     verifier: Stage[CandidateGroup]
+    # Stores an image's embedding, searches nothing (the index pass).
+    store_embedding: Stage[CandidateGroup]
     embedder: Stage[CandidateGroup]
     matcher: Stage[CandidateGroup]
     ranker: Stage[CandidateGroup]
@@ -197,9 +202,10 @@ async def open_hashing(
         async def research(group: CandidateGroup) -> Sequence[Output]:
             return [Output(group.image_id, await hasher.research(group))]
 
-        yield Hashing(
-            Stage(HASHER, BlobEvent, hasher.handle), Stage(HASHER, CandidateGroup, research)
-        )
+        async def store(event: BlobEvent) -> Sequence[Output]:
+            return await hasher.handle(event, search=False)
+
+        yield Hashing(Stage(HASHER, BlobEvent, store), Stage(HASHER, CandidateGroup, research))
 
 
 @contextlib.asynccontextmanager
@@ -211,10 +217,16 @@ async def open_stages(
     model's shape: it must be up); `in_memory`: their indexes in this process."""
     async with contextlib.AsyncExitStack() as stack:
         enter = stack.enter_async_context
+        embedder = await enter(open_embedder(settings.embedder, blobs, in_memory=in_memory))
+
+        async def store(group: CandidateGroup) -> Sequence[Output]:
+            return await embedder.handle(group, search=False)
+
         yield Stages(
             hashing=hashing,
             verifier=await enter(open_verifier(settings.verifier)),
-            embedder=await enter(open_embedder(settings.embedder, blobs, in_memory=in_memory)),
+            store_embedding=Stage(EMBEDDER, CandidateGroup, store),
+            embedder=Stage(EMBEDDER, CandidateGroup, embedder.handle),
             matcher=await enter(open_matcher(settings.matcher, blobs)),
             ranker=ranker_stage(ranker),
         )
@@ -295,8 +307,8 @@ async def embed_all(
     hashed: Mapping[str, CandidateGroup],
     options: ScanOptions,
 ) -> None:
-    """Every hashed image's embedding stored, from its working copy. Its group is slim:
-    only its own embedding is wanted here, its candidates come when judging."""
+    """Every hashed image's embedding stored, from its working copy (only its own: the
+    turned queries its candidates need, and the search, come when judging)."""
     progress = Progress("embedding", len(files), enabled=options.progress)
 
     async def one(f: LocalFile) -> None:
@@ -304,7 +316,7 @@ async def embed_all(
         try:
             if group is not None and group.image.status == ImageStatus.IMAGE_STATUS_OK:
                 with contextlib.suppress(Exception):  # judging embeds it again, or says why
-                    await call(stages.embedder, group)
+                    await call(stages.store_embedding, group)
         finally:
             progress.advance()
 
