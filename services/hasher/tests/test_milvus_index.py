@@ -38,7 +38,7 @@ class FakeClient:
 
 async def test_an_added_image_is_stored_and_only_searching_jobs_search() -> None:
     client = FakeClient()
-    index = MilvusHashIndex(client, "c", Radii(10, 10, 8))  # type: ignore[arg-type]
+    index = MilvusHashIndex(client, "c", Radii(10, 10, 8))
     a, b = image("a", 1), image("b", 2)
 
     found = await asyncio.gather(index.add(a), index.add_and_search(b, [b.pdq, b.pdq]))
@@ -51,6 +51,6 @@ async def test_an_added_image_is_stored_and_only_searching_jobs_search() -> None
 
 async def test_a_batch_of_adds_searches_nothing() -> None:
     client = FakeClient()
-    index = MilvusHashIndex(client, "c", Radii(10, 10, 8))  # type: ignore[arg-type]
+    index = MilvusHashIndex(client, "c", Radii(10, 10, 8))
     await asyncio.gather(index.add(image("a", 1)), index.add(image("b", 2)))
     assert client.calls == [("upsert", 2)]
