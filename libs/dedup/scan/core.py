@@ -282,7 +282,7 @@ async def hash_all(
     """Decode every file once: its hashes and working copy are stored, so that judging
     meets the whole folder. Returns the hashed group of every file the hasher could
     handle, by image id (those it could not are in `failures`)."""
-    progress = Progress("hashing", len(files), enabled=options.progress)
+    progress = Progress("indexing", len(files), enabled=options.progress)
     hashed: dict[str, CandidateGroup] = {}
 
     async def one(f: LocalFile) -> None:
