@@ -67,7 +67,7 @@ fmt: venv ## format and autofix
 
 .PHONY: unit
 unit: venv ## unit tests (no stack needed)
-	$(VENV)/bin/pytest -m 'not integration'
+	$(VENV)/bin/pytest -m 'not integration and not faults'
 
 .PHONY: integration
 integration: setup ## integration tests against the real stack (started and stopped by the tests)

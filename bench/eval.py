@@ -68,7 +68,8 @@ from bench.metrics import (
 from bench.recipe import write_recipe_set
 from dedup import synthetic
 from dedup.scan.cli import quiet_pymilvus
-from dedup.scan.core import ScanOptions, scan, scan_endpoints
+from dedup.scan.core import scan
+from dedup.scan.session import ScanOptions, scan_endpoints
 
 GENERATED = "generated-edits"
 RECIPE = "imagededup-recipe"  # bench/recipe.py: opt-in (--recipe, or --sets naming it)

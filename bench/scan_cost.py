@@ -249,7 +249,16 @@ def dedup_command() -> list[str]:
     return [found, "scan"]
 
 
-def contenders(immaculate: Sequence[str]) -> list[Contender]:
+DEDUP = "dedup scan"
+BASELINE = "dedup scan (baseline)"
+
+
+def is_dedup(name: str) -> bool:
+    """dedup's own contenders: this checkout's and, with --baseline, another one's."""
+    return name in (DEDUP, BASELINE)
+
+
+def contenders(immaculate: Sequence[str], baseline: str | None = None) -> list[Contender]:
     py = sys.executable
     worker = [py, "-m", "bench.peer_worker"]
     out = [
@@ -267,7 +276,11 @@ def contenders(immaculate: Sequence[str]) -> list[Contender]:
             )
         )
     scan = dedup_command()
-    out.append(Contender("dedup scan", lambda d, j: [*scan, str(d), "--json", str(j), "--quiet"]))
+    if baseline:
+        # Another checkout's `dedup` (say, main's): before and after in the same run.
+        out.append(Contender(BASELINE, lambda d, j: [baseline, "scan", str(d), "--json", str(j),
+                                                     "--quiet"]))  # fmt: skip
+    out.append(Contender(DEDUP, lambda d, j: [*scan, str(d), "--json", str(j), "--quiet"]))
     return out
 
 
@@ -380,7 +393,7 @@ def cost_table(folder: Folder, costs: Sequence[Cost], baseline: str = "decode-on
             f" {c.peak_rss_mb:11.0f}  {c.startup_cpu_seconds:13.2f} {c.startup_wall_seconds:7.1f}"
             f" {c.startup_rss_mb:8.0f}"
         )
-        if c.name == "dedup scan":
+        if is_dedup(c.name):
             rss = c.peak_rss_mb_by_kind
             parts = (
                 ("  without the model's inference", without_inference_ms(c),
@@ -401,7 +414,7 @@ def cost_table(folder: Folder, costs: Sequence[Cost], baseline: str = "decode-on
 def cost_verdicts(costs: Sequence[Cost]) -> list[str]:
     by = {c.name: c for c in costs}
     out = []
-    dedup, base = by.get("dedup scan"), by.get("decode-only")
+    dedup, base = by.get(DEDUP), by.get("decode-only")
     if dedup and base and base.cpu_ms > 0:
         r = without_inference_ms(dedup) / base.cpu_ms
         verdict = "meets" if r <= TARGET_CPU_RATIO else "MISSES"
@@ -433,7 +446,7 @@ def clusters_of(
 ) -> tuple[dict[str, str], set[str]]:
     """(file -> cluster, files reported unreadable) from a contender's JSON."""
     data = json.loads(json_out.read_text())
-    if contender.name == "dedup scan":
+    if is_dedup(contender.name):
         rows = data["images"]
         return {r["path"]: r["cluster"] for r in rows}, {
             r["path"] for r in rows if r["status"] != "ok"
@@ -521,7 +534,7 @@ def accuracy_table(title: str, rows: Sequence[Accuracy]) -> str:
     lines = [title, head, "-" * len(head)]
     for a in rows:
         o = a.outcome
-        flag = "  < target" if o.method == "dedup scan" and not a.meets_target() else ""
+        flag = "  < target" if is_dedup(o.method) and not a.meets_target() else ""
         lines.append(
             f"{o.method:26s} {number(o.precision):>6s} {number(o.recall):>6s}"
             f" {number(o.f1):>6s} {o.true_pairs:5d} {o.false_pairs:5d}"
@@ -533,7 +546,7 @@ def accuracy_table(title: str, rows: Sequence[Accuracy]) -> str:
         found = ", ".join(f"{e} {a.found.get(e, 0)}/{n}" for e, n in sorted(a.copies.items()))
         lines.append(f"  {a.outcome.method:24s} {found}")
     for a in rows:
-        if a.outcome.method == "dedup scan" and a.peak_rss_mb_by_kind:
+        if is_dedup(a.outcome.method) and a.peak_rss_mb_by_kind:
             parts = ", ".join(f"{k} {v:.0f} MB" for k, v in sorted(a.peak_rss_mb_by_kind.items()))
             lines.append(f"dedup scan's peak RSS by process kind (each its own peak): {parts}")
     return "\n".join(lines)
@@ -613,7 +626,7 @@ def rss_sweep(sizes: Sequence[int], work: Path, width: int = 640) -> str:
     (`width` x 3/4 of it), one folder grown from size to size."""
     from dedup import synthetic
 
-    scan = Contender("dedup scan", lambda d, j: [*dedup_command(), str(d), "--json", str(j),
+    scan = Contender(DEDUP, lambda d, j: [*dedup_command(), str(d), "--json", str(j),
                                                   "--quiet"])  # fmt: skip
     folder = work / "sweep"
     folder.mkdir(exist_ok=True)
@@ -656,6 +669,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sweep-sizes", default="100,1000", help="folder sizes of --rss-sweep")
     p.add_argument("--sweep-width", type=int, default=640, help="photo width of --rss-sweep")
     p.add_argument("--json", type=Path, help="write the numbers as JSON too")
+    p.add_argument("--baseline", metavar="DEDUP",
+                   help="another checkout's `dedup`, measured beside this one")  # fmt: skip
     ns = p.parse_args(args)
     # SIGTERM as Ctrl-C: the temporary folders go (and a measured run is killed with us).
     signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -667,7 +682,7 @@ def main(argv: list[str] | None = None) -> int:
             print(rss_sweep(sizes, work, ns.sweep_width))
             return 0
         methods = [m for m in ns.immaculate.split(",") if m]
-        all_contenders = contenders(immaculate_methods(methods))
+        all_contenders = contenders(immaculate_methods(methods), ns.baseline)
         source = PhotoSource(real_photos(ns.data), ns.side)
         print(
             f"photos: {len(source.photos)} real ones from {ns.data} (then generated ones),"

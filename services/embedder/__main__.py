@@ -21,6 +21,15 @@ async def open_stage(
 ) -> AsyncIterator[Stage[CandidateGroup]]:
     """`blobs`: the storage to use instead of the account in `settings`; `in_memory`: the
     index in this process instead of Milvus (both for `dedup scan`)."""
+    async with open_embedder(settings, blobs, in_memory=in_memory) as embedder:
+        yield Stage(STAGE, CandidateGroup, embedder.handle)
+
+
+@asynccontextmanager
+async def open_embedder(
+    settings: EmbedderSettings, blobs: Blobs | None = None, *, in_memory: bool = False
+) -> AsyncIterator[Embedder]:
+    """The handler with its clients (Triton, the index, blob storage); as `open_stage`."""
     triton = InferenceServerClient(settings.triton_url)
     try:
         async with blob_store(settings, STAGE, blobs) as store:
@@ -52,7 +61,7 @@ async def open_stage(
                     ),
                 )
                 try:
-                    yield Stage(STAGE, CandidateGroup, embedder.handle)
+                    yield embedder
                 finally:
                     await model.aclose()
     finally:

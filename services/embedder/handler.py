@@ -195,7 +195,9 @@ class Embedder:
         self._index = index
         self._config = config
 
-    async def handle(self, group: CandidateGroup) -> Sequence[Output]:
+    async def handle(self, group: CandidateGroup, *, search: bool = True) -> Sequence[Output]:
+        """`search` False: the image's embedding is only stored, its candidates are left
+        as they came (`dedup scan`'s index pass, which judges every image afterwards)."""
         out = CandidateGroup()
         out.CopyFrom(group)
         out.stages.append(STAGE)
@@ -203,8 +205,16 @@ class Embedder:
         if status == ImageStatus.IMAGE_STATUS_DELETED:
             await self._index.delete(group.image_id)
         elif status == ImageStatus.IMAGE_STATUS_OK:
-            await self._refine(out)
+            await (self._refine(out) if search else self._store(out))
         return [Output(group.image_id, out)]
+
+    async def _store(self, group: CandidateGroup) -> None:
+        """The embedding of this version stored (once)."""
+        if await self._index.embedding_of(group.image_id, group.image.e_tag) is not None:
+            return
+        embedded = await self._embedded(group, {0})
+        if embedded is not None:
+            await self._index.upsert(stored_image(group.image), embedded[0])
 
     async def _refine(self, group: CandidateGroup) -> None:
         c = self._config

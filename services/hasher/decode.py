@@ -4,7 +4,8 @@ Order of work, each step chosen so the expensive part happens on as few pixels a
 
 1. refuse empty input and input over ``max_bytes`` (``too_large``);
 2. open the header only and refuse a declared pixel count over ``max_pixels`` (``bomb``)
-   before a single pixel is decoded;
+   before a single pixel is decoded; a PNG whose chunk CRCs fail is ``corrupt``, one of
+   too many chunks (or a JPEG of too many scans) a ``bomb``;
 3. estimate the decode's peak memory from the header and hold that much of the process's
    decode budget (``dedup.budget.ByteBudget``, shared by every concurrent decode) until
    the small copy is out: decodes wait for room; one that could never fit is ``too_large``;
@@ -22,7 +23,9 @@ Every failure is a ``DecodeError`` whose ``kind`` matches the pipeline's image s
 from __future__ import annotations
 
 import io
+import struct
 import warnings
+import zlib
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Final, Literal
@@ -47,12 +50,23 @@ BACKGROUND: Final = (128, 128, 128)
 # the one that fires, with our reason.
 DEFAULT_MAX_PIXELS: Final = 1 << 27
 DEFAULT_MAX_BYTES: Final = 64 << 20
+# libjpeg makes one pass over every coefficient per scan of a progressive JPEG, and a
+# scan can be 40 bytes: 10,000 of them in 466 KB held a thread for 24 s (64 MB: about an
+# hour). Encoders write 10 or so; 0xFFDA (start of scan) cannot occur in entropy-coded
+# data, so counting it in the file is exact but for embedded thumbnails and metadata.
+MAX_JPEG_SCANS: Final = 256
+# Encoders write image data in chunks of 8 KB or more (Pillow: 64 KB), an APNG two chunks
+# a frame: 100,000 is far above any real file and a fifth of a second to walk.
+MAX_PNG_CHUNKS: Final = 100_000
 # What all of a process's decodes may hold at once: see HasherSettings.decode_memory_bytes.
 DEFAULT_DECODE_MEMORY_BYTES: Final = 1 << 30
 
 # Our pixel limit replaces Pillow's warning (which would fire between 89 M and our
 # limit); Pillow's hard DecompressionBombError above ~179 M still maps to "bomb".
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+# A damaged EXIF block is common and harmless (_orientation falls back to 1); Pillow's
+# warning about it would be a stray non-JSON line on the service's stderr.
+warnings.filterwarnings("ignore", message="Corrupt EXIF data", category=UserWarning)
 
 RGBArray = npt.NDArray[np.uint8]
 
@@ -135,16 +149,23 @@ def decode(
         # Untrusted bytes reach deep into the format plugins, which raise all sorts
         # (OSError, ValueError, SyntaxError, struct.error, IndexError, ...): a broken
         # file must become a status, never a crash that poisons the consumer.
-        raise DecodeError("corrupt", f"{type(e).__name__}: {e}") from e
+        kind: DecodeErrorKind = "bomb" if str(e).startswith(_METADATA_BOMB) else "corrupt"
+        raise DecodeError(kind, f"{type(e).__name__}: {e}") from e
 
 
 def _decode(data: bytes, *, max_side: int, max_pixels: int, budget: ByteBudget | None) -> Decoded:
+    # Before Image.open: Pillow walks every chunk before the image data as it opens.
+    if data.startswith(_PNG_SIGNATURE) and (bad := _png_chunks_problem(data)):
+        raise bad
     try:
         img = Image.open(io.BytesIO(data))
     except UnidentifiedImageError as e:
         raise _unidentified(data) from e
     with img:
         fmt = img.format or "unknown"
+        if fmt in _UNSUPPORTED_FORMATS:
+            name = _UNSUPPORTED_FORMATS[fmt]
+            raise DecodeError("unsupported", f"{name} is not a supported image format")
         mode = img.mode
         w0, h0 = img.size
         if w0 <= 0 or h0 <= 0:
@@ -155,6 +176,8 @@ def _decode(data: bytes, *, max_side: int, max_pixels: int, budget: ByteBudget |
             )
         animated = bool(getattr(img, "is_animated", False))  # not n_frames: that scans all
         is_jpeg = fmt in ("JPEG", "MPO")  # MPO: a camera's multi-picture JPEG
+        if is_jpeg and (scans := data.count(b"\xff\xda")) > MAX_JPEG_SCANS:
+            raise DecodeError("bomb", f"{scans} JPEG scans is over the limit of {MAX_JPEG_SCANS}")
         quantization = _quantization(img) if is_jpeg else None
         orientation = _orientation(img, data)
 
@@ -211,6 +234,35 @@ def _decode(data: bytes, *, max_side: int, max_pixels: int, budget: ByteBudget |
     )
 
 
+_PNG_SIGNATURE: Final = b"\x89PNG\r\n\x1a\n"
+
+
+def _png_chunks_problem(data: bytes) -> DecodeError | None:
+    """The PNG's chunks walked once: the first whose CRC is wrong (``corrupt``), or too
+    many chunks (``bomb``); None if neither. Pillow checks the CRCs of the chunks before
+    the image data only, so damaged image data would decode to garbage rows; libpng
+    (browsers, most tools) refuses such a file, and so do we. Pillow also walks every
+    chunk in Python: 5 million empty ones (60 MB) took it 30 s. One pass: ~1 ms per MB."""
+    view, pos, chunks = memoryview(data), 8, 0
+    while pos + 12 <= len(data):
+        chunks += 1
+        if chunks > MAX_PNG_CHUNKS:
+            return DecodeError("bomb", f"over {MAX_PNG_CHUNKS} PNG chunks")
+        (length,) = struct.unpack_from(">I", data, pos)
+        end = pos + 8 + length
+        if end + 4 > len(data):
+            return None  # truncated: Pillow's decoder says so
+        (crc,) = struct.unpack_from(">I", data, end)
+        kind = bytes(view[pos + 4 : pos + 8])
+        if zlib.crc32(view[pos + 4 : end]) != crc:
+            name = kind.decode("latin-1")
+            return DecodeError("corrupt", f"PNG chunk {name!r} at byte {pos} fails its CRC check")
+        if kind == b"IEND":
+            return None
+        pos = end + 4
+    return None
+
+
 def peak_bytes(
     size: tuple[int, int], mode: str, *, has_alpha: bool, max_side: int, stripped: bool
 ) -> int:
@@ -265,6 +317,11 @@ _UNSUPPORTED_MAGIC: Final = (
     (b"<?xml", "XML/SVG"),
     (b"8BPS", "Photoshop PSD"),
 )
+# Formats Pillow identifies but decodes only with an outside program (Ghostscript).
+_UNSUPPORTED_FORMATS: Final = {"EPS": "PostScript (EPS)"}
+# Pillow's refusals of a PNG's compressed text or ICC chunk that inflates past its limit
+# (PngImagePlugin.MAX_TEXT_CHUNK, MAX_TEXT_MEMORY): a decompression bomb in the metadata.
+_METADATA_BOMB: Final = ("Decompressed data too large", "Too much memory used in text chunks")
 _HEIF_BRANDS: Final = (b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1")
 
 

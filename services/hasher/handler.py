@@ -21,7 +21,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Final, Protocol
 
-from dedup.blob import BlobMissingError, BlobTooLargeError
+from dedup.blob import BlobMissingError, BlobTooLargeError, unaddressable
 from dedup.errors import InvalidMessageError
 from dedup.events import BLOB_CREATED, BLOB_DELETED
 from dedup.imaging import INVERSE
@@ -220,7 +220,9 @@ class Hasher:
         self._config = config
         self._executor = executor  # None: the event loop's default executor
 
-    async def handle(self, event: BlobEvent) -> Sequence[Output]:
+    async def handle(self, event: BlobEvent, *, search: bool = True) -> Sequence[Output]:
+        """`search` False: a created image is stored, not searched; its group comes
+        without candidates (`dedup scan`'s index pass: `research` searches afterwards)."""
         if not event.container or not event.blob_name:
             raise InvalidMessageError("a blob event needs a container and a blob name")
         if event.container == self._config.working_container:
@@ -230,12 +232,12 @@ class Hasher:
         if event.event_type == BLOB_DELETED:
             group = await self.deleted(event)
         elif event.event_type == BLOB_CREATED:
-            group = await self.created(event)
+            group = await self.created(event, search=search)
         else:
             raise InvalidMessageError(f"unexpected event type {event.event_type!r}")
         return [Output(event.image_id, group)]
 
-    async def created(self, event: BlobEvent) -> CandidateGroup:
+    async def created(self, event: BlobEvent, *, search: bool = True) -> CandidateGroup:
         image = base_features(event)
         group = CandidateGroup(image_id=event.image_id, event=event, stages=[STAGE])
         try:
@@ -253,8 +255,11 @@ class Hasher:
             "image/jpeg",
         )
         fill_features(image, features, len(data), url)
-        near = await self._index.add_and_search(indexed(image), features.pdq.dihedral)
         group.image.CopyFrom(image)
+        if not search:
+            await self._index.add(indexed(image))
+            return group
+        near = await self._index.add_and_search(indexed(image), features.pdq.dihedral)
         hashes = Hashes(features.pdq, features.wavelet_hash)
         group.candidates.extend(candidates(event.image_id, hashes, near, self._config))
         return group
@@ -281,6 +286,8 @@ class Hasher:
         return CandidateGroup(image_id=event.image_id, image=image, event=event, stages=[STAGE])
 
     async def _download(self, event: BlobEvent) -> bytes:
+        if why := unaddressable(event.blob_name):  # an event no listing could have made
+            raise ImageFailed(ImageStatus.IMAGE_STATUS_MISSING, why)
         limit = self._config.max_download_bytes
         if event.data.content_length > limit:
             raise ImageFailed(

@@ -65,6 +65,10 @@ class HashIndex(Protocol):
     ) -> list[IndexedImage]:
         """As `add_and_search`, for an image already stored: nothing is written."""
 
+    async def add(self, image: IndexedImage) -> None:
+        """Add or replace (same image id) the image's record; nothing is searched (a pass
+        that stores every image first and searches afterwards: `dedup scan`)."""
+
     async def delete(self, image_id: str) -> None:
         """Remove the record, if any (idempotent)."""
 
@@ -88,8 +92,11 @@ class MemoryHashIndex:
     async def add_and_search(
         self, image: IndexedImage, pdq_variants: Sequence[bytes]
     ) -> list[IndexedImage]:
-        self._rows.upsert(image.image_id, _hash_words([image.pdq, image.wavelet]).ravel(), image)
+        await self.add(image)
         return await self.search(image, pdq_variants)
+
+    async def add(self, image: IndexedImage) -> None:
+        self._rows.upsert(image.image_id, _hash_words([image.pdq, image.wavelet]).ravel(), image)
 
     async def search(
         self, image: IndexedImage, pdq_variants: Sequence[bytes]

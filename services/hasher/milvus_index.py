@@ -86,6 +86,7 @@ class Job:
     image: IndexedImage
     variants: tuple[bytes, ...]
     store: bool  # upsert the record before the search
+    search: bool = True  # False: only stored
 
 
 class MilvusHashIndex:
@@ -139,6 +140,9 @@ class MilvusHashIndex:
     ) -> list[IndexedImage]:
         return await self._batcher.submit(Job(image, tuple(pdq_variants), store=False))
 
+    async def add(self, image: IndexedImage) -> None:
+        await self._batcher.submit(Job(image, (), store=True, search=False))
+
     async def delete(self, image_id: str) -> None:
         await timed(self._service, "delete", self._client.delete(self._collection, ids=[image_id]))
 
@@ -149,23 +153,26 @@ class MilvusHashIndex:
             await timed(
                 self._service, "upsert", self._client.upsert(self._collection, list(rows.values()))
             )
+        searching = [job for job in jobs if job.search]
+        if not searching:
+            return [[] for _ in jobs]
         # Strong consistency: the records just upserted, by this or another replica, are
         # seen, so two near-duplicates arriving together still meet.
         by_pdq, by_wavelet = await asyncio.gather(
-            self._search("pdq", [v for job in jobs for v in job.variants], self._radii.pdq),
-            self._search("wavelet", [job.image.wavelet for job in jobs], self._radii.wavelet),
+            self._search("pdq", [v for job in searching for v in job.variants], self._radii.pdq),
+            self._search("wavelet", [job.image.wavelet for job in searching], self._radii.wavelet),
         )
-        results = []
+        found_by_job: dict[int, list[IndexedImage]] = {}
         at = 0
-        for i, variants in enumerate(job.variants for job in jobs):
+        for i, job in enumerate(searching):
             found: dict[str, IndexedImage] = {}
-            for hits in (*by_pdq[at : at + len(variants)], by_wavelet[i]):
+            for hits in (*by_pdq[at : at + len(job.variants)], by_wavelet[i]):
                 for hit in hits:
                     if hit["id"] not in found:
                         found[hit["id"]] = from_hit(hit["id"], hit["entity"])
-            at += len(variants)
-            results.append(list(found.values()))
-        return results
+            at += len(job.variants)
+            found_by_job[id(job)] = list(found.values())
+        return [found_by_job.get(id(job), []) for job in jobs]
 
     async def _search(
         self, field: str, vectors: list[bytes], radius: int

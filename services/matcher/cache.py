@@ -4,12 +4,20 @@ decisions bounded in count.
 Memory does not grow with the number of images seen: inserting past the budget evicts
 the least recently used entries first. Not thread-safe: the handler uses them from the
 event loop only (the CPU work in worker threads never touches them).
+
+``InFlight`` covers what a cache cannot: the same pair (or view) asked for by two groups
+at once, before either has put it in its cache (`dedup scan` judges both directions of
+a pair concurrently): the second waits for the first's answer instead of computing it
+again.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections import OrderedDict
-from typing import TypeAlias
+from collections.abc import Callable, Hashable, Iterator
+from typing import Generic, TypeAlias, TypeVar
 
 from services.matcher.decide import Decision
 from services.matcher.geometry import ImageView
@@ -101,3 +109,37 @@ class PairCache:
         self._decisions.move_to_end(key)
         while len(self._decisions) > self._max_pairs:
             self._decisions.popitem(last=False)
+
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class InFlight(Generic[K, V]):
+    """The computations under way, by key, on one event loop: ``claim`` a key before
+    computing it, ``wait`` for a claimed one's value (None: none under way, or it ended
+    without one; then compute it yourself)."""
+
+    def __init__(self) -> None:
+        self._pending: dict[K, asyncio.Future[V | None]] = {}
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    async def wait(self, key: K) -> V | None:
+        pending = self._pending.get(key)
+        # Shielded: a waiter cancelled does not cancel the computation others wait for.
+        return None if pending is None else await asyncio.shield(pending)
+
+    @contextlib.contextmanager
+    def claim(self, key: K) -> Iterator[Callable[[V], None]]:
+        """Yields the setter of the key's value; on leaving, waiters get it (or None)."""
+        future: asyncio.Future[V | None] = asyncio.get_running_loop().create_future()
+        self._pending[key] = future
+        try:
+            yield future.set_result
+        finally:
+            if self._pending.get(key) is future:
+                del self._pending[key]
+            if not future.done():
+                future.set_result(None)

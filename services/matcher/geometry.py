@@ -282,6 +282,10 @@ def _detector(params: MatchParams) -> cv2.Feature2D:
 
 
 def _keypoints(grey: Grey, params: MatchParams) -> KeypointSet:
+    if min(grey.shape) < 2:
+        # A one-pixel line (a 20000x1 upload): ORB's pyramid would shrink it to nothing
+        # and fail (cv2.error), and no corner fits in it anyway.
+        return KeypointSet(np.zeros((0, 2), np.float32), None)
     keypoints, descriptors = _detector(params).detectAndCompute(grey, None)
     if descriptors is None or not keypoints:
         return KeypointSet(np.zeros((0, 2), np.float32), None)

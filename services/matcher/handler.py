@@ -30,13 +30,14 @@ work runs in a worker thread so that the event loop stays responsive.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Final
 
 from dedup.runtime import Output
 from dedup.v1.features_pb2 import ImageStatus
 from dedup.v1.groups_pb2 import Candidate, CandidateGroup, Verdict
-from services.matcher.cache import PairCache, Version, ViewCache, pair_key
+from services.matcher.cache import InFlight, PairCache, PairKey, Version, ViewCache, pair_key
 from services.matcher.decide import Check, Decision, HashHint, decide
 from services.matcher.geometry import ImageView, MatchParams, MatchPolicy, view_of_bytes
 
@@ -110,6 +111,8 @@ class Matcher:
         self._policy = policy
         self._cache = cache
         self._pairs = PairCache(0) if pairs is None else pairs
+        self._deciding: InFlight[PairKey, Decision] = InFlight()
+        self._reading: InFlight[Version, ImageView] = InFlight()
 
     @property
     def params(self) -> MatchParams:
@@ -146,45 +149,68 @@ class Matcher:
         for index, candidate in enumerate(open_):
             theirs: Version = (candidate.image_id, candidate.e_tag)
             key = pair_key(ours, theirs) if ours[1] and theirs[1] else None
-            if key is not None and (known := self._pairs.get(key)) is not None:
+            if key is not None and (known := await self._known(key)) is not None:
                 record(candidate, known)
                 continue
-            try:
-                # Read only when a pair needs it (every pair may be known already).
-                if new is None:
-                    new = await self._view(ours, out.image.working_copy_url, fresh=not ours[1])
-            except WorkingCopyUnavailable as error:
-                for unproven in open_[index:]:
-                    reject(unproven, f"the new image's working copy is unavailable: {error}")
-                return out
-            try:
-                their_view = await self._view(theirs, candidate.working_copy_url)
-            except WorkingCopyUnavailable as error:
-                reject(candidate, f"the candidate's working copy is unavailable: {error}")
-                continue
-            decision = await asyncio.to_thread(
-                decide_canonically,
-                (ours, new),
-                (theirs, their_view),
-                hint_of(candidate),
-                self._params,
-                self._policy,
-            )
-            if key is not None:
-                self._pairs.put(key, decision)
+            with self._claim(key) as settle:
+                try:
+                    # Read only when a pair needs it (every pair may be known already).
+                    if new is None:
+                        new = await self._view(ours, out.image.working_copy_url, fresh=not ours[1])
+                except WorkingCopyUnavailable as error:
+                    for unproven in open_[index:]:
+                        reject(unproven, f"the new image's working copy is unavailable: {error}")
+                    return out
+                try:
+                    their_view = await self._view(theirs, candidate.working_copy_url)
+                except WorkingCopyUnavailable as error:
+                    reject(candidate, f"the candidate's working copy is unavailable: {error}")
+                    continue
+                decision = await asyncio.to_thread(
+                    decide_canonically,
+                    (ours, new),
+                    (theirs, their_view),
+                    hint_of(candidate),
+                    self._params,
+                    self._policy,
+                )
+                if key is not None:
+                    self._pairs.put(key, decision)
+                    settle(decision)
             record(candidate, decision)
         return out
 
+    async def _known(self, key: PairKey) -> Decision | None:
+        """The pair's decision if made already or being made now (then waited for)."""
+        known = self._pairs.get(key)
+        return known if known is not None else await self._deciding.wait(key)
+
+    def _claim(
+        self, key: PairKey | None
+    ) -> contextlib.AbstractContextManager[Callable[[Decision], None]]:
+        """Claimed while decided, so that the other direction waits for the decision."""
+        if key is None:
+            return contextlib.nullcontext(lambda _: None)
+        return self._deciding.claim(key)
+
     async def _view(self, version: Version, url: str, *, fresh: bool = False) -> ImageView:
         image_id, e_tag = version
-        if not fresh and (cached := self._cache.get(image_id, e_tag)) is not None:
-            return cached
-        if not url:
-            raise WorkingCopyUnavailable("no working copy URL")
-        data = await self._fetch(url)
-        try:
-            view = await asyncio.to_thread(view_of_bytes, data, self._params)
-        except ValueError as error:
-            raise WorkingCopyUnavailable(str(error)) from error
-        self._cache.put(image_id, view, e_tag)
-        return view
+        if not fresh:
+            cached = self._cache.get(image_id, e_tag)
+            if cached is None:
+                cached = await self._reading.wait(version)
+            if cached is not None:
+                return cached
+        with contextlib.ExitStack() as stack:
+            settle = None if fresh else stack.enter_context(self._reading.claim(version))
+            if not url:
+                raise WorkingCopyUnavailable("no working copy URL")
+            data = await self._fetch(url)
+            try:
+                view = await asyncio.to_thread(view_of_bytes, data, self._params)
+            except ValueError as error:
+                raise WorkingCopyUnavailable(str(error)) from error
+            self._cache.put(image_id, view, e_tag)
+            if settle is not None:
+                settle(view)
+            return view

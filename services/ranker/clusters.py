@@ -50,6 +50,7 @@ DUPLICATE_OF = DecisionKind.DECISION_KIND_DUPLICATE
 UNIQUE = DecisionKind.DECISION_KIND_UNIQUE
 UNREADABLE = DecisionKind.DECISION_KIND_UNREADABLE
 GONE = DecisionKind.DECISION_KIND_DELETED
+UNIQUE_REASON = "no duplicate found"
 
 # Fields the ranker computes; everything else on a decision describes the image.
 Computed = Literal[
@@ -344,7 +345,10 @@ class Ranker:
         if len(members) == 1:
             (only,) = members.values()
             kind = UNIQUE if is_active(only) else GONE if only.status == DELETED else UNREADABLE
-            return [self._fill(only, kind, cluster)]
+            alone = self._fill(only, kind, cluster)
+            if kind == UNIQUE:  # every decision says why, a unique one too
+                alone.reason = UNIQUE_REASON
+            return [alone]
         kept = min(members.values(), key=rank_key).image_id
         cluster_id = min(cluster)
         out = [self._fill(members[kept], KEEP, cluster, cluster_id=cluster_id)]

@@ -105,13 +105,19 @@ class Run:
 
 
 async def upload_and_run(
-    tag: str, files: dict[str, tuple[bytes, str]], topology: Topology, tmp: Path
+    tag: str,
+    files: dict[str, tuple[bytes, str]],
+    topology: Topology,
+    tmp: Path,
+    scrape: bool = True,
 ) -> tuple[dict[str, Decision], list[int], dict[str, StageCounts] | None]:
+    """Upload, ingest, run the five services until every image is decided, stop them;
+    `scrape`: on the default ports, until Prometheus has scraped their counts too."""
     container = f"e2e-uploads-{tag}"
     working = topology.env["hasher"]["DEDUP_HASHER_WORKING_CONTAINER"]
     kafka = KafkaSettings()
     ids = {image_id(ACCOUNT, container, name) for name in files}
-    default_ports = all(port_is_free(s.http_port) for s in PIPELINE)
+    default_ports = scrape and all(port_is_free(s.http_port) for s in PIPELINE)
     if not default_ports:  # the pipeline still runs; Prometheus cannot see it
         for s in PIPELINE:
             topology.env[s.name][f"DEDUP_{s.name.upper()}_HTTP_PORT"] = str(free_port())

@@ -102,7 +102,7 @@ async def run(ns: argparse.Namespace) -> int:
         ns.json.write_text(model.to_json(rows), encoding="utf-8")
         print(f"JSON: {ns.json}")
     if ns.csv:
-        ns.csv.write_text(model.to_csv(rows), encoding="utf-8")
+        ns.csv.write_text(model.to_csv(rows), encoding="utf-8", newline="")  # CRLF as written
         print(f"CSV: {ns.csv}")
     if ns.html:
         shown = gallery.shown_images(rows, ns.max_clusters)

@@ -203,7 +203,9 @@ def _cell(value: object) -> object:
 
 def to_csv(all_rows: Sequence[Row]) -> str:
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    # CRLF, as RFC 4180 has it: Python's writer quotes only the line terminator's own
+    # characters, so with "\n" a blob name holding a bare "\r" would split its row.
+    writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
     for r in all_rows:
         values: dict[str, object] = asdict(r) | r.scores

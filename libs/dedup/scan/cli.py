@@ -23,10 +23,9 @@ from pathlib import Path
 
 from dedup.cpus import available_cpus
 from dedup.report import model
-from dedup.report.cli import summary
-from dedup.scan.core import ScanOptions, ScanResult, scan, scan_endpoints, workspace
 from dedup.scan.output import to_html, to_json
 from dedup.scan.servers import ServerError
+from dedup.scan.session import ScanOptions, ScanResult, scan_endpoints, workspace
 
 M_ARENA_MAX = -8  # from <malloc.h>
 
@@ -39,6 +38,10 @@ async def run_scan(
 ) -> ScanResult:
     """One scan, with its own servers (or the given ones) and a temporary workspace."""
     async with workspace() as tmp, scan_endpoints(tmp / "run", milvus_uri, triton_url) as ends:
+        # Imported once a private Triton is starting: the engine and the services take
+        # ~1 s to import, Triton ~2 s to start; the two overlap.
+        from dedup.scan.core import scan
+
         return await scan(root, ends, tmp / "blobs", options)
 
 
@@ -125,6 +128,8 @@ def main(args: list[str] | None = None) -> int:
         print("\ndedup scan: interrupted", file=sys.stderr)
         return 130
     write_outputs(result, ns.json, ns.html)
+    from dedup.report.cli import summary  # here: its Kafka imports would delay Triton
+
     print(f"{summary(model.totals(result.rows))} ({result.seconds:.1f} s)")
     if result.failures:
         print(f"{len(result.failures)} images hit a stage failure (see `reason`)", file=sys.stderr)

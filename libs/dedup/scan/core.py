@@ -11,7 +11,9 @@ Order: a folder has no arrival order, so every image is judged against the whole
 folder, in two passes that decode and embed each file once:
 
 1. index: the hasher (download, decode, hashes, working copy, stored in the hash index)
-   and the embedder (the embedding, stored); each image's hashed features are kept;
+   on every file while Triton starts, then the embedder (the embedding, stored); nothing
+   is searched yet (it would not see the files after it); each image's hashed features
+   are kept;
 2. judge: the hasher's search again from those stored hashes (no pixels: it now sees
    every image, so hash candidates are found in both directions), verifier, embedder
    (it finds this version's embedding stored and reuses it; every candidate's embedding
@@ -28,10 +30,9 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import tempfile
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -44,12 +45,14 @@ from dedup.runtime.stage import TRANSIENT, backoff_seconds
 from dedup.scan.files import LocalFile, folder_container, local_files
 from dedup.scan.local_blobs import LocalBlobs
 from dedup.scan.progress import Progress
-from dedup.scan.servers import Endpoints, private_triton
+from dedup.scan.servers import Endpoints
+from dedup.scan.session import ScanOptions, ScanResult
 from dedup.settings import MilvusSettings
 from dedup.v1.events_pb2 import BlobEvent
 from dedup.v1.features_pb2 import ImageStatus
 from dedup.v1.groups_pb2 import CandidateGroup
-from services.embedder.__main__ import open_stage as open_embedder
+from services.embedder.__main__ import open_embedder
+from services.embedder.handler import STAGE as EMBEDDER
 from services.embedder.settings import EmbedderSettings
 from services.hasher.__main__ import open_hasher
 from services.hasher.handler import STAGE as HASHER
@@ -74,29 +77,7 @@ TRANSIENT_ATTEMPTS = 6
 # within its budget however large the folder.
 MATCHER_CACHE_BYTES = 32 * 1024 * 1024
 ERROR = "error"
-
-
-@dataclass(frozen=True)
-class ScanOptions:
-    # Decoding threads of the hasher; 0: one per CPU.
-    workers: int = 0
-    # Images in flight at once (the embedder merges them into Triton batches). Memory grows
-    # with it (each holds its file, its decode, its matches); a few per core keep the
-    # cores busy.
-    in_flight: int = 8
-    # Thumbnails for the HTML gallery (made from the working copies before they go).
-    thumbnails: bool = False
-    progress: bool = True
-
-
-@dataclass
-class ScanResult:
-    root: Path
-    rows: list[Row]  # one per file, in file order; `path` is the file's relative path
-    thumbnails: dict[str, str] = field(default_factory=dict)  # image id -> data URI
-    # Images a stage failed on (a bug, or a dependency that stayed away): id -> reason.
-    failures: dict[str, str] = field(default_factory=dict)
-    seconds: float = 0.0
+DEFAULT_OPTIONS = ScanOptions()
 
 
 @dataclass(frozen=True)
@@ -192,34 +173,60 @@ def error_row(f: LocalFile, reason: str) -> Row:
     )
 
 
-@dataclass
-class Stages:
+@dataclass(frozen=True)
+class Hashing:
+    # Stores a file's hashes and working copy, searches nothing (the index pass).
     hasher: Stage[BlobEvent]
     # The hasher's search of an image hashed before, from its stored hashes.
     research: Stage[CandidateGroup]
+
+
+@dataclass(frozen=True)
+class Stages:
+    hashing: Hashing
     verifier: Stage[CandidateGroup]
+    # Stores an image's embedding, searches nothing (the index pass).
+    store_embedding: Stage[CandidateGroup]
     embedder: Stage[CandidateGroup]
     matcher: Stage[CandidateGroup]
     ranker: Stage[CandidateGroup]
 
 
 @contextlib.asynccontextmanager
-async def open_stages(
-    settings: StageSettings, blobs: LocalBlobs, ranker: Ranker, *, in_memory: bool
-) -> AsyncIterator[Stages]:
-    """The stages on the folder's blobs; `in_memory`: their indexes in this process."""
-    async with contextlib.AsyncExitStack() as stack:
-        enter = stack.enter_async_context
-        hasher = await enter(open_hasher(settings.hasher, blobs, in_memory=in_memory))
+async def open_hashing(
+    settings: HasherSettings, blobs: LocalBlobs, *, in_memory: bool
+) -> AsyncIterator[Hashing]:
+    """The hasher on the folder's blobs (it needs no model server)."""
+    async with open_hasher(settings, blobs, in_memory=in_memory) as hasher:
 
         async def research(group: CandidateGroup) -> Sequence[Output]:
             return [Output(group.image_id, await hasher.research(group))]
 
+        async def store(event: BlobEvent) -> Sequence[Output]:
+            return await hasher.handle(event, search=False)
+
+        yield Hashing(Stage(HASHER, BlobEvent, store), Stage(HASHER, CandidateGroup, research))
+
+
+@contextlib.asynccontextmanager
+async def open_stages(
+    settings: StageSettings, blobs: LocalBlobs, ranker: Ranker, hashing: Hashing, *,
+    in_memory: bool
+) -> AsyncIterator[Stages]:  # fmt: skip
+    """The other stages on the folder's blobs (the embedder asks the model server for its
+    model's shape: it must be up); `in_memory`: their indexes in this process."""
+    async with contextlib.AsyncExitStack() as stack:
+        enter = stack.enter_async_context
+        embedder = await enter(open_embedder(settings.embedder, blobs, in_memory=in_memory))
+
+        async def store(group: CandidateGroup) -> Sequence[Output]:
+            return await embedder.handle(group, search=False)
+
         yield Stages(
-            hasher=Stage(HASHER, BlobEvent, hasher.handle),
-            research=Stage(HASHER, CandidateGroup, research),
+            hashing=hashing,
             verifier=await enter(open_verifier(settings.verifier)),
-            embedder=await enter(open_embedder(settings.embedder, blobs, in_memory=in_memory)),
+            store_embedding=Stage(EMBEDDER, CandidateGroup, store),
+            embedder=Stage(EMBEDDER, CandidateGroup, embedder.handle),
             matcher=await enter(open_matcher(settings.matcher, blobs)),
             ranker=ranker_stage(ranker),
         )
@@ -239,7 +246,7 @@ async def drop_collections(milvus_uri: str, names: Iterable[str]) -> None:
 
 
 async def scan(
-    root: Path, endpoints: Endpoints, scratch: Path, options: ScanOptions = ScanOptions()
+    root: Path, endpoints: Endpoints, scratch: Path, options: ScanOptions = DEFAULT_OPTIONS
 ) -> ScanResult:
     """Judge every file under `root`; working copies go under `scratch`."""
     loop = asyncio.get_running_loop()
@@ -253,9 +260,12 @@ async def scan(
     partial: dict[str, str] = {}
     try:
         in_memory = endpoints.milvus_uri is None
-        async with open_stages(settings, blobs, ranker, in_memory=in_memory) as stages:
-            hashed = await index_all(stages, files, options, failures)
-            await judge_all(stages, files, hashed, options, partial)
+        async with open_hashing(settings.hasher, blobs, in_memory=in_memory) as hashing:
+            hashed = await hash_all(hashing, files, options, failures)
+            await endpoints.ready()  # a private Triton started while the files were hashed
+            async with open_stages(settings, blobs, ranker, hashing, in_memory=in_memory) as stages:
+                await embed_all(stages, files, hashed, options)
+                await judge_all(stages, files, hashed, options, partial)
         rows = final_rows(files, ranker, failures, partial)
         thumbnails = await working_copy_thumbnails(rows, blobs) if options.thumbnails else {}
     finally:
@@ -266,28 +276,21 @@ async def scan(
     return ScanResult(root, rows, thumbnails, failures | partial, loop.time() - started)
 
 
-async def index_all(
-    stages: Stages, files: Sequence[LocalFile], options: ScanOptions, failures: dict[str, str]
+async def hash_all(
+    hashing: Hashing, files: Sequence[LocalFile], options: ScanOptions, failures: dict[str, str]
 ) -> dict[str, CandidateGroup]:
-    """Decode every file once: its hashes, working copy and embedding are stored (the
-    hasher and the embedder), so that judging meets the whole folder. Returns the hashed
-    group of every file the hasher could handle, by image id (those it could not are in
-    `failures`)."""
+    """Decode every file once: its hashes and working copy are stored, so that judging
+    meets the whole folder. Returns the hashed group of every file the hasher could
+    handle, by image id (those it could not are in `failures`)."""
     progress = Progress("indexing", len(files), enabled=options.progress)
     hashed: dict[str, CandidateGroup] = {}
 
     async def one(f: LocalFile) -> None:
         try:
-            try:
-                group = only_group(await call(stages.hasher, f.event))
-            except Exception as error:
-                log.warning("hasher failed on %s: %s", f.name, error)
-                failures[f.image_id] = f"hasher failed: {type(error).__name__}: {error}"
-                return
-            hashed[f.image_id] = slim(group)
-            if group.image.status == ImageStatus.IMAGE_STATUS_OK:
-                with contextlib.suppress(Exception):  # judging embeds it again, or says why
-                    await call(stages.embedder, group)
+            hashed[f.image_id] = slim(only_group(await call(hashing.hasher, f.event)))
+        except Exception as error:
+            log.warning("hasher failed on %s: %s", f.name, error)
+            failures[f.image_id] = f"hasher failed: {type(error).__name__}: {error}"
         finally:
             progress.advance()
 
@@ -296,6 +299,31 @@ async def index_all(
     finally:
         progress.close()
     return hashed
+
+
+async def embed_all(
+    stages: Stages,
+    files: Sequence[LocalFile],
+    hashed: Mapping[str, CandidateGroup],
+    options: ScanOptions,
+) -> None:
+    """Every hashed image's embedding stored, from its working copy (only its own: the
+    turned queries its candidates need, and the search, come when judging)."""
+    progress = Progress("embedding", len(files), enabled=options.progress)
+
+    async def one(f: LocalFile) -> None:
+        group = hashed.get(f.image_id)
+        try:
+            if group is not None and group.image.status == ImageStatus.IMAGE_STATUS_OK:
+                with contextlib.suppress(Exception):  # judging embeds it again, or says why
+                    await call(stages.store_embedding, group)
+        finally:
+            progress.advance()
+
+    try:
+        await bounded_map(files, one, options.in_flight)
+    finally:
+        progress.close()
 
 
 async def judge_all(
@@ -314,7 +342,12 @@ async def judge_all(
             group = hashed.pop(f.image_id, None)
             if group is None:
                 return  # the hasher failed on it: a failure already
-            for stage in (stages.research, stages.verifier, stages.embedder, stages.matcher):
+            for stage in (
+                stages.hashing.research,
+                stages.verifier,
+                stages.embedder,
+                stages.matcher,
+            ):
                 try:
                     group = only_group(await call(stage, group))
                 except Exception as error:
@@ -370,23 +403,3 @@ async def working_copy_thumbnails(rows: Sequence[Row], blobs: LocalBlobs) -> dic
         return thumbs
 
     return await asyncio.to_thread(make)
-
-
-@contextlib.asynccontextmanager
-async def scan_endpoints(
-    run_dir: Path, milvus_uri: str | None = None, triton_url: str | None = None
-) -> AsyncIterator[Endpoints]:
-    """The servers a scan uses: the given Triton, else a private one under `run_dir`; the
-    given Milvus, else none (the indexes live in the scan's process: a folder fits)."""
-    if triton_url:
-        yield Endpoints(milvus_uri=milvus_uri, triton_url=triton_url)
-        return
-    async with private_triton(run_dir, EmbedderSettings().triton_model) as url:
-        yield Endpoints(milvus_uri=milvus_uri, triton_url=url)
-
-
-@contextlib.asynccontextmanager
-async def workspace() -> AsyncIterator[Path]:
-    """A temporary directory for the servers' data and the working copies."""
-    with tempfile.TemporaryDirectory(prefix="dedup-scan-") as tmp:
-        yield Path(tmp)

@@ -40,8 +40,10 @@ def _read(path: Path, max_bytes: int) -> bytes:
         raise BlobMissingError(f"{path} not found") from error
     except IsADirectoryError as error:
         raise BlobMissingError(f"{path} is a directory") from error
-    except PermissionError as error:
-        raise BlobMissingError(f"{path} cannot be read: {error.strerror}") from error
+    except OSError as error:
+        # Not readable by us (mode 000 to a non-root user), a symlink loop (ELOOP), an I/O
+        # error: this file's status, never a failure of the scan.
+        raise BlobMissingError(f"{path} cannot be read: {error.strerror or error}") from error
     if len(data) > max_bytes:  # grew since stat
         raise BlobTooLargeError(f"over the {max_bytes} limit")
     return data

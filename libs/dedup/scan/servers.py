@@ -5,6 +5,10 @@ exactly the local stack's Triton, with the environment Triton's Python backend n
 but with a private run directory, free ports and only the scan's model: nothing is
 shared with a running stack, and `make up` is not needed. It is killed (its whole process
 group: the Python-backend stubs too) when the scan ends, and its shared memory removed.
+
+It starts in the background: the scan hashes its files while Triton loads its model
+(`Endpoints.ready` resolves once it serves it), instead of waiting ~2 s before the first
+file.
 """
 
 from __future__ import annotations
@@ -34,12 +38,19 @@ class ServerError(RuntimeError):
     """A private server could not be started (its log tail is in the message)."""
 
 
+async def _at_once() -> None:
+    return None
+
+
 @dataclass(frozen=True)
 class Endpoints:
     """Where the scan's handlers find Milvus and Triton."""
 
     milvus_uri: str | None  # None: the scan's indexes live in its own process
     triton_url: str  # gRPC host:port, as the embedder's settings want it
+    # Returns once Triton serves the model (raises ServerError if it never will): what
+    # needs no model runs before it.
+    ready: Callable[[], Awaitable[None]] = _at_once
 
 
 def free_port() -> int:
@@ -153,28 +164,31 @@ def kill_triton(server: Server, http_port: int) -> None:
             region.unlink()
 
 
-async def start_triton(run_dir: Path, model: str) -> tuple[Server, str, int]:
+def launch_triton(run_dir: Path, model: str) -> tuple[Server, dict[str, int]]:
+    """Triton started on free ports (not yet ready): the server and its ports."""
     ports = {"TRITON_HTTP": free_port(), "TRITON_GRPC": free_port(), "TRITON_METRICS": free_port()}
     # Only the scan's model: the repository's others would cost memory and start-up time.
-    command = await asyncio.to_thread(
-        stack_command, "triton", run_dir, ports, {"TRITON_MODEL": model}
-    )
+    command = stack_command("triton", run_dir, ports, {"TRITON_MODEL": model})
     require(command, "/tritonserver", "Triton (.venv-triton)")
-    server = Server("triton", command, run_dir / "triton")
-    ready = f"http://127.0.0.1:{ports['TRITON_HTTP']}/v2/models/{model}/ready"
-    try:
-        await server.wait_ready(lambda: asyncio.to_thread(_http_ok, ready), START_TIMEOUT_SECONDS)
-    except BaseException:
-        kill_triton(server, ports["TRITON_HTTP"])
-        raise
-    return server, f"127.0.0.1:{ports['TRITON_GRPC']}", ports["TRITON_HTTP"]
+    return Server("triton", command, run_dir / "triton"), ports
 
 
 @contextlib.asynccontextmanager
-async def private_triton(run_dir: Path, model: str) -> AsyncIterator[str]:
-    """Triton on free ports under `run_dir`, serving `model`: its gRPC host:port."""
-    server, url, http_port = await start_triton(run_dir, model)
+async def private_triton(
+    run_dir: Path, model: str
+) -> AsyncIterator[tuple[str, Callable[[], Awaitable[None]]]]:
+    """Triton on free ports under `run_dir`, serving `model`: its gRPC host:port and a
+    wait until it serves the model (it starts meanwhile)."""
+    server, ports = await asyncio.to_thread(launch_triton, run_dir, model)
+    ready = f"http://127.0.0.1:{ports['TRITON_HTTP']}/v2/models/{model}/ready"
+    starting = asyncio.ensure_future(
+        server.wait_ready(lambda: asyncio.to_thread(_http_ok, ready), START_TIMEOUT_SECONDS)
+    )
     try:
-        yield url
+        # Shielded: one waiter given up does not stop the start the others wait for.
+        yield f"127.0.0.1:{ports['TRITON_GRPC']}", lambda: asyncio.shield(starting)
     finally:
-        await asyncio.to_thread(kill_triton, server, http_port)
+        starting.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ServerError):
+            await starting
+        await asyncio.to_thread(kill_triton, server, ports["TRITON_HTTP"])

@@ -120,6 +120,13 @@ def test_csv_has_a_row_per_image_and_defuses_formulas() -> None:
     assert next(r for r in table if r["image_id"] == "h")["path"] == "'=cmd|'/c calc'!A1"
 
 
+def test_csv_keeps_names_with_line_breaks_whole() -> None:
+    names = ["a\rb.jpg", "c\nd.jpg", "e\r\nf.jpg", 'g,"h".jpg']
+    rows = model.rows([decision(n[0], K.DECISION_KIND_UNIQUE, blob_name=n) for n in names])
+    table = list(csv.DictReader(io.StringIO(model.to_csv(rows), newline="")))
+    assert sorted(r["path"] for r in table) == sorted(names)
+
+
 def test_the_gallery_marks_the_kept_copy_and_shows_the_cluster_side_by_side() -> None:
     rows = model.rows(DECISIONS)
     page = gallery.render(rows, {"b": "data:image/jpeg;base64,AAAA"})

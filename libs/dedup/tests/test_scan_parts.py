@@ -109,6 +109,14 @@ async def test_a_fifo_is_not_read(tmp_path: Path) -> None:
         await asyncio.wait_for(blobs.download("folder", "pipe.jpg", 100), 5)
 
 
+async def test_a_symlink_loop_is_missing_not_a_failure(tmp_path: Path) -> None:
+    (tmp_path / "a.jpg").symlink_to("b.jpg")
+    (tmp_path / "b.jpg").symlink_to("a.jpg")
+    blobs = LocalBlobs({"folder": {"a.jpg": tmp_path / "a.jpg"}}, tmp_path / "s")
+    with pytest.raises(BlobMissingError, match="cannot be read: Too many levels"):
+        await blobs.download("folder", "a.jpg", 100)
+
+
 def row(image_id: str, path: str, **kw: object) -> Row:
     base: dict[str, object] = {
         "image_id": image_id,

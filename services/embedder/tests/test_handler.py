@@ -361,3 +361,23 @@ async def test_only_the_turned_query_is_embedded_again(blobs: FakeBlobs, index: 
     assert embed.calls == calls + 1  # the query turned back, not the image itself
     (c,) = [c for c in again.candidates if c.image_id == "orig"]
     assert c.scores.embedding_similarity > 0.9
+
+
+async def test_without_search_only_the_images_own_embedding_is_stored(
+    blobs: FakeBlobs, index: FakeIndex
+) -> None:
+    embed = CountingEmbed()
+    embedder = Embedder(blobs, embed, index, CONFIG)
+    original = photo(3)
+    await handled(embedder, versioned(group("orig", blobs.put("wc", "o.jpg", jpeg(original))), "1"))
+    url = blobs.put("wc", "t.jpg", jpeg(original.transpose(Image.Transpose.ROTATE_90)))
+    g = versioned(group("turned", url, hash_candidate("orig", pdq_transform=1)), "1")
+
+    (output,) = await embedder.handle(g, search=False)
+    (again,) = await embedder.handle(g, search=False)
+
+    assert embed.calls == 2  # one each, the turned query not asked for, nothing twice
+    assert set(index.records) == {"orig", "turned"}
+    stored = output.message
+    assert isinstance(stored, CandidateGroup) and list(stored.candidates) == list(g.candidates)
+    assert again.message == stored

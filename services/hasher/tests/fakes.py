@@ -48,8 +48,11 @@ class FakeIndex:
     async def add_and_search(
         self, image: IndexedImage, pdq_variants: Sequence[bytes]
     ) -> list[IndexedImage]:
-        self.records[image.image_id] = image
+        await self.add(image)
         return await self.search(image, pdq_variants)
+
+    async def add(self, image: IndexedImage) -> None:
+        self.records[image.image_id] = image
 
     async def search(
         self, image: IndexedImage, pdq_variants: Sequence[bytes]

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import io
 import struct
+import time
 import zlib
 
 import numpy as np
@@ -278,6 +279,42 @@ def test_decompression_bombs_are_refused_before_decoding(data: bytes) -> None:
     assert "pixels" in e.value.reason
 
 
+@pytest.mark.parametrize("chunk", [b"zTXt", b"iCCP"])
+def test_a_png_whose_metadata_inflates_without_end_is_a_bomb(
+    picture: Image.Image, chunk: bytes
+) -> None:
+    # 8 MB of zeros in ~8 KB, a compressed comment or ICC profile: Pillow refuses it.
+    payload = b"name\x00\x00" + zlib.compress(bytes(8 << 20), 9)
+    png = synth.png(picture)
+    body = chunk + payload
+    extra = struct.pack(">I", len(payload)) + body + struct.pack(">I", zlib.crc32(body))
+    with pytest.raises(DecodeError) as e:
+        decode(png[:33] + extra + png[33:])
+    assert e.value.kind == "bomb"
+
+
+def test_a_png_of_too_many_chunks_is_a_bomb_refused_before_pillow_walks_them(
+    picture: Image.Image,
+) -> None:
+    png = synth.png(picture)
+    empty = struct.pack(">I", 0) + b"prVt" + struct.pack(">I", zlib.crc32(b"prVt"))
+    assert decode(png[:33] + empty * 1000 + png[33:]).format == "PNG"  # many: fine
+    started = time.perf_counter()
+    with pytest.raises(DecodeError, match="PNG chunks") as e:
+        decode(png[:33] + empty * 2_000_000 + png[33:])  # 24 MB: ~10 s in Pillow's open
+    assert e.value.kind == "bomb" and time.perf_counter() - started < 2
+
+
+def test_a_jpeg_with_hundreds_of_scans_is_a_bomb(picture: Image.Image) -> None:
+    # Each scan is one more pass over every coefficient: a CPU bomb in a small file.
+    data = synth.jpeg(picture, 90, progressive=True)
+    last = data[data.rindex(b"\xff\xda") : -2]
+    assert decode(data[:-2] + last * 8 + b"\xff\xd9").format == "JPEG"  # a few: fine
+    with pytest.raises(DecodeError, match="JPEG scans") as e:
+        decode(data[:-2] + last * 300 + b"\xff\xd9")
+    assert e.value.kind == "bomb"
+
+
 def test_the_pixel_limit_is_a_parameter(picture: Image.Image) -> None:
     with pytest.raises(DecodeError) as e:
         decode(synth.jpeg(picture), max_pixels=640 * 480 - 1)
@@ -313,6 +350,16 @@ def test_truncated_png_is_corrupt(picture: Image.Image) -> None:
     assert e.value.kind == "corrupt"
 
 
+def test_damaged_png_image_data_is_corrupt(picture: Image.Image) -> None:
+    # Pillow decodes damaged IDAT bytes into garbage rows without a word; the CRC says.
+    data = bytearray(synth.png(picture))
+    data[len(data) // 2] ^= 0x5A
+    with pytest.raises(DecodeError, match=r"IDAT.* fails its CRC") as e:
+        decode(bytes(data))
+    assert e.value.kind == "corrupt"
+    assert decode(synth.png(picture)).format == "PNG"  # the undamaged file decodes
+
+
 @pytest.mark.parametrize(
     "data",
     [
@@ -335,8 +382,9 @@ def test_garbage_is_corrupt(data: bytes) -> None:
         b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>',
         b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n",
         b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic",
+        b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n",
     ],
-    ids=["svg", "pdf", "heic"],
+    ids=["svg", "pdf", "heic", "eps"],
 )
 def test_known_but_unsupported_formats(data: bytes) -> None:
     with pytest.raises(DecodeError) as e:

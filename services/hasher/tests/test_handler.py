@@ -151,6 +151,21 @@ async def test_research_finds_images_stored_later_from_the_stored_hashes_alone(
     assert again.image == first.image and index.records == stored_before
 
 
+async def test_without_search_an_image_is_stored_and_its_group_has_no_candidates(
+    hasher: Hasher, blobs: FakeBlobs, index: FakeIndex
+) -> None:
+    original = synthetic.photo(2, (800, 600))
+    first = await put_and_handle(hasher, blobs, "original.jpg", jpeg(original))
+    blobs.blobs[UPLOADS, "copy.png"] = synthetic.encode(original, "PNG")
+    (output,) = await hasher.handle(event("copy.png", blobs.blobs[UPLOADS, "copy.png"]),
+                                    search=False)  # fmt: skip
+    stored = output.message
+    assert isinstance(stored, CandidateGroup) and stored.candidates == []
+    assert stored.image.pdq_hash and stored.image_id in index.records
+    # Searched afterwards, the two find each other.
+    assert [c.image_id for c in (await hasher.research(stored)).candidates] == [first.image_id]
+
+
 @pytest.mark.parametrize("transform", range(1, 8))
 async def test_a_turned_copy_names_the_turn_that_maps_the_candidate_onto_it(
     hasher: Hasher, blobs: FakeBlobs, transform: int
@@ -207,6 +222,17 @@ async def test_a_missing_blob_is_reported_missing(hasher: Hasher, index: FakeInd
     assert isinstance(output.message, CandidateGroup)
     assert output.message.image.status == ImageStatus.IMAGE_STATUS_MISSING
     assert "not found" in output.message.image.reason
+
+
+@pytest.mark.parametrize("name", ["a/../b.jpg", "./b.jpg", "a/./b.jpg", "x" * 1025])
+async def test_a_name_no_blob_can_have_is_missing_not_a_failure(
+    hasher: Hasher, blobs: FakeBlobs, name: str
+) -> None:
+    blobs.blobs[UPLOADS, name] = jpeg(synthetic.photo(3))  # what the store would not hold
+    (output,) = await hasher.handle(event(name, b"x" * 10))
+    assert isinstance(output.message, CandidateGroup)
+    assert output.message.image.status == ImageStatus.IMAGE_STATUS_MISSING
+    assert "name" in output.message.image.reason
 
 
 async def test_too_large_is_refused_before_download_when_the_event_says_so(

@@ -121,6 +121,15 @@ def test_a_flat_image_has_no_features_and_matches_nothing() -> None:
     assert (result.inliers, result.residual) == (0, None)
 
 
+@pytest.mark.parametrize("shape", [(1, 512), (512, 1)], ids=["wide", "tall"])
+def test_a_one_pixel_line_has_no_features_and_matches_nothing(shape: tuple[int, int]) -> None:
+    # A 20000x1 upload's working copy: ORB would fail on it (cv2.error) without the guard.
+    line = view_of(np.asarray(np.random.default_rng(1).integers(0, 256, shape), np.uint8), PARAMS)
+    assert len(line.plain) == 0 and len(line.mirrored) == 0
+    for a, b in ((line, view("scene")), (view("scene"), line)):
+        assert match(a, b, PARAMS).inliers == 0
+
+
 def test_undecodable_working_copies_raise_value_error() -> None:
     with pytest.raises(ValueError, match="does not decode"):
         view_of_bytes(b"not a jpeg", PARAMS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from typing import Any
 
@@ -288,6 +289,44 @@ async def test_each_unordered_pair_is_verified_once(
         )
     )
     assert len(calls) == 2
+
+
+async def test_both_directions_at_once_are_verified_once_and_each_view_read_once(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[object] = []
+    real = handler.decide_canonically
+
+    def counted(*args: Any) -> Decision:
+        calls.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(handler, "decide_canonically", counted)
+    m = matcher(store)
+    a_then_b = group(
+        store, "a", "scene", candidate(store, "b", "scene", "crop", e_tag="b1"), e_tag="a1"
+    )
+    b_then_a = group(
+        store, "b", "scene", candidate(store, "a", "scene", e_tag="a1"), e_tag="b1", edit="crop"
+    )
+    first, second = await asyncio.gather(m.matched(a_then_b), m.matched(b_then_a))
+    [ab], [ba] = first.candidates, second.candidates
+    assert len(calls) == 1 and set(store.reads.values()) == {1}
+    assert (ab.verdict, ab.test, ab.reason) == (ba.verdict, ba.test, ba.reason)
+
+
+async def test_a_pair_whose_first_direction_failed_is_decided_by_the_other(
+    store: Store,
+) -> None:
+    m = matcher(store)
+    # a's group names b without a working copy: unavailable there, nothing decided.
+    a_then_b = group(store, "a", "scene", candidate(store, "b", None, e_tag="b1"), e_tag="a1")
+    b_then_a = group(
+        store, "b", "scene", candidate(store, "a", "scene", e_tag="a1"), e_tag="b1", edit="crop"
+    )
+    first, second = await asyncio.gather(m.matched(a_then_b), m.matched(b_then_a))
+    assert first.candidates[0].test == Check.UNAVAILABLE
+    assert second.candidates[0].verdict == DUPLICATE  # decided itself, not left waiting
 
 
 async def test_pairs_without_e_tags_are_not_remembered(

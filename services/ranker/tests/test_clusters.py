@@ -33,6 +33,7 @@ def test_an_image_without_duplicates_is_unique_and_described() -> None:
     ranker, topic = feed(group(A))
     d = topic.latest["a"]
     assert d.kind == UNIQUE and d.cluster_id == "" and d.duplicate_of == ""
+    assert d.reason == "no duplicate found"
     assert (d.container, d.blob_name, d.size_bytes, d.width, d.height) == (
         "uploads",
         "a.jpg",

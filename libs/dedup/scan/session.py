@@ -1,0 +1,60 @@
+"""What a `dedup scan` runs in: its options, its result, its servers and its workspace.
+
+Apart from the engine (core.py) so that the command can start the private Triton before
+it imports the engine and the services (~1 s of imports, overlapping Triton's start).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dedup.report.model import Row
+from dedup.scan.servers import Endpoints, private_triton
+from services.embedder.settings import EmbedderSettings
+
+
+@dataclass(frozen=True)
+class ScanOptions:
+    # Decoding threads of the hasher; 0: one per CPU.
+    workers: int = 0
+    # Images in flight at once (the embedder merges them into Triton batches). Memory grows
+    # with it (each holds its file, its decode, its matches); a few per core keep the
+    # cores busy.
+    in_flight: int = 8
+    # Thumbnails for the HTML gallery (made from the working copies before they go).
+    thumbnails: bool = False
+    progress: bool = True
+
+
+@dataclass
+class ScanResult:
+    root: Path
+    rows: list[Row]  # one per file, in file order; `path` is the file's relative path
+    thumbnails: dict[str, str] = field(default_factory=dict)  # image id -> data URI
+    # Images a stage failed on (a bug, or a dependency that stayed away): id -> reason.
+    failures: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+@contextlib.asynccontextmanager
+async def scan_endpoints(
+    run_dir: Path, milvus_uri: str | None = None, triton_url: str | None = None
+) -> AsyncIterator[Endpoints]:
+    """The servers a scan uses: the given Triton, else a private one under `run_dir`; the
+    given Milvus, else none (the indexes live in the scan's process: a folder fits)."""
+    if triton_url:
+        yield Endpoints(milvus_uri=milvus_uri, triton_url=triton_url)
+        return
+    async with private_triton(run_dir, EmbedderSettings().triton_model) as (url, ready):
+        yield Endpoints(milvus_uri=milvus_uri, triton_url=url, ready=ready)
+
+
+@contextlib.asynccontextmanager
+async def workspace() -> AsyncIterator[Path]:
+    """A temporary directory for the servers' data and the working copies."""
+    with tempfile.TemporaryDirectory(prefix="dedup-scan-") as tmp:
+        yield Path(tmp)

@@ -1,0 +1,56 @@
+"""MilvusHashIndex's batching of stores and searches, with a fake client (the real Milvus
+is tests/integration/test_hasher_index.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from services.hasher.index import IndexedImage, Radii
+from services.hasher.milvus_index import MilvusHashIndex, to_row
+
+
+def image(image_id: str, fill: int) -> IndexedImage:
+    return IndexedImage(
+        image_id=image_id, blob_url="", e_tag="", pdq=bytes([fill]) * 32,
+        wavelet=bytes([fill]) * 32, pdq_quality=90, quality=0.5, width=1, height=1,
+        size_bytes=1, colour_signature=b"", greyscale=False, working_copy_url="",
+    )  # fmt: skip
+
+
+class FakeClient:
+    """Upserts kept by id; every search returns every stored record (the caller scores)."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, dict[str, Any]] = {}
+        self.calls: list[tuple[str, int]] = []
+
+    async def upsert(self, collection: str, rows: list[dict[str, Any]]) -> None:
+        self.calls.append(("upsert", len(rows)))
+        self.rows |= {r["id"]: r for r in rows}
+
+    async def search(self, collection: str, data: list[bytes], anns_field: str,
+                     **_: Any) -> list[list[dict[str, Any]]]:  # fmt: skip
+        self.calls.append((f"search {anns_field}", len(data)))
+        hits = [{"id": i, "entity": r} for i, r in self.rows.items()]
+        return [hits for _ in data]
+
+
+async def test_an_added_image_is_stored_and_only_searching_jobs_search() -> None:
+    client = FakeClient()
+    index = MilvusHashIndex(client, "c", Radii(10, 10, 8))
+    a, b = image("a", 1), image("b", 2)
+
+    found = await asyncio.gather(index.add(a), index.add_and_search(b, [b.pdq, b.pdq]))
+
+    assert found[0] is None and sorted(x.image_id for x in found[1]) == ["a", "b"]
+    assert client.rows == {"a": to_row(a), "b": to_row(b)}
+    # One upsert of both; b's two PDQ variants and one wavelet hash searched, not a's.
+    assert client.calls == [("upsert", 2), ("search pdq", 2), ("search wavelet", 1)]
+
+
+async def test_a_batch_of_adds_searches_nothing() -> None:
+    client = FakeClient()
+    index = MilvusHashIndex(client, "c", Radii(10, 10, 8))
+    await asyncio.gather(index.add(image("a", 1)), index.add(image("b", 2)))
+    assert client.calls == [("upsert", 2)]
