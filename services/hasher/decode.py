@@ -58,10 +58,10 @@ RGBArray = npt.NDArray[np.uint8]
 
 # Peak bytes a pixel of the full-size decode beyond Pillow's own storage of it: 16-bit and
 # float images go through float64 arrays to be rescaled (_deep_to_l: the array, a finite
-# copy and one temporary at a time); alpha is composited (RGBA, the RGB result, the mask);
-# other modes are converted to RGB (four bytes a pixel in Pillow). Measured with
-# bench/decode_memory.py (bench/README.md).
-_DEEP_EXTRA: Final = 2 + 8 + 8 + 8 + 1
+# copy and temporaries); alpha is composited (RGBA, the RGB result, the mask); other
+# modes are converted to RGB (four bytes a pixel in Pillow). Checked against measured
+# peaks of each mode (bench/README.md, "make bench-decode-memory").
+_DEEP_EXTRA: Final = 2 + 8 + 8 + 8 + 8 + 1
 _ALPHA_EXTRA: Final = 4 + 4 + 1
 _CONVERT_EXTRA: Final = 4
 # A PNG whose whole decode would peak above this is decoded in strips (png_strips).
