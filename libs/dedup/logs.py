@@ -127,17 +127,17 @@ class OutageFilter(logging.Filter):
             outage.last_line = now
             text = (
                 f"{dependency}: still unavailable after {now - outage.started:.1f} s, "
-                f"{outage.suppressed} errors suppressed; latest: {message}"
+                f"{outage.suppressed} errors suppressed so far; latest: {message}"
             )
             _rewrite(record, text, dependency, "ongoing", now - outage.started, outage.suppressed)
-            outage.suppressed = 0
             return True
 
     def ok(self, dependency: str) -> None:
         """A call to `dependency` succeeded: its outage, if any, is over."""
         with self._lock:
             outage = self._outages.pop(dependency, None)
-        if outage is not None:
+        # A lone error line (a rebalance's heartbeat warning) needs no end line of its own.
+        if outage is not None and (outage.suppressed or outage.last_line > outage.started):
             _log_end(dependency, outage, self._clock() - outage.started, outage.suppressed)
 
     def check_quiet(self) -> None:
@@ -151,7 +151,7 @@ class OutageFilter(logging.Filter):
             for dependency, _ in quiet:
                 del self._outages[dependency]
         for dependency, outage in quiet:
-            if outage.suppressed:  # a lone error line needs no end line of its own
+            if outage.suppressed or outage.last_line > outage.started:
                 _log_end(dependency, outage, outage.last_error - outage.started, outage.suppressed)
 
 

@@ -72,10 +72,11 @@ RGBArray = npt.NDArray[np.uint8]
 
 # Peak bytes a pixel of the full-size decode beyond Pillow's own storage of it: 16-bit and
 # float images go through float64 arrays to be rescaled (_deep_to_l: the array, a finite
-# copy and one temporary at a time); alpha is composited (RGBA, the RGB result, the mask);
-# other modes are converted to RGB (four bytes a pixel in Pillow). Measured with
-# bench/decode_memory.py (bench/README.md).
-_DEEP_EXTRA: Final = 2 + 8 + 8 + 8 + 1
+# copy and temporaries); alpha is composited (RGBA, the RGB result, the mask); other
+# modes are converted to RGB (four bytes a pixel in Pillow). Checked against measured
+# peaks of each mode (bench/README.md, "make bench-decode-memory").
+_DEEP_EXTRA: Final = 2 + 8 + 8 + 8 + 8 + 1  # float images, or ints out of 16-bit range
+_SIXTEEN_EXTRA: Final = 2 + 4 + 1 + 4  # the common 16-bit case (integers, _deep_to_l)
 _ALPHA_EXTRA: Final = 4 + 4 + 1
 _CONVERT_EXTRA: Final = 4
 # A PNG whose whole decode would peak above this is decoded in strips (png_strips).
@@ -274,7 +275,9 @@ def peak_bytes(
     if stripped:
         return png_strips.peak_bytes(width, factor) + small
     pixels = width * height
-    if mode.startswith("I;16") or mode in ("I", "F"):
+    if mode.startswith("I;16"):
+        extra = _SIXTEEN_EXTRA
+    elif mode in ("I", "F"):
         extra = _DEEP_EXTRA
     elif has_alpha:
         extra = _ALPHA_EXTRA
@@ -404,7 +407,23 @@ def _to_rgb(img: Image.Image, has_alpha: bool) -> Image.Image:
 
 def _deep_to_l(img: Image.Image) -> Image.Image:
     # Pillow's I;16 -> L conversion clips at 255 instead of scaling: scale ourselves.
-    a = np.asarray(img).astype(np.float64)
+    a = np.asarray(img)
+    if a.dtype.kind in "ui":
+        lo, hi = int(a.min()), int(a.max())
+        if 255 < hi <= 65535 and lo >= 0:
+            # The common 16-bit case in integers: round(a / 257) == (2a + 257) // 514
+            # exactly, at 4 bytes a pixel where float64 took ~30 (the decode's peak).
+            wide = a.astype(np.uint32)
+            wide *= 2
+            wide += 257
+            wide //= 514
+            return Image.fromarray(wide.astype(np.uint8))
+        if lo >= 0 and hi <= 255:
+            return Image.fromarray(a.astype(np.uint8))
+    return _float_to_l(img, a.astype(np.float64))
+
+
+def _float_to_l(img: Image.Image, a: npt.NDArray[np.float64]) -> Image.Image:
     finite = a[np.isfinite(a)]
     hi = float(finite.max()) if finite.size else 0.0
     lo = float(finite.min()) if finite.size else 0.0

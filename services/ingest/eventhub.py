@@ -21,6 +21,7 @@ from dedup.blob import AZURITE, BlobStore, open_service
 from dedup.errors import TransientError
 from dedup.events import EventFilter, InvalidEventError, from_message
 from dedup.health import Health
+from dedup.logs import dependency_of_error, dependency_ok
 from dedup.runtime.kafka import KafkaError
 from dedup.runtime.stage import backoff_seconds
 from dedup.v1.events_pb2 import BlobEvent
@@ -110,9 +111,14 @@ class Forwarder:
                     raise
                 attempt += 1
                 metrics.RETRIES.labels(SERVICE).inc()
-                log.warning("publish failed, will retry the batch: %s", error)
+                log.warning(
+                    "publish failed, will retry the batch: %s",
+                    error,
+                    extra={"dependency": dependency_of_error(error)},
+                )
                 await asyncio.sleep(backoff_seconds(attempt, *self._backoff))
         await context.update_checkpoint(messages[-1])
+        dependency_ok("eventhub")  # a batch came and its checkpoint was stored
 
     async def _forward(self, partition: str, messages: list[EventData]) -> None:
         outcomes = {"published": 0, "filtered": 0, "invalid": 0}
@@ -213,7 +219,12 @@ async def consume(settings: IngestSettings, health: Health, stop: asyncio.Event)
 
         async def on_error(context: PartitionContext | None, error: Exception) -> None:
             where = context.partition_id if context is not None else "-"
-            log.warning("event hub error on partition %s: %s", where, error)
+            log.warning(
+                "event hub error on partition %s: %s",
+                where,
+                error,
+                extra={"dependency": "eventhub"},
+            )
 
         async with client:
             receiving = asyncio.create_task(

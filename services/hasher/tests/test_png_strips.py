@@ -157,8 +157,9 @@ def test_the_estimate_grows_with_what_the_mode_costs() -> None:
     def need(mode: str, alpha: bool = False) -> int:
         return peak_bytes((4000, 4000), mode, has_alpha=alpha, max_side=512, stripped=False)
 
-    # RGB is decoded as it is; L is converted to RGB; alpha is composited; 16-bit rescaled.
-    assert need("RGB") < need("L") < need("RGBA", alpha=True) < need("I;16")
+    # RGB is decoded as it is; L is converted to RGB; alpha is composited; 16-bit rescaled
+    # (in integers), float images through float64 arrays.
+    assert need("RGB") < need("L") < need("RGBA", alpha=True) <= need("I;16") < need("F")
 
 
 def with_exif_after_pixels(data: bytes, orientation: int) -> bytes:
@@ -179,3 +180,17 @@ def test_exif_after_the_pixels_is_read_without_decoding_the_whole_image(
     assert stripped.orientation == whole.orientation == 6
     assert (stripped.width, stripped.height) == (1111, 700)
     assert np.array_equal(stripped.rgb, whole.rgb)
+
+
+@pytest.mark.parametrize("top", [300, 40000, 65535, 200])
+def test_16_bit_in_integers_gives_the_float_path_s_pixels(top: int) -> None:
+    from services.hasher.decode import _deep_to_l, _float_to_l
+
+    rng = np.random.default_rng(top)
+    values = rng.integers(0, top + 1, (64, 64), dtype=np.uint16)
+    values[0, 0] = top
+    img = Image.fromarray(values)
+    assert img.mode == "I;16"
+    fast = np.asarray(_deep_to_l(img))
+    slow = np.asarray(_float_to_l(img, values.astype(np.float64)))
+    assert np.array_equal(fast, slow)
