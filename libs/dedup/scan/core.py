@@ -126,6 +126,27 @@ async def bounded_map(items: Sequence[T], fn: Callable[[T], Awaitable[R]], limit
     return results  # type: ignore[return-value]  # every slot is filled
 
 
+async def each_file(
+    label: str,
+    files: Sequence[LocalFile],
+    fn: Callable[[LocalFile], Awaitable[None]],
+    options: ScanOptions,
+) -> None:
+    """fn over the files, `options.in_flight` at once, with a progress line named `label`."""
+    progress = Progress(label, len(files), enabled=options.progress)
+
+    async def one(f: LocalFile) -> None:
+        try:
+            await fn(f)
+        finally:
+            progress.advance()
+
+    try:
+        await bounded_map(files, one, options.in_flight)
+    finally:
+        progress.close()
+
+
 async def call(stage: Stage[M], message: M) -> Sequence[Output]:
     """The stage's handler, with the runtime's backoff on transient errors (bounded)."""
     attempt = 0
@@ -282,7 +303,6 @@ async def hash_all(
     """Decode every file once: its hashes and working copy are stored, so that judging
     meets the whole folder. Returns the hashed group of every file the hasher could
     handle, by image id (those it could not are in `failures`)."""
-    progress = Progress("indexing", len(files), enabled=options.progress)
     hashed: dict[str, CandidateGroup] = {}
 
     async def one(f: LocalFile) -> None:
@@ -291,13 +311,8 @@ async def hash_all(
         except Exception as error:
             log.warning("hasher failed on %s: %s", f.name, error)
             failures[f.image_id] = f"hasher failed: {type(error).__name__}: {error}"
-        finally:
-            progress.advance()
 
-    try:
-        await bounded_map(files, one, options.in_flight)
-    finally:
-        progress.close()
+    await each_file("indexing", files, one, options)
     return hashed
 
 
@@ -309,21 +324,14 @@ async def embed_all(
 ) -> None:
     """Every hashed image's embedding stored, from its working copy (only its own: the
     turned queries its candidates need, and the search, come when judging)."""
-    progress = Progress("embedding", len(files), enabled=options.progress)
 
     async def one(f: LocalFile) -> None:
         group = hashed.get(f.image_id)
-        try:
-            if group is not None and group.image.status == ImageStatus.IMAGE_STATUS_OK:
-                with contextlib.suppress(Exception):  # judging embeds it again, or says why
-                    await call(stages.store_embedding, group)
-        finally:
-            progress.advance()
+        if group is not None and group.image.status == ImageStatus.IMAGE_STATUS_OK:
+            with contextlib.suppress(Exception):  # judging embeds it again, or says why
+                await call(stages.store_embedding, group)
 
-    try:
-        await bounded_map(files, one, options.in_flight)
-    finally:
-        progress.close()
+    await each_file("embedding", files, one, options)
 
 
 async def judge_all(
@@ -335,35 +343,28 @@ async def judge_all(
 ) -> None:
     """Each indexed image through the stages, against the whole folder (its hashed group
     leaves `hashed` once judged)."""
-    progress = Progress("matching", len(files), enabled=options.progress)
 
     async def one(f: LocalFile) -> None:
-        try:
-            group = hashed.pop(f.image_id, None)
-            if group is None:
-                return  # the hasher failed on it: a failure already
-            for stage in (
-                stages.hashing.research,
-                stages.verifier,
-                stages.embedder,
-                stages.matcher,
-            ):
-                try:
-                    group = only_group(await call(stage, group))
-                except Exception as error:
-                    # The image still gets a decision, from what the earlier stages and
-                    # the other images' groups proved.
-                    log.warning("%s failed on %s: %s", stage.name, f.name, error)
-                    partial[f.image_id] = f"{stage.name} failed: {error}"
-                    break
-            await call(stages.ranker, group)
-        finally:
-            progress.advance()
+        group = hashed.pop(f.image_id, None)
+        if group is None:
+            return  # the hasher failed on it: a failure already
+        for stage in (
+            stages.hashing.research,
+            stages.verifier,
+            stages.embedder,
+            stages.matcher,
+        ):
+            try:
+                group = only_group(await call(stage, group))
+            except Exception as error:
+                # The image still gets a decision, from what the earlier stages and
+                # the other images' groups proved.
+                log.warning("%s failed on %s: %s", stage.name, f.name, error)
+                partial[f.image_id] = f"{stage.name} failed: {error}"
+                break
+        await call(stages.ranker, group)
 
-    try:
-        await bounded_map(files, one, options.in_flight)
-    finally:
-        progress.close()
+    await each_file("matching", files, one, options)
 
 
 def final_rows(
