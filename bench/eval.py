@@ -41,7 +41,6 @@ import csv
 import hashlib
 import io
 import json
-import logging
 import sys
 import tempfile
 import time
@@ -67,7 +66,7 @@ from bench.metrics import (
 )
 from bench.recipe import write_recipe_set
 from dedup import synthetic
-from dedup.scan.cli import quiet_pymilvus
+from dedup.logs import configure_cli_logging
 from dedup.scan.core import scan
 from dedup.scan.session import ScanOptions, scan_endpoints
 
@@ -277,8 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--milvus-uri", help="a running Milvus (default: a private Milvus Lite)")
     parser.add_argument("--triton-url", help="a running Triton (default: a private one)")
     ns = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    quiet_pymilvus()
+    configure_cli_logging()
     only = set(ns.sets.split(",")) if ns.sets else None
 
     with tempfile.TemporaryDirectory(prefix="dedup-eval-set-") as tmp:

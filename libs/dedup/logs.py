@@ -247,3 +247,16 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     # pymilvus about every collection.
     for name in ("aiokafka", "azure", "pymilvus"):
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
+
+
+def configure_cli_logging() -> None:
+    """A command's logging: warnings and errors as plain lines on stderr, each outage of a
+    dependency one line (a long `dedup ingest watch` must not flood its terminal either)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    handler.addFilter(OUTAGES)
+    adopt_library_loggers()
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    logging.getLogger("pymilvus").setLevel(logging.WARNING)

@@ -26,6 +26,7 @@ from azure.core.exceptions import ServiceRequestError, ServiceResponseError
 from dedup.blob import BlobStore, open_service
 from dedup.errors import TransientError
 from dedup.listing import BackfillState, Source, StateFileError, WatchState, backfill, poll
+from dedup.logs import configure_cli_logging
 from dedup.runtime.kafka import KafkaError, Publisher
 from dedup.runtime.stage import backoff_seconds
 from dedup.settings import load_settings
@@ -208,7 +209,7 @@ def main(args: list[str] | None = None) -> int:
         consume()
         return 0
     settings = load_settings(IngestSettings).model_copy(update=overrides(ns))
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    configure_cli_logging()
     try:
         code: int = asyncio.run(COMMANDS[ns.command](settings, ns))
     except StateFileError as error:  # restarting would not help: say so once, exit 2

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -22,6 +21,7 @@ from google.protobuf.message import DecodeError
 from dedup import topics
 from dedup.blob import BlobMissingError, BlobSettings, BlobStore, BlobTooLargeError, open_service
 from dedup.errors import TransientError
+from dedup.logs import configure_cli_logging
 from dedup.report import gallery, model
 from dedup.report.model import Row
 from dedup.runtime.kafka import read_topic
@@ -143,5 +143,5 @@ def main(args: list[str] | None = None) -> int:
         "--max-clusters", type=int, default=500, help="clusters shown in the gallery"
     )
     ns = parser.parse_args(args)
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    configure_cli_logging()
     return asyncio.run(run(ns))

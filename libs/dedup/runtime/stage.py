@@ -35,7 +35,13 @@ from aiokafka import (
     ConsumerRecord,
     TopicPartition,
 )
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.errors import (
+    CommitFailedError,
+    InvalidProducerEpoch,
+    InvalidProducerIdMapping,
+    KafkaError,
+    OutOfOrderSequenceNumber,
+)
 from google.protobuf.message import DecodeError, Message
 
 from dedup import invariants, metrics
@@ -106,6 +112,39 @@ class FinishBatchOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
         return None
 
 
+# The producer's idempotence state is broken (a broker restart while batches expired in
+# flight): that producer never sends again, a fresh one (a new producer id) does.
+BROKEN_PRODUCER = (OutOfOrderSequenceNumber, InvalidProducerEpoch, InvalidProducerIdMapping)
+
+
+@dataclass
+class RenewableProducer:
+    """The stage's producer, replaced by a new one when Kafka refuses it for good."""
+
+    settings: RuntimeSettings
+    make: Callable[[RuntimeSettings], AIOKafkaProducer] = make_producer
+    current: AIOKafkaProducer | None = None
+    broken: bool = False
+
+    async def get(self) -> AIOKafkaProducer:
+        """The producer to send with: the current one, or a fresh one if it broke (the
+        start may raise while Kafka is away; the next call tries again)."""
+        if self.current is None or self.broken:
+            if self.current is not None:
+                with contextlib.suppress(KafkaError):
+                    await self.current.stop()
+                log.warning("kafka refused the producer for good: starting a new one")
+            self.current = None
+            producer = self.make(self.settings)
+            await producer.start()
+            self.current, self.broken = producer, False
+        return self.current
+
+    async def stop(self) -> None:
+        if self.current is not None:
+            await self.current.stop()  # flushes whatever is still queued
+
+
 class Abandoned(Exception):
     """Shutdown ran out of time while the batch was still retrying: leave it uncommitted."""
 
@@ -171,9 +210,9 @@ class StageRunner(Generic[In]):
         await self._retry_forever("kafka", lambda: ensure_topics(s, self._topics()))
         gate = FinishBatchOnRevoke()
         consumer = make_consumer(s, s.input_topic, s.group_id or self.name, gate)
-        producer = make_producer(s)
+        producer = RenewableProducer(s)
         await self._retry_forever("kafka", consumer.start)
-        await self._retry_forever("kafka", producer.start)
+        await self._retry_forever("kafka", producer.get)
         self.health.ready, self.health.detail = True, "consuming"
         log.info(
             "consuming %s -> %s", s.input_topic, s.output_topic, extra={"topic": s.input_topic}
@@ -196,7 +235,7 @@ class StageRunner(Generic[In]):
             log.warning("shutdown timed out; the batch in hand stays uncommitted")
         finally:
             self.health.ready, self.health.detail = False, "stopping"
-            await producer.stop()  # flushes whatever is still queued
+            await producer.stop()
             await consumer.stop()
             log.info("stopped")
 
@@ -207,7 +246,7 @@ class StageRunner(Generic[In]):
     async def _handle_batch(
         self,
         consumer: AIOKafkaConsumer,
-        producer: AIOKafkaProducer,
+        producer: RenewableProducer,
         records: list[ConsumerRecord[bytes, bytes]],
     ) -> None:
         for record in records:
@@ -292,7 +331,7 @@ class StageRunner(Generic[In]):
         metrics.DLQ_MESSAGES.labels(self.name, record.topic).inc()
         return dead_letter_record(record, self.name, kind, error, attempts)
 
-    async def _produce(self, producer: AIOKafkaProducer, outgoing: list[Outgoing]) -> None:
+    async def _produce(self, producer: RenewableProducer, outgoing: list[Outgoing]) -> None:
         """Send the batch's records and wait for every ack; retry those not acknowledged
         until they land. Only those: resending one that landed would publish it twice (the
         idempotent producer dedupes its own retries, not ours)."""
@@ -302,15 +341,20 @@ class StageRunner(Generic[In]):
             futures = []
             failed: list[Outgoing] = []
             error: KafkaError | None = None
-            for o in pending:
-                try:
-                    sent = await producer.send(
-                        o.topic, o.value, key=o.key, headers=list(o.headers) or None
-                    )
-                    futures.append((o, sent))
-                except KafkaError as e:
-                    failed.append(o)
-                    error = e
+            try:
+                sender = await producer.get()
+            except KafkaError as e:
+                failed, error = pending, e
+            else:
+                for o in pending:
+                    try:
+                        sent = await sender.send(
+                            o.topic, o.value, key=o.key, headers=list(o.headers) or None
+                        )
+                        futures.append((o, sent))
+                    except KafkaError as e:
+                        failed.append(o)
+                        error = e
             for o, future in futures:
                 try:
                     await future
@@ -318,6 +362,7 @@ class StageRunner(Generic[In]):
                 except KafkaError as e:
                     failed.append(o)
                     error = e
+            producer.broken |= isinstance(error, BROKEN_PRODUCER)
             pending = failed
             if pending:
                 attempt += 1

@@ -16,12 +16,12 @@ import argparse
 import asyncio
 import contextlib
 import ctypes
-import logging
 import signal
 import sys
 from pathlib import Path
 
 from dedup.cpus import available_cpus
+from dedup.logs import configure_cli_logging
 from dedup.report import model
 from dedup.scan.output import to_html, to_json
 from dedup.scan.servers import ServerError
@@ -56,13 +56,6 @@ def write_outputs(result: ScanResult, json_out: Path | None, html_dir: Path | No
         index = html_dir / "index.html"
         index.write_text(to_html(root, result.rows, result.thumbnails), encoding="utf-8")
         print(f"HTML gallery: {index}")
-
-
-def quiet_pymilvus() -> None:
-    """pymilvus's async client sets its own logger to DEBUG: every call would be logged."""
-    for name in list(logging.root.manager.loggerDict):
-        if name.startswith("pymilvus"):
-            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -109,8 +102,7 @@ def main(args: list[str] | None = None) -> int:
     if ns.workers < 1 or ns.in_flight < 1:
         print("dedup scan: --workers and --in-flight must be at least 1", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s: %(message)s")
-    quiet_pymilvus()
+    configure_cli_logging()
     options = ScanOptions(
         workers=ns.workers,
         in_flight=ns.in_flight,

@@ -4,12 +4,13 @@ import asyncio
 
 import pytest
 from aiokafka import ConsumerRecord, TopicPartition
-from aiokafka.errors import KafkaTimeoutError
+from aiokafka.errors import KafkaError, KafkaTimeoutError, OutOfOrderSequenceNumber
 from google.protobuf.message import DecodeError
 
 from dedup.errors import InvalidMessageError
 from dedup.runtime.stage import (
     Outgoing,
+    RenewableProducer,
     Stage,
     StageRunner,
     backoff_seconds,
@@ -84,29 +85,59 @@ def test_next_offsets_is_one_past_the_highest_per_partition() -> None:
 
 
 class FlakyProducer:
-    """Acknowledges every record but fails the first send of those named in `fail_once`."""
+    """Acknowledges every record but fails the first send of those named in `fail_once`
+    with `error`; `landed` is shared by the producers of one test."""
 
-    def __init__(self, fail_once: set[bytes]) -> None:
-        self.fail_once = set(fail_once)
-        self.landed: list[bytes] = []
+    def __init__(self, fail_once: set[bytes], landed: list[bytes], error: type[KafkaError]) -> None:
+        self.fail_once, self.landed, self.error = fail_once, landed, error
+        self.stopped = False
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        self.stopped = True
 
     async def send(self, topic: str, value: bytes, **_: object) -> asyncio.Future[None]:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if value in self.fail_once:
             self.fail_once.discard(value)
-            future.set_exception(KafkaTimeoutError())
+            future.set_exception(self.error())
         else:
             self.landed.append(value)
             future.set_result(None)
         return future
 
 
-async def test_produce_resends_only_the_records_not_acknowledged() -> None:
+def runner_and_producers(
+    fail_once: set[bytes], error: type[KafkaError]
+) -> tuple[StageRunner[BlobEvent], RenewableProducer, list[FlakyProducer], list[bytes]]:
     settings = RuntimeSettings(
         input_topic="t.in", output_topic="t.out", http_port=0, retry_backoff_seconds=0.001
     )
     runner = StageRunner(Stage("test", BlobEvent, handle=lambda m: asyncio.sleep(0, [])), settings)
-    producer = FlakyProducer({b"b"})
-    batch = [Outgoing("t.out", b"k", v) for v in (b"a", b"b", b"c")]
-    await runner._produce(producer, batch)
-    assert sorted(producer.landed) == [b"a", b"b", b"c"]  # each once: "a" and "c" not resent
+    made: list[FlakyProducer] = []
+    landed: list[bytes] = []
+
+    def make(_: RuntimeSettings) -> FlakyProducer:
+        made.append(FlakyProducer(fail_once, landed, error))
+        return made[-1]
+
+    return runner, RenewableProducer(settings, make), made, landed
+
+
+BATCH = [Outgoing("t.out", b"k", v) for v in (b"a", b"b", b"c")]
+
+
+async def test_produce_resends_only_the_records_not_acknowledged() -> None:
+    runner, producer, made, landed = runner_and_producers({b"b"}, KafkaTimeoutError)
+    await runner._produce(producer, BATCH)
+    assert sorted(landed) == [b"a", b"b", b"c"]  # each once: "a" and "c" not resent
+    assert len(made) == 1  # a timeout is no reason for a new producer
+
+
+async def test_a_producer_kafka_refuses_for_good_is_replaced() -> None:
+    runner, producer, made, landed = runner_and_producers({b"b"}, OutOfOrderSequenceNumber)
+    await runner._produce(producer, BATCH)
+    assert sorted(landed) == [b"a", b"b", b"c"]
+    assert len(made) == 2 and made[0].stopped  # "b" went out through a fresh producer
