@@ -7,7 +7,7 @@ stages (ingest, tests, the demo).
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
@@ -15,7 +15,13 @@ from typing import Any, Self
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import (
+    InvalidProducerEpoch,
+    InvalidProducerIdMapping,
+    KafkaError,
+    OutOfOrderSequenceNumber,
+    TopicAlreadyExistsError,
+)
 from aiokafka.helpers import create_ssl_context
 from google.protobuf.message import Message
 
@@ -121,16 +127,49 @@ def make_producer(settings: KafkaSettings) -> AIOKafkaProducer:
     )
 
 
+# The producer's idempotence state is broken (a broker restart while batches expired in
+# flight): that producer never sends again, a fresh one (a new producer id) does.
+BROKEN_PRODUCER = (OutOfOrderSequenceNumber, InvalidProducerEpoch, InvalidProducerIdMapping)
+
+
+@dataclass
+class RenewableProducer:
+    """The stage's producer, replaced by a new one when Kafka refuses it for good."""
+
+    settings: KafkaSettings
+    make: Callable[[KafkaSettings], AIOKafkaProducer] = make_producer
+    current: AIOKafkaProducer | None = None
+    broken: bool = False
+
+    async def get(self) -> AIOKafkaProducer:
+        """The producer to send with: the current one, or a fresh one if it broke (the
+        start may raise while Kafka is away; the next call tries again)."""
+        if self.current is None or self.broken:
+            if self.current is not None:
+                with contextlib.suppress(KafkaError):
+                    await self.current.stop()
+                log.warning("kafka refused the producer for good: starting a new one")
+            self.current = None
+            producer = self.make(self.settings)
+            await producer.start()
+            self.current, self.broken = producer, False
+        return self.current
+
+    async def stop(self) -> None:
+        if self.current is not None:
+            await self.current.stop()  # flushes whatever is still queued
+
+
 class Publisher:
     """Publishes protobuf messages keyed by image id; `flush` waits for every ack."""
 
     def __init__(self, settings: KafkaSettings) -> None:
         self._settings = settings
-        self._producer = make_producer(settings)
+        self._producer = RenewableProducer(settings)
         self._pending: list[Any] = []
 
     async def __aenter__(self) -> Self:
-        await self._producer.start()
+        await self._producer.get()
         return self
 
     async def __aexit__(
@@ -157,16 +196,19 @@ class Publisher:
     ) -> None:
         """Queue one message; it is sent in the background and acknowledged by `flush`."""
         value = message if isinstance(message, bytes) else message.SerializeToString()
-        future = await self._producer.send(
-            topic, value, key=key.encode(), headers=list(headers) or None
-        )
+        producer = await self._producer.get()
+        future = await producer.send(topic, value, key=key.encode(), headers=list(headers) or None)
         self._pending.append(future)
 
     async def flush(self) -> None:
         """Wait until Kafka acknowledged everything published so far (raises on failure)."""
         pending, self._pending = self._pending, []
-        for future in pending:
-            await future
+        try:
+            for future in pending:
+                await future
+        except BROKEN_PRODUCER:
+            self._producer.broken = True  # the caller's retry gets a fresh one
+            raise
         if pending:
             dependency_ok("kafka")
 

@@ -30,18 +30,11 @@ from typing import Any, Generic, TypeVar
 
 from aiokafka import (
     AIOKafkaConsumer,
-    AIOKafkaProducer,
     ConsumerRebalanceListener,
     ConsumerRecord,
     TopicPartition,
 )
-from aiokafka.errors import (
-    CommitFailedError,
-    InvalidProducerEpoch,
-    InvalidProducerIdMapping,
-    KafkaError,
-    OutOfOrderSequenceNumber,
-)
+from aiokafka.errors import CommitFailedError, KafkaError
 from google.protobuf.message import DecodeError, Message
 
 from dedup import invariants, metrics
@@ -49,7 +42,7 @@ from dedup.errors import InvalidMessageError, TransientError
 from dedup.health import Health, serve_health
 from dedup.logs import check_outages, configure_logging, dependency_of_error, dependency_ok
 from dedup.memory import return_large_blocks
-from dedup.runtime.kafka import ensure_topics, make_consumer, make_producer
+from dedup.runtime.kafka import BROKEN_PRODUCER, RenewableProducer, ensure_topics, make_consumer
 from dedup.settings import RuntimeSettings
 from dedup.topics import dead_letter
 
@@ -110,39 +103,6 @@ class FinishBatchOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         return None
-
-
-# The producer's idempotence state is broken (a broker restart while batches expired in
-# flight): that producer never sends again, a fresh one (a new producer id) does.
-BROKEN_PRODUCER = (OutOfOrderSequenceNumber, InvalidProducerEpoch, InvalidProducerIdMapping)
-
-
-@dataclass
-class RenewableProducer:
-    """The stage's producer, replaced by a new one when Kafka refuses it for good."""
-
-    settings: RuntimeSettings
-    make: Callable[[RuntimeSettings], AIOKafkaProducer] = make_producer
-    current: AIOKafkaProducer | None = None
-    broken: bool = False
-
-    async def get(self) -> AIOKafkaProducer:
-        """The producer to send with: the current one, or a fresh one if it broke (the
-        start may raise while Kafka is away; the next call tries again)."""
-        if self.current is None or self.broken:
-            if self.current is not None:
-                with contextlib.suppress(KafkaError):
-                    await self.current.stop()
-                log.warning("kafka refused the producer for good: starting a new one")
-            self.current = None
-            producer = self.make(self.settings)
-            await producer.start()
-            self.current, self.broken = producer, False
-        return self.current
-
-    async def stop(self) -> None:
-        if self.current is not None:
-            await self.current.stop()  # flushes whatever is still queued
 
 
 class Abandoned(Exception):

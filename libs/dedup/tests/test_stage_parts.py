@@ -8,9 +8,9 @@ from aiokafka.errors import KafkaError, KafkaTimeoutError, OutOfOrderSequenceNum
 from google.protobuf.message import DecodeError
 
 from dedup.errors import InvalidMessageError
+from dedup.runtime.kafka import RenewableProducer
 from dedup.runtime.stage import (
     Outgoing,
-    RenewableProducer,
     Stage,
     StageRunner,
     backoff_seconds,
@@ -18,7 +18,7 @@ from dedup.runtime.stage import (
     next_offsets,
     parse_message,
 )
-from dedup.settings import RuntimeSettings
+from dedup.settings import KafkaSettings, RuntimeSettings
 from dedup.v1.events_pb2 import BlobEvent
 
 
@@ -119,7 +119,7 @@ def runner_and_producers(
     made: list[FlakyProducer] = []
     landed: list[bytes] = []
 
-    def make(_: RuntimeSettings) -> FlakyProducer:
+    def make(_: KafkaSettings) -> FlakyProducer:
         made.append(FlakyProducer(fail_once, landed, error))
         return made[-1]
 
