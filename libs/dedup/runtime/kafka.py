@@ -129,12 +129,14 @@ def make_producer(settings: KafkaSettings) -> AIOKafkaProducer:
 
 # The producer's idempotence state is broken (a broker restart while batches expired in
 # flight): that producer never sends again, a fresh one (a new producer id) does.
+STOP_BROKEN_SECONDS = 10.0
 BROKEN_PRODUCER = (OutOfOrderSequenceNumber, InvalidProducerEpoch, InvalidProducerIdMapping)
 
 
 @dataclass
 class RenewableProducer:
-    """The stage's producer, replaced by a new one when Kafka refuses it for good."""
+    """A producer (a stage's, a Publisher's) replaced by a new one when Kafka refuses it
+    for good."""
 
     settings: KafkaSettings
     make: Callable[[KafkaSettings], AIOKafkaProducer] = make_producer
@@ -146,12 +148,18 @@ class RenewableProducer:
         start may raise while Kafka is away; the next call tries again)."""
         if self.current is None or self.broken:
             if self.current is not None:
-                with contextlib.suppress(KafkaError):
-                    await self.current.stop()
+                # Its stop flushes what it still holds, which it cannot send: bounded.
+                with contextlib.suppress(KafkaError, TimeoutError):
+                    await asyncio.wait_for(self.current.stop(), STOP_BROKEN_SECONDS)
                 log.warning("kafka refused the producer for good: starting a new one")
             self.current = None
             producer = self.make(self.settings)
-            await producer.start()
+            try:
+                await producer.start()
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await producer.stop()  # its half-open connections
+                raise
             self.current, self.broken = producer, False
         return self.current
 
