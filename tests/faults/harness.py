@@ -202,10 +202,7 @@ def service_proc(
 def ingest_proc(
     stack: PrivateStack, container: str, topology: Topology, logs: Path, state: Path
 ) -> Proc:
-    port = free_port()
-    env = stack.service_env("ingest", set(IngestSettings.model_fields)) | {
-        "DEDUP_INGEST_HTTP_PORT": str(port)
-    }
+    env = stack.service_env("ingest", set(IngestSettings.model_fields))
     argv = [sys.executable, "-m", "dedup.cli", "ingest", "watch", "--container", container,
             "--topic", topology.events, "--state", str(state), "--interval", "0.5"]  # fmt: skip
     return Proc("ingest", argv, env, logs / "ingest.log", None)
@@ -291,7 +288,9 @@ class Outcome:
 
 
 async def upload_in_waves(stack: PrivateStack, container: str, files: list[SampleFile]) -> None:
-    """The user's uploads, a wave a second; an upload that fails (Azurite away) is retried."""
+    """The user's uploads, a wave a second; an upload that fails (Azurite away) is retried
+    for as long as the case's patience lasts."""
+    deadline = time.monotonic() + PATIENCE_SECONDS
     async with open_service(stack.blob) as service:
         store = BlobStore(service, "faults")
         await store.ensure_container(container)
@@ -303,6 +302,8 @@ async def upload_in_waves(stack: PrivateStack, container: str, files: list[Sampl
                         await store.upload(container, f.name, f.data)
                         break
                     except Exception:  # the user retries whatever it was
+                        if time.monotonic() > deadline:
+                            raise
                         await asyncio.sleep(1)
             await asyncio.sleep(WAVE_SECONDS)
 
