@@ -50,6 +50,20 @@ def store() -> Store:
     return Store()
 
 
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """The arguments of every pair the matcher verified (decide_canonically, counted)."""
+    seen: list[object] = []
+    real = handler.decide_canonically
+
+    def counted(*args: Any) -> Decision:
+        seen.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(handler, "decide_canonically", counted)
+    return seen
+
+
 def matcher(store: Store, cache_bytes: int = 64 << 20, pairs: int = 1000) -> Matcher:
     return Matcher(
         store.fetch, MatchParams(), MatchPolicy(), ViewCache(cache_bytes), PairCache(pairs)
@@ -257,17 +271,7 @@ async def test_every_verdict_names_the_test_that_made_it(store: Store) -> None:
     assert not turned.scores.HasField("inliers")  # no features: not measured
 
 
-async def test_each_unordered_pair_is_verified_once(
-    store: Store, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    calls: list[object] = []
-    real = handler.decide_canonically
-
-    def counted(*args: Any) -> Decision:
-        calls.append(args)
-        return real(*args)
-
-    monkeypatch.setattr(handler, "decide_canonically", counted)
+async def test_each_unordered_pair_is_verified_once(store: Store, calls: list[object]) -> None:
     m = matcher(store)
     a_then_b = group(
         store, "a", "scene", candidate(store, "b", "scene", "crop", e_tag="b1"), e_tag="a1"
@@ -292,16 +296,8 @@ async def test_each_unordered_pair_is_verified_once(
 
 
 async def test_both_directions_at_once_are_verified_once_and_each_view_read_once(
-    store: Store, monkeypatch: pytest.MonkeyPatch
+    store: Store, calls: list[object]
 ) -> None:
-    calls: list[object] = []
-    real = handler.decide_canonically
-
-    def counted(*args: Any) -> Decision:
-        calls.append(args)
-        return real(*args)
-
-    monkeypatch.setattr(handler, "decide_canonically", counted)
     m = matcher(store)
     a_then_b = group(
         store, "a", "scene", candidate(store, "b", "scene", "crop", e_tag="b1"), e_tag="a1"
@@ -329,17 +325,7 @@ async def test_a_pair_whose_first_direction_failed_is_decided_by_the_other(
     assert second.candidates[0].verdict == DUPLICATE  # decided itself, not left waiting
 
 
-async def test_pairs_without_e_tags_are_not_remembered(
-    store: Store, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    calls: list[object] = []
-    real = handler.decide_canonically
-
-    def counted(*args: Any) -> Decision:
-        calls.append(args)
-        return real(*args)
-
-    monkeypatch.setattr(handler, "decide_canonically", counted)
+async def test_pairs_without_e_tags_are_not_remembered(store: Store, calls: list[object]) -> None:
     m = matcher(store)
     await m.matched(group(store, "a", "scene", candidate(store, "b", "scene", "crop")))
     await m.matched(group(store, "b", "scene", candidate(store, "a", "scene"), edit="crop"))
