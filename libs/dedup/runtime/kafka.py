@@ -7,6 +7,8 @@ stages (ingest, tests, the demo).
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -35,6 +37,7 @@ __all__ = [
     "AIOKafkaConsumer",
     "AIOKafkaProducer",
     "KafkaError",
+    "Outgoing",
     "Publisher",
     "Record",
     "client_options",
@@ -46,6 +49,9 @@ __all__ = [
     "make_producer",
     "partitions",
     "read_topic",
+    "send_transaction",
+    "stop_producer",
+    "transactional_id",
 ]
 
 
@@ -109,6 +115,7 @@ def make_consumer(
         group_id=group_id,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
+        isolation_level="read_committed",
         session_timeout_ms=settings.kafka_session_timeout_ms,
         heartbeat_interval_ms=settings.kafka_session_timeout_ms // 3,
         **client_options(settings),
@@ -117,26 +124,73 @@ def make_consumer(
     return consumer
 
 
-def make_producer(settings: KafkaSettings) -> AIOKafkaProducer:
-    """An idempotent producer that waits for every in-sync replica."""
+def make_producer(settings: KafkaSettings, transactional_id: str | None = None) -> AIOKafkaProducer:
+    """An idempotent producer that waits for every in-sync replica; with a transactional
+    id, it sends in transactions (`send_transaction`)."""
     return AIOKafkaProducer(
         acks="all",
         enable_idempotence=True,
         linger_ms=5,
+        transactional_id=transactional_id,
+        transaction_timeout_ms=settings.kafka_transaction_timeout_ms,
         **client_options(settings),
     )
 
 
+def transactional_id(name: str) -> str:
+    """One per live process, kept by the producers that replace a broken one: a new
+    producer with the id fences the old one, and Kafka aborts what the old one left open.
+    In a pod, the host name is the pod's name."""
+    return f"{name}.{socket.gethostname()}.{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A serialised record ready to send."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+async def send_transaction(
+    producer: AIOKafkaProducer,
+    records: Sequence[Outgoing],
+    offsets: dict[TopicPartition, int] | None = None,
+    group_id: str = "",
+) -> None:
+    """Send `records`, and commit `offsets` for `group_id`, as one transaction: readers
+    (read_committed) see all of it or, if anything fails, none of it. On failure the
+    producer is left mid-transaction: replace it (a fresh one aborts what was open)."""
+    await producer.begin_transaction()
+    futures = [
+        await producer.send(o.topic, o.value, key=o.key, headers=list(o.headers) or None)
+        for o in records
+    ]
+    await asyncio.gather(*futures)
+    if offsets:
+        await producer.send_offsets_to_transaction(offsets, group_id)
+    await producer.commit_transaction()
+
+
 # The producer's idempotence state is broken (a broker restart while batches expired in
 # flight): that producer never sends again, a fresh one (a new producer id) does.
-STOP_BROKEN_SECONDS = 10.0
 BROKEN_PRODUCER = (OutOfOrderSequenceNumber, InvalidProducerEpoch, InvalidProducerIdMapping)
+# A producer's stop flushes what it still holds, which it may be unable to send.
+STOP_SECONDS = 10.0
+
+
+async def stop_producer(producer: AIOKafkaProducer) -> None:
+    """Stop `producer`, giving up after STOP_SECONDS (Kafka is away)."""
+    with contextlib.suppress(KafkaError, TimeoutError):
+        await asyncio.wait_for(producer.stop(), STOP_SECONDS)
 
 
 @dataclass
 class RenewableProducer:
-    """A producer (a stage's, a Publisher's) replaced by a new one when Kafka refuses it
-    for good."""
+    """A producer (a stage's, a Publisher's) replaced by a new one when it is `broken`:
+    Kafka refused it for good, or a transaction of it failed."""
 
     settings: KafkaSettings
     make: Callable[[KafkaSettings], AIOKafkaProducer] = make_producer
@@ -148,10 +202,8 @@ class RenewableProducer:
         start may raise while Kafka is away; the next call tries again)."""
         if self.current is None or self.broken:
             if self.current is not None:
-                # Its stop flushes what it still holds, which it cannot send: bounded.
-                with contextlib.suppress(KafkaError, TimeoutError):
-                    await asyncio.wait_for(self.current.stop(), STOP_BROKEN_SECONDS)
-                log.warning("kafka refused the producer for good: starting a new one")
+                await stop_producer(self.current)
+                log.warning("starting a new kafka producer", extra={"dependency": "kafka"})
             self.current = None
             producer = self.make(self.settings)
             try:
@@ -165,7 +217,7 @@ class RenewableProducer:
 
     async def stop(self) -> None:
         if self.current is not None:
-            await self.current.stop()  # flushes whatever is still queued
+            await stop_producer(self.current)
 
 
 class Publisher:
@@ -262,7 +314,9 @@ async def read_topic(
     Stops once every partition has reached the end offset seen at the start and no new
     record came for `idle_seconds`; a topic that keeps growing is read until it pauses.
     """
-    consumer = AIOKafkaConsumer(enable_auto_commit=False, **client_options(settings))
+    consumer = AIOKafkaConsumer(
+        enable_auto_commit=False, isolation_level="read_committed", **client_options(settings)
+    )
     try:
         # Inside: a start that fails (broker down) must still close the client, or each
         # retry leaks a consumer (and an "Unclosed AIOKafkaConsumer" error line).
@@ -305,8 +359,10 @@ async def committed_offsets(settings: KafkaSettings, group_id: str, topic: str) 
 
 
 async def end_offsets(settings: KafkaSettings, topic: str) -> dict[int, int]:
-    """The next offset to be written on each partition of `topic`."""
-    consumer = AIOKafkaConsumer(enable_auto_commit=False, **client_options(settings))
+    """The offset a reader of committed records reaches on each partition of `topic`."""
+    consumer = AIOKafkaConsumer(
+        enable_auto_commit=False, isolation_level="read_committed", **client_options(settings)
+    )
     await consumer.start()
     try:
         tps = await partitions(settings, topic)

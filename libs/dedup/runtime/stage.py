@@ -1,8 +1,10 @@
-"""The stage runtime: consume -> parse -> handle -> produce -> commit.
+"""The stage runtime: consume -> parse -> handle -> produce and commit.
 
-At-least-once: a batch's offsets are committed only after every output of the batch is
-acknowledged by Kafka, so a crash anywhere means redelivery, never loss. Handlers are
-idempotent (keyed by image id), which makes redelivery harmless.
+Exactly once on the topics: a batch's outputs and its input offsets go in one Kafka
+transaction, and every consumer reads committed records only. A crash or a failure
+anywhere means the batch is redone, never lost, and the records of the attempt that
+failed are never seen. Handlers are idempotent (keyed by image id), so redoing one is
+harmless to the state they keep (Milvus, the ranker's clusters).
 
 Failures:
 - a message that does not parse, or breaks the schema's rules (dedup.invariants: key ==
@@ -13,13 +15,14 @@ Failures:
   stage (lag grows), it never drops the message;
 - any other exception is retried `max_attempts` times, then dead-lettered.
 
-SIGTERM (or SIGINT) finishes the batch in hand, flushes, commits and exits. If the batch
+SIGTERM (or SIGINT) finishes the batch in hand, commits it and exits. If the batch
 cannot finish within `shutdown_timeout_seconds` (a dependency is down), the process
 exits without committing it, and the batch is redelivered to the next consumer.
 """
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 import time
@@ -34,7 +37,7 @@ from aiokafka import (
     ConsumerRecord,
     TopicPartition,
 )
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.errors import KafkaError
 from google.protobuf.message import DecodeError, Message
 
 from dedup import invariants, metrics
@@ -42,7 +45,15 @@ from dedup.errors import InvalidMessageError, TransientError
 from dedup.health import Health, serve_health
 from dedup.logs import check_outages, configure_logging, dependency_of_error, dependency_ok
 from dedup.memory import return_large_blocks
-from dedup.runtime.kafka import BROKEN_PRODUCER, RenewableProducer, ensure_topics, make_consumer
+from dedup.runtime.kafka import (
+    Outgoing,
+    RenewableProducer,
+    ensure_topics,
+    make_consumer,
+    make_producer,
+    send_transaction,
+    transactional_id,
+)
 from dedup.settings import RuntimeSettings
 from dedup.topics import dead_letter
 
@@ -79,20 +90,11 @@ class Stage(Generic[In]):
     complete_input: bool = False
 
 
-@dataclass(frozen=True)
-class Outgoing:
-    """A serialised record ready to send."""
-
-    topic: str
-    key: bytes | None
-    value: bytes
-    headers: tuple[tuple[str, bytes], ...] = ()
-
-
 class FinishBatchOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
     """A rebalance (a replica joins or leaves) waits until the batch in hand is produced
-    and committed: the partitions' next owner then starts after it. Without this, that
-    batch's commit fails and the next owner publishes it a second time."""
+    and committed: the partitions' next owner then starts after it. Without this, the
+    next owner would publish that batch too (a transaction's offset commit does not check
+    the group's generation in the protocol aiokafka speaks)."""
 
     def __init__(self) -> None:
         self.between_batches = asyncio.Event()
@@ -165,12 +167,18 @@ class StageRunner(Generic[In]):
     def name(self) -> str:
         return self.stage.name
 
+    @property
+    def group(self) -> str:
+        return self.settings.group_id or self.name
+
     async def run(self) -> None:
         s = self.settings
         await self._retry_forever("kafka", lambda: ensure_topics(s, self._topics()))
         gate = FinishBatchOnRevoke()
-        consumer = make_consumer(s, s.input_topic, s.group_id or self.name, gate)
-        producer = RenewableProducer(s)
+        consumer = make_consumer(s, s.input_topic, self.group, gate)
+        producer = RenewableProducer(
+            s, functools.partial(make_producer, transactional_id=transactional_id(self.group))
+        )
         await self._retry_forever("kafka", consumer.start)
         await self._retry_forever("kafka", producer.get)
         self.health.ready, self.health.detail = True, "consuming"
@@ -186,7 +194,7 @@ class StageRunner(Generic[In]):
                 if records:
                     gate.between_batches.clear()
                     try:
-                        await self._handle_batch(consumer, producer, records)
+                        await self._handle_batch(producer, records)
                     finally:
                         gate.between_batches.set()
                 await self._update_lag(consumer)
@@ -205,7 +213,6 @@ class StageRunner(Generic[In]):
 
     async def _handle_batch(
         self,
-        consumer: AIOKafkaConsumer,
         producer: RenewableProducer,
         records: list[ConsumerRecord[bytes, bytes]],
     ) -> None:
@@ -219,15 +226,7 @@ class StageRunner(Generic[In]):
 
         results = await asyncio.gather(*(bounded(r) for r in records))
         outgoing = [o for result in results for o in result]
-        await self._produce(producer, outgoing)
-        try:
-            await consumer.commit(next_offsets(records))
-        except (CommitFailedError, KafkaError) as error:
-            # A rebalance took the partitions: the new owner reprocesses (at-least-once).
-            metrics.ERRORS.labels(self.name, "commit").inc()
-            log.warning("commit failed: %s", error, extra={"dependency": "kafka"})
-            return
-        dependency_ok("kafka")
+        await self._publish(producer, outgoing, next_offsets(records))
         metrics.LAST_COMMIT.labels(self.name).set(time.time())
 
     async def _process(self, record: ConsumerRecord[bytes, bytes]) -> list[Outgoing]:
@@ -291,53 +290,41 @@ class StageRunner(Generic[In]):
         metrics.DLQ_MESSAGES.labels(self.name, record.topic).inc()
         return dead_letter_record(record, self.name, kind, error, attempts)
 
-    async def _produce(self, producer: RenewableProducer, outgoing: list[Outgoing]) -> None:
-        """Send the batch's records and wait for every ack; retry those not acknowledged
-        until they land. Only those: resending one that landed would publish it twice (the
-        idempotent producer dedupes its own retries, not ours)."""
+    async def _publish(
+        self,
+        producer: RenewableProducer,
+        outgoing: list[Outgoing],
+        offsets: dict[TopicPartition, int],
+    ) -> None:
+        """Send the batch's records and commit its offsets in one transaction, the whole
+        of it retried until it lands. A failed attempt is aborted, so no reader sees its
+        records: a retry (or a crash and redelivery) never publishes anything twice."""
+        s = self.settings
         attempt = 0
-        pending = list(outgoing)
-        while pending:
-            futures = []
-            failed: list[Outgoing] = []
-            error: KafkaError | None = None
+        while True:
             try:
                 sender = await producer.get()
-            except KafkaError as e:
-                failed, error = pending, e
-            else:
-                for o in pending:
-                    try:
-                        sent = await sender.send(
-                            o.topic, o.value, key=o.key, headers=list(o.headers) or None
-                        )
-                        futures.append((o, sent))
-                    except KafkaError as e:
-                        failed.append(o)
-                        error = e
-            for o, future in futures:
-                try:
-                    await future
-                    metrics.MESSAGES_PRODUCED.labels(self.name, o.topic).inc()
-                except KafkaError as e:
-                    failed.append(o)
-                    error = e
-            producer.broken |= isinstance(error, BROKEN_PRODUCER)
-            pending = failed
-            if pending:
+                await asyncio.wait_for(
+                    send_transaction(sender, outgoing, offsets, self.group),
+                    s.kafka_transaction_timeout_ms / 1000,
+                )
+            except (KafkaError, TimeoutError) as error:
+                producer.broken = True  # its successor aborts what it left open
                 attempt += 1
                 metrics.ERRORS.labels(self.name, "produce").inc()
                 metrics.RETRIES.labels(self.name).inc()
                 log.warning(
-                    "produce failed for %d of %d records, will retry them: %s",
-                    len(pending),
+                    "publishing a batch of %d records failed, will retry it (%s)",
                     len(outgoing),
-                    error,
-                    extra={"dependency": "kafka"},
+                    f"{type(error).__name__}: {error}",
+                    extra={"dependency": "kafka", "attempt": attempt},
                 )
                 await self._sleep(self._backoff(attempt))
-        if outgoing:
+                continue
+            for o in outgoing:
+                metrics.MESSAGES_PRODUCED.labels(self.name, o.topic).inc()
             dependency_ok("kafka")
+            return
 
     async def _update_lag(self, consumer: AIOKafkaConsumer) -> None:
         for tp in consumer.assignment():

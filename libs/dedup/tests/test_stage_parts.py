@@ -8,9 +8,8 @@ from aiokafka.errors import KafkaError, KafkaTimeoutError, OutOfOrderSequenceNum
 from google.protobuf.message import DecodeError
 
 from dedup.errors import InvalidMessageError
-from dedup.runtime.kafka import RenewableProducer
+from dedup.runtime.kafka import Outgoing, RenewableProducer
 from dedup.runtime.stage import (
-    Outgoing,
     Stage,
     StageRunner,
     backoff_seconds,
@@ -84,12 +83,14 @@ def test_next_offsets_is_one_past_the_highest_per_partition() -> None:
     assert next_offsets(records) == {TopicPartition("t.in", 0): 6, TopicPartition("t.in", 1): 10}
 
 
-class FlakyProducer:
-    """Acknowledges every record but fails the first send of those named in `fail_once`
-    with `error`; `landed` is shared by the producers of one test."""
+class FlakyTransactionalProducer:
+    """Fails its transaction at `fail_at` ("send" or "commit") if `failures` is not empty
+    (one failure each); `committed` is what the transactions that committed hold, shared
+    by the producers of one test."""
 
-    def __init__(self, fail_once: set[bytes], landed: list[bytes], error: type[KafkaError]) -> None:
-        self.fail_once, self.landed, self.error = fail_once, landed, error
+    def __init__(self, fail_at: str, failures: list[type[KafkaError]], committed: list[object]):
+        self.fail_at, self.failures, self.committed = fail_at, failures, committed
+        self.open: list[object] = []
         self.stopped = False
 
     async def start(self) -> None:
@@ -98,46 +99,62 @@ class FlakyProducer:
     async def stop(self) -> None:
         self.stopped = True
 
+    async def begin_transaction(self) -> None:
+        assert not self.open, "a transaction is already open"
+
     async def send(self, topic: str, value: bytes, **_: object) -> asyncio.Future[None]:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if value in self.fail_once:
-            self.fail_once.discard(value)
-            future.set_exception(self.error())
+        if self.fail_at == "send" and self.failures and value == b"b":
+            future.set_exception(self.failures.pop()())
         else:
-            self.landed.append(value)
             future.set_result(None)
+        self.open.append(value)
         return future
+
+    async def send_offsets_to_transaction(self, offsets: object, group_id: str) -> None:
+        self.open.append((group_id, offsets))
+
+    async def commit_transaction(self) -> None:
+        if self.fail_at == "commit" and self.failures:
+            raise self.failures.pop()()
+        self.committed.extend(self.open)
+        self.open = []
+
+
+Fakes = list[FlakyTransactionalProducer]
 
 
 def runner_and_producers(
-    fail_once: set[bytes], error: type[KafkaError]
-) -> tuple[StageRunner[BlobEvent], RenewableProducer, list[FlakyProducer], list[bytes]]:
+    fail_at: str, error: type[KafkaError]
+) -> tuple[StageRunner[BlobEvent], RenewableProducer, Fakes, list[object]]:
     settings = RuntimeSettings(
         input_topic="t.in", output_topic="t.out", http_port=0, retry_backoff_seconds=0.001
     )
     runner = StageRunner(Stage("test", BlobEvent, handle=lambda m: asyncio.sleep(0, [])), settings)
-    made: list[FlakyProducer] = []
-    landed: list[bytes] = []
+    made: Fakes = []
+    committed: list[object] = []
+    failures = [error]
 
-    def make(_: KafkaSettings) -> FlakyProducer:
-        made.append(FlakyProducer(fail_once, landed, error))
+    def make(_: KafkaSettings) -> FlakyTransactionalProducer:
+        made.append(FlakyTransactionalProducer(fail_at, failures, committed))
         return made[-1]
 
-    return runner, RenewableProducer(settings, make), made, landed
+    return runner, RenewableProducer(settings, make), made, committed
 
 
 BATCH = [Outgoing("t.out", b"k", v) for v in (b"a", b"b", b"c")]
+OFFSETS = {TopicPartition("t.in", 0): 8}
 
 
-async def test_produce_resends_only_the_records_not_acknowledged() -> None:
-    runner, producer, made, landed = runner_and_producers({b"b"}, KafkaTimeoutError)
-    await runner._produce(producer, BATCH)
-    assert sorted(landed) == [b"a", b"b", b"c"]  # each once: "a" and "c" not resent
-    assert len(made) == 1  # a timeout is no reason for a new producer
-
-
-async def test_a_producer_kafka_refuses_for_good_is_replaced() -> None:
-    runner, producer, made, landed = runner_and_producers({b"b"}, OutOfOrderSequenceNumber)
-    await runner._produce(producer, BATCH)
-    assert sorted(landed) == [b"a", b"b", b"c"]
-    assert len(made) == 2 and made[0].stopped  # "b" went out through a fresh producer
+@pytest.mark.parametrize(
+    ("fail_at", "error"), [("send", KafkaTimeoutError), ("commit", OutOfOrderSequenceNumber)]
+)
+async def test_a_failed_transaction_is_retried_whole_through_a_fresh_producer(
+    fail_at: str, error: type[KafkaError]
+) -> None:
+    runner, producer, made, committed = runner_and_producers(fail_at, error)
+    await runner._publish(producer, BATCH, OFFSETS)
+    # Once each, records and offsets together: the failed attempt committed nothing.
+    assert committed == [b"a", b"b", b"c", ("test", OFFSETS)]
+    # Its producer was dropped: the fresh one's start aborts what it left open.
+    assert len(made) == 2 and made[0].stopped and made[0].open
