@@ -120,8 +120,9 @@ bench-decode-memory: venv ## the hasher's peak RSS with four 11500x11500 flat PN
 	$(PY) -m bench.decode_memory $(if $(CODE),--code $(CODE))
 
 .PHONY: eval
-eval: setup ## dedup scan vs imagehash phash/whash and PDQ on the labelled sets (DATA=../shared/data/dev) and a generated set
+eval: setup ## dedup scan vs imagehash phash/whash and PDQ on the labelled sets (DATA=../shared/data/dev) and a generated set; the kept copy on edited groups
 	$(PY) -m bench.eval $(if $(DATA),--data $(DATA))
+	$(PY) -m bench.keeper $(if $(DATA),--data $(DATA))
 
 .PHONY: clean
 clean: down ## stop the stack and remove the run directory (keeps installed tools)

@@ -12,7 +12,7 @@ from dedup.imaging import content_box, luminance
 from dedup.resample import area_resize
 from services.hasher.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, Decoded, decode
 from services.hasher.hashes import PdqHash, pdq_hash, wavelet_hash
-from services.hasher.quality import Quality, quality
+from services.hasher.quality import Quality, blockiness, is_palette, quality
 from services.hasher.thumbnail import WORKING_SIDE, fit, working_copy
 
 
@@ -28,6 +28,8 @@ class Features:
     # (top, bottom, left, right) of the hashed region in the working copy's pixels: the
     # hashes and the colour signature skip black or white bars; see hashes.content_box.
     content_box: tuple[int, int, int, int]
+    palette: bool  # at most 256 colours (quality.is_palette)
+    blockiness: float | None  # JPEG's block edges in the pixels (quality.blockiness)
 
 
 def compute(decoded: Decoded, *, working_side: int = WORKING_SIDE) -> Features:
@@ -52,6 +54,8 @@ def compute(decoded: Decoded, *, working_side: int = WORKING_SIDE) -> Features:
         quality=quality(decoded, grey),  # the whole image: bars make a copy worse
         working_copy=working_copy(small, working_side),
         content_box=box,
+        palette=is_palette(decoded),
+        blockiness=blockiness(decoded),
     )
 
 

@@ -184,6 +184,9 @@ def fill_features(
             exposure=q.exposure,
         )
     )
+    image.marks.palette = features.palette
+    if features.blockiness is not None:
+        image.marks.blockiness = features.blockiness
     image.working_copy_url = working_copy_url
 
 

@@ -130,6 +130,61 @@ def _compression(decoded: Decoded) -> tuple[float, int | None]:
     return 0.85, None
 
 
+# Palette modes of Pillow; a lossless image with at most this many colours is one too.
+PALETTE_MODES: Final = frozenset({"P", "PA", "1"})
+PALETTE_COLOURS: Final = 256
+# Pixels sampled to count colours (a regular grid: enough to tell 256 from thousands).
+PALETTE_SAMPLE: Final = 1 << 14
+
+
+def is_palette(decoded: Decoded) -> bool:
+    """At most 256 colours: a GIF, a quantised PNG (dithered or not). Counted on a grid
+    of the decoded pixels when the file is lossless (a reduced decode blends colours, so
+    a large quantised RGB file can pass for a photo; its mode still tells when it is P)."""
+    if decoded.mode in PALETTE_MODES:
+        return True
+    if not decoded.lossless:
+        return False
+    pixels = decoded.rgb.reshape(-1, 3)
+    step = max(1, len(pixels) // PALETTE_SAMPLE)
+    sample = pixels[::step].astype(np.uint32)
+    packed = (sample[:, 0] << 16) | (sample[:, 1] << 8) | sample[:, 2]
+    return len(np.unique(packed)) <= PALETTE_COLOURS
+
+
+# JPEG's block side, and the decode reductions that keep its blocks at least 2 px wide
+# (JPEG's DCT scaling and the box reductions reduce by powers of two).
+JPEG_BLOCK: Final = 8
+BLOCK_REDUCTIONS: Final = (1, 2, 4)
+BLOCK_STRIDE: Final = 3  # every 3rd row (column) is enough for a profile
+_LUMA: Final = np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def blockiness(decoded: Decoded) -> float | None:
+    """How much more the grey levels jump across JPEG block edges than elsewhere: the
+    strongest of the 8 phases of the column (row) profile of |differences| over the mean,
+    less 1, the smaller of the two directions (blocks show in both); 0 for pixels never
+    JPEG-compressed. Every phase is tried: an EXIF turn or a crop moves the grid. None
+    when the decode was reduced so far that blocks are under 2 px."""
+    reduction = round(decoded.scale)
+    if reduction not in BLOCK_REDUCTIONS or abs(decoded.scale - reduction) > 0.02:
+        return None
+    period = JPEG_BLOCK // reduction
+    rgb = decoded.rgb
+    if min(rgb.shape[:2]) < 4 * period:
+        return None
+
+    def excess(luma: npt.NDArray[np.float32], axis: int) -> float:
+        profile = np.abs(np.diff(luma, axis=axis)).mean(axis=1 - axis)
+        phases = np.array([profile[p::period].mean() for p in range(period)])
+        mean = float(phases.mean())
+        return float(phases.max()) / mean - 1.0 if mean > 0 else 0.0
+
+    rows = rgb[::BLOCK_STRIDE].astype(np.float32) @ _LUMA
+    columns = rgb[:, ::BLOCK_STRIDE].astype(np.float32) @ _LUMA
+    return min(excess(rows, 1), excess(columns, 0))
+
+
 def quality(decoded: Decoded, grey: npt.NDArray[np.float32]) -> Quality:
     """Score ``decoded``; ``grey`` is its luma (any size, e.g. ``hashes.luminance``)."""
     g = canonical_grey(grey)

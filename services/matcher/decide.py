@@ -15,9 +15,11 @@ Every decision names its test (``Check``): the vocabulary of ``Candidate.test``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Final
+
+import numpy as np
 
 from dedup.imaging import DIHEDRAL, INVERSE
 from dedup.v1.groups_pb2 import Verdict
@@ -30,6 +32,7 @@ from services.matcher.geometry import (
     match,
     turn_and_scale,
 )
+from services.matcher.provenance import Provenance, provenance
 
 ROTATIONS: Final = frozenset({"identity", "rot90", "rot180", "rot270"})
 
@@ -76,6 +79,9 @@ class Decision:
     inlier_ratio: float | None = None
     residual: float | None = None
     displaced: float | None = None
+    # On a DUPLICATE: how the copies derive from each other, with the image passed to
+    # ``decide`` as ``new`` (reverse it for the other direction).
+    provenance: Provenance | None = None
 
 
 def decide(
@@ -90,7 +96,12 @@ def decide(
         if aligned is not None:
             return aligned
     mirrored_first = hint is not None and hint.mirrors
-    return judge(match(new, candidate, params, policy, mirrored_first=mirrored_first), policy)
+    result = match(new, candidate, params, policy, mirrored_first=mirrored_first)
+    decision = judge(result, policy)
+    if decision.verdict == Verdict.VERDICT_DUPLICATE and result.transform is not None:
+        found = provenance(new, candidate, np.asarray(result.transform, np.float64))
+        decision = replace(decision, provenance=found)
+    return decision
 
 
 def aligned_copy(
@@ -120,6 +131,7 @@ def aligned_copy(
         f"{how}: aligned residual {residual:.3f} <= {policy.aligned_max_residual:.3f}{moved}",
         residual=residual,
         displaced=displaced,
+        provenance=provenance(new, candidate, transform),
     )
 
 

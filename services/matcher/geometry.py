@@ -441,7 +441,7 @@ def window_residuals(
     # A median first: impulse noise (salt and pepper) is not structure.
     a = _blurred(cv2.medianBlur(new, 3), sigma)
     b = _blurred(cv2.medianBlur(warped, 3), sigma)
-    a, b = _match_sharpness(a, b, windows, params.min_window_std**2)
+    a, b = match_sharpness(a, b, windows, params.min_window_std**2)
 
     da, db = _detrend(windows.of(a), windows.k), _detrend(windows.of(b), windows.k)
     sa = np.sqrt((da * da).mean(axis=1))
@@ -497,7 +497,7 @@ def _sharper_by(
     return float(np.median(log_a - log_b))
 
 
-def _match_sharpness(
+def match_sharpness(
     a: npt.NDArray[np.float32], b: npt.NDArray[np.float32], windows: Windows, min_var: float
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
     """Blur the sharper image until it is no sharper than the other one.

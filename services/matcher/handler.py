@@ -61,7 +61,15 @@ def hint_of(candidate: Candidate) -> HashHint | None:
     return HashHint(scores.pdq_distance, scores.pdq_transform)
 
 
-def record(candidate: Candidate, decision: Decision) -> None:
+def record(candidate: Candidate, decision: Decision, *, new_is_ours: bool) -> None:
+    """Write ``decision`` on ``candidate``; ``new_is_ours``: the decision was made with the
+    group's own image as the new one (``decide_canonically``), so its provenance is ours."""
+    if decision.provenance is not None:
+        found = decision.provenance if new_is_ours else decision.provenance.reversed()
+        candidate.scores.shared_image = found.shared_new
+        candidate.scores.shared_candidate = found.shared_candidate
+        candidate.scores.image_derivation = found.new
+        candidate.scores.candidate_derivation = found.candidate
     if decision.inliers is not None:
         candidate.scores.inliers = decision.inliers
     if decision.inlier_ratio is not None:
@@ -81,6 +89,11 @@ def reject(candidate: Candidate, reason: str) -> None:
     candidate.reason = reason
 
 
+def ours_first(ours: Version, theirs: Version) -> bool:
+    """Whether the group's own image is the new one of the pair's canonical order."""
+    return ours <= theirs
+
+
 def decide_canonically(
     ours: tuple[Version, ImageView],
     theirs: tuple[Version, ImageView],
@@ -91,7 +104,7 @@ def decide_canonically(
     """The pair's decision with the lower (id, e_tag) as the new image: the same
     whichever of the two arrived first."""
     (our_version, our_view), (their_version, their_view) = ours, theirs
-    if our_version <= their_version:
+    if ours_first(our_version, their_version):
         return decide(our_view, their_view, params, policy, hint)
     reverse = None if hint is None else hint.reversed()
     return decide(their_view, our_view, params, policy, reverse)
@@ -149,8 +162,9 @@ class Matcher:
         for index, candidate in enumerate(open_):
             theirs: Version = (candidate.image_id, candidate.e_tag)
             key = pair_key(ours, theirs) if ours[1] and theirs[1] else None
+            first = ours_first(ours, theirs)
             if key is not None and (known := await self._known(key)) is not None:
-                record(candidate, known)
+                record(candidate, known, new_is_ours=first)
                 continue
             with self._claim(key) as settle:
                 try:
@@ -177,7 +191,7 @@ class Matcher:
                 if key is not None:
                     self._pairs.put(key, decision)
                     settle(decision)
-            record(candidate, decision)
+            record(candidate, decision, new_is_ours=first)
         return out
 
     async def _known(self, key: PairKey) -> Decision | None:

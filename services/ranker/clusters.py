@@ -11,8 +11,9 @@ images are never in a cluster.
 Everything a decision says is a function of that graph and of each image's own
 features, never of the order things arrived in:
 - cluster id: the smallest image id of the cluster;
-- kept copy: the highest quality, then more pixels, then the larger file, then the
-  smallest image id;
+- kept copy: the one the others derive from, as the evidence on the cluster's edges
+  shows it (services/ranker/provenance.py), then the highest quality, more pixels, the
+  larger file, the smallest image id;
 - evidence of a duplicate: the edge towards the kept copy on the breadth-first tree
   from the kept copy (neighbours visited in id order).
 Redelivering a group replaces that image's edges with the same edges, so it changes
@@ -38,6 +39,7 @@ from dedup.errors import InvalidMessageError
 from dedup.v1.decisions_pb2 import Decision, DecisionKind, Link
 from dedup.v1.features_pb2 import ImageStatus
 from dedup.v1.groups_pb2 import Candidate, CandidateGroup, Verdict
+from services.ranker.provenance import derives, keeper, kept_reason
 
 OK = ImageStatus.IMAGE_STATUS_OK
 UNSEEN = ImageStatus.IMAGE_STATUS_UNSPECIFIED  # known only as a candidate of another image
@@ -123,6 +125,10 @@ def describe(group: CandidateGroup) -> Decision:
         status=status,
         reason=image.reason,
         e_tag=image.e_tag or event.data.e_tag,
+        format=image.format,
+        greyscale=image.greyscale,
+        quality_parts=image.quality_parts,
+        marks=image.marks,
     )
 
 
@@ -133,6 +139,7 @@ def unseen(c: Candidate) -> Decision:
         blob_url=c.blob_url,
         working_copy_url=c.working_copy_url,
         quality=c.quality,
+        greyscale=c.greyscale,
         status=UNSEEN,
     )
 
@@ -308,13 +315,30 @@ class Ranker:
             region |= {s} if s in self._inactive else self._component(s)
         return region
 
-    def _evidence(self, a: str, b: str) -> Link:
-        """The DUPLICATE link between a and b: a's own if it has one, else b's."""
+    def _evidence(self, a: str, b: str) -> tuple[str, Link]:
+        """The DUPLICATE link between a and b and whose it is: the smaller id's own if it
+        has one, else the other's."""
         for source, target in sorted(((a, b), (b, a))):
             for k in self._own(source):
                 if k.image_id == target and k.verdict == DUPLICATE:
-                    return k
+                    return source, k
         raise AssertionError(f"no DUPLICATE edge between {a} and {b}")
+
+    def _derived(self, members: dict[str, Decision]) -> dict[tuple[str, str], str]:
+        """(child, parent) -> how: every DUPLICATE edge of the cluster whose direction
+        the evidence shows (services/ranker/provenance.py)."""
+        found = {}
+        for a in sorted(members):
+            for b in sorted(self._adjacent[DUPLICATE].get(a, set()) & members.keys()):
+                if a < b:
+                    source, link = self._evidence(a, b)
+                    target = b if source == a else a
+                    how_source, how_target = derives(members[source], members[target], link.scores)
+                    if how_source:
+                        found[source, target] = how_source
+                    elif how_target:
+                        found[target, source] = how_target
+        return found
 
     # --- decisions ---------------------------------------------------------------------
 
@@ -349,16 +373,24 @@ class Ranker:
             if kind == UNIQUE:  # every decision says why, a unique one too
                 alone.reason = UNIQUE_REASON
             return [alone]
-        kept = min(members.values(), key=rank_key).image_id
+        derived = self._derived(members)
+        kept = keeper(members, derived, rank_key)
         cluster_id = min(cluster)
         out = [self._fill(members[kept], KEEP, cluster, cluster_id=cluster_id)]
-        out[0].reason = f"kept: the best of {len(cluster)} copies"
+        from_kept = [how for (_, parent), how in derived.items() if parent == kept]
+        out[0].reason = kept_reason(from_kept, len(cluster))
         for node, parent in self._tree(kept, cluster):
-            link = self._evidence(node, parent)
+            _, link = self._evidence(node, parent)
             d = self._fill(members[node], DUPLICATE_OF, cluster, cluster_id=cluster_id)
             d.duplicate_of = kept
             d.evidence.CopyFrom(link.scores)
-            d.reason = link.reason if parent == kept else f"via {parent}: {link.reason}"
+            how = derived.get((node, parent))
+            of = "the kept copy" if parent == kept else parent
+            d.reason = (
+                f"{how} of {of}: {link.reason}"
+                if how
+                else (link.reason if parent == kept else f"via {parent}: {link.reason}")
+            )
             out.append(d)
         return out
 

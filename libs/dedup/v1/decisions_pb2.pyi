@@ -82,6 +82,10 @@ class Decision(_message.Message):
     HEIGHT_FIELD_NUMBER: _builtins.int
     E_TAG_FIELD_NUMBER: _builtins.int
     LINKS_FIELD_NUMBER: _builtins.int
+    FORMAT_FIELD_NUMBER: _builtins.int
+    GREYSCALE_FIELD_NUMBER: _builtins.int
+    QUALITY_PARTS_FIELD_NUMBER: _builtins.int
+    MARKS_FIELD_NUMBER: _builtins.int
     image_id: _builtins.str
     blob_url: _builtins.str
     kind: Global___DecisionKind.ValueType
@@ -102,6 +106,11 @@ class Decision(_message.Message):
     width: _builtins.int
     height: _builtins.int
     e_tag: _builtins.str
+    format: _builtins.str
+    """From the image's features: what the ranker's provenance rules compare
+    (services/ranker/provenance.py).
+    """
+    greyscale: _builtins.bool
     @_builtins.property
     def evidence(self) -> _groups_pb2.Scores:
         """Why: the evidence that linked this image into its cluster, or the failure reason."""
@@ -118,6 +127,10 @@ class Decision(_message.Message):
         start-up: the duplicates and similar images that this image's own group proved.
         """
 
+    @_builtins.property
+    def quality_parts(self) -> _features_pb2.QualityParts: ...
+    @_builtins.property
+    def marks(self) -> _features_pb2.Marks: ...
     def __init__(
         self,
         *,
@@ -140,10 +153,14 @@ class Decision(_message.Message):
         height: _builtins.int = ...,
         e_tag: _builtins.str = ...,
         links: _abc.Iterable[Global___Link] | None = ...,
+        format: _builtins.str = ...,
+        greyscale: _builtins.bool = ...,
+        quality_parts: _features_pb2.QualityParts | None = ...,
+        marks: _features_pb2.Marks | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["decided_at", b"decided_at", "evidence", b"evidence"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["decided_at", b"decided_at", "evidence", b"evidence", "marks", b"marks", "quality_parts", b"quality_parts"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["blob_name", b"blob_name", "blob_url", b"blob_url", "cluster_id", b"cluster_id", "container", b"container", "decided_at", b"decided_at", "duplicate_of", b"duplicate_of", "e_tag", b"e_tag", "evidence", b"evidence", "height", b"height", "image_id", b"image_id", "kind", b"kind", "links", b"links", "quality", b"quality", "reason", b"reason", "similar", b"similar", "size_bytes", b"size_bytes", "status", b"status", "width", b"width", "working_copy_url", b"working_copy_url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["blob_name", b"blob_name", "blob_url", b"blob_url", "cluster_id", b"cluster_id", "container", b"container", "decided_at", b"decided_at", "duplicate_of", b"duplicate_of", "e_tag", b"e_tag", "evidence", b"evidence", "format", b"format", "greyscale", b"greyscale", "height", b"height", "image_id", b"image_id", "kind", b"kind", "links", b"links", "marks", b"marks", "quality", b"quality", "quality_parts", b"quality_parts", "reason", b"reason", "similar", b"similar", "size_bytes", b"size_bytes", "status", b"status", "width", b"width", "working_copy_url", b"working_copy_url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

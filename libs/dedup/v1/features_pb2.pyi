@@ -92,6 +92,7 @@ class ImageFeatures(_message.Message):
     QUALITY_PARTS_FIELD_NUMBER: _builtins.int
     WORKING_COPY_URL_FIELD_NUMBER: _builtins.int
     PDQ_DIHEDRAL_FIELD_NUMBER: _builtins.int
+    MARKS_FIELD_NUMBER: _builtins.int
     image_id: _builtins.str
     blob_url: _builtins.str
     e_tag: _builtins.str
@@ -122,6 +123,8 @@ class ImageFeatures(_message.Message):
         pdq_hash): what a later search of the hash index for this image needs, without the pixels.
         """
 
+    @_builtins.property
+    def marks(self) -> Global___Marks: ...
     def __init__(
         self,
         *,
@@ -144,14 +147,49 @@ class ImageFeatures(_message.Message):
         quality_parts: Global___QualityParts | None = ...,
         working_copy_url: _builtins.str = ...,
         pdq_dihedral: _abc.Iterable[_builtins.bytes] | None = ...,
+        marks: Global___Marks | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["quality_parts", b"quality_parts"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["marks", b"marks", "quality_parts", b"quality_parts"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["blob_url", b"blob_url", "colour_signature", b"colour_signature", "content_type", b"content_type", "e_tag", b"e_tag", "format", b"format", "greyscale", b"greyscale", "height", b"height", "image_id", b"image_id", "pdq_dihedral", b"pdq_dihedral", "pdq_hash", b"pdq_hash", "pdq_quality", b"pdq_quality", "quality", b"quality", "quality_parts", b"quality_parts", "reason", b"reason", "size_bytes", b"size_bytes", "status", b"status", "wavelet_hash", b"wavelet_hash", "width", b"width", "working_copy_url", b"working_copy_url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["blob_url", b"blob_url", "colour_signature", b"colour_signature", "content_type", b"content_type", "e_tag", b"e_tag", "format", b"format", "greyscale", b"greyscale", "height", b"height", "image_id", b"image_id", "marks", b"marks", "pdq_dihedral", b"pdq_dihedral", "pdq_hash", b"pdq_hash", "pdq_quality", b"pdq_quality", "quality", b"quality", "quality_parts", b"quality_parts", "reason", b"reason", "size_bytes", b"size_bytes", "status", b"status", "wavelet_hash", b"wavelet_hash", "width", b"width", "working_copy_url", b"working_copy_url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ImageFeatures: _TypeAlias = ImageFeatures  # noqa: Y015
+
+@_typing.final
+class Marks(_message.Message):
+    """What the file and its pixels say of how the image was made: evidence, beside the
+    pair's, for the ranker's choice of the copy the others derive from.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PALETTE_FIELD_NUMBER: _builtins.int
+    BLOCKINESS_FIELD_NUMBER: _builtins.int
+    palette: _builtins.bool
+    """At most 256 colours: a palette (GIF, a quantised PNG), dithered or not."""
+    blockiness: _builtins.float
+    """How much JPEG's 8x8 block edges stand out in the decoded pixels (0: not at all);
+    absent where the decode was reduced too far to see them. A file that claims a high
+    JPEG quality, or none (lossless), but is as blocky as a lower-quality JPEG of the
+    same picture was re-saved from one.
+    """
+    def __init__(
+        self,
+        *,
+        palette: _builtins.bool = ...,
+        blockiness: _builtins.float | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_blockiness", b"_blockiness", "blockiness", b"blockiness"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_blockiness", b"_blockiness", "blockiness", b"blockiness", "palette", b"palette"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__blockiness: _TypeAlias = _typing.Literal["blockiness"]  # noqa: Y015
+    _WhichOneofArgType__blockiness: _TypeAlias = _typing.Literal["_blockiness", b"_blockiness"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__blockiness) -> _WhichOneofReturnType__blockiness | None: ...
+
+Global___Marks: _TypeAlias = Marks  # noqa: Y015
 
 @_typing.final
 class QualityParts(_message.Message):

@@ -67,6 +67,34 @@ VERDICT_DUPLICATE: Verdict.ValueType  # 4
 """geometric proof: a copy or an edit of the same capture"""
 Global___Verdict: _TypeAlias = Verdict  # noqa: Y015
 
+class _Derivation:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DerivationEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Derivation.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DERIVATION_UNSPECIFIED: _Derivation.ValueType  # 0
+    """no evidence that it does"""
+    DERIVATION_CROP: _Derivation.ValueType  # 1
+    """it shows only part of the other's content"""
+    DERIVATION_FRAME: _Derivation.ValueType  # 2
+    """the other's content, with a flat frame or bars added"""
+    DERIVATION_OVERLAY: _Derivation.ValueType  # 3
+    """the other's content, with a caption, a logo or a mark added"""
+
+class Derivation(_Derivation, metaclass=_DerivationEnumTypeWrapper):
+    """How one copy of a pair derives from the other, as the aligned pixels show it."""
+
+DERIVATION_UNSPECIFIED: Derivation.ValueType  # 0
+"""no evidence that it does"""
+DERIVATION_CROP: Derivation.ValueType  # 1
+"""it shows only part of the other's content"""
+DERIVATION_FRAME: Derivation.ValueType  # 2
+"""the other's content, with a flat frame or bars added"""
+DERIVATION_OVERLAY: Derivation.ValueType  # 3
+"""the other's content, with a caption, a logo or a mark added"""
+Global___Derivation: _TypeAlias = Derivation  # noqa: Y015
+
 @_typing.final
 class CandidateGroup(_message.Message):
     """One message per new image, passed hasher -> verifier -> embedder -> matcher -> ranker
@@ -191,6 +219,10 @@ class Scores(_message.Message):
     INLIERS_FIELD_NUMBER: _builtins.int
     INLIER_RATIO_FIELD_NUMBER: _builtins.int
     ALIGNED_RESIDUAL_FIELD_NUMBER: _builtins.int
+    SHARED_IMAGE_FIELD_NUMBER: _builtins.int
+    SHARED_CANDIDATE_FIELD_NUMBER: _builtins.int
+    IMAGE_DERIVATION_FIELD_NUMBER: _builtins.int
+    CANDIDATE_DERIVATION_FIELD_NUMBER: _builtins.int
     wavelet_distance: _builtins.int
     pdq_distance: _builtins.int
     pdq_transform: _builtins.int
@@ -201,6 +233,16 @@ class Scores(_message.Message):
     inlier_ratio: _builtins.float
     aligned_residual: _builtins.float
     """Residual between the aligned images (0 = identical): separates edits from other shots."""
+    shared_image: _builtins.float
+    """Provenance, from the alignment (services/matcher/provenance.py), on a DUPLICATE: the
+    share of each image's content that the other one shows too (a crop shows part of
+    its original's), and how each one derives from the other, where the pixels say so.
+    "image": the image whose group or decision carries these scores; "candidate": the
+    other one.
+    """
+    shared_candidate: _builtins.float
+    image_derivation: Global___Derivation.ValueType
+    candidate_derivation: Global___Derivation.ValueType
     def __init__(
         self,
         *,
@@ -212,10 +254,14 @@ class Scores(_message.Message):
         inliers: _builtins.int | None = ...,
         inlier_ratio: _builtins.float | None = ...,
         aligned_residual: _builtins.float | None = ...,
+        shared_image: _builtins.float | None = ...,
+        shared_candidate: _builtins.float | None = ...,
+        image_derivation: Global___Derivation.ValueType = ...,
+        candidate_derivation: Global___Derivation.ValueType = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_aligned_residual", b"_aligned_residual", "_colour_distance", b"_colour_distance", "_embedding_similarity", b"_embedding_similarity", "_inlier_ratio", b"_inlier_ratio", "_inliers", b"_inliers", "_pdq_distance", b"_pdq_distance", "_pdq_transform", b"_pdq_transform", "_wavelet_distance", b"_wavelet_distance", "aligned_residual", b"aligned_residual", "colour_distance", b"colour_distance", "embedding_similarity", b"embedding_similarity", "inlier_ratio", b"inlier_ratio", "inliers", b"inliers", "pdq_distance", b"pdq_distance", "pdq_transform", b"pdq_transform", "wavelet_distance", b"wavelet_distance"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_aligned_residual", b"_aligned_residual", "_colour_distance", b"_colour_distance", "_embedding_similarity", b"_embedding_similarity", "_inlier_ratio", b"_inlier_ratio", "_inliers", b"_inliers", "_pdq_distance", b"_pdq_distance", "_pdq_transform", b"_pdq_transform", "_shared_candidate", b"_shared_candidate", "_shared_image", b"_shared_image", "_wavelet_distance", b"_wavelet_distance", "aligned_residual", b"aligned_residual", "colour_distance", b"colour_distance", "embedding_similarity", b"embedding_similarity", "inlier_ratio", b"inlier_ratio", "inliers", b"inliers", "pdq_distance", b"pdq_distance", "pdq_transform", b"pdq_transform", "shared_candidate", b"shared_candidate", "shared_image", b"shared_image", "wavelet_distance", b"wavelet_distance"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_aligned_residual", b"_aligned_residual", "_colour_distance", b"_colour_distance", "_embedding_similarity", b"_embedding_similarity", "_inlier_ratio", b"_inlier_ratio", "_inliers", b"_inliers", "_pdq_distance", b"_pdq_distance", "_pdq_transform", b"_pdq_transform", "_wavelet_distance", b"_wavelet_distance", "aligned_residual", b"aligned_residual", "colour_distance", b"colour_distance", "embedding_similarity", b"embedding_similarity", "inlier_ratio", b"inlier_ratio", "inliers", b"inliers", "pdq_distance", b"pdq_distance", "pdq_transform", b"pdq_transform", "wavelet_distance", b"wavelet_distance"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_aligned_residual", b"_aligned_residual", "_colour_distance", b"_colour_distance", "_embedding_similarity", b"_embedding_similarity", "_inlier_ratio", b"_inlier_ratio", "_inliers", b"_inliers", "_pdq_distance", b"_pdq_distance", "_pdq_transform", b"_pdq_transform", "_shared_candidate", b"_shared_candidate", "_shared_image", b"_shared_image", "_wavelet_distance", b"_wavelet_distance", "aligned_residual", b"aligned_residual", "candidate_derivation", b"candidate_derivation", "colour_distance", b"colour_distance", "embedding_similarity", b"embedding_similarity", "image_derivation", b"image_derivation", "inlier_ratio", b"inlier_ratio", "inliers", b"inliers", "pdq_distance", b"pdq_distance", "pdq_transform", b"pdq_transform", "shared_candidate", b"shared_candidate", "shared_image", b"shared_image", "wavelet_distance", b"wavelet_distance"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__aligned_residual: _TypeAlias = _typing.Literal["aligned_residual"]  # noqa: Y015
     _WhichOneofArgType__aligned_residual: _TypeAlias = _typing.Literal["_aligned_residual", b"_aligned_residual"]  # noqa: Y015
@@ -231,6 +277,10 @@ class Scores(_message.Message):
     _WhichOneofArgType__pdq_distance: _TypeAlias = _typing.Literal["_pdq_distance", b"_pdq_distance"]  # noqa: Y015
     _WhichOneofReturnType__pdq_transform: _TypeAlias = _typing.Literal["pdq_transform"]  # noqa: Y015
     _WhichOneofArgType__pdq_transform: _TypeAlias = _typing.Literal["_pdq_transform", b"_pdq_transform"]  # noqa: Y015
+    _WhichOneofReturnType__shared_candidate: _TypeAlias = _typing.Literal["shared_candidate"]  # noqa: Y015
+    _WhichOneofArgType__shared_candidate: _TypeAlias = _typing.Literal["_shared_candidate", b"_shared_candidate"]  # noqa: Y015
+    _WhichOneofReturnType__shared_image: _TypeAlias = _typing.Literal["shared_image"]  # noqa: Y015
+    _WhichOneofArgType__shared_image: _TypeAlias = _typing.Literal["_shared_image", b"_shared_image"]  # noqa: Y015
     _WhichOneofReturnType__wavelet_distance: _TypeAlias = _typing.Literal["wavelet_distance"]  # noqa: Y015
     _WhichOneofArgType__wavelet_distance: _TypeAlias = _typing.Literal["_wavelet_distance", b"_wavelet_distance"]  # noqa: Y015
     @_typing.overload
@@ -247,6 +297,10 @@ class Scores(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__pdq_distance) -> _WhichOneofReturnType__pdq_distance | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__pdq_transform) -> _WhichOneofReturnType__pdq_transform | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__shared_candidate) -> _WhichOneofReturnType__shared_candidate | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__shared_image) -> _WhichOneofReturnType__shared_image | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__wavelet_distance) -> _WhichOneofReturnType__wavelet_distance | None: ...
 

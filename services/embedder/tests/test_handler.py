@@ -32,7 +32,12 @@ CONFIG = EmbedderConfig(side=32, neighbours=5, thresholds=THRESHOLDS, max_downlo
 
 
 def hash_candidate(image_id: str, verdict: Verdict.ValueType = PENDING, **scores: int) -> Candidate:
-    return Candidate(image_id=image_id, source=HASH, verdict=verdict, scores=Scores(**scores))
+    return Candidate(
+        image_id=image_id,
+        source=HASH,
+        verdict=verdict,
+        scores=Scores(**scores),  # type: ignore[arg-type]
+    )
 
 
 def neighbour(image_id: str, similarity: float) -> Neighbour:

@@ -21,6 +21,8 @@ EDITS: dict[str, Edit] = {
     "crop": lambda im: im.crop((im.width // 8, im.height // 10, im.width * 7 // 8, im.height)),
     "caption": synthetic.EDITS["caption"],
     "border": synthetic.EDITS["border"],
+    # A frame of a colour that the bar trimming does not take for a bar.
+    "grey-frame": lambda im: ImageOps.expand(im, border=im.width // 12, fill=(90, 90, 90)),
     "resize": lambda im: im.resize((im.width // 2, im.height // 2)),
     "blur": lambda im: im.filter(ImageFilter.GaussianBlur(2)),
     "grey": lambda im: ImageOps.grayscale(im).convert("RGB"),

@@ -8,6 +8,7 @@ from dedup.v1.events_pb2 import BlobEvent, BlobEventData
 from dedup.v1.features_pb2 import ImageFeatures, ImageStatus
 from dedup.v1.groups_pb2 import Candidate, CandidateGroup, Scores, Verdict
 from services.ranker.clusters import Outcome, Ranker, rank_key
+from services.ranker.provenance import derives, keeper
 
 DUP = Verdict.VERDICT_DUPLICATE
 SIM = Verdict.VERDICT_SIMILAR
@@ -109,10 +110,23 @@ def summary(topic: Topic) -> dict[str, tuple[int, str, str]]:
     return {i: (d.kind, d.cluster_id, d.duplicate_of) for i, d in sorted(topic.latest.items())}
 
 
+def described(img: Img) -> Decision:
+    """What the ranker knows of `img` once its own group has arrived."""
+    return Decision(
+        image_id=img.id,
+        quality=img.quality,
+        width=img.width,
+        height=img.height,
+        size_bytes=img.size,
+        status=ImageStatus.IMAGE_STATUS_OK,
+    )
+
+
 def reference_clusters(
     images: Sequence[Img], edges: Iterable[tuple[str, str]], gone: Iterable[str] = ()
 ) -> dict[str, tuple[str, str]]:
-    """image -> (cluster id, kept copy) by plain union-find, for images in a cluster."""
+    """image -> (cluster id, kept copy) by plain union-find, for images in a cluster; the
+    kept copy by the provenance rules over the edges (services/ranker/provenance.py)."""
     alive = {i.id: i for i in images if i.id not in set(gone)}
     parent = {i: i for i in alive}
 
@@ -131,17 +145,16 @@ def reference_clusters(
     for ids in members.values():
         if len(ids) < 2:
             continue
-        kept = min(
-            ids,
-            key=lambda i: rank_key(
-                Decision(
-                    image_id=i,
-                    quality=alive[i].quality,
-                    width=alive[i].width,
-                    height=alive[i].height,
-                    size_bytes=alive[i].size,
-                )
-            ),
-        )
+        cards = {i: described(alive[i]) for i in ids}
+        derived = {}
+        for a, b in {tuple(sorted(e)) for e in edges if set(e) <= set(ids)}:
+            # The groups' scores carry no pixel evidence: only the images' own features
+            # (their sizes) can direct an edge, whichever side the scores are read from.
+            how_a, how_b = derives(cards[a], cards[b], Scores())
+            if how_a:
+                derived[a, b] = how_a
+            elif how_b:
+                derived[b, a] = how_b
+        kept = keeper(cards, derived, rank_key)
         result |= {i: (min(ids), kept) for i in ids}
     return result

@@ -1,0 +1,115 @@
+"""The ranker's provenance rules: which copy of a pair derives from the other."""
+
+from __future__ import annotations
+
+import pytest
+
+from dedup.v1.decisions_pb2 import Decision
+from dedup.v1.features_pb2 import ImageStatus, Marks, QualityParts
+from dedup.v1.groups_pb2 import Derivation, Scores
+from services.ranker.clusters import rank_key
+from services.ranker.provenance import derives, keeper, kept_reason
+
+OK = ImageStatus.IMAGE_STATUS_OK
+
+
+def copy(
+    name: str,
+    *,
+    size: tuple[int, int] = (400, 300),
+    fmt: str = "JPEG",
+    jpeg: float = 0.9,
+    noise: float = 0.9,
+    sharpness: float = 0.5,
+    greyscale: bool = False,
+    palette: bool = False,
+    blockiness: float | None = None,
+    quality: float = 0.5,
+) -> Decision:
+    marks = Marks(palette=palette)
+    if blockiness is not None:
+        marks.blockiness = blockiness
+    return Decision(
+        image_id=name,
+        status=OK,
+        width=size[0],
+        height=size[1],
+        format=fmt,
+        greyscale=greyscale,
+        quality=quality,
+        quality_parts=QualityParts(jpeg_quality=jpeg, noise=noise, sharpness=sharpness),
+        marks=marks,
+    )
+
+
+ORIGINAL = copy("o")
+
+
+@pytest.mark.parametrize(
+    ("edited", "scores", "how"),
+    [
+        (copy("c"), Scores(candidate_derivation=Derivation.DERIVATION_CROP), "a crop"),
+        (copy("c", greyscale=True), Scores(), "a greyscale copy"),
+        (copy("c", fmt="PNG", jpeg=1.0, palette=True), Scores(), "a palette copy"),
+        (copy("c", size=(200, 150)), Scores(), "a downscale"),
+        (copy("c", noise=0.2), Scores(), "a noisier copy"),
+        (copy("c", sharpness=0.1), Scores(), "a blurred copy"),
+        (copy("c", jpeg=0.6), Scores(), "a re-encode (JPEG quality 60 < 90)"),
+    ],
+)
+def test_each_rule_names_the_derived_copy(edited: Decision, scores: Scores, how: str) -> None:
+    assert derives(ORIGINAL, edited, scores) == (None, how)
+    flipped = Scores(
+        image_derivation=scores.candidate_derivation,
+        candidate_derivation=scores.image_derivation,
+    )
+    assert derives(edited, ORIGINAL, flipped) == (how, None)
+
+
+def test_a_crop_of_a_larger_original_is_not_taken_for_a_downscale() -> None:
+    scores = Scores(shared_image=0.5, shared_candidate=1.0)
+    crop = copy("c", size=(283, 212))  # half the area, all of it shared
+    assert derives(ORIGINAL, crop, scores) == (None, None)
+
+
+def test_a_high_quality_file_as_blocky_as_a_lower_quality_jpeg_is_a_resave() -> None:
+    original = copy("o", jpeg=0.7, blockiness=0.3)
+    hue_edit = copy("h", jpeg=0.9, blockiness=0.28)
+    png = copy("p", fmt="PNG", jpeg=1.0, blockiness=0.3)
+    how = "a re-save of a more compressed JPEG"
+    assert derives(original, hue_edit, Scores()) == (None, how)
+    assert derives(original, png, Scores()) == (None, how)
+    first_generation = copy("f", jpeg=0.9, blockiness=0.1)  # about a third: its own blocks
+    assert derives(original, first_generation, Scores()) == (
+        "a re-encode (JPEG quality 70 < 90)",
+        None,
+    )
+
+
+def test_no_evidence_leaves_the_direction_unknown() -> None:
+    assert derives(ORIGINAL, copy("c"), Scores()) == (None, None)
+
+
+def test_a_copy_known_only_as_a_candidate_is_judged_by_the_pixels_alone() -> None:
+    unseen = Decision(image_id="u", status=ImageStatus.IMAGE_STATUS_UNSPECIFIED)
+    assert derives(ORIGINAL, unseen, Scores()) == (None, None)
+    crop = Scores(candidate_derivation=Derivation.DERIVATION_CROP)
+    assert derives(ORIGINAL, unseen, crop) == (None, "a crop")
+
+
+def test_the_keeper_is_the_copy_the_others_derive_from_whatever_its_quality() -> None:
+    members = {"o": copy("o", quality=0.2), "a": copy("a", quality=0.9), "b": copy("b")}
+    derived = {("a", "o"): "a crop", ("b", "a"): "a downscale"}
+    assert keeper(members, derived, rank_key) == "o"
+    assert keeper(members, {}, rank_key) == "a"  # no evidence: the best quality
+
+
+def test_the_kept_copy_says_what_the_others_are() -> None:
+    assert kept_reason(["a crop", "a greyscale copy"], 3) == (
+        "kept: the others are a crop and a greyscale copy of it"
+    )
+    assert kept_reason(["a crop"], 2) == "kept: the other copy is a crop of it"
+    assert kept_reason(["a crop"], 4) == (
+        "kept: the others include a crop of it; 2 more ranked below it by quality"
+    )
+    assert kept_reason([], 3).startswith("kept: the best of 3 copies by quality")
