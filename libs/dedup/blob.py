@@ -250,11 +250,11 @@ class BlobStore:
     ) -> str:
         """Server-side copy of (container, name) to (container, name); waits until done.
 
-        The copy has the source's content and properties; its metadata is `metadata` and
-        its index tags are `tags` (a copy carries neither from the source). With
-        `if_match` (an ETag), only that version of the source: BlobChangedError if it
-        changed. With `if_absent`, only if no blob is at the target: BlobExistsError if
-        one is. Returns the URL of the copy.
+        The copy has the source's content and properties; its metadata is `metadata`
+        (None: the source's) and its index tags are `tags` (none: a copy does not carry
+        the source's). With `if_match` (an ETag), only that version of the source:
+        BlobChangedError if it changed. With `if_absent`, only if no blob is at the
+        target: BlobExistsError if one is. Returns the URL of the copy.
         """
         from azure.core import MatchConditions
 
@@ -267,7 +267,7 @@ class BlobStore:
         with _mapped_errors(*target), _mapped_errors(*source):
             await dst.start_copy_from_url(
                 src.url,
-                metadata=dict(metadata or {}),
+                metadata=dict(metadata) if metadata else None,
                 tags=dict(tags) if tags else None,
                 **_if_match("source_", if_match),
                 **target_condition,
@@ -281,6 +281,10 @@ class BlobStore:
                 await asyncio.sleep(1)
         if status not in (None, "success"):
             raise RuntimeError(f"copy to {target[0]}/{target[1]} ended {status}")
+        if metadata is not None and not metadata:
+            # A copy asked for no metadata keeps the source's: take it off.
+            with _mapped_errors(*target):
+                await dst.set_blob_metadata({})
         return str(dst.url)
 
     async def ensure_container(self, container: str) -> None:
