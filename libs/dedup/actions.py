@@ -66,6 +66,8 @@ META_SOURCE = "dedup_source"
 META_KEPT = "dedup_kept"
 QUARANTINE_METADATA = (META_DUPLICATE_OF, META_CLUSTER, META_SOURCE, META_KEPT)
 
+GONE = "gone (moved or deleted since it was judged)"
+
 
 class ActSettings(KafkaSettings, BlobSettings):
     """Where `dedup act` finds Kafka and blob storage: DEDUP_ACT_* (default: local stack)."""
@@ -195,7 +197,7 @@ def version_problem(judged: str, now: str | None) -> str:
     """How a blob differs from the version that was judged (ETag `judged`), given its
     ETag `now` (None: it is gone); "" when it is that version."""
     if now is None:
-        return "is gone (deleted or moved since it was judged)"
+        return f"is {GONE}"
     if quoted_etag(now) != quoted_etag(judged):
         return (
             f"changed since it was judged (ETag {quoted_etag(judged)} then, {quoted_etag(now)} now)"
@@ -283,7 +285,7 @@ async def _gone(store: BlobStore, a: Action) -> Outcome:
         moved = await store.properties(*a.target)
         if moved is not None and moved.metadata.get(META_SOURCE) == a.metadata[META_SOURCE]:
             return Outcome("already", f"already moved: {_move(a)}")
-    return _skipped(a.name, "gone (moved or deleted since it was judged)")
+    return _skipped(a.name, GONE)
 
 
 class Named(Protocol):
@@ -324,7 +326,7 @@ async def _guarded(settle_one: Callable[[T], Awaitable[Outcome]], item: T) -> Ou
     try:
         return await settle_one(item)
     except BlobMissingError:
-        return _skipped(item.name, "gone (moved or deleted since it was judged)")
+        return _skipped(item.name, GONE)
     except BlobChangedError:
         return _skipped(item.name, "changed since it was judged; left alone")
     except BlobExistsError:

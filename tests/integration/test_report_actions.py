@@ -229,7 +229,7 @@ async def test_a_blob_changed_since_it_was_judged_stops_the_action_with_its_reas
         reason = f"its kept copy {container}/best.jpg changed since it was judged (ETag"
     elif change == "kept deleted":
         await store.delete(container, "best.jpg")
-        reason = f"its kept copy {container}/best.jpg is gone (deleted or moved since"
+        reason = f"its kept copy {container}/best.jpg is gone (moved or deleted since"
     else:
         await store.upload(container, "copy.jpg", jpeg(99), "image/jpeg")
         reason = f"{container}/copy.jpg: changed since it was judged (ETag"

@@ -136,7 +136,7 @@ def test_both_blobs_as_judged_is_the_only_way_through() -> None:
     # ETags compare as HTTP does: Event Grid's 0x... and the SDK's "0x..." are the same.
     assert actions.blocker(a, '"0xK"', "0xA") == ""
     assert actions.blocker(a, None, "0xA") == (
-        "its kept copy uploads/k.jpg is gone (deleted or moved since it was judged); left alone"
+        "its kept copy uploads/k.jpg is gone (moved or deleted since it was judged); left alone"
     )
     assert actions.blocker(a, "0xNEW", "0xA") == (
         'its kept copy uploads/k.jpg changed since it was judged (ETag "0xK" then, '
