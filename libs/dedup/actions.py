@@ -22,7 +22,9 @@ copy.
 A duplicate is acted on only on certainty: its kept copy's latest decision is KEEP in
 the same cluster and readable, and, checked in blob storage just before the duplicate is
 touched, both blobs are still the versions that were judged (same ETag). Anything else
-is skipped with a reason. `--limit N` counts what is done, not what is looked at: what an
+is skipped with a reason. The kept copy is read, not locked (a lease would block its
+owner's writes), so it is read again after a move: if it changed meanwhile, the duplicate
+is put back. `--limit N` counts what is done, not what is looked at: what an
 earlier run did (tagged already, moved already) and what is skipped do not count, so the
 next run goes on to the next duplicates.
 """
@@ -32,7 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol, TypeVar
 from urllib.parse import quote
@@ -215,6 +217,31 @@ def blocker(a: Action, kept_now: str | None, own_now: str) -> str:
     return ""
 
 
+class ActBlobs(Protocol):
+    """The blob operations `dedup act` uses: `dedup.blob.BlobStore` (a fake in unit tests)."""
+
+    async def properties(self, container: str, name: str) -> BlobInfo | None: ...
+
+    async def container_exists(self, container: str) -> bool: ...
+
+    async def get_tags(self, container: str, name: str) -> dict[str, str]: ...
+
+    async def set_tags(self, container: str, name: str, tags: Mapping[str, str]) -> None: ...
+
+    async def copy(
+        self,
+        source: tuple[str, str],
+        target: tuple[str, str],
+        *,
+        if_match: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        tags: Mapping[str, str] | None = None,
+        if_absent: bool = False,
+    ) -> str: ...
+
+    async def delete(self, container: str, name: str, if_match: str | None = None) -> None: ...
+
+
 Status = Literal["done", "already", "skipped"]
 
 
@@ -248,7 +275,7 @@ def _skipped(name: str, reason: str) -> Outcome:
     return Outcome("skipped", f"skipped {shown(name)}: {reason}")
 
 
-async def settle(store: BlobStore, a: Action, mode: Mode, apply: bool) -> Outcome:
+async def settle(store: ActBlobs, a: Action, mode: Mode, apply: bool) -> Outcome:
     """Check one duplicate against blob storage and, with `apply`, act on it."""
     kept_now = _etag(await store.properties(*a.kept))
     own = await store.properties(a.container, a.blob_name)
@@ -275,11 +302,27 @@ async def settle(store: BlobStore, a: Action, mode: Mode, apply: bool) -> Outcom
             tags=tags,
         )
         await store.delete(a.container, a.blob_name, if_match=a.e_tag)
+        # The kept copy was read, not locked: if it changed while the duplicate was moved,
+        # the duplicate goes back, so that a move never leaves a cluster without its copy.
+        if why := version_problem(a.kept_e_tag, _etag(await store.properties(*a.kept))):
+            return await _put_back(store, a, own, why)
     line = f"moved: {_move(a)}" if apply else f"would {describe(a, mode)}"
     return Outcome("done", line, a.size_bytes)
 
 
-async def _gone(store: BlobStore, a: Action) -> Outcome:
+async def _put_back(store: ActBlobs, a: Action, own: BlobInfo, why: str) -> Outcome:
+    """Undo the move of `a` (whose blob was `own`): its kept copy `why` during the move."""
+    assert a.target is not None
+    reason = f"its kept copy {shown(a.kept_name)} {why} during the move"
+    back = Restore(a.target[0], a.target[1], "", own.size, own.metadata)
+    undone = await _guarded(lambda r: settle_restore(store, r, apply=True), back)
+    if undone.status == "done":
+        return _skipped(a.name, f"{reason}; put back")
+    restore = f"dedup act --restore {shown(a.target[0])} --apply"
+    return _skipped(a.name, f"{reason}; putting it back failed ({undone.line}): run {restore}")
+
+
+async def _gone(store: ActBlobs, a: Action) -> Outcome:
     """A duplicate that is no longer where it was judged: moved by an earlier run, or gone."""
     if a.target is not None:
         moved = await store.properties(*a.target)
@@ -375,7 +418,7 @@ def _restore_line(r: Restore, apply: bool) -> str:
     return f"restored: {where}" if apply else f"would restore {where}"
 
 
-async def settle_restore(store: BlobStore, r: Restore, apply: bool) -> Outcome:
+async def settle_restore(store: ActBlobs, r: Restore, apply: bool) -> Outcome:
     """Put one quarantined blob back (with `apply`): never over a blob that is there now."""
     container, name = r.source
     if not await store.container_exists(container):
