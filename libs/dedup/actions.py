@@ -52,7 +52,7 @@ from dedup.blob import (
 )
 from dedup.errors import TransientError
 from dedup.report.cli import latest_decisions
-from dedup.settings import KafkaSettings, service_config
+from dedup.settings import KafkaSettings, blob_container_name, service_config
 from dedup.v1.decisions_pb2 import Decision, DecisionKind
 from dedup.v1.features_pb2 import ImageStatus
 
@@ -508,6 +508,14 @@ async def run(ns: argparse.Namespace) -> int:
     return await act(settings, "tag" if ns.tag else "quarantine", ns)
 
 
+def _container(value: str) -> str:
+    """An argument that names a container, checked by Azure's rules before anything runs."""
+    try:
+        return blob_container_name(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+
+
 def main(args: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="dedup act",
@@ -517,8 +525,15 @@ def main(args: list[str] | None = None) -> int:
     )
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--tag", action="store_true", help="set blob index tags on duplicates")
-    what.add_argument("--quarantine", metavar="CONTAINER", help="move duplicates here")
-    what.add_argument("--restore", metavar="CONTAINER", help="move what a quarantine put here back")
+    what.add_argument(
+        "--quarantine", metavar="CONTAINER", type=_container, help="move duplicates here"
+    )
+    what.add_argument(
+        "--restore",
+        metavar="CONTAINER",
+        type=_container,
+        help="move what a quarantine put here back",
+    )
     parser.add_argument("--apply", action="store_true", help="do it (default: only print)")
     parser.add_argument(
         "--limit",

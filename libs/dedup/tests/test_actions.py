@@ -261,6 +261,16 @@ def test_the_command_needs_exactly_one_action(argv: list[str]) -> None:
     assert exit_.value.code == 2
 
 
+@pytest.mark.parametrize("argv", [["--restore", "Quarantine_1"], ["--quarantine", "q"]])
+def test_a_container_name_azure_would_refuse_is_refused_first(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        actions.main(argv)
+    assert exit_.value.code == 2
+    assert f"{argv[1]!r} is not an Azure blob container name" in capsys.readouterr().err
+
+
 def test_the_dry_run_describes_each_action() -> None:
     (tag,), _ = actions.plan([KEPT, dup("a")], "tag")
     (move,), _ = actions.plan([KEPT, dup("a")], "quarantine", "q")
