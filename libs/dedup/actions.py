@@ -17,7 +17,7 @@ source is deleted. Both steps are conditional on the blob's ETag as it was when 
 hasher read it: a blob overwritten since it was judged is neither copied nor deleted.
 `--restore` copies each blob back to where it came from (only if nothing is there now),
 with its content, properties, tags and its own metadata, then deletes the quarantined
-copy.
+copy. Both read and write index tags, so they need the same role as tagging.
 
 A duplicate is acted on only on certainty: its kept copy's latest decision is KEEP in
 the same cluster and readable, and, checked in blob storage just before the duplicate is
