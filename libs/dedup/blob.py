@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote, urlsplit
 
@@ -62,6 +62,10 @@ class BlobChangedError(Exception):
     """The blob is not the version the caller names (its ETag changed): nothing was done."""
 
 
+class BlobExistsError(Exception):
+    """A write that must not replace a blob found one there: nothing was done."""
+
+
 def quoted_etag(etag: str) -> str:
     """ETags as HTTP wants them: Event Grid sends `0x8D...`, the SDK returns `"0x8D..."`."""
     return etag if etag.startswith('"') else f'"{etag}"'
@@ -97,6 +101,7 @@ def _mapped_errors(container: str, name: str) -> Iterator[None]:
     """Azure's exceptions as dedup's: missing, changed, transient (or raised as they are)."""
     from azure.core.exceptions import (
         HttpResponseError,
+        ResourceExistsError,
         ResourceModifiedError,
         ResourceNotFoundError,
         ServiceRequestError,
@@ -107,6 +112,8 @@ def _mapped_errors(container: str, name: str) -> Iterator[None]:
         yield
     except ResourceNotFoundError as error:
         raise BlobMissingError(f"{container}/{name} not found") from error
+    except ResourceExistsError as error:
+        raise BlobExistsError(f"{container}/{name} exists already") from error
     except ResourceModifiedError as error:
         raise BlobChangedError(f"{container}/{name} changed: {error.message}") from error
     except (ServiceRequestError, ServiceResponseError) as error:
@@ -139,6 +146,8 @@ class BlobInfo:
     etag: str
     content_type: str
     last_modified: float
+    # User-defined metadata; filled in by `BlobStore.properties` and by a listing that asks.
+    metadata: dict[str, str] = field(default_factory=dict)
 
 
 def open_service(settings: BlobSettings) -> BlobServiceClient:
@@ -203,6 +212,18 @@ class BlobStore:
         """(container, blob name) of a blob URL in this account, else None."""
         return split_blob_url(str(self._service.url), url)
 
+    async def properties(self, container: str, name: str) -> BlobInfo | None:
+        """The blob's size, ETag, content type and metadata (one HEAD), or None if it is gone."""
+        blob = self._service.get_blob_client(container, name)
+        with contextlib.suppress(BlobMissingError), _mapped_errors(container, name):
+            return _info(name, await blob.get_blob_properties())
+        return None
+
+    async def container_exists(self, container: str) -> bool:
+        client = self._service.get_container_client(container)
+        with _mapped_errors(container, ""):
+            return bool(await client.exists())
+
     async def get_tags(self, container: str, name: str) -> dict[str, str]:
         blob = self._service.get_blob_client(container, name)
         with _mapped_errors(container, name):
@@ -223,18 +244,33 @@ class BlobStore:
         *,
         if_match: str | None = None,
         metadata: Mapping[str, str] | None = None,
+        tags: Mapping[str, str] | None = None,
+        if_absent: bool = False,
         timeout_seconds: float = 300,
     ) -> str:
         """Server-side copy of (container, name) to (container, name); waits until done.
 
-        With `if_match` (an ETag), only that version of the source: BlobChangedError if
-        it changed. Returns the URL of the copy.
+        The copy has the source's content and properties; its metadata is `metadata`
+        (None: the source's) and its index tags are `tags` (none: a copy does not carry
+        the source's). With `if_match` (an ETag), only that version of the source:
+        BlobChangedError if it changed. With `if_absent`, only if no blob is at the
+        target: BlobExistsError if one is. Returns the URL of the copy.
         """
+        from azure.core import MatchConditions
+
         src = self._service.get_blob_client(*source)
         dst = self._service.get_blob_client(*target)
-        with _mapped_errors(*source):
+        target_condition: dict[str, Any] = (
+            {"match_condition": MatchConditions.IfMissing} if if_absent else {}
+        )
+        # Only the target's condition can fail as "exists": the outer mapping names it.
+        with _mapped_errors(*target), _mapped_errors(*source):
             await dst.start_copy_from_url(
-                src.url, metadata=dict(metadata or {}), **_if_match("source_", if_match)
+                src.url,
+                metadata=dict(metadata) if metadata else None,
+                tags=dict(tags) if tags else None,
+                **_if_match("source_", if_match),
+                **target_condition,
             )
         deadline = time.monotonic() + timeout_seconds
         with _mapped_errors(*target):
@@ -245,6 +281,10 @@ class BlobStore:
                 await asyncio.sleep(1)
         if status not in (None, "success"):
             raise RuntimeError(f"copy to {target[0]}/{target[1]} ended {status}")
+        if metadata is not None and not metadata:
+            # A copy asked for no metadata keeps the source's: take it off.
+            with _mapped_errors(*target):
+                await dst.set_blob_metadata({})
         return str(dst.url)
 
     async def ensure_container(self, container: str) -> None:
@@ -266,26 +306,36 @@ class BlobStore:
         prefix: str | None = None,
         continuation: str | None = None,
         page_size: int | None = None,
+        *,
+        metadata: bool = False,
     ) -> AsyncIterator[tuple[list[BlobInfo], str | None]]:
         """List a container a page at a time: (blobs, marker to resume after this page).
 
-        `page_size`: blobs per page (Azure's default and maximum: 5,000)."""
+        `page_size`: blobs per page (Azure's default and maximum: 5,000). `metadata`:
+        with each blob's metadata."""
         client = self._service.get_container_client(container)
-        listing = client.list_blobs(name_starts_with=prefix, results_per_page=page_size)
+        listing = client.list_blobs(
+            name_starts_with=prefix,
+            results_per_page=page_size,
+            include=["metadata"] if metadata else None,
+        )
         pages = listing.by_page(continuation_token=continuation)
         async for page in pages:
-            blobs = [
-                BlobInfo(
-                    name=b.name,
-                    size=b.size,
-                    etag=b.etag,
-                    content_type=b.content_settings.content_type or "",
-                    last_modified=b.last_modified.timestamp() if b.last_modified else time.time(),
-                )
-                async for b in page
-            ]
+            blobs = [_info(b.name, b) async for b in page]
             # by_page() is typed as a plain iterator, but it is a page iterator with a marker.
             yield blobs, getattr(pages, "continuation_token", None)
+
+
+def _info(name: str, props: Any) -> BlobInfo:
+    """A BlobInfo from the SDK's BlobProperties (of a listing or a HEAD)."""
+    return BlobInfo(
+        name=name,
+        size=props.size,
+        etag=props.etag,
+        content_type=props.content_settings.content_type or "",
+        last_modified=props.last_modified.timestamp() if props.last_modified else time.time(),
+        metadata=dict(props.metadata or {}),
+    )
 
 
 class Blobs(Protocol):

@@ -1,8 +1,12 @@
 """`dedup act`: what it plans to do to each duplicate, and what it refuses to do."""
 
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
 import pytest
 
 from dedup import actions
+from dedup.blob import BlobChangedError, BlobExistsError, BlobInfo, BlobMissingError
 from dedup.v1.decisions_pb2 import Decision, DecisionKind
 from dedup.v1.features_pb2 import ImageStatus
 
@@ -93,8 +97,147 @@ def test_quarantine_needs_an_etag_and_never_touches_the_quarantine_itself() -> N
         "already in the quarantine container",
         "no ETag: cannot make sure the blob is the version judged",
     ]
-    # Tagging is harmless and needs neither.
-    assert len(actions.plan([KEPT, no_etag], "tag")[0]) == 1
+    # Tagging acts only on certainty too: without an ETag nothing can be checked.
+    assert actions.plan([KEPT, no_etag], "tag")[0] == []
+
+
+def test_each_action_names_its_kept_copy_and_the_etag_it_was_judged_with() -> None:
+    for mode in ("tag", "quarantine"):
+        (planned,), _ = actions.plan([KEPT, dup("a")], mode, "q")
+        assert (planned.kept, planned.kept_e_tag, planned.kept_name) == (
+            ("uploads", "k.jpg"),
+            "0xK",
+            "uploads/k.jpg",
+        )
+
+
+@pytest.mark.parametrize(
+    ("kept", "reason"),
+    [
+        (decision("k", KEEP, cluster_id="c", e_tag=""), "no ETag for its kept copy uploads/k.jpg"),
+        (decision("k", KEEP, cluster_id="c", container="", blob_name=""), "has no location"),
+    ],
+)
+def test_a_kept_copy_that_cannot_be_checked_stops_its_duplicates(
+    kept: Decision, reason: str
+) -> None:
+    for mode in ("tag", "quarantine"):
+        planned, (skip,) = actions.plan([kept, dup("a")], mode, "q")
+        assert planned == [] and reason in skip.reason
+
+
+def planned(mode: actions.Mode = "quarantine") -> actions.Action:
+    (action,), _ = actions.plan([KEPT, dup("a")], mode, "q")
+    return action
+
+
+def test_both_blobs_as_judged_is_the_only_way_through() -> None:
+    a = planned()
+    # ETags compare as HTTP does: Event Grid's 0x... and the SDK's "0x..." are the same.
+    assert actions.blocker(a, '"0xK"', "0xA") == ""
+    assert actions.blocker(a, None, "0xA") == (
+        "its kept copy uploads/k.jpg is gone (moved or deleted since it was judged); left alone"
+    )
+    assert actions.blocker(a, "0xNEW", "0xA") == (
+        'its kept copy uploads/k.jpg changed since it was judged (ETag "0xK" then, '
+        '"0xNEW" now); left alone'
+    )
+    assert actions.blocker(a, "0xK", "0xB") == (
+        'changed since it was judged (ETag "0xA" then, "0xB" now); left alone'
+    )
+    # The kept copy is the first reason: without it, the duplicate's state does not matter.
+    assert actions.blocker(a, None, "0xB").startswith("its kept copy")
+
+
+def test_names_are_shown_escaped_where_they_could_forge_a_line() -> None:
+    assert actions.shown("2024/ünï <x>.jpg") == "2024/ünï <x>.jpg"
+    assert actions.shown("a\nskip b.jpg\x1b[31m") == "a\\nskip b.jpg\\x1b[31m"
+    sneaky = dup("a", blob_name="x\nmoved: y.jpg")
+    (move,), _ = actions.plan([KEPT, sneaky], "quarantine", "q")
+    assert "\n" not in actions.describe(move, "quarantine")
+
+
+@dataclass(frozen=True)
+class Item:
+    name: str
+    status: actions.Status
+
+
+def settled(seen: list[str]) -> Callable[[Item], Awaitable[actions.Outcome]]:
+    async def settle(item: Item) -> actions.Outcome:
+        seen.append(item.name)
+        return actions.Outcome(item.status, f"{item.status}: {item.name}", 10)
+
+    return settle
+
+
+async def test_a_limit_counts_only_what_is_done(capsys: pytest.CaptureFixture[str]) -> None:
+    items = [
+        Item("a", "already"),
+        Item("b", "skipped"),
+        Item("c", "done"),
+        Item("d", "already"),
+        Item("e", "done"),
+        Item("f", "done"),
+    ]
+    seen: list[str] = []
+    outcomes = await actions.carry_out(items, settled(seen), limit=2, concurrency=2)
+    assert [o.status for o in outcomes].count("done") == 2
+    assert seen == ["a", "b", "c", "d", "e"]  # never more done than the limit, f not touched
+    # What was done before is not printed again; what is skipped is, with its reason.
+    assert capsys.readouterr().out.splitlines() == ["skipped: b", "done: c", "done: e"]
+    assert await actions.carry_out(items, settled([]), limit=0) == []
+
+
+async def test_a_blob_that_moves_under_an_action_skips_it_with_the_reason() -> None:
+    async def settle(item: Item) -> actions.Outcome:
+        raise {"a": BlobChangedError, "b": BlobMissingError, "c": BlobExistsError}[item.name]()
+
+    outcomes = await actions.carry_out([Item(n, "done") for n in "abc"], settle)
+    assert [o.line for o in outcomes] == [
+        "skipped a: changed since it was judged; left alone",
+        "skipped b: gone (moved or deleted since it was judged)",
+        "skipped c: another blob is where it would go now; left alone",
+    ]
+    assert actions._exit_code(outcomes) == 1
+
+
+def test_the_summary_counts_done_done_before_and_skipped() -> None:
+    outcomes = [
+        actions.Outcome("done", "", 100),
+        actions.Outcome("done", "", 50),
+        actions.Outcome("already", ""),
+        actions.Outcome("skipped", ""),
+    ]
+    assert actions.summary(outcomes, 2, "duplicates", "moved", apply=True) == (
+        "2 duplicates (150 bytes) moved; 1 done by an earlier run, 3 skipped"
+    )
+    assert actions.summary(outcomes, 0, "blobs", "restored", apply=False) == (
+        "dry run: 2 blobs (150 bytes) would be restored; 1 done by an earlier run, "
+        "1 skipped; add --apply to do it"
+    )
+
+
+def quarantined(name: str, **metadata: str) -> BlobInfo:
+    return BlobInfo(name, 7, '"0x1"', "image/jpeg", 0.0, metadata)
+
+
+def test_a_restore_puts_back_only_what_a_quarantine_moved_there() -> None:
+    (action,), _ = actions.plan([KEPT, dup("a", blob_name="2024/ünï <x>.jpg")], "quarantine", "q")
+    assert action.target is not None
+    moved = quarantined(action.target[1], **({"owner": "ann"} | action.metadata))
+    stray = quarantined("uploads/stray.jpg", owner="bob")
+    renamed = quarantined("uploads/other.jpg", **action.metadata)
+    restores, skips = actions.plan_restore("q", [moved, stray, renamed])
+    (r,) = restores
+    assert (r.name, r.source, r.e_tag, r.metadata) == (
+        "q/uploads/2024/ünï <x>.jpg",
+        ("uploads", "2024/ünï <x>.jpg"),
+        '"0x1"',
+        {"owner": "ann"},  # its own metadata; the quarantine's is taken off
+    )
+    assert [s.name for s in skips] == ["q/uploads/stray.jpg", "q/uploads/other.jpg"]
+    assert all("not moved there by dedup act" in s.reason for s in skips)
 
 
 def test_quarantine_without_a_container_is_refused() -> None:
@@ -103,12 +246,29 @@ def test_quarantine_without_a_container_is_refused() -> None:
 
 
 @pytest.mark.parametrize(
-    "argv", [[], ["--apply"], ["--tag", "--quarantine", "q"], ["--tag", "--limit", "-1"]]
+    "argv",
+    [
+        [],
+        ["--apply"],
+        ["--tag", "--quarantine", "q"],
+        ["--restore", "q", "--tag"],
+        ["--tag", "--limit", "-1"],
+    ],
 )
 def test_the_command_needs_exactly_one_action(argv: list[str]) -> None:
     with pytest.raises(SystemExit) as exit_:
         actions.main(argv)
     assert exit_.value.code == 2
+
+
+@pytest.mark.parametrize("argv", [["--restore", "Quarantine_1"], ["--quarantine", "q"]])
+def test_a_container_name_azure_would_refuse_is_refused_first(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        actions.main(argv)
+    assert exit_.value.code == 2
+    assert f"{argv[1]!r} is not an Azure blob container name" in capsys.readouterr().err
 
 
 def test_the_dry_run_describes_each_action() -> None:
