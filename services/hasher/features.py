@@ -12,7 +12,7 @@ from dedup.imaging import content_box, luminance
 from dedup.resample import area_resize
 from services.hasher.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, Decoded, decode
 from services.hasher.hashes import PdqHash, pdq_hash, wavelet_hash
-from services.hasher.quality import Quality, blockiness, is_palette, quality
+from services.hasher.quality import Quality, blockiness, is_framed, is_palette, quality
 from services.hasher.thumbnail import WORKING_SIDE, fit, working_copy
 
 
@@ -30,6 +30,7 @@ class Features:
     content_box: tuple[int, int, int, int]
     palette: bool  # at most 256 colours (quality.is_palette)
     blockiness: float | None  # JPEG's block edges in the pixels (quality.blockiness)
+    framed: bool  # a flat band of one colour along every side (quality.is_framed)
 
 
 def compute(decoded: Decoded, *, working_side: int = WORKING_SIDE) -> Features:
@@ -56,6 +57,7 @@ def compute(decoded: Decoded, *, working_side: int = WORKING_SIDE) -> Features:
         content_box=box,
         palette=is_palette(decoded),
         blockiness=blockiness(decoded),
+        framed=is_framed(decoded),
     )
 
 

@@ -185,6 +185,7 @@ def fill_features(
         )
     )
     image.marks.palette = features.palette
+    image.marks.framed = features.framed
     if features.blockiness is not None:
         image.marks.blockiness = features.blockiness
     image.working_copy_url = working_copy_url

@@ -152,6 +152,35 @@ def is_palette(decoded: Decoded) -> bool:
     return len(np.unique(packed)) <= PALETTE_COLOURS
 
 
+# A frame: a band along every side at least FRAME_SHARE of the side, every pixel within
+# FRAME_LEVELS of the band's median colour, the four medians within FRAME_LEVELS too.
+FRAME_SHARE: Final = 0.015
+FRAME_LEVELS: Final = 16
+
+
+def _flat_band(lines: npt.NDArray[np.uint8], need: int) -> npt.NDArray[np.int16] | None:
+    """The median colour of the first ``need`` lines (rows) if they are all of it."""
+    band = lines[:need].reshape(-1, 3).astype(np.int16)
+    median = np.median(band, axis=0).astype(np.int16)
+    return median if int(np.abs(band - median).max()) <= FRAME_LEVELS else None
+
+
+def is_framed(decoded: Decoded) -> bool:
+    """A flat band of one colour along all four sides (a frame, a mat, letterbox bars all
+    round): added to a picture, which has no such edges of its own."""
+    rgb = decoded.rgb
+    h, w = rgb.shape[:2]
+    need = max(2, round(FRAME_SHARE * min(h, w)))
+    if min(h, w) < 8 * need:
+        return False
+    sides = (rgb, rgb[::-1], rgb.transpose(1, 0, 2), rgb.transpose(1, 0, 2)[::-1])
+    colours = [_flat_band(side, need) for side in sides]
+    if any(c is None for c in colours):
+        return False
+    stacked = np.stack([c for c in colours if c is not None])
+    return int((stacked.max(axis=0) - stacked.min(axis=0)).max()) <= FRAME_LEVELS
+
+
 # JPEG's block side, and the decode reductions that keep its blocks at least 2 px wide
 # (JPEG's DCT scaling and the box reductions reduce by powers of two).
 JPEG_BLOCK: Final = 8

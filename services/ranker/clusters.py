@@ -11,9 +11,9 @@ images are never in a cluster.
 Everything a decision says is a function of that graph and of each image's own
 features, never of the order things arrived in:
 - cluster id: the smallest image id of the cluster;
-- kept copy: the one the others derive from, as the evidence on the cluster's edges
-  shows it (services/ranker/provenance.py), then the highest quality, more pixels, the
-  larger file, the smallest image id;
+- kept copy: of the copies that derive from no other by the images' own features
+  (services/ranker/provenance.py, every pair of the cluster), the highest quality, then
+  more pixels, the larger file, the smallest image id;
 - evidence of a duplicate: the edge towards the kept copy on the breadth-first tree
   from the kept copy (neighbours visited in id order).
 Redelivering a group replaces that image's edges with the same edges, so it changes
@@ -29,6 +29,7 @@ fraction) have adjacency entries besides.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -38,8 +39,12 @@ from typing import Literal
 from dedup.errors import InvalidMessageError
 from dedup.v1.decisions_pb2 import Decision, DecisionKind, Link
 from dedup.v1.features_pb2 import ImageStatus
-from dedup.v1.groups_pb2 import Candidate, CandidateGroup, Verdict
-from services.ranker.provenance import derives, keeper, kept_reason
+from dedup.v1.groups_pb2 import Candidate, CandidateGroup, Scores, Verdict
+from services.ranker.provenance import choosing, derives, keeper, kept_reason
+
+# Clusters up to this size compare every pair of copies for the kept copy (the pairs
+# grow with the square); larger ones keep their best quality.
+ALL_PAIRS = 64
 
 OK = ImageStatus.IMAGE_STATUS_OK
 UNSEEN = ImageStatus.IMAGE_STATUS_UNSPECIFIED  # known only as a candidate of another image
@@ -324,21 +329,38 @@ class Ranker:
                     return source, k
         raise AssertionError(f"no DUPLICATE edge between {a} and {b}")
 
-    def _derived(self, members: dict[str, Decision]) -> dict[tuple[str, str], str]:
-        """(child, parent) -> how: every DUPLICATE edge of the cluster whose direction
-        the evidence shows (services/ranker/provenance.py)."""
+    def _relations(self, members: dict[str, Decision]) -> dict[tuple[str, str], str]:
+        """(child, parent) -> how, for every pair of the cluster that the evidence the
+        choice may use directs (services/ranker/provenance.py: the images' own features,
+        and a crop where the pair was proved). None for a cluster of more than ALL_PAIRS
+        images (its best quality is kept)."""
+        if len(members) > ALL_PAIRS:
+            return {}
         found = {}
-        for a in sorted(members):
-            for b in sorted(self._adjacent[DUPLICATE].get(a, set()) & members.keys()):
-                if a < b:
-                    source, link = self._evidence(a, b)
-                    target = b if source == a else a
-                    how_source, how_target = derives(members[source], members[target], link.scores)
-                    if how_source:
-                        found[source, target] = how_source
-                    elif how_target:
-                        found[target, source] = how_target
+        duplicates = self._adjacent[DUPLICATE]
+        for a, b in itertools.combinations(sorted(members), 2):
+            if b in duplicates.get(a, set()):
+                source, link = self._evidence(a, b)
+                scores = choosing(link.scores)
+            else:
+                source, scores = a, Scores()
+            target = b if source == a else a
+            how_source, how_target = derives(members[source], members[target], scores)
+            if how_source:
+                found[source, target] = how_source
+            elif how_target:
+                found[target, source] = how_target
         return found
+
+    def _proved_how(self, node: str, kept: str, members: dict[str, Decision]) -> str | None:
+        """How `node` derives from `kept` by their whole proof, if they have one: its
+        pixels also tell an overlay (for the words only)."""
+        if kept not in self._adjacent[DUPLICATE].get(node, set()):
+            return None
+        source, link = self._evidence(node, kept)
+        target = kept if source == node else node
+        how_source, how_target = derives(members[source], members[target], link.scores)
+        return how_source if source == node else how_target
 
     # --- decisions ---------------------------------------------------------------------
 
@@ -373,24 +395,23 @@ class Ranker:
             if kind == UNIQUE:  # every decision says why, a unique one too
                 alone.reason = UNIQUE_REASON
             return [alone]
-        derived = self._derived(members)
+        derived = self._relations(members)
         kept = keeper(members, derived, rank_key)
         cluster_id = min(cluster)
+        hows = {
+            n: self._proved_how(n, kept, members) or derived.get((n, kept))
+            for n in sorted(cluster - {kept})
+        }
         out = [self._fill(members[kept], KEEP, cluster, cluster_id=cluster_id)]
-        from_kept = [how for (_, parent), how in derived.items() if parent == kept]
-        out[0].reason = kept_reason(from_kept, len(cluster))
+        out[0].reason = kept_reason([h for h in hows.values() if h], len(cluster))
         for node, parent in self._tree(kept, cluster):
             _, link = self._evidence(node, parent)
             d = self._fill(members[node], DUPLICATE_OF, cluster, cluster_id=cluster_id)
             d.duplicate_of = kept
             d.evidence.CopyFrom(link.scores)
-            how = derived.get((node, parent))
-            of = "the kept copy" if parent == kept else parent
-            d.reason = (
-                f"{how} of {of}: {link.reason}"
-                if how
-                else (link.reason if parent == kept else f"via {parent}: {link.reason}")
-            )
+            how = hows[node]
+            proof = link.reason if parent == kept else f"via {parent}: {link.reason}"
+            d.reason = f"{how} of the kept copy; {proof}" if how else proof
             out.append(d)
         return out
 

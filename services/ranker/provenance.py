@@ -1,28 +1,31 @@
 """Which copy of a duplicate pair derives from the other, and the copy a cluster keeps.
 
-A pair's evidence is its proof (the matcher's scores: what each copy shows of the other,
-a crop, a frame, an overlay) and what each image's own file and pixels say (colour,
-palette, size, noise, detail, JPEG quality). The first rule below that applies names
-the derived copy and how; none applying leaves the pair's direction unknown:
+A pair's evidence is what each image's own file and pixels say (colour, palette, size,
+noise, detail, JPEG quality and blockiness) and, for a pair the matcher proved, what
+the alignment shows (a crop, a frame, an overlay). The first rule below that applies
+names the derived copy and how; none applying leaves the pair's direction unknown:
 
-1. the pixels: a crop or a framed copy (the matcher);
+1. the pixels, proved pairs only: a crop or a framed copy (the matcher); a framed copy
+   (the image's own mark: a flat band of one colour along all four sides);
 2. a greyscale copy of a colour one;
 3. a palette copy (at most 256 colours, dithered or not) of a full-colour one; then the
    pixels again: a copy with a caption or a logo (the matcher; dithering can pass for
    one, colour and palette cannot);
-4. a downscale: clearly fewer pixels of the content the two share;
-5. a noisier copy (noise added), then a blurred one (far less detail; a re-encode's
-   blocks add some). Noise passes for detail, so it is asked first; a blur that also
-   removed much noise can pass for the original (a known limit);
+4. a downscale: clearly fewer pixels at the same aspect ratio;
+5. of the same size: a noisier copy (noise added; not a JPEG's better-quality original,
+   nor a blur's original), then a blurred one (far less detail);
 6. a re-save: of the same size, a file claiming a high JPEG quality (or lossless) whose
    pixels show JPEG blocks as strong as the other's lower-quality JPEG (a hue or colour
    edit, a PNG re-saved from the JPEG);
-7. a re-encode: a JPEG of lower quality than the other JPEG.
+7. a re-encode: of the same size, a JPEG of lower quality than the other JPEG.
 
-The kept copy is the one the fewest copies of its cluster are proved to be derived from
-(usually none: the original), then the one most copies derive from, then the highest
-quality (``rank_key``). Rules compare the two copies only, so the choice does not
-depend on the order images arrived in.
+The kept copy is the best by quality (``rank_key``) of the copies that derive from no
+other copy of the cluster (usually one: the original); of all of them if every one
+does. Every pair of the cluster is compared, proved or not, by the images' own features
+and, of a proved pair's pixels, the crop only (``choosing``): the choice depends on the
+cluster's members, not on the order they arrived in nor on which of their pairs the
+pipeline happened to prove. The rest of the pixels' evidence (an overlay, a frame)
+names how a copy derives, in the reasons.
 """
 
 from __future__ import annotations
@@ -35,22 +38,29 @@ from dedup.v1.decisions_pb2 import Decision
 from dedup.v1.features_pb2 import ImageStatus
 from dedup.v1.groups_pb2 import Derivation, Scores
 
-# A copy is a downscale when the other has this many times its pixels of shared content.
+# A copy is a downscale when the other has this many times its pixels, at an aspect ratio
+# within ASPECT (log ratio) of its own.
 DOWNSCALE: Final = 1.2
+ASPECT: Final = 0.02
 # Noise sigma (grey levels at 512 px): the noisier copy's exceeds NOISIER x the other's
 # plus NOISE_FLOOR.
 NOISIER: Final = 1.5
-NOISE_FLOOR: Final = 1.5
-# Detail (Laplacian variance less noise, at 512 px): the other has BLURRIER x as much.
-BLURRIER: Final = 3.0
+NOISE_FLOOR: Final = 0.5
+# Detail (Laplacian variance less noise, at 512 px): the other has BLURRIER x as much (a
+# blur removes 10-100 times; a caption's text or a re-encode's blocks add a few times).
+BLURRIER: Final = 8.0
+# A copy noisier than the other with this many times its detail is its original, and the
+# other a blurred copy (a blur removes 10-100 times the detail, added noise adds little).
+BLUR_NOT_NOISE: Final = 10.0
 # JPEG quality steps (IJG scale) that make one JPEG a re-encode of the other.
 REENCODE_STEPS: Final = 1
 # A re-save: a file claiming at least RESAVE_QUALITY (lossless: LOSSLESS_QUALITY) whose
 # blockiness is at least RESAVE_BLOCKS of a lower-quality JPEG's that has MIN_BLOCKS.
-# A first JPEG at quality 90 shows about half the blockiness of one at 70.
+# A first JPEG at quality 90 shows 0.15-0.5 of the blockiness of one at 70; a re-save,
+# 0.65-1.2 (text over it dilutes the blocks).
 RESAVE_QUALITY: Final = 85
 LOSSLESS_QUALITY: Final = 101
-RESAVE_BLOCKS: Final = 0.75
+RESAVE_BLOCKS: Final = 0.6
 MIN_BLOCKS: Final = 0.05
 
 PIXEL_WORDS: Final = {
@@ -102,8 +112,23 @@ def _resaved(x: Decision, y: Decision) -> bool:
     return blocks_y >= MIN_BLOCKS and blocks_x >= RESAVE_BLOCKS * blocks_y
 
 
-def _shared_pixels(d: Decision, share: float | None) -> float:
-    return d.width * d.height * (1.0 if share is None else share)
+def _same_aspect(a: Decision, b: Decision) -> bool:
+    """The same aspect ratio, either way up (a copy turned by 90 degrees)."""
+    ratio_a, ratio_b = a.width / a.height, b.width / b.height
+    return min(abs(math.log(ratio_a / ratio_b)), abs(math.log(ratio_a * ratio_b))) <= ASPECT
+
+
+def _noisier(x: Decision, y: Decision) -> bool:
+    """Noise was added to x: more noise than y, unless y has far less detail (y is x
+    blurred: a blur removes noise too) or both are JPEGs and x the better one (harder
+    compression removes noise)."""
+    noise_x, noise_y = _noise_sigma(x), _noise_sigma(y)
+    if noise_x <= NOISIER * noise_y + NOISE_FLOOR:
+        return False
+    if _detail(x) >= BLUR_NOT_NOISE * _detail(y):
+        return False
+    q_x, q_y = _jpeg_quality(x), _jpeg_quality(y)
+    return not (q_x is not None and q_y is not None and q_x > q_y)
 
 
 def derives(a: Decision, b: Decision, scores: Scores) -> tuple[str | None, str | None]:
@@ -114,6 +139,8 @@ def derives(a: Decision, b: Decision, scores: Scores) -> tuple[str | None, str |
     if pixels[0] != pixels[1] and not overlay:
         return PIXEL_WORDS.get(pixels[0]), PIXEL_WORDS.get(pixels[1])
     described = _described(a) and _described(b)
+    if described and a.marks.framed != b.marks.framed:
+        return ("a framed copy", None) if a.marks.framed else (None, "a framed copy")
     # A logo in colour on a greyscale picture makes the copy colour: the overlay tells.
     coloured_by_overlay = (
         overlay and pixels[0 if b.greyscale else 1] == Derivation.DERIVATION_OVERLAY
@@ -126,33 +153,33 @@ def derives(a: Decision, b: Decision, scores: Scores) -> tuple[str | None, str |
         return PIXEL_WORDS.get(pixels[0]), PIXEL_WORDS.get(pixels[1])
     if not described:
         return None, None  # one is known only as a candidate: no features to compare
-    share_a = scores.shared_image if scores.HasField("shared_image") else None
-    share_b = scores.shared_candidate if scores.HasField("shared_candidate") else None
-    pixels_a, pixels_b = _shared_pixels(a, share_a), _shared_pixels(b, share_b)
-    if pixels_a > 0 and pixels_b > 0:
+    # Fewer pixels of the same picture, at the same aspect ratio (a frame changes it).
+    pixels_a, pixels_b = a.width * a.height, b.width * b.height
+    if pixels_a > 0 and pixels_b > 0 and _same_aspect(a, b):
         if pixels_b >= DOWNSCALE * pixels_a:
             return "a downscale", None
         if pixels_a >= DOWNSCALE * pixels_b:
             return None, "a downscale"
-    noise_a, noise_b = _noise_sigma(a), _noise_sigma(b)
-    detail_a, detail_b = _detail(a), _detail(b)
-    if noise_a > NOISIER * noise_b + NOISE_FLOOR:
+    # Noise and detail compare only at the same size: a resample changes both.
+    same = a.width * a.height == b.width * b.height
+    if same and _noisier(a, b):
         return "a noisier copy", None
-    if noise_b > NOISIER * noise_a + NOISE_FLOOR:
+    if same and _noisier(b, a):
         return None, "a noisier copy"
-    if min(detail_a, detail_b) > 0:
+    detail_a, detail_b = _detail(a), _detail(b)
+    if same and min(detail_a, detail_b) > 0:
         if detail_b >= BLURRIER * detail_a:
             return "a blurred copy", None
         if detail_a >= BLURRIER * detail_b:
             return None, "a blurred copy"
-    same = a.width * a.height == b.width * b.height  # else blocks were resampled away
-    if same and _resaved(a, b):
+    if same and _resaved(a, b):  # blocks resampled away are not seen
         return "a re-save of a more compressed JPEG", None
     if same and _resaved(b, a):
         return None, "a re-save of a more compressed JPEG"
-    # JPEG against JPEG only: a noisy lossless copy claims more than its JPEG original.
+    # JPEG against JPEG of the same size only: a noisy lossless copy claims more than its
+    # JPEG original, and a resampled copy's blocks no longer show whether it was re-saved.
     q_a, q_b = _jpeg_quality(a), _jpeg_quality(b)
-    if q_a is not None and q_b is not None:
+    if same and q_a is not None and q_b is not None:
         if q_a <= q_b - REENCODE_STEPS:
             return f"a re-encode (JPEG quality {q_a} < {q_b})", None
         if q_b <= q_a - REENCODE_STEPS:
@@ -160,31 +187,29 @@ def derives(a: Decision, b: Decision, scores: Scores) -> tuple[str | None, str |
     return None, None
 
 
+def choosing(scores: Scores) -> Scores:
+    """The part of a pair's proof that the kept copy's choice may use: a crop, which shows
+    on every proved pair of a crop with a copy showing more. An overlay shows on some
+    pairs and not others (and a blur or a brightness edit can pass for one), so with it
+    the choice would depend on which pairs were proved; frames are the images' own
+    marks."""
+    crop, none = Derivation.DERIVATION_CROP, Derivation.DERIVATION_UNSPECIFIED
+    return Scores(
+        image_derivation=crop if scores.image_derivation == crop else none,
+        candidate_derivation=crop if scores.candidate_derivation == crop else none,
+    )
+
+
 # (child, parent) -> how the child derives from the parent.
 Derived = Mapping[tuple[str, str], str]
+Rank = Callable[[Decision], tuple[object, ...]]
 
 
-def keeper(
-    members: Mapping[str, Decision],
-    derived: Derived,
-    rank: Callable[[Decision], tuple[object, ...]],
-) -> str:
-    """The copy to keep: derived from the fewest, the source of the most, then ``rank``."""
-    parents: dict[str, int] = dict.fromkeys(members, 0)
-    children: dict[str, set[str]] = {m: set() for m in members}
-    for child, parent in derived:
-        parents[child] += 1
-        children[parent].add(child)
-
-    def descendants(root: str) -> int:
-        seen, todo = {root}, [root]
-        while todo:
-            for c in children[todo.pop()] - seen:
-                seen.add(c)
-                todo.append(c)
-        return len(seen) - 1
-
-    return min(members, key=lambda m: (parents[m], -descendants(m), rank(members[m])))
+def keeper(members: Mapping[str, Decision], derived: Derived, rank: Rank) -> str:
+    """The best-ranked copy of those derived from no other; of all, if every one is."""
+    children = {child for child, _ in derived}
+    free = [m for m in members if m not in children] or list(members)
+    return min(free, key=lambda m: rank(members[m]))
 
 
 def listed(words: Sequence[str]) -> str:

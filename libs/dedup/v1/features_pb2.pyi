@@ -167,6 +167,7 @@ class Marks(_message.Message):
 
     PALETTE_FIELD_NUMBER: _builtins.int
     BLOCKINESS_FIELD_NUMBER: _builtins.int
+    FRAMED_FIELD_NUMBER: _builtins.int
     palette: _builtins.bool
     """At most 256 colours: a palette (GIF, a quantised PNG), dithered or not."""
     blockiness: _builtins.float
@@ -175,15 +176,18 @@ class Marks(_message.Message):
     JPEG quality, or none (lossless), but is as blocky as a lower-quality JPEG of the
     same picture was re-saved from one.
     """
+    framed: _builtins.bool
+    """A flat band of one colour (any colour) along all four sides: a frame or mat added."""
     def __init__(
         self,
         *,
         palette: _builtins.bool = ...,
         blockiness: _builtins.float | None = ...,
+        framed: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_blockiness", b"_blockiness", "blockiness", b"blockiness"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_blockiness", b"_blockiness", "blockiness", b"blockiness", "palette", b"palette"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_blockiness", b"_blockiness", "blockiness", b"blockiness", "framed", b"framed", "palette", b"palette"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__blockiness: _TypeAlias = _typing.Literal["blockiness"]  # noqa: Y015
     _WhichOneofArgType__blockiness: _TypeAlias = _typing.Literal["_blockiness", b"_blockiness"]  # noqa: Y015

@@ -1,5 +1,6 @@
 """Groups as the matcher publishes them, and a reference clustering to check against."""
 
+import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -126,7 +127,7 @@ def reference_clusters(
     images: Sequence[Img], edges: Iterable[tuple[str, str]], gone: Iterable[str] = ()
 ) -> dict[str, tuple[str, str]]:
     """image -> (cluster id, kept copy) by plain union-find, for images in a cluster; the
-    kept copy by the provenance rules over the edges (services/ranker/provenance.py)."""
+    kept copy by the provenance rules over every pair (services/ranker/provenance.py)."""
     alive = {i.id: i for i in images if i.id not in set(gone)}
     parent = {i: i for i in alive}
 
@@ -147,9 +148,9 @@ def reference_clusters(
             continue
         cards = {i: described(alive[i]) for i in ids}
         derived = {}
-        for a, b in {tuple(sorted(e)) for e in edges if set(e) <= set(ids)}:
-            # The groups' scores carry no pixel evidence: only the images' own features
-            # (their sizes) can direct an edge, whichever side the scores are read from.
+        for a, b in itertools.combinations(sorted(ids), 2):
+            # Every pair; the groups' scores carry no pixel evidence, so only the images'
+            # own features (their sizes) can direct one, proved or not.
             how_a, how_b = derives(cards[a], cards[b], Scores())
             if how_a:
                 derived[a, b] = how_a

@@ -8,7 +8,7 @@ from dedup.v1.decisions_pb2 import Decision
 from dedup.v1.features_pb2 import ImageStatus, Marks, QualityParts
 from dedup.v1.groups_pb2 import Derivation, Scores
 from services.ranker.clusters import rank_key
-from services.ranker.provenance import derives, keeper, kept_reason
+from services.ranker.provenance import choosing, derives, keeper, kept_reason
 
 OK = ImageStatus.IMAGE_STATUS_OK
 
@@ -43,6 +43,7 @@ def copy(
 
 
 ORIGINAL = copy("o")
+SHARED = Scores(shared_image=1.0, shared_candidate=1.0)
 
 
 @pytest.mark.parametrize(
@@ -51,8 +52,12 @@ ORIGINAL = copy("o")
         (copy("c"), Scores(candidate_derivation=Derivation.DERIVATION_CROP), "a crop"),
         (copy("c", greyscale=True), Scores(), "a greyscale copy"),
         (copy("c", fmt="PNG", jpeg=1.0, palette=True), Scores(), "a palette copy"),
-        (copy("c", size=(200, 150)), Scores(), "a downscale"),
-        (copy("c", noise=0.2), Scores(), "a noisier copy"),
+        (copy("c", size=(200, 150)), SHARED, "a downscale"),
+        (
+            copy("c", noise=0.2, sharpness=0.7),
+            Scores(),
+            "a noisier copy",
+        ),  # noise passes for detail
         (copy("c", sharpness=0.1), Scores(), "a blurred copy"),
         (copy("c", jpeg=0.6), Scores(), "a re-encode (JPEG quality 60 < 90)"),
     ],
@@ -63,13 +68,32 @@ def test_each_rule_names_the_derived_copy(edited: Decision, scores: Scores, how:
         image_derivation=scores.candidate_derivation,
         candidate_derivation=scores.image_derivation,
     )
+    if scores.HasField("shared_image"):
+        flipped.shared_image, flipped.shared_candidate = (
+            scores.shared_candidate,
+            scores.shared_image,
+        )
     assert derives(edited, ORIGINAL, flipped) == (how, None)
 
 
-def test_a_crop_of_a_larger_original_is_not_taken_for_a_downscale() -> None:
-    scores = Scores(shared_image=0.5, shared_candidate=1.0)
-    crop = copy("c", size=(283, 212))  # half the area, all of it shared
-    assert derives(ORIGINAL, crop, scores) == (None, None)
+def test_a_crop_is_named_a_crop_where_its_pixels_were_proved() -> None:
+    crop = copy("c", size=(283, 212))  # half the area, the same aspect ratio
+    assert derives(ORIGINAL, crop, Scores()) == (None, "a downscale")
+    proved = Scores(candidate_derivation=Derivation.DERIVATION_CROP)
+    assert derives(ORIGINAL, crop, proved) == (None, "a crop")
+
+
+def test_a_framed_copy_is_known_by_its_own_mark() -> None:
+    framed = copy("c", size=(440, 340))
+    framed.marks.framed = True
+    assert derives(ORIGINAL, framed, Scores()) == (None, "a framed copy")
+
+
+def test_the_choice_uses_a_proved_crop_but_not_an_overlay() -> None:
+    overlay = Scores(image_derivation=Derivation.DERIVATION_OVERLAY)
+    assert choosing(overlay) == Scores()
+    crop = Scores(candidate_derivation=Derivation.DERIVATION_CROP, inliers=40)
+    assert choosing(crop) == Scores(candidate_derivation=Derivation.DERIVATION_CROP)
 
 
 def test_a_high_quality_file_as_blocky_as_a_lower_quality_jpeg_is_a_resave() -> None:
@@ -88,6 +112,8 @@ def test_a_high_quality_file_as_blocky_as_a_lower_quality_jpeg_is_a_resave() -> 
 
 def test_no_evidence_leaves_the_direction_unknown() -> None:
     assert derives(ORIGINAL, copy("c"), Scores()) == (None, None)
+    # More pixels at another aspect ratio: a frame, a squeeze, not a downscale.
+    assert derives(ORIGINAL, copy("c", size=(600, 300)), Scores()) == (None, None)
 
 
 def test_a_copy_known_only_as_a_candidate_is_judged_by_the_pixels_alone() -> None:
@@ -97,11 +123,19 @@ def test_a_copy_known_only_as_a_candidate_is_judged_by_the_pixels_alone() -> Non
     assert derives(ORIGINAL, unseen, crop) == (None, "a crop")
 
 
-def test_the_keeper_is_the_copy_the_others_derive_from_whatever_its_quality() -> None:
-    members = {"o": copy("o", quality=0.2), "a": copy("a", quality=0.9), "b": copy("b")}
+def test_the_keeper_is_the_best_copy_of_those_that_derive_from_none() -> None:
+    members = {
+        "o": copy("o", quality=0.2),
+        "a": copy("a", quality=0.9),
+        "b": copy("b", quality=0.5),
+        "c": copy("c", quality=0.3),
+    }
     derived = {("a", "o"): "a crop", ("b", "a"): "a downscale"}
-    assert keeper(members, derived, rank_key) == "o"
+    assert keeper(members, derived, rank_key) == "c"  # c and o derive from none
+    assert keeper(members, {**derived, ("c", "o"): "a blur"}, rank_key) == "o"
     assert keeper(members, {}, rank_key) == "a"  # no evidence: the best quality
+    everyone = {("o", "a"): "x", ("a", "b"): "y", ("b", "c"): "z", ("c", "o"): "w"}
+    assert keeper(members, everyone, rank_key) == "a"  # a cycle: the best of all
 
 
 def test_the_kept_copy_says_what_the_others_are() -> None:
@@ -113,3 +147,20 @@ def test_the_kept_copy_says_what_the_others_are() -> None:
         "kept: the others include a crop of it; 2 more ranked below it by quality"
     )
     assert kept_reason([], 3).startswith("kept: the best of 3 copies by quality")
+
+
+def test_less_noise_with_as_much_detail_is_harder_compression_not_noise_added() -> None:
+    harder = copy("c", jpeg=0.5, noise=0.99)
+    noisier_original = copy("o", jpeg=0.9, noise=0.8)
+    assert derives(noisier_original, harder, Scores()) == (
+        None,
+        "a re-encode (JPEG quality 50 < 90)",
+    )
+
+
+def test_a_blur_removes_noise_too_but_far_more_detail() -> None:
+    blurred = copy("c", noise=0.999, sharpness=0.01)
+    assert derives(copy("o", noise=0.8, sharpness=0.5), blurred, Scores()) == (
+        None,
+        "a blurred copy",
+    )

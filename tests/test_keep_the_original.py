@@ -1,0 +1,149 @@
+"""The kept copy of a pair is the original: the hasher's features, the matcher's proof
+and the ranker's provenance rules together, on generated photos (no stack).
+
+The cases are the reproductions of issue 12: a copy that scores higher on quality, or
+whose file claims more, than the original it was made from.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
+
+from dedup import synthetic
+from dedup.v1.decisions_pb2 import Decision
+from dedup.v1.events_pb2 import BlobEvent
+from dedup.v1.features_pb2 import ImageFeatures
+from dedup.v1.groups_pb2 import CandidateGroup, Scores, Verdict
+from services.hasher.features import extract
+from services.hasher.handler import fill_features
+from services.matcher.decide import decide
+from services.matcher.geometry import MatchParams, MatchPolicy, view_of_bytes
+from services.ranker.clusters import describe, rank_key
+from services.ranker.provenance import derives, keeper
+
+Encode = Callable[[Image.Image], bytes]
+
+
+def jpeg(quality: int) -> Encode:
+    def encode(img: Image.Image) -> bytes:
+        out = io.BytesIO()
+        img.convert("RGB").save(out, "JPEG", quality=quality)
+        return out.getvalue()
+
+    return encode
+
+
+def png(img: Image.Image) -> bytes:
+    out = io.BytesIO()
+    img.save(out, "PNG")
+    return out.getvalue()
+
+
+def decoded(data: bytes) -> Image.Image:
+    with Image.open(io.BytesIO(data)) as img:
+        img.load()
+        return img.copy()
+
+
+def grey_16(img: Image.Image) -> Image.Image:
+    return Image.fromarray(np.asarray(ImageOps.grayscale(img), np.uint16) * 257)
+
+
+def dithered_64(img: Image.Image) -> Image.Image:
+    return img.convert("RGB").quantize(64, dither=Image.Dither.FLOYDSTEINBERG)
+
+
+def captioned(img: Image.Image) -> Image.Image:
+    out = img.convert("RGB")
+    draw = ImageDraw.Draw(out)
+    size = out.height // 10
+    font = ImageFont.load_default(size=size)
+    draw.text((size, out.height - 2 * size), "summer 2026", fill="white", font=font,
+              stroke_width=2, stroke_fill="black")  # fmt: skip
+    return out
+
+
+def logo(img: Image.Image) -> Image.Image:
+    out = img.convert("RGB")
+    draw = ImageDraw.Draw(out)
+    r = min(out.size) // 8
+    x, y = out.width - 3 * r, out.height - 3 * r
+    draw.ellipse((x, y, x + 2 * r, y + 2 * r), fill=(200, 30, 60), outline="white", width=3)
+    return out
+
+
+def blurred(img: Image.Image) -> Image.Image:
+    return img.filter(ImageFilter.GaussianBlur(2))
+
+
+def hue_turned(img: Image.Image) -> Image.Image:
+    hsv = np.asarray(img.convert("RGB").convert("HSV"), np.uint8).copy()
+    hsv[..., 0] = (hsv[..., 0].astype(np.int32) + 40) % 256
+    return Image.fromarray(hsv, "HSV").convert("RGB")
+
+
+def decision(name: str, data: bytes) -> tuple[Decision, bytes]:
+    """The ranker's view of the image, and its working copy."""
+    features = extract(data)
+    image = ImageFeatures(image_id=name)
+    fill_features(image, features, len(data), f"wc/{name}")
+    group = CandidateGroup(image_id=name, image=image, event=BlobEvent(image_id=name))
+    return describe(group), features.working_copy
+
+
+def kept_of(original: bytes, copy: bytes) -> tuple[str, str | None]:
+    """(the kept one of the pair, how the copy derives from the original)."""
+    ours, our_copy = decision("original", original)
+    theirs, their_copy = decision("copy", copy)
+    params, policy = MatchParams(), MatchPolicy()
+    proof = decide(
+        view_of_bytes(our_copy, params), view_of_bytes(their_copy, params), params, policy
+    )
+    assert proof.verdict == Verdict.VERDICT_DUPLICATE, proof.reason
+    scores = Scores()
+    if proof.provenance is not None:
+        scores.shared_image = proof.provenance.shared_new
+        scores.shared_candidate = proof.provenance.shared_candidate
+        scores.image_derivation = proof.provenance.new
+        scores.candidate_derivation = proof.provenance.candidate
+    how_original, how_copy = derives(ours, theirs, scores)
+    members = {"original": ours, "copy": theirs}
+    derived = {("original", "copy"): how_original} if how_original else {}
+    derived |= {("copy", "original"): how_copy} if how_copy else {}
+    return keeper(members, derived, rank_key), how_copy
+
+
+PHOTO = synthetic.photo(61, size=(800, 600))
+JPEG_90 = jpeg(90)(PHOTO)
+
+
+@pytest.mark.parametrize(
+    ("name", "original", "copy"),
+    [
+        ("a 16-bit greyscale PNG of a colour JPEG (q 90)", JPEG_90, png(grey_16(decoded(JPEG_90)))),
+        ("a 64-colour dithered copy of a lossless original", png(PHOTO), png(dithered_64(PHOTO))),
+        ("a captioned copy", jpeg(70)(PHOTO), jpeg(90)(captioned(decoded(jpeg(70)(PHOTO))))),
+        ("a copy with a logo", jpeg(70)(PHOTO), png(logo(decoded(jpeg(70)(PHOTO))))),
+        ("a re-encoded JPEG", JPEG_90, jpeg(50)(decoded(JPEG_90))),
+        ("a PNG re-saved from the JPEG", jpeg(70)(PHOTO), png(decoded(jpeg(70)(PHOTO)))),
+        (
+            "a hue edit re-saved at a higher quality",
+            jpeg(70)(PHOTO),
+            jpeg(90)(hue_turned(decoded(jpeg(70)(PHOTO)))),
+        ),
+        (
+            "a blurred PNG of the JPEG (the demo's)",
+            jpeg(85)(PHOTO),
+            png(blurred(decoded(jpeg(85)(PHOTO)))),
+        ),
+    ],
+)
+def test_the_original_is_kept(name: str, original: bytes, copy: bytes) -> None:
+    kept, how = kept_of(original, copy)
+    assert kept == "original", f"{name}: the copy was kept ({how})"
+    assert how is not None, f"{name}: kept, but the copy is not said to derive from it"
