@@ -12,11 +12,11 @@ names the derived copy and how; none applying leaves the pair's direction unknow
    pixels again: a copy with a caption or a logo (the matcher; dithering can pass for
    one, colour and palette cannot);
 4. a downscale: clearly fewer pixels at the same aspect ratio;
-5. of the same size: a noisier copy (noise added; not a JPEG's better-quality original,
-   nor a blur's original), then a blurred one (far less detail);
-6. a re-save: of the same size, a file claiming a high JPEG quality (or lossless) whose
+5. a re-save: of the same size, a file claiming a high JPEG quality (or lossless) whose
    pixels show JPEG blocks as strong as the other's lower-quality JPEG (a hue or colour
-   edit, a PNG re-saved from the JPEG);
+   edit, a caption, a PNG re-saved from the JPEG: text passes for detail, so first);
+6. of the same size: a noisier copy (noise added; not a JPEG's better-quality original,
+   nor a blur's original), then a blurred one (far less detail);
 7. a re-encode: of the same size, a JPEG of lower quality than the other JPEG.
 
 The kept copy is the best by quality (``rank_key``) of the copies that derive from no
@@ -160,8 +160,12 @@ def derives(a: Decision, b: Decision, scores: Scores) -> tuple[str | None, str |
             return "a downscale", None
         if pixels_a >= DOWNSCALE * pixels_b:
             return None, "a downscale"
-    # Noise and detail compare only at the same size: a resample changes both.
     same = a.width * a.height == b.width * b.height
+    if same and _resaved(a, b):  # blocks resampled away are not seen
+        return "a re-save of a more compressed JPEG", None
+    if same and _resaved(b, a):
+        return None, "a re-save of a more compressed JPEG"
+    # Noise and detail compare only at the same size: a resample changes both.
     if same and _noisier(a, b):
         return "a noisier copy", None
     if same and _noisier(b, a):
@@ -172,10 +176,6 @@ def derives(a: Decision, b: Decision, scores: Scores) -> tuple[str | None, str |
             return "a blurred copy", None
         if detail_a >= BLURRIER * detail_b:
             return None, "a blurred copy"
-    if same and _resaved(a, b):  # blocks resampled away are not seen
-        return "a re-save of a more compressed JPEG", None
-    if same and _resaved(b, a):
-        return None, "a re-save of a more compressed JPEG"
     # JPEG against JPEG of the same size only: a noisy lossless copy claims more than its
     # JPEG original, and a resampled copy's blocks no longer show whether it was re-saved.
     q_a, q_b = _jpeg_quality(a), _jpeg_quality(b)
