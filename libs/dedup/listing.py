@@ -224,6 +224,8 @@ async def poll(
                     on_event(event)
                     published += 1
             newest.add(blob)
-        await publisher.flush()
+    # Once for the pass: its state is saved only after it, so a failure anywhere redoes
+    # the whole pass (a transactional publisher makes that free of duplicates).
+    await publisher.flush()
     recent = {name: etag for name, (_, etag) in newest.recent.items()}
     return replace(state, watermark=newest.watermark, recent=recent), published

@@ -27,7 +27,7 @@ from dedup.blob import BlobStore, open_service
 from dedup.errors import TransientError
 from dedup.listing import BackfillState, Source, StateFileError, WatchState, backfill, poll
 from dedup.logs import configure_cli_logging
-from dedup.runtime.kafka import KafkaError, Publisher
+from dedup.runtime.kafka import KafkaError, Publisher, transactional_id
 from dedup.runtime.stage import backoff_seconds
 from dedup.settings import load_settings
 from services.ingest.progress import Progress
@@ -109,7 +109,7 @@ async def run_backfill(settings: IngestSettings, ns: argparse.Namespace) -> int:
     async with open_service(settings) as service:
         store = BlobStore(service, "ingest")
         source = source_of(settings, service.url, account_of(service), ns)
-        async with Publisher(settings) as publisher:
+        async with Publisher(settings, transactional_id("ingest")) as publisher:
             await publisher.ensure_topics([settings.output_topic])
             while not state.done:
                 try:
@@ -138,7 +138,7 @@ async def run_watch(settings: IngestSettings, ns: argparse.Namespace) -> int:
     async with open_service(settings) as service:
         store = BlobStore(service, "ingest")
         source = source_of(settings, service.url, account_of(service), ns)
-        async with Publisher(settings) as publisher:
+        async with Publisher(settings, transactional_id("ingest")) as publisher:
             await publisher.ensure_topics([settings.output_topic])
             say(f"watching {ns.container}/{ns.prefix}* every {interval}s (state {path})")
             while not stop.is_set():

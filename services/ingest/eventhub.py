@@ -195,13 +195,14 @@ def consumer_client(settings: IngestSettings) -> EventHubConsumerClient:
 
 async def consume(settings: IngestSettings, health: Health, stop: asyncio.Event) -> None:
     """Run the consumer until `stop` is set."""
-    from dedup.runtime import Publisher as KafkaPublisher
+    from dedup.runtime.kafka import Publisher as KafkaPublisher
+    from dedup.runtime.kafka import transactional_id
 
     client = consumer_client(settings)
     async with open_service(settings) as service:
         # The checkpoint store expects its container to exist.
         await BlobStore(service, SERVICE).ensure_container(settings.checkpoint_container)
-    async with KafkaPublisher(settings) as publisher:
+    async with KafkaPublisher(settings, transactional_id(SERVICE)) as publisher:
         await publisher.ensure_topics(
             [settings.output_topic, topics.dead_letter(settings.output_topic)]
         )

@@ -19,6 +19,9 @@ class IngestSettings(KafkaSettings, BlobSettings):
     model_config = service_config("ingest")
 
     output_topic: KafkaTopic = topics.BLOB_EVENTS
+    # A watch pass publishes in one transaction (its state is saved only after it), so it
+    # may stay open as long as a listing of the container takes.
+    kafka_transaction_timeout_ms: int = Field(600_000, ge=1_000, le=900_000)
 
     # Event Hub: a connection string (a Kubernetes Secret), or a namespace
     # (<name>.servicebus.windows.net) reached with workload identity.

@@ -6,6 +6,7 @@ stages (ingest, tests, the demo).
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -221,12 +222,22 @@ class RenewableProducer:
 
 
 class Publisher:
-    """Publishes protobuf messages keyed by image id; `flush` waits for every ack."""
+    """Publishes protobuf messages keyed by image id; `flush` waits for every ack.
 
-    def __init__(self, settings: KafkaSettings) -> None:
+    With a transactional id, what is published between two flushes is one transaction:
+    if `publish` or `flush` raises, none of it is ever read (consumers read committed
+    records only), so the caller publishes it all again from its saved state without
+    making duplicates.
+    """
+
+    def __init__(self, settings: KafkaSettings, transactional_id: str | None = None) -> None:
         self._settings = settings
-        self._producer = RenewableProducer(settings)
+        self._transactional = transactional_id is not None
+        self._producer = RenewableProducer(
+            settings, functools.partial(make_producer, transactional_id=transactional_id)
+        )
         self._pending: list[Any] = []
+        self._in_transaction = False
 
     async def __aenter__(self) -> Self:
         await self._producer.get()
@@ -256,21 +267,40 @@ class Publisher:
     ) -> None:
         """Queue one message; it is sent in the background and acknowledged by `flush`."""
         value = message if isinstance(message, bytes) else message.SerializeToString()
-        producer = await self._producer.get()
-        future = await producer.send(topic, value, key=key.encode(), headers=list(headers) or None)
+        try:
+            producer = await self._producer.get()
+            if self._transactional and not self._in_transaction:
+                await producer.begin_transaction()
+                self._in_transaction = True
+            future = await producer.send(
+                topic, value, key=key.encode(), headers=list(headers) or None
+            )
+        except KafkaError as error:
+            self._failed(error)
+            raise
         self._pending.append(future)
 
     async def flush(self) -> None:
-        """Wait until Kafka acknowledged everything published so far (raises on failure)."""
+        """Wait until Kafka acknowledged everything published so far, and commit it when
+        transactional (raises on failure)."""
         pending, self._pending = self._pending, []
         try:
             for future in pending:
                 await future
-        except BROKEN_PRODUCER:
-            self._producer.broken = True  # the caller's retry gets a fresh one
+            if self._in_transaction:
+                await (await self._producer.get()).commit_transaction()
+                self._in_transaction = False
+        except KafkaError as error:
+            self._failed(error)
             raise
         if pending:
             dependency_ok("kafka")
+
+    def _failed(self, error: KafkaError) -> None:
+        """Forget what was published since the last flush (the caller publishes it again).
+        A transactional producer is replaced: its successor aborts the open transaction."""
+        self._pending, self._in_transaction = [], False
+        self._producer.broken |= self._transactional or isinstance(error, BROKEN_PRODUCER)
 
 
 @dataclass(frozen=True)
