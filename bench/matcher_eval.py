@@ -641,6 +641,7 @@ def main(argv: list[str] | None = None) -> int:
     param_names = (
         "detector",
         "max_features",
+        "first_features",
         "min_side",
         "ratio",
         "ransac_threshold",

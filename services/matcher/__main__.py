@@ -32,6 +32,7 @@ def matcher_of(settings: MatcherSettings, fetch: FetchWorkingCopy) -> Matcher:
     params = MatchParams(
         detector=settings.detector,
         max_features=settings.max_features,
+        first_features=settings.first_features,
         min_side=settings.min_side,
         ratio=settings.ratio,
         ransac_threshold=settings.ransac_threshold,

@@ -141,6 +141,9 @@ class MatchParams:
     detector: Detector = Detector.ORB
     # 1500 rather than ORB's usual 500-1000: a 50 % crop keeps a quarter of them.
     max_features: int = 1500
+    # The first orientation is tried on each side's strongest features first: a copy
+    # that this many align clearly needs no more (0: always all of them).
+    first_features: int = 500
     # Working copies with a longer side below this are enlarged before detection.
     min_side: int = 384
     ratio: float = 0.8
@@ -180,6 +183,8 @@ class MatchParams:
 class KeypointSet:
     points: Points  # N x 2 (x, y) in the image's own (possibly enlarged) pixels
     descriptors: npt.NDArray[Any] | None  # N x 32 uint8 (ORB) or N x 128 float32 (SIFT)
+    # Detector response per feature (None: not known; ``strongest`` keeps them all).
+    responses: npt.NDArray[np.float32] | None = None
 
     @property
     def nbytes(self) -> int:
@@ -188,10 +193,17 @@ class KeypointSet:
     def __len__(self) -> int:
         return len(self.points)
 
+    def strongest(self, n: int) -> KeypointSet:
+        """The ``n`` features of highest response, in their own order."""
+        if self.responses is None or self.descriptors is None or len(self) <= n:
+            return self
+        keep = np.sort(np.argpartition(-self.responses, n)[:n])
+        return KeypointSet(self.points[keep], self.descriptors[keep], self.responses[keep])
 
-# Bytes per feature (its point, 2 float32, and its descriptor): the most a view's
-# features take, counted from the start (they are computed on first use).
-FEATURE_BYTES: Final = {Detector.ORB: 8 + 32, Detector.SIFT: 8 + 128 * 4}
+
+# Bytes per feature (its point, 2 float32, its descriptor and its response): the most a
+# view's features take, counted from the start (they are computed on first use).
+FEATURE_BYTES: Final = {Detector.ORB: 8 + 32 + 4, Detector.SIFT: 8 + 128 * 4 + 4}
 
 
 @dataclass(frozen=True, eq=False, slots=True)
@@ -290,7 +302,8 @@ def _keypoints(grey: Grey, params: MatchParams) -> KeypointSet:
     if descriptors is None or not keypoints:
         return KeypointSet(np.zeros((0, 2), np.float32), None)
     points = np.array([k.pt for k in keypoints], dtype=np.float32).reshape(-1, 2)
-    return KeypointSet(points, descriptors)
+    responses = np.array([k.response for k in keypoints], dtype=np.float32)
+    return KeypointSet(points, descriptors, responses)
 
 
 def view_of(grey: Grey, params: MatchParams) -> ImageView:
@@ -310,7 +323,7 @@ def _mirrored_keypoints(grey: Grey, params: MatchParams) -> KeypointSet:
     flipped = _keypoints(np.ascontiguousarray(grey[:, ::-1]), params)
     points = flipped.points.copy()
     points[:, 0] = (grey.shape[1] - 1) - points[:, 0]
-    return KeypointSet(points, flipped.descriptors)
+    return KeypointSet(points, flipped.descriptors, flipped.responses)
 
 
 def view_of_bytes(data: bytes, params: MatchParams) -> ImageView:
@@ -363,22 +376,23 @@ class Estimate:
 
 
 def _estimate(
-    new: ImageView,
+    query: KeypointSet,
     candidate: KeypointSet,
     mirrored: bool,
     params: MatchParams,
     policy: MatchPolicy,
 ) -> Estimate:
-    """RANSAC on the ratio test's matches. An approximate (LSH) answer that would pass
-    min_inliers but short of a clear match is confirmed by exact matching: an approximate
-    second neighbour lets more chance matches through the ratio test (exact matching
-    finds no more true ones, so fewer LSH inliers than min_inliers reject as they are)."""
+    """RANSAC on the ratio test's matches of the new image's features (``query``) with the
+    candidate's. An approximate (LSH) answer that would pass min_inliers but short of a
+    clear match is confirmed by exact matching: an approximate second neighbour lets more
+    chance matches through the ratio test (exact matching finds no more true ones, so
+    fewer LSH inliers than min_inliers reject as they are)."""
     # Fewer matches than the inliers a verdict needs: RANSAC cannot find them.
     fewest = policy.min_inliers if params.skip_decided else 3
-    estimate = _ransac(new, candidate, mirrored, params, fewest)
+    estimate = _ransac(query, candidate, mirrored, params, fewest)
     if _approximate(params) and policy.min_inliers <= estimate.inliers < CLEAR_INLIERS:
         exact = replace(params, descriptor_matching=DescriptorMatching.BRUTE_FORCE)
-        return _ransac(new, candidate, mirrored, exact, fewest)
+        return _ransac(query, candidate, mirrored, exact, fewest)
     return estimate
 
 
@@ -387,12 +401,12 @@ def _approximate(params: MatchParams) -> bool:
 
 
 def _ransac(
-    new: ImageView, candidate: KeypointSet, mirrored: bool, params: MatchParams, fewest: int
+    query: KeypointSet, candidate: KeypointSet, mirrored: bool, params: MatchParams, fewest: int
 ) -> Estimate:
-    matches = _ratio_matches(new.plain, candidate, params)
+    matches = _ratio_matches(query, candidate, params)
     if len(matches) < fewest:
         return Estimate(len(matches), 0)
-    dst = new.plain.points[[m.queryIdx for m in matches]]
+    dst = query.points[[m.queryIdx for m in matches]]
     src = candidate.points[[m.trainIdx for m in matches]]
     # OpenCV's RNG is per thread and carries over between calls: seeded here, the same
     # pair gets the same RANSAC samples (and so the same verdict) on every run.
@@ -456,16 +470,18 @@ class Windows:
 
     def __init__(self, h: int, w: int, k: int, mask: npt.NDArray[Any]) -> None:
         self.k, self.rows, self.cols = k, h // k, w // k
-        self.inside = self._all(mask).min(axis=1) > 0
+        self._where = np.nonzero(self._blocks(mask).min(axis=(2, 3)) > 0)
 
-    def _all(self, image: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
+    def _blocks(self, image: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        """rows x cols x k x k: a view, no copy."""
         k, rows, cols = self.k, self.rows, self.cols
-        cut = np.asarray(image[: rows * k, : cols * k], dtype=np.float32)
-        return cut.reshape(rows, k, cols, k).transpose(0, 2, 1, 3).reshape(rows * cols, k * k)
+        cut = image[: rows * k, : cols * k]
+        return cut.reshape(rows, k, cols, k).transpose(0, 2, 1, 3)
 
     def of(self, image: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
         """One row of k * k pixels per window inside the mask."""
-        return np.asarray(self._all(image)[self.inside], dtype=np.float32)
+        picked = self._blocks(image)[self._where]  # one copy, of these windows only
+        return np.asarray(picked.reshape(-1, self.k * self.k), dtype=np.float32)
 
 
 def _blurred(image: npt.NDArray[Any], sigma: float) -> npt.NDArray[np.float32]:
@@ -481,14 +497,15 @@ def _detail(
     return (laplacian * laplacian).mean(axis=1), pixels.var(axis=1)
 
 
-def _sharper_by(
-    a: npt.NDArray[np.float32], b: npt.NDArray[np.float32], windows: Windows, min_var: float
-) -> float | None:
-    """Median log ratio of a's fine detail to b's over windows with contrast in both (> 0:
-    a is sharper); None when too few windows have contrast. A median, so that an overlay
-    (sharp text on a soft photo) does not count."""
-    energy_a, var_a = _detail(a, windows)
-    energy_b, var_b = _detail(b, windows)
+Detail = tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]
+
+
+def _sharper_by(detail_a: Detail, detail_b: Detail, min_var: float) -> float | None:
+    """Median log ratio of a's fine detail to b's (``_detail`` of each) over windows with
+    contrast in both (> 0: a is sharper); None when too few windows have contrast. A
+    median, so that an overlay (sharp text on a soft photo) does not count."""
+    energy_a, var_a = detail_a
+    energy_b, var_b = detail_b
     both = (var_a >= min_var) & (var_b >= min_var) & (energy_a > 0) & (energy_b > 0)
     if both.sum() < MIN_WINDOW:
         return None
@@ -506,15 +523,17 @@ def match_sharpness(
     images have, it aligns with its original; another shot does not align at any blur.
     """
     tolerance = float(np.log(SHARPNESS_TOLERANCE))
-    ratio = _sharper_by(a, b, windows, min_var)
+    detail_a, detail_b = _detail(a, windows), _detail(b, windows)
+    ratio = _sharper_by(detail_a, detail_b, min_var)
     if ratio is None or abs(ratio) <= tolerance:
         return a, b
     swap = ratio < 0
     sharp, soft = (b, a) if swap else (a, b)
+    soft_detail = detail_a if swap else detail_b
     blurred = sharp
     for extra in EXTRA_BLUR:
         blurred = _blurred(sharp, extra)
-        now = _sharper_by(blurred, soft, windows, min_var)
+        now = _sharper_by(_detail(blurred, windows), soft_detail, min_var)
         if now is None or now <= tolerance:
             break
     return (soft, blurred) if swap else (blurred, soft)
@@ -594,7 +613,7 @@ def match(
     if _clear(first, params):
         return first
     second_keypoints = candidate.keypoints(mirrored=not mirrored_first)
-    second_estimate = _estimate(new, second_keypoints, not mirrored_first, params, policy)
+    second_estimate = _estimate(new.plain, second_keypoints, not mirrored_first, params, policy)
     most = max(first.inliers, second_estimate.inliers)
     competes = second_estimate.inliers > 0 and second_estimate.inliers >= most / 4
     if params.skip_decided and not competes:
@@ -626,8 +645,23 @@ def _orientation(
     params: MatchParams,
     policy: MatchPolicy,
 ) -> MatchResult:
-    estimate = _estimate(new, candidate.keypoints(mirrored=mirrored), mirrored, params, policy)
+    """One orientation of the candidate: its strongest features first, enough for a copy
+    that they align conclusively (no refinement or flow could change it), then all."""
+    keypoints = candidate.keypoints(mirrored=mirrored)
+    if params.first_features and params.skip_decided:
+        n = params.first_features
+        few = _estimate(new.plain.strongest(n), keypoints.strongest(n), mirrored, params, policy)
+        if few.transform is not None and few.inliers >= CLEAR_INLIERS:
+            aligned = _aligned(new, candidate, few.transform, params)
+            if _conclusive(aligned[2], params):
+                return _aligned_result(new, candidate, few, mirrored, params, policy, aligned)
+    estimate = _estimate(new.plain, keypoints, mirrored, params, policy)
     return _aligned_result(new, candidate, estimate, mirrored, params, policy)
+
+
+def _conclusive(residual: float | None, params: MatchParams) -> bool:
+    """A residual so low that neither ECC nor the flow would run after it."""
+    return residual is not None and residual <= min(params.refine_above, params.flow_above)
 
 
 def _unaligned(estimate: Estimate, mirrored: bool) -> MatchResult:
@@ -643,12 +677,14 @@ def _aligned_result(
     mirrored: bool,
     params: MatchParams,
     policy: MatchPolicy,
+    aligned: Aligned | None = None,
 ) -> MatchResult:
+    """``best`` aligned (``aligned``: already, by its transform), refined and checked."""
     if best.transform is None:
         return MatchResult(best.matches, 0, 0.0, mirrored, None)
     if params.skip_decided and best.inliers < policy.min_inliers:
         return _unaligned(best, mirrored)  # rejected whatever the alignment says
-    transform, windows, residual = _aligned(new, candidate, best.transform, params)
+    transform, windows, residual = aligned or _aligned(new, candidate, best.transform, params)
     ransac_residual, refined = residual, False
     # ECC's refinement, where RANSAC's transform leaves doubt: the better aligned one counts
     # (ECC maximises the correlation of the whole overlap, which an overlay can pull).
@@ -708,9 +744,13 @@ def _displaced(
     return displaced_fraction(new.grey, candidate.grey, transform, params, pixel)
 
 
+# (transform, window residuals, aligned residual)
+Aligned = tuple[npt.NDArray[np.float64], npt.NDArray[np.float32], float | None]
+
+
 def _aligned(
     new: ImageView, candidate: ImageView, transform: npt.NDArray[np.float64], params: MatchParams
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float32], float | None]:
+) -> Aligned:
     """(transform, window residuals, aligned residual) of the candidate warped by it."""
     pixel = _coarser_pixel(new, candidate, transform)
     windows = window_residuals(new.grey, candidate.grey, transform, params, pixel)

@@ -21,6 +21,8 @@ class MatcherSettings(RuntimeSettings, BlobSettings):
     # Local features (services/matcher/geometry.py).
     detector: Detector = PARAMS.detector
     max_features: int = Field(PARAMS.max_features, ge=50, le=10_000)
+    # A copy is tried on this many of each side's strongest features first (0: never).
+    first_features: int = Field(PARAMS.first_features, ge=0, le=10_000)
     # Working copies shorter than this (longer side, px) are enlarged before detection.
     min_side: int = Field(PARAMS.min_side, ge=64, le=2048)
     # Lowe's ratio test: best match distance < ratio * second best.

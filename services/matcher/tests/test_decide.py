@@ -171,13 +171,33 @@ def test_the_other_orientation_is_tried_only_when_needed(monkeypatch: pytest.Mon
     monkeypatch.setattr(geometry, "_estimate", counted)
     mirrored = view("scene", "mirror"), view("scene")
     assert match(*mirrored, PARAMS, POLICY, mirrored_first=True).mirrored
-    assert tried == [True]  # the hashes said flipped: one try
+    assert tried == [True]  # the hashes said flipped: one try, the strongest features do
     tried.clear()
     assert match(*mirrored, PARAMS, POLICY).mirrored
-    assert tried == [False, True]  # as it is first: no match, then the mirror image
+    # As it is first (the strongest features, then all: no match), then the mirror image.
+    assert tried == [False, False, True]
     tried.clear()
     assert not match(view("scene", "caption"), view("scene"), PARAMS, POLICY).mirrored
     assert tried == [False]
+
+
+def test_a_clear_copy_is_decided_on_the_strongest_features() -> None:
+    pair = view("scene", "caption"), view("scene")
+    first = match(*pair, PARAMS, POLICY)
+    everything = match(*pair, replace(PARAMS, first_features=0), POLICY)
+    assert first.inliers <= first.matches <= PARAMS.first_features < everything.matches
+    assert first.residual is not None and everything.residual is not None
+    assert abs(first.residual - everything.residual) < 0.01
+
+
+def test_the_strongest_features_keep_their_order() -> None:
+    points = np.arange(10, dtype=np.float32).reshape(5, 2)
+    descriptors = np.arange(5, dtype=np.uint8).reshape(5, 1)
+    responses = np.array([0.1, 0.9, 0.3, 0.8, 0.2], np.float32)
+    strongest = geometry.KeypointSet(points, descriptors, responses).strongest(3)
+    assert strongest.descriptors is not None
+    assert strongest.descriptors.ravel().tolist() == [1, 2, 3]
+    assert strongest.points.tolist() == [[2, 3], [4, 5], [6, 7]]
 
 
 @pytest.mark.parametrize("edit", ["crop", "caption", "blur", "rotate-90", "mirror"])
@@ -220,6 +240,6 @@ def test_an_approximate_match_short_of_clear_is_confirmed_exactly(
         return geometry.Estimate(matches=inliers + 5, inliers=inliers)
 
     monkeypatch.setattr(geometry, "_ransac", ransac)
-    match(view("scene"), view("unrelated"), PARAMS, POLICY)
+    match(view("scene"), view("unrelated"), replace(PARAMS, first_features=0), POLICY)
     lsh, brute = DescriptorMatching.LSH, DescriptorMatching.BRUTE_FORCE
     assert used == ([lsh, brute] if exact else [lsh]) * 2  # each orientation
