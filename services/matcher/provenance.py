@@ -43,9 +43,11 @@ FLAT_SHARE: Final = 0.9
 FLAT_LEVELS: Final = 10.0
 # ... leaving out this share of the longer side along the overlap's edge.
 EDGE_MARGIN: Final = 0.01
-# Overlay windows: about 1/OVERLAY_ACROSS of the longer side, compared after a blur of
+# Overlays are looked for at most OVERLAY_SIDE px across, in windows of about
+# 1/OVERLAY_ACROSS of the longer side, compared after a blur of
 # OVERLAY_SIGMA px; one copy's detail (Laplacian energy) at least OVERLAY_DETAIL times the
 # other's where their correlation is below OVERLAY_CORRELATION.
+OVERLAY_SIDE: Final = 256
 OVERLAY_ACROSS: Final = 24
 OVERLAY_SIGMA: Final = 1.0
 OVERLAY_DETAIL: Final = 4.0
@@ -55,6 +57,10 @@ OVERLAY_CORRELATION: Final = 0.5
 OVERLAY_MIN_WINDOWS: Final = 2
 OVERLAY_MIN_SHARE: Final = 0.005
 OVERLAY_DOMINANCE: Final = 3.0
+# A window whose lacking side has this share of its pixels within CLIP_LEVELS of black or
+# white lost its structure to clipping.
+OVERLAY_CLIPPED: Final = 0.3
+CLIP_LEVELS: Final = 3
 # A window with less grey-level deviation than this has no structure.
 FLAT_STD: Final = 3.0
 
@@ -134,18 +140,26 @@ def overlay(
     new: ImageView, candidate: ImageView, transform: npt.NDArray[np.float64]
 ) -> tuple[Derivation.ValueType, Derivation.ValueType]:
     """(how new derives, how candidate derives): OVERLAY for the copy that has structure
-    the other lacks over their shared content."""
+    the other lacks over their shared content. Compared at most OVERLAY_SIDE px across: a
+    caption or a logo is large, pixel-fine noise and JPEG blocks are not."""
     h, w = new.grey.shape
     warped = cv2.warpAffine(candidate.grey, transform, (w, h), flags=cv2.INTER_LINEAR)
-    k = max(8, round(max(h, w) / OVERLAY_ACROSS))
-    # Windows clear of the overlap's edge by half a window: an alignment a pixel off puts
-    # the other's frame (or nothing) beside the picture there.
     inside = _overlap_mask((h, w), candidate, transform)
     top, bottom, left, right = new.content  # bars are flat: nothing to overlay on them
     inside[:top], inside[bottom:], inside[:, :left], inside[:, right:] = 0, 0, 0, 0
+    shrink = min(1.0, OVERLAY_SIDE / max(h, w))
+    size = (max(1, round(w * shrink)), max(1, round(h * shrink)))
+    a = cv2.resize(new.grey, size, interpolation=cv2.INTER_AREA).astype(np.float32)
+    b = cv2.resize(warped, size, interpolation=cv2.INTER_AREA).astype(np.float32)
+    inside = np.asarray(cv2.resize(inside, size, interpolation=cv2.INTER_NEAREST), np.uint8)
+    clipped_a, clipped_b = _clipped(a), _clipped(b)
+    h, w = a.shape
+    k = max(8, round(max(h, w) / OVERLAY_ACROSS))
+    # Windows clear of the overlap's edge by half a window: an alignment a pixel off puts
+    # the other's frame (or nothing) beside the picture there.
     windows = Windows(h, w, k, cv2.erode(inside, np.ones((k + 1, k + 1), np.uint8)))
-    a = np.asarray(cv2.GaussianBlur(new.grey.astype(np.float32), (0, 0), OVERLAY_SIGMA), np.float32)
-    b = np.asarray(cv2.GaussianBlur(warped.astype(np.float32), (0, 0), OVERLAY_SIGMA), np.float32)
+    a = np.asarray(cv2.GaussianBlur(a, (0, 0), OVERLAY_SIGMA), np.float32)
+    b = np.asarray(cv2.GaussianBlur(b, (0, 0), OVERLAY_SIGMA), np.float32)
     # At the detail both have: a blurred copy lacks fine texture everywhere, not a caption.
     a, b = match_sharpness(a, b, windows, FLAT_STD**2)
     wa, wb = windows.of(a), windows.of(b)
@@ -158,14 +172,23 @@ def overlay(
     energy_a = (windows.of(cv2.Laplacian(a, cv2.CV_32F)) ** 2).mean(axis=1)
     energy_b = (windows.of(cv2.Laplacian(b, cv2.CV_32F)) ** 2).mean(axis=1)
     disagree = corr < OVERLAY_CORRELATION
-    more_a = int((disagree & (sa >= FLAT_STD) & (energy_a > OVERLAY_DETAIL * energy_b)).sum())
-    more_b = int((disagree & (sb >= FLAT_STD) & (energy_b > OVERLAY_DETAIL * energy_a)).sum())
+    # Structure lost to clipping (a brightened sky, crushed shadows) is no overlay.
+    lost_a, lost_b = windows.of(clipped_a).mean(axis=1), windows.of(clipped_b).mean(axis=1)
+    more_a = disagree & (sa >= FLAT_STD) & (energy_a > OVERLAY_DETAIL * energy_b)
+    more_b = disagree & (sb >= FLAT_STD) & (energy_b > OVERLAY_DETAIL * energy_a)
+    more_a = int((more_a & (lost_b < OVERLAY_CLIPPED)).sum())
+    more_b = int((more_b & (lost_a < OVERLAY_CLIPPED)).sum())
     enough = max(OVERLAY_MIN_WINDOWS, OVERLAY_MIN_SHARE * len(wa))
     if more_a >= enough and more_a >= OVERLAY_DOMINANCE * more_b:
         return OVERLAY, NONE
     if more_b >= enough and more_b >= OVERLAY_DOMINANCE * more_a:
         return NONE, OVERLAY
     return NONE, NONE
+
+
+def _clipped(grey: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """1 where the grey level is at (or near) black or white, else 0."""
+    return ((grey <= CLIP_LEVELS) | (grey >= 255 - CLIP_LEVELS)).astype(np.float32)
 
 
 def provenance(
