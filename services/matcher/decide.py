@@ -35,6 +35,10 @@ from services.matcher.geometry import (
 from services.matcher.provenance import Provenance, provenance
 
 ROTATIONS: Final = frozenset({"identity", "rot90", "rot180", "rot270"})
+# The hashes' turn says whether the candidate is mirrored only this close in PDQ (of 256
+# bits; unrelated pictures differ in ~128): farther, the best of the eight turns is chance,
+# and the copy is tried as it is first.
+MIRROR_HINT_MAX_PDQ: Final = 64
 
 
 class Check(StrEnum):
@@ -95,7 +99,7 @@ def decide(
         aligned = aligned_copy(new, candidate, hint, params, policy)
         if aligned is not None:
             return aligned
-    mirrored_first = hint is not None and hint.mirrors
+    mirrored_first = hint is not None and hint.mirrors and hint.distance <= MIRROR_HINT_MAX_PDQ
     result = match(new, candidate, params, policy, mirrored_first=mirrored_first)
     decision = judge(result, policy)
     if decision.verdict == Verdict.VERDICT_DUPLICATE and result.transform is not None:

@@ -650,7 +650,9 @@ def _orientation(
     keypoints = candidate.keypoints(mirrored=mirrored)
     if params.first_features and params.skip_decided:
         n = params.first_features
-        few = _estimate(new.plain.strongest(n), keypoints.strongest(n), mirrored, params, policy)
+        # Fewer matches than CLEAR_INLIERS cannot align clearly: no RANSAC for them.
+        few = _ransac(new.plain.strongest(n), keypoints.strongest(n), mirrored, params,
+                      CLEAR_INLIERS)  # fmt: skip
         if few.transform is not None and few.inliers >= CLEAR_INLIERS:
             aligned = _aligned(new, candidate, few.transform, params)
             if _conclusive(aligned[2], params):
