@@ -110,6 +110,16 @@ def test_a_high_quality_file_as_blocky_as_a_lower_quality_jpeg_is_a_resave() -> 
     )
 
 
+def test_a_first_jpeg_a_step_above_its_re_encode_is_no_resave() -> None:
+    # A first JPEG at 90 shows about 0.67 of the blocks of its re-encode at 85: as blocky
+    # as the re-encode's would be a re-save, not this.
+    original = copy("o", jpeg=0.9, blockiness=0.072)
+    caption = copy("c", jpeg=0.85, blockiness=0.086)
+    assert derives(original, caption, Scores()) == (None, "a re-encode (JPEG quality 85 < 90)")
+    resaved = copy("r", jpeg=0.9, blockiness=0.09)
+    assert derives(resaved, caption, Scores()) == ("a re-save of a more compressed JPEG", None)
+
+
 def test_no_evidence_leaves_the_direction_unknown() -> None:
     assert derives(ORIGINAL, copy("c"), Scores()) == (None, None)
     # More pixels at another aspect ratio: a frame, a squeeze, not a downscale.
