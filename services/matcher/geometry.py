@@ -429,29 +429,38 @@ def _ransac(
     return Estimate(len(matches), int(keep.sum()), affine, src[keep], dst[keep])
 
 
+Box = tuple[int, int, int, int]  # (top, bottom, left, right)
+
+
 def window_residuals(
     new: Grey,
     candidate: Grey,
     transform: npt.NDArray[np.float64],
     params: MatchParams,
     pixel: float = 1.0,
+    boxes: tuple[Box, Box] | None = None,
 ) -> npt.NDArray[np.float32]:
     """``(1 - correlation) / 2`` of every textured window of the overlap, 0 = identical.
 
     ``pixel``: the size, in ``new``'s pixels, of the coarser of the two images' own pixels
     (a thumbnail enlarged 3x has 3-px pixels): both are blurred to that resolution, so a
-    sharp original and its blurry thumbnail compare alike.
+    sharp original and its blurry thumbnail compare alike. ``boxes``: each image's
+    content without its bars (``ImageView.content``): the overlap is of contents only (a
+    white border's edge beside a rotated copy's black corner would anti-correlate).
     """
     h, w = new.shape
     sigma = params.blur_sigma * max(1.0, pixel)
     warped = cv2.warpAffine(candidate, transform, (w, h), flags=cv2.INTER_LINEAR)
-    inside = cv2.warpAffine(
-        np.ones(candidate.shape, np.uint8), transform, (w, h), flags=cv2.INTER_NEAREST
+    candidate_content = _box_mask(candidate.shape, boxes[1] if boxes else None)
+    inside = np.asarray(
+        cv2.warpAffine(candidate_content, transform, (w, h), flags=cv2.INTER_NEAREST), np.uint8
     )
+    inside &= _box_mask(new.shape, boxes[0] if boxes else None)
     # Blurring reaches this far across the overlap's edge: keep those pixels out.
     margin = int(3 * (sigma + EXTRA_BLUR[-1])) + 2
-    inside = cv2.erode(inside, np.ones((2 * margin + 1, 2 * margin + 1), np.uint8))
-    windows = Windows(h, w, max(MIN_WINDOW, round(max(h, w) / WINDOWS_ACROSS)), inside)
+    kernel = np.ones((2 * margin + 1, 2 * margin + 1), np.uint8)
+    windows = Windows(h, w, max(MIN_WINDOW, round(max(h, w) / WINDOWS_ACROSS)),
+                      cv2.erode(inside, kernel))  # fmt: skip
     # A median first: impulse noise (salt and pepper) is not structure.
     a = _blurred(cv2.medianBlur(new, 3), sigma)
     b = _blurred(cv2.medianBlur(warped, 3), sigma)
@@ -463,6 +472,16 @@ def window_residuals(
     textured = (sa >= params.min_window_std) & (sb >= params.min_window_std)
     corr = (da[textured] * db[textured]).mean(axis=1) / (sa[textured] * sb[textured])
     return np.asarray((1.0 - np.clip(corr, -1.0, 1.0)) / 2.0, dtype=np.float32)
+
+
+def _box_mask(shape: tuple[int, ...], box: Box | None) -> npt.NDArray[np.uint8]:
+    """1 inside ``box`` (the whole image without one), 0 outside."""
+    if box is None:
+        return np.ones(shape[:2], np.uint8)
+    top, bottom, left, right = box
+    mask = np.zeros(shape[:2], np.uint8)
+    mask[top:bottom, left:right] = 1
+    return mask
 
 
 class Windows:
@@ -755,7 +774,8 @@ def _aligned(
 ) -> Aligned:
     """(transform, window residuals, aligned residual) of the candidate warped by it."""
     pixel = _coarser_pixel(new, candidate, transform)
-    windows = window_residuals(new.grey, candidate.grey, transform, params, pixel)
+    boxes = (new.content, candidate.content)
+    windows = window_residuals(new.grey, candidate.grey, transform, params, pixel, boxes)
     return transform, windows, aligned_residual(windows, params)
 
 

@@ -29,6 +29,8 @@ EDITS: dict[str, Edit] = {
     "brightness": lambda im: ImageEnhance.Brightness(im).enhance(0.6),
     "rotate-90": lambda im: im.transpose(Image.Transpose.ROTATE_90),
     "mirror": ImageOps.mirror,
+    # Black corners around the turned picture.
+    "rotate-27": lambda im: im.rotate(27, Image.Resampling.BILINEAR, expand=True),
 }
 
 PICTURES: dict[str, Callable[[], Image.Image]] = {

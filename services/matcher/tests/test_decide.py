@@ -264,3 +264,12 @@ def test_a_far_hash_turn_does_not_say_mirrored(
     flipped = HashHint(distance, DIHEDRAL.index("flip_lr"))
     decide(view("scene", "crop"), view("scene"), PARAMS, POLICY, flipped)
     assert tried[0] is mirrored_first
+
+
+@pytest.mark.parametrize("picture", ["scene", "photo"])
+def test_a_border_beside_a_turned_copys_corners_is_no_evidence(picture: str) -> None:
+    # Their bars' edges lie in the same place with opposite contrast (white against black):
+    # compared, they would anti-correlate and make two copies another shot.
+    bordered, turned = view(picture, "border"), view(picture, "rotate-27")
+    assert decide(bordered, turned, PARAMS, POLICY).verdict == DUPLICATE
+    assert decide(turned, bordered, PARAMS, POLICY).verdict == DUPLICATE
