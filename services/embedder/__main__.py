@@ -6,7 +6,7 @@ from contextlib import asynccontextmanager
 from tritonclient.grpc.aio import InferenceServerClient
 
 from dedup.blob import Blobs, blob_store
-from dedup.runtime import Stage, main
+from dedup.runtime.contract import Stage
 from dedup.settings import load_settings
 from dedup.v1.groups_pb2 import CandidateGroup
 from services.embedder.handler import STAGE, Embedder, EmbedderConfig, Thresholds
@@ -108,4 +108,7 @@ async def embedding_index(
 
 
 if __name__ == "__main__":
+    # The Kafka runner, imported here: `dedup scan` opens the stage without it.
+    from dedup.runtime.stage import main
+
     main(STAGE, load_settings(EmbedderSettings), open_stage)

@@ -30,7 +30,7 @@ import numpy as np
 
 from dedup.blob import BlobMissingError, BlobTooLargeError
 from dedup.imaging import INVERSE
-from dedup.runtime import Output
+from dedup.runtime.contract import Output
 from dedup.v1.features_pb2 import ImageFeatures, ImageStatus
 from dedup.v1.groups_pb2 import Candidate, CandidateGroup, CandidateSource, Scores, Verdict
 from services.embedder.index import EmbeddingIndex, Neighbour, StoredImage, Vector

@@ -11,7 +11,7 @@ from dedup import metrics
 from dedup.blob import Blobs, blob_store
 from dedup.budget import ByteBudget
 from dedup.cpus import available_cpus
-from dedup.runtime import Output, Stage, main
+from dedup.runtime.contract import Output, Stage
 from dedup.settings import load_settings
 from dedup.v1.events_pb2 import BlobEvent
 from dedup.v1.features_pb2 import ImageStatus
@@ -121,4 +121,7 @@ async def hash_index(settings: HasherSettings, *, in_memory: bool) -> AsyncItera
 
 
 if __name__ == "__main__":
+    # The Kafka runner, imported here: `dedup scan` opens the stage without it.
+    from dedup.runtime.stage import main
+
     main(STAGE, load_settings(HasherSettings), open_stage)

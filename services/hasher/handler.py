@@ -25,7 +25,7 @@ from dedup.blob import BlobMissingError, BlobTooLargeError, unaddressable
 from dedup.errors import InvalidMessageError
 from dedup.events import BLOB_CREATED, BLOB_DELETED
 from dedup.imaging import INVERSE
-from dedup.runtime import Output
+from dedup.runtime.contract import Output
 from dedup.v1.events_pb2 import BlobEvent
 from dedup.v1.features_pb2 import ImageFeatures, ImageStatus, QualityParts
 from dedup.v1.groups_pb2 import (

@@ -27,8 +27,8 @@ from dedup.blob import BlobStore, open_service
 from dedup.errors import TransientError
 from dedup.listing import BackfillState, Source, StateFileError, WatchState, backfill, poll
 from dedup.logs import configure_cli_logging
+from dedup.runtime.contract import backoff_seconds
 from dedup.runtime.kafka import KafkaError, Publisher, transactional_id
-from dedup.runtime.stage import backoff_seconds
 from dedup.settings import load_settings
 from services.ingest.progress import Progress
 from services.ingest.settings import IngestSettings

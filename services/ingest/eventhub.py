@@ -22,8 +22,8 @@ from dedup.errors import TransientError
 from dedup.events import EventFilter, InvalidEventError, from_message
 from dedup.health import Health
 from dedup.logs import dependency_of_error, dependency_ok
+from dedup.runtime.contract import backoff_seconds
 from dedup.runtime.kafka import KafkaError
-from dedup.runtime.stage import backoff_seconds
 from dedup.v1.events_pb2 import BlobEvent
 
 if TYPE_CHECKING:

@@ -4,7 +4,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from dedup.blob import BlobMissingError, Blobs, BlobTooLargeError, blob_store
-from dedup.runtime import Stage, main
+from dedup.runtime.contract import Stage
 from dedup.settings import load_settings
 from dedup.v1.groups_pb2 import CandidateGroup
 from services.matcher.cache import PairCache, ViewCache
@@ -69,4 +69,7 @@ async def open_stage(
 
 
 if __name__ == "__main__":
+    # The Kafka runner, imported here: `dedup scan` opens the stage without it.
+    from dedup.runtime.stage import main
+
     main(STAGE, load_settings(MatcherSettings), open_stage)

@@ -34,7 +34,7 @@ import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Final
 
-from dedup.runtime import Output
+from dedup.runtime.contract import Output
 from dedup.v1.features_pb2 import ImageStatus
 from dedup.v1.groups_pb2 import Candidate, CandidateGroup, Verdict
 from services.matcher.cache import InFlight, PairCache, PairKey, Version, ViewCache, pair_key

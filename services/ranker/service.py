@@ -1,59 +1,26 @@
-"""The ranker as a service: its state rebuilt from the decisions topic, metrics, the stage.
+"""The ranker as a service: its state rebuilt from the decisions topic, then the stage.
 
-The decision logic is in `clusters` (pure); this module does the I/O around it.
+The decision logic is in `clusters` (pure), the stage and its metrics in `stage`; this
+module does the Kafka I/O around them.
 """
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from typing import Final
 
 from google.protobuf.message import DecodeError
-from google.protobuf.timestamp_pb2 import Timestamp
 
-from dedup import metrics
 from dedup.errors import TransientError
-from dedup.runtime import Output, Publisher, Stage, read_topic
-from dedup.runtime.kafka import KafkaError
-from dedup.v1.decisions_pb2 import Decision, DecisionKind
+from dedup.runtime.contract import Stage
+from dedup.runtime.kafka import KafkaError, Publisher, read_topic
+from dedup.v1.decisions_pb2 import Decision
 from dedup.v1.groups_pb2 import CandidateGroup
-from services.ranker.clusters import Outcome, Ranker
+from services.ranker.clusters import Ranker
 from services.ranker.settings import RankerSettings
-
-STAGE: Final = "ranker"
+from services.ranker.stage import now, publishable, ranker_stage
 
 log = logging.getLogger(__name__)
-
-
-def decision_label(kind: DecisionKind.ValueType) -> str:
-    """DECISION_KIND_DUPLICATE -> duplicate (the `decision` label of dedup_decisions_total)."""
-    return DecisionKind.Name(kind).removeprefix("DECISION_KIND_").lower()
-
-
-def now() -> Timestamp:
-    stamp = Timestamp()
-    stamp.GetCurrentTime()
-    return stamp
-
-
-def publishable(outcome: Outcome, decided_at: Timestamp) -> list[Output]:
-    """Stamp the decisions, count them, and key each one by its image id."""
-    for d in outcome.decisions:
-        d.decided_at.CopyFrom(decided_at)
-        metrics.DECISIONS.labels(STAGE, decision_label(d.kind)).inc()
-    metrics.DUPLICATES_FOUND.labels(STAGE).inc(outcome.new_duplicates)
-    for size in outcome.cluster_sizes:
-        metrics.CLUSTER_SIZE.labels(STAGE).observe(size)
-    return [Output(d.image_id, d) for d in outcome.decisions]
-
-
-def ranker_stage(ranker: Ranker, clock: Callable[[], Timestamp] = now) -> Stage[CandidateGroup]:
-    async def handle(group: CandidateGroup) -> Sequence[Output]:
-        # No await before the state changes: one group at a time, in the order delivered.
-        return publishable(ranker.handle(group), clock())
-
-    return Stage(STAGE, CandidateGroup, handle, complete_input=True)
 
 
 async def latest_decisions(settings: RankerSettings) -> dict[str, bytes]:

@@ -3,7 +3,7 @@
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from dedup.runtime import Stage, main
+from dedup.runtime.contract import Stage
 from dedup.settings import load_settings
 from dedup.v1.groups_pb2 import CandidateGroup
 from services.verifier.colour_check import ColourPolicy
@@ -23,4 +23,7 @@ async def open_stage(settings: VerifierSettings) -> AsyncIterator[Stage[Candidat
 
 
 if __name__ == "__main__":
+    # The Kafka runner, imported here: `dedup scan` opens the stage without it.
+    from dedup.runtime.stage import main
+
     main(STAGE, load_settings(VerifierSettings), open_stage)

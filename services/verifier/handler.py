@@ -17,7 +17,7 @@ from typing import Final
 
 from dedup.colour import ColourSignature
 from dedup.imaging import DIHEDRAL
-from dedup.runtime import Output
+from dedup.runtime.contract import Output
 from dedup.v1.features_pb2 import ImageStatus
 from dedup.v1.groups_pb2 import Candidate, CandidateGroup, Verdict
 from services.verifier.colour_check import ColourPolicy, check

@@ -11,7 +11,8 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from dedup.errors import TransientError
-from dedup.runtime import Output, Stage, main
+from dedup.runtime.contract import Output, Stage
+from dedup.runtime.stage import main
 from dedup.settings import RuntimeSettings, service_config
 from dedup.v1.events_pb2 import BlobEvent
 from dedup.v1.groups_pb2 import CandidateGroup

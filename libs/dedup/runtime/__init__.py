@@ -1,17 +1,3 @@
-"""The stage runtime: the only package that imports aiokafka."""
-
-from dedup.runtime.kafka import Publisher, Record, ensure_topics, read_topic
-from dedup.runtime.stage import OpenStage, Output, Stage, StageRunner, main, serve
-
-__all__ = [
-    "OpenStage",
-    "Output",
-    "Publisher",
-    "Record",
-    "Stage",
-    "StageRunner",
-    "ensure_topics",
-    "main",
-    "read_topic",
-    "serve",
-]
+"""The stage runtime. ``contract``: what a stage is (its handler's ``Output``, ``Stage``, the
+retry policy), light enough for ``dedup scan``; ``kafka`` and ``stage``: the only modules
+that import aiokafka (the runner, the publisher, topic readers)."""

@@ -38,13 +38,14 @@ from aiokafka import (
     TopicPartition,
 )
 from aiokafka.errors import KafkaError
-from google.protobuf.message import DecodeError, Message
+from google.protobuf.message import DecodeError
 
 from dedup import invariants, metrics
-from dedup.errors import InvalidMessageError, TransientError
+from dedup.errors import InvalidMessageError
 from dedup.health import Health, serve_health
 from dedup.logs import check_outages, configure_logging, dependency_of_error, dependency_ok
 from dedup.memory import return_large_blocks
+from dedup.runtime.contract import TRANSIENT, In, Output, Stage, backoff_seconds
 from dedup.runtime.kafka import (
     Outgoing,
     RenewableProducer,
@@ -59,35 +60,8 @@ from dedup.topics import dead_letter
 
 log = logging.getLogger("dedup.runtime")
 
-In = TypeVar("In", bound=Message)
-
-# Errors worth waiting out: the dependency may come back.
-TRANSIENT = (TransientError, ConnectionError, TimeoutError)
 # Longest error text carried in a dead-letter header.
 MAX_ERROR_HEADER = 2000
-
-
-@dataclass(frozen=True)
-class Output:
-    """One message a handler asks to publish; `topic` defaults to the stage's output topic."""
-
-    key: str
-    message: Message
-    topic: str | None = None
-
-
-Handler = Callable[[In], Awaitable[Sequence[Output]]]
-
-
-@dataclass(frozen=True)
-class Stage(Generic[In]):
-    """A service as the runtime sees it: its name, its input type, its pure handler."""
-
-    name: str
-    input_type: type[In]
-    handle: Handler[In]
-    # Groups reach this stage complete (the ranker): an OK image's sizes must be known.
-    complete_input: bool = False
 
 
 class FinishBatchOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -109,11 +83,6 @@ class FinishBatchOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
 
 class Abandoned(Exception):
     """Shutdown ran out of time while the batch was still retrying: leave it uncommitted."""
-
-
-def backoff_seconds(attempt: int, base: float, cap: float) -> float:
-    """Capped exponential backoff: base, 2*base, 4*base, ... at most cap (attempt >= 1)."""
-    return float(min(cap, base * 2 ** min(attempt - 1, 30)))
 
 
 def parse_message(input_type: type[In], data: bytes | None) -> In:

@@ -40,8 +40,7 @@ from google.protobuf.message import Message
 
 from dedup.report import gallery, model
 from dedup.report.model import Row
-from dedup.runtime import Output, Stage
-from dedup.runtime.stage import TRANSIENT, backoff_seconds
+from dedup.runtime.contract import TRANSIENT, Output, Stage, backoff_seconds
 from dedup.scan.files import LocalFile, folder_container, local_files
 from dedup.scan.local_blobs import LocalBlobs
 from dedup.scan.progress import Progress
@@ -60,7 +59,7 @@ from services.hasher.settings import HasherSettings
 from services.matcher.__main__ import open_stage as open_matcher
 from services.matcher.settings import MatcherSettings
 from services.ranker.clusters import Ranker
-from services.ranker.service import ranker_stage
+from services.ranker.stage import ranker_stage
 from services.verifier.__main__ import open_stage as open_verifier
 from services.verifier.settings import VerifierSettings
 

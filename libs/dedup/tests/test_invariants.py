@@ -6,7 +6,8 @@ import pytest
 
 from dedup.errors import InvalidMessageError
 from dedup.invariants import check, problems
-from dedup.runtime import Output, Stage, StageRunner
+from dedup.runtime.contract import Output, Stage
+from dedup.runtime.stage import StageRunner
 from dedup.tests.test_stage_outages import QuickSettings
 from dedup.tests.test_stage_parts import record
 from dedup.v1.events_pb2 import BlobEvent, BlobEventData

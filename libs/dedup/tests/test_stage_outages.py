@@ -8,7 +8,8 @@ import pytest
 from dedup import logs
 from dedup.errors import TransientError
 from dedup.logs import OutageFilter
-from dedup.runtime import Output, Stage, StageRunner
+from dedup.runtime.contract import Output, Stage
+from dedup.runtime.stage import StageRunner
 from dedup.settings import KafkaTopic, RuntimeSettings, service_config
 from dedup.tests.test_stage_parts import record
 from dedup.v1.events_pb2 import BlobEvent

@@ -8,11 +8,10 @@ from aiokafka.errors import KafkaError, KafkaTimeoutError, OutOfOrderSequenceNum
 from google.protobuf.message import DecodeError
 
 from dedup.errors import InvalidMessageError
+from dedup.runtime.contract import Stage, backoff_seconds
 from dedup.runtime.kafka import Outgoing, RenewableProducer
 from dedup.runtime.stage import (
-    Stage,
     StageRunner,
-    backoff_seconds,
     dead_letter_record,
     next_offsets,
     parse_message,

@@ -17,7 +17,7 @@ from dedup.errors import InvalidMessageError, TransientError
 from dedup.events import BLOB_DELETED, created_from_listing
 from dedup.imaging import DIHEDRAL, INVERSE, apply_dihedral
 from dedup.invariants import problems
-from dedup.runtime import Output
+from dedup.runtime.contract import Output
 from dedup.v1.events_pb2 import BlobEvent
 from dedup.v1.features_pb2 import ImageFeatures, ImageStatus
 from dedup.v1.groups_pb2 import CandidateGroup, CandidateSource, Verdict

@@ -5,8 +5,8 @@ from prometheus_client import REGISTRY
 
 from dedup.v1.decisions_pb2 import Decision, DecisionKind
 from services.ranker.clusters import Ranker
-from services.ranker.service import decision_label, ranker_stage
 from services.ranker.settings import RankerSettings
+from services.ranker.stage import decision_label, ranker_stage
 from services.ranker.tests.helpers import DUP, Img, group
 
 
