@@ -50,6 +50,7 @@ from dedup.blob import (
     open_service,
     quoted_etag,
 )
+from dedup.clitools import HelpFormatter, shown
 from dedup.errors import TransientError
 from dedup.report.cli import latest_decisions
 from dedup.settings import KafkaSettings, blob_container_name, service_config
@@ -187,12 +188,6 @@ def _unsafe(d: Decision, kept: Decision | None, mode: Mode, quarantine: str | No
     if not d.e_tag:
         return "no ETag: cannot make sure the blob is the version judged"
     return ""
-
-
-def shown(name: str) -> str:
-    """A name as a terminal line may show it: as it is when printable, else escaped (a
-    newline or an escape sequence in a blob name must not forge or colour a line)."""
-    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in name)
 
 
 def version_problem(judged: str, now: str | None) -> str:
@@ -522,6 +517,9 @@ def main(args: list[str] | None = None) -> int:
         description="Tag duplicates, move them to a quarantine container, or put quarantined "
         "blobs back. Dry-run unless --apply; never deletes a blob except as the second half "
         "of a move.",
+        epilog="exit codes: 0 everything done (dry-run: doable), 1 something skipped (each "
+        "line says why) or no such quarantine to restore, 2 a bad command line.",
+        formatter_class=HelpFormatter,
     )
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--tag", action="store_true", help="set blob index tags on duplicates")
@@ -534,11 +532,14 @@ def main(args: list[str] | None = None) -> int:
         type=_container,
         help="move what a quarantine put here back",
     )
-    parser.add_argument("--apply", action="store_true", help="do it (default: only print)")
+    parser.add_argument(
+        "--apply", action="store_true", help="do it; off: only print what would be done"
+    )
     parser.add_argument(
         "--limit",
         type=int,
-        help="do at most this many (what is skipped or was done before does not count)",
+        metavar="N",
+        help="do at most N (what is skipped or was done before does not count); none: all",
     )
     parser.add_argument("--topic", default=topics.DECISIONS, help="the decisions topic")
     ns = parser.parse_args(args)

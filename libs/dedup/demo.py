@@ -32,7 +32,7 @@ from dedup.blob import BlobSettings, BlobStore, open_service
 from dedup.listing import Source, WatchState, poll
 from dedup.pipeline import PIPELINE, StageInfo, runnable_stages
 from dedup.report import gallery, model
-from dedup.report.cli import fetch_thumbnails, summary
+from dedup.report.cli import fetch_thumbnails
 from dedup.runtime.kafka import Publisher, read_topic
 from dedup.settings import KafkaSettings, service_config
 from dedup.synthetic import sample_set
@@ -373,7 +373,7 @@ async def run_demo(options: DemoOptions) -> int:
         stop_stages(procs)
     if decisions:
         totals = await write_report(settings, list(decisions.values()), options.log_dir / "report")
-        say(f"6. report of this run: {summary(totals)}")
+        say(f"6. report of this run: {model.summary(totals)}")
         say(f"   HTML gallery: {options.log_dir / 'report' / 'index.html'}")
         say(f"   JSON: {options.log_dir / 'report' / 'report.json'}")
         say(
@@ -386,12 +386,23 @@ async def run_demo(options: DemoOptions) -> int:
 def main(args: list[str] | None = None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="dedup demo", description=__doc__)
-    parser.add_argument("--originals", type=int, default=16)
-    parser.add_argument("--edits", type=int, default=3)
-    parser.add_argument("--container", default="uploads")
-    parser.add_argument("--timeout", type=float, default=300)
-    parser.add_argument("--log-dir", type=Path, default=Path(os.getcwd()) / ".run" / "demo")
+    from dedup.clitools import HelpFormatter
+
+    parser = argparse.ArgumentParser(
+        prog="dedup demo", description=__doc__, formatter_class=HelpFormatter
+    )
+    parser.add_argument("--originals", type=int, default=16, help="generated photos to upload")
+    parser.add_argument("--edits", type=int, default=3, help="edited copies of each original")
+    parser.add_argument("--container", default="uploads", help="the blob container to upload to")
+    parser.add_argument(
+        "--timeout", type=float, default=300, help="seconds to wait for every decision"
+    )
+    parser.add_argument(
+        "--log-dir",
+        type=Path,
+        default=Path(os.getcwd()) / ".run" / "demo",
+        help="where each service's log goes",
+    )
     parser.add_argument("--prometheus", default=PROMETHEUS, help="Prometheus's base URL")
     ns = parser.parse_args(args)
     options = DemoOptions(

@@ -172,10 +172,20 @@ def parser() -> argparse.ArgumentParser:
 
     def listing(name: str, about: str) -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=about, description=about)
-        cmd.add_argument("--container", required=True)
-        cmd.add_argument("--prefix", default="", help="only blobs whose names start so")
-        cmd.add_argument("--state", type=Path, help="state file (default: under .run/ingest/)")
-        cmd.add_argument("--topic", help="publish here instead of DEDUP_INGEST_OUTPUT_TOPIC")
+        cmd.add_argument("--container", required=True, help="the blob container (required)")
+        cmd.add_argument(
+            "--prefix", default="", help="only blobs whose names start so (default: all)"
+        )
+        cmd.add_argument(
+            "--state",
+            type=Path,
+            help="state file (default: DEDUP_INGEST_STATE_DIR/<command>-<container>-<prefix>"
+            ".json, .run/ingest/ unless set)",
+        )
+        cmd.add_argument(
+            "--topic",
+            help="publish here (default: DEDUP_INGEST_OUTPUT_TOPIC, dedup.blob-events.v1)",
+        )
         cmd.add_argument(
             "--content-types",
             type=lambda v: [t.strip() for t in v.split(",") if t.strip()],
@@ -184,14 +194,38 @@ def parser() -> argparse.ArgumentParser:
         return cmd
 
     fill = listing("backfill", "publish an event for every blob of a container (resumable)")
-    fill.add_argument("--expected", type=int, help="about how many blobs: shows an ETA")
+    fill.add_argument(
+        "--expected", type=int, help="about how many blobs: shows an ETA (default: no ETA)"
+    )
     fill.add_argument("--page-size", type=int, help="blobs per listing page (default 5000)")
-    fill.add_argument("--restart", action="store_true", help="start again from the first blob")
+    fill.add_argument(
+        "--restart",
+        action="store_true",
+        help="start again from the first blob (default: go on from the state file)",
+    )
     watch = listing("watch", "poll a container and publish events for new or changed blobs")
-    watch.add_argument("--interval", type=float, help="seconds between polls")
-    watch.add_argument("--once", action="store_true", help="one poll, then exit")
+    watch.add_argument(
+        "--interval",
+        type=float,
+        help="seconds between polls (default: DEDUP_INGEST_WATCH_INTERVAL_SECONDS, 2)",
+    )
+    watch.add_argument(
+        "--once", action="store_true", help="one poll, then exit (default: poll until stopped)"
+    )
     watch.add_argument("--page-size", type=int, help="blobs per listing page (default 5000)")
-    sub.add_parser("eventhub", help="consume Event Grid events from an Event Hub")
+    sub.add_parser(
+        "eventhub",
+        help="consume Event Grid events from an Event Hub",
+        description="Consume Event Grid's BlobCreated and BlobDeleted events from an Event "
+        "Hub and publish them to Kafka, checkpointing in blob storage: the production "
+        "ingest, the same as `python -m services.ingest`. It takes no options: everything "
+        "comes from DEDUP_INGEST_* (DEDUP_INGEST_EVENTHUB_CONNECTION_STRING or "
+        "DEDUP_INGEST_EVENTHUB_NAMESPACE with a workload identity, DEDUP_INGEST_EVENTHUB_NAME, "
+        "DEDUP_INGEST_EVENTHUB_CONSUMER_GROUP ($Default), DEDUP_INGEST_CHECKPOINT_CONTAINER "
+        "(dedup-eventhub-checkpoints), Kafka's and blob storage's settings); see "
+        "services/ingest/README.md. It runs until SIGTERM or Ctrl-C; its health and metrics "
+        "are on DEDUP_INGEST_HTTP_PORT (9106).",
+    )
     return p
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -20,6 +21,7 @@ from google.protobuf.message import DecodeError
 
 from dedup import topics
 from dedup.blob import BlobMissingError, BlobSettings, BlobStore, BlobTooLargeError, open_service
+from dedup.clitools import USAGE_ERROR, HelpFormatter, output_problems
 from dedup.errors import TransientError
 from dedup.logs import configure_cli_logging
 from dedup.report import gallery, model
@@ -86,20 +88,12 @@ async def fetch_thumbnails(
     return thumbs
 
 
-def summary(t: model.Totals) -> str:
-    return (
-        f"{t.images} images: {t.clusters} duplicate clusters, {t.duplicates} duplicates, "
-        f"{t.unique} unique, {t.unreadable} unreadable ({t.deleted} deleted since); "
-        f"deleting the duplicates would free {gallery.human_bytes(t.bytes_freed)}"
-    )
-
-
 async def run(ns: argparse.Namespace) -> int:
     settings = ReportSettings()
     decisions = await latest_decisions(settings, ns.topic)
     rows = model.rows(decisions)
     if ns.json:
-        ns.json.write_text(model.to_json(rows), encoding="utf-8")
+        ns.json.write_text(model.to_json(rows, topic=ns.topic), encoding="utf-8")
         print(f"JSON: {ns.json}")
     if ns.csv:
         ns.csv.write_text(model.to_csv(rows), encoding="utf-8", newline="")  # CRLF as written
@@ -120,28 +114,38 @@ async def run(ns: argparse.Namespace) -> int:
         index = ns.html / "index.html"
         index.write_text(page, encoding="utf-8")
         print(f"HTML gallery: {index}")
-    print(summary(model.totals(rows)))
+    print(model.summary(model.totals(rows)))
     return 0
 
 
 def main(args: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="dedup report",
-        description="Every image's latest decision: its cluster, keep or not, scores, reason.",
+        description="Every image's latest decision: its cluster, keep or not, scores, reason. "
+        "The JSON and CSV have the layout of `dedup scan`'s "
+        "(libs/dedup/report/result.schema.json).",
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--topic", default=topics.DECISIONS, help="the decisions topic")
-    parser.add_argument("--json", type=Path, help="write the report as JSON to this file")
-    parser.add_argument("--csv", type=Path, help="write one CSV row per image to this file")
-    parser.add_argument("--html", type=Path, help="write the gallery to DIR/index.html")
+    parser.add_argument("--json", type=Path, metavar="FILE", help="write the report as JSON here")
+    parser.add_argument("--csv", type=Path, metavar="FILE", help="write one row per image here")
+    parser.add_argument(
+        "--html", type=Path, metavar="DIR", help="write the gallery to DIR/index.html"
+    )
     parser.add_argument(
         "--thumbnails",
         choices=("embed", "link", "none"),
         default="embed",
-        help="gallery images: embedded from the working copies (default), linked, or none",
+        help="gallery images: embedded from the working copies, linked, or none",
     )
     parser.add_argument(
         "--max-clusters", type=int, default=500, help="clusters shown in the gallery"
     )
     ns = parser.parse_args(args)
+    problems = output_problems([("--json", ns.json), ("--csv", ns.csv)], [("--html", ns.html)])
+    if problems:
+        for problem in problems:
+            print(f"dedup report: {problem}", file=sys.stderr)
+        return USAGE_ERROR
     configure_cli_logging()
     return asyncio.run(run(ns))

@@ -15,7 +15,16 @@ from urllib.parse import urlsplit
 
 from PIL import Image
 
-from dedup.report.model import Cluster, Row, Totals, clusters, totals
+from dedup.report.model import (
+    NOT_AN_IMAGE,
+    Cluster,
+    Row,
+    Totals,
+    clusters,
+    evidence,
+    human_bytes,
+    totals,
+)
 
 THUMBNAIL_SIDE = 160
 DATA_URI_PREFIX = "data:image/jpeg;base64,"
@@ -66,15 +75,6 @@ def thumbnail_data_uri(jpeg: bytes, side: int = THUMBNAIL_SIDE) -> str | None:
     return DATA_URI_PREFIX + base64.b64encode(out.getvalue()).decode()
 
 
-def human_bytes(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if size < 1000 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    raise AssertionError("unreachable")
-
-
 def _figure(r: Row, thumbnails: Mapping[str, str]) -> str:
     src = safe_src(thumbnails.get(r.image_id))
     picture = (
@@ -86,12 +86,10 @@ def _figure(r: Row, thumbnails: Mapping[str, str]) -> str:
     name = f'<a href="{esc(link)}">{esc(r.name)}</a>' if link else esc(r.name)
     badge = "KEEP" if r.decision == "keep" else "duplicate"
     details = [f"quality {r.quality:.3f}", f"{r.width}x{r.height}", human_bytes(r.size_bytes)]
-    evidence = ", ".join(
-        f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in r.scores.items()
-    )
+    scores = evidence(r.scores)
     lines = [f'<span class="badge">{badge}</span> {name}', esc(" · ".join(details))]
-    if evidence:
-        lines.append(f'<span class="muted">{esc(evidence)}</span>')
+    if scores:
+        lines.append(f'<span class="muted">{esc(scores)}</span>')
     if r.reason:
         lines.append(f'<span class="muted">{esc(r.reason)}</span>')
     kept = ' class="kept"' if r.decision == "keep" else ""
@@ -115,6 +113,7 @@ def _totals(t: Totals) -> str:
         ("duplicates", t.duplicates),
         ("unique", t.unique),
         ("unreadable", t.unreadable),
+        ("not images", t.not_images),
         ("deleted", t.deleted),
         ("bytes freed by deleting the duplicates", human_bytes(t.bytes_freed)),
     ]
@@ -122,8 +121,13 @@ def _totals(t: Totals) -> str:
     return f'<table class="totals">{body}</table>'
 
 
-def _unreadable(all_rows: Sequence[Row], limit: int) -> str:
-    bad = [r for r in all_rows if r.decision == "unreadable"]
+def _unreadable(all_rows: Sequence[Row], limit: int, *, not_images: bool = False) -> str:
+    """The images that could not be read, or (`not_images`) the files that are none."""
+    bad = [
+        r
+        for r in all_rows
+        if r.decision == "unreadable" and (r.status == NOT_AN_IMAGE) == not_images
+    ]
     if not bad:
         return ""
     items = "".join(
@@ -131,7 +135,8 @@ def _unreadable(all_rows: Sequence[Row], limit: int) -> str:
         for r in bad[:limit]
     )
     more = f'<p class="muted">and {len(bad) - limit} more</p>' if len(bad) > limit else ""
-    return f"<h2>Unreadable</h2><table>{items}</table>{more}"
+    head = "Not images" if not_images else "Unreadable"
+    return f"<h2>{head}</h2><table>{items}</table>{more}"
 
 
 def _similar(all_rows: Sequence[Row], limit: int) -> str:
@@ -178,6 +183,7 @@ def render(
         ),
         _similar(all_rows, max_clusters),
         _unreadable(all_rows, max_clusters),
+        _unreadable(all_rows, max_clusters, not_images=True),
         f'<p class="muted">{t.unique} unique images are not shown.</p>',
         "</body></html>",
     ]

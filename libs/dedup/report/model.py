@@ -8,10 +8,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from dedup.clitools import dedup_version
 from dedup.v1.decisions_pb2 import Decision, DecisionKind
 from dedup.v1.features_pb2 import ImageStatus
 from dedup.v1.groups_pb2 import Scores
@@ -25,6 +26,12 @@ KEEP, DUPLICATE, UNIQUE, UNREADABLE, DELETED = (
     "deleted",
 )
 SCORE_FIELDS = tuple(f.name for f in Scores.DESCRIPTOR.fields)
+# A file that is no image at all (a text file, an archive): reported apart from images
+# that could not be read (dedup.formats says which is which).
+NOT_AN_IMAGE = "not_an_image"
+# The version of the JSON (and CSV) layout below: result.schema.json beside this file.
+# Raised when a field changes meaning or goes; a new optional field keeps it.
+SCHEMA_VERSION = 1
 
 
 def kind_label(kind: DecisionKind.ValueType) -> str:
@@ -137,11 +144,12 @@ def clusters(all_rows: Sequence[Row]) -> list[Cluster]:
 
 @dataclass(frozen=True)
 class Totals:
-    images: int  # every image still stored (deleted ones are not counted)
+    images: int  # every file still stored (deleted ones are not counted)
     clusters: int  # duplicate clusters
     duplicates: int  # images that could go: a better copy is kept
     unique: int
-    unreadable: int
+    unreadable: int  # images that could not be read (not counting `not_images`)
+    not_images: int  # files that are no image at all (status not_an_image)
     deleted: int
     bytes_freed: int  # what deleting the duplicates would free
 
@@ -150,45 +158,118 @@ def totals(all_rows: Sequence[Row]) -> Totals:
     count = {k: 0 for k in (KEEP, DUPLICATE, UNIQUE, UNREADABLE, DELETED)}
     for r in all_rows:
         count[r.decision] = count.get(r.decision, 0) + 1
+    not_images = sum(r.status == NOT_AN_IMAGE for r in all_rows)
     return Totals(
         images=len(all_rows) - count[DELETED],
         clusters=len({r.cluster for r in all_rows if r.decision in (KEEP, DUPLICATE)}),
         duplicates=count[DUPLICATE],
         unique=count[UNIQUE],
-        unreadable=count[UNREADABLE],
+        unreadable=count[UNREADABLE] - not_images,
+        not_images=not_images,
         deleted=count[DELETED],
         bytes_freed=sum(r.size_bytes for r in all_rows if r.decision == DUPLICATE),
     )
 
 
-def to_json(all_rows: Sequence[Row]) -> str:
-    """`{"totals": {...}, "images": [...]}`: an entry per image with its decision."""
-    images: list[dict[str, Any]] = []
-    for r in all_rows:
-        entry = asdict(r)
-        entry["similar"] = list(r.similar)
-        entry["name"] = r.name
-        images.append(entry)
-    return json.dumps({"totals": asdict(totals(all_rows)), "images": images}, indent=1)
+def human_bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1000 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    raise AssertionError("unreachable")
 
 
-CSV_COLUMNS = (
-    "image_id",
-    "container",
+def summary(t: Totals) -> str:
+    """The totals in one line, as every command that judged images ends with."""
+    deleted = f" ({t.deleted} deleted since)" if t.deleted else ""
+    return (
+        f"{t.images} images: {t.clusters} duplicate clusters, {t.duplicates} duplicates, "
+        f"{t.unique} unique, {t.unreadable} unreadable, {t.not_images} not images{deleted}; "
+        f"deleting the duplicates would free {human_bytes(t.bytes_freed)}"
+    )
+
+
+def evidence(scores: Mapping[str, float | int]) -> str:
+    """The scores of a link, as a person reads them: "inliers 120, pdq_distance 4"."""
+    return ", ".join(
+        f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in scores.items()
+    )
+
+
+def entry(r: Row, path_of: Mapping[str, str]) -> dict[str, Any]:
+    """One image of the JSON (result.schema.json): image ids name images (`duplicate_of`,
+    `similar`), `path_of` (image id -> path) gives their paths beside them."""
+    ok = r.status == "ok"
+    return {
+        "path": r.path,
+        "cluster": r.cluster,
+        "keep": r.keep,
+        "decision": r.decision,
+        "status": r.status,
+        "reason": r.reason,
+        "quality": r.quality if ok else None,
+        "duplicate_of": r.duplicate_of or None,
+        "duplicate_of_path": path_of.get(r.duplicate_of) if r.duplicate_of else None,
+        "similar": sorted(r.similar),
+        "similar_paths": [path_of.get(i) for i in sorted(r.similar)],
+        "size_bytes": r.size_bytes,
+        "width": r.width,
+        "height": r.height,
+        "scores": r.scores,
+        "image_id": r.image_id,
+        "container": r.container,
+        "name": r.name,
+        "url": r.url or None,
+        "working_copy_url": r.working_copy_url or None,
+    }
+
+
+def document(all_rows: Sequence[Row], tool: str, **about: object) -> dict[str, Any]:
+    """The JSON of a result: `{"schema_version", "tool", ...about, "totals", "images"}`,
+    an entry per image in the rows' order; `about` says what was judged (a folder's
+    `root` and `seconds`, a report's `topic`)."""
+    path_of = {r.image_id: r.path for r in all_rows}
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "tool": tool,
+        "version": dedup_version(),
+        **about,
+        "totals": asdict(totals(all_rows)),
+        "images": [entry(r, path_of) for r in all_rows],
+    }
+
+
+def to_json(all_rows: Sequence[Row], tool: str = "dedup report", **about: object) -> str:
+    return json.dumps(document(all_rows, tool, **about), indent=1, ensure_ascii=False)
+
+
+# The fields of an image's JSON entry, in order (`entry` makes them).
+ENTRY_FIELDS = (
     "path",
     "cluster",
-    "decision",
     "keep",
-    "duplicate_of",
+    "decision",
     "status",
     "reason",
     "quality",
+    "duplicate_of",
+    "duplicate_of_path",
+    "similar",
+    "similar_paths",
     "size_bytes",
     "width",
     "height",
-    *SCORE_FIELDS,
-    "similar",
+    "scores",
+    "image_id",
+    "container",
+    "name",
     "url",
+    "working_copy_url",
+)
+# The CSV: the entry's fields, each score a column of its own.
+CSV_COLUMNS = tuple(
+    c for name in ENTRY_FIELDS for c in (SCORE_FIELDS if name == "scores" else (name,))
 )
 # A cell starting with one of these is a formula to a spreadsheet: blob names are user
 # data, so such a cell gets a leading quote (OWASP's advice on CSV injection).
@@ -201,15 +282,27 @@ def _cell(value: object) -> object:
     return value
 
 
+def _csv_value(value: object) -> object:
+    """A JSON value as a CSV cell: null empty, true/false, a list as its JSON text."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return json.dumps(value, ensure_ascii=False)
+    return _cell(value)
+
+
 def to_csv(all_rows: Sequence[Row]) -> str:
+    """One row per image with the JSON entry's fields (CSV_COLUMNS)."""
     out = io.StringIO()
     # CRLF, as RFC 4180 has it: Python's writer quotes only the line terminator's own
     # characters, so with "\n" a blob name holding a bare "\r" would split its row.
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
+    path_of = {r.image_id: r.path for r in all_rows}
     for r in all_rows:
-        values: dict[str, object] = asdict(r) | r.scores
-        values["similar"] = " ".join(r.similar)
-        values["keep"] = "true" if r.keep else "false"
-        writer.writerow([_cell(values.get(c, "")) for c in CSV_COLUMNS])
+        values = entry(r, path_of)
+        values |= values.pop("scores")
+        writer.writerow([_csv_value(values.get(c)) for c in CSV_COLUMNS])
     return out.getvalue()

@@ -1,6 +1,6 @@
 """`dedup scan DIR`: de-duplicate a local folder with the pipeline's own five stages.
 
-    dedup scan DIR [--json OUT] [--html DIR] [--workers N]
+    dedup scan DIR [--json FILE] [--csv FILE] [--html DIR] [--quiet] [--workers N]
 
 No Kafka, no blob storage, no `make up`: the services' handlers run in this process on
 the folder's files, with their hash and embedding indexes in this process (exact
@@ -8,6 +8,10 @@ search: a folder fits in memory); Triton is started privately on free ports (fro
 .venv-triton, as `make setup` installs it) with only the embedder's model, and stopped at
 the end, unless --triton-url names a running one. --milvus-uri keeps the indexes in a
 running Milvus instead (say, the local stack's).
+
+The terminal gets each duplicate cluster (its kept copy first, then each duplicate, one
+line each with the reason), the similar pairs, the files that could not be read, and
+the totals; the exit code says whether duplicates were found (EXIT_CODES).
 """
 
 from __future__ import annotations
@@ -18,12 +22,15 @@ import contextlib
 import ctypes
 import signal
 import sys
+from enum import IntEnum
 from pathlib import Path
 
+from dedup.clitools import USAGE_ERROR, HelpFormatter, output_problems, shown
 from dedup.cpus import available_cpus
 from dedup.logs import configure_cli_logging
 from dedup.report import model
-from dedup.scan.output import to_html, to_json
+from dedup.report.text import listing
+from dedup.scan.output import to_csv, to_html, to_json, totals_line
 from dedup.scan.servers import ServerError
 from dedup.scan.session import ScanOptions, ScanResult, scan_endpoints, workspace
 
@@ -45,44 +52,95 @@ async def run_scan(
         return await scan(root, ends, tmp / "blobs", options)
 
 
-def write_outputs(result: ScanResult, json_out: Path | None, html_dir: Path | None) -> None:
+class Exit(IntEnum):
+    """`dedup scan`'s exit codes (README.md and `--help` list them)."""
+
+    NO_DUPLICATES = 0
+    DUPLICATES = 1  # the scan finished and found duplicates
+    USAGE = USAGE_ERROR  # a bad command line or output path: nothing was scanned
+    FAILED = 3  # the scan could not run (a server did not start) or write its outputs
+    STAGE_FAILURES = 4  # it finished, but a stage failed on some files (see their reason)
+    INTERRUPTED = 130  # Ctrl-C or SIGTERM, as a shell reports SIGINT
+
+
+EXIT_CODES = """exit codes:
+  0    the scan finished and found no duplicates
+  1    the scan finished and found duplicates
+  2    a bad command line, folder or output path (checked before the scan starts)
+  3    the scan could not run (a private server did not start) or write its outputs
+  4    the scan finished, but a stage failed on some files (their reason says so)
+  130  interrupted (Ctrl-C, SIGTERM)"""
+
+
+def exit_code(result: ScanResult) -> Exit:
+    if result.failures:
+        return Exit.STAGE_FAILURES
+    return Exit.DUPLICATES if model.totals(result.rows).duplicates else Exit.NO_DUPLICATES
+
+
+def write_outputs(
+    result: ScanResult, json_out: Path | None, csv_out: Path | None, html_dir: Path | None
+) -> None:
+    """The files asked for (their paths were checked before the scan); raises OSError."""
     root = str(result.root)
     if json_out:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(to_json(root, result.rows, result.seconds), encoding="utf-8")
-        print(f"JSON: {json_out}")
+        print(f"JSON: {shown(str(json_out))}")
+    if csv_out:
+        csv_out.write_text(to_csv(result.rows), encoding="utf-8", newline="")  # CRLF as written
+        print(f"CSV: {shown(str(csv_out))}")
     if html_dir:
-        html_dir.mkdir(parents=True, exist_ok=True)
+        html_dir.mkdir(exist_ok=True)
         index = html_dir / "index.html"
         index.write_text(to_html(root, result.rows, result.thumbnails), encoding="utf-8")
-        print(f"HTML gallery: {index}")
+        print(f"HTML gallery: {shown(str(index))}")
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="dedup scan",
         description="Find duplicate images in a local folder (recursively) with the "
-        "pipeline's own stages; every file gets a cluster, keep or not, and a reason.",
+        "pipeline's own stages; every file gets a cluster, keep or not, and a reason. "
+        "The clusters are listed here, kept copy first; the JSON and CSV have one entry "
+        "per file (libs/dedup/report/result.schema.json).",
+        epilog=EXIT_CODES,
+        formatter_class=HelpFormatter,
     )
-    p.add_argument("folder", type=Path, metavar="DIR")
-    p.add_argument("--json", type=Path, metavar="OUT", help="write every file's result here")
+    p.add_argument("folder", type=Path, metavar="DIR", help="the folder to scan")
+    p.add_argument("--json", type=Path, metavar="FILE", help="write every file's result here")
+    p.add_argument("--csv", type=Path, metavar="FILE", help="write one row per file here")
     p.add_argument("--html", type=Path, metavar="DIR", help="write the gallery to DIR/index.html")
     p.add_argument(
         "--workers",
         type=int,
         default=available_cpus(),
-        help="threads decoding images (default: one per CPU this process may use)",
+        help="threads decoding images (one per CPU this process may use)",
     )
     p.add_argument(
         "--in-flight",
         type=int,
         default=ScanOptions.in_flight,
-        help=f"images in flight at once (default {ScanOptions.in_flight}; memory grows with it)",
+        help="images in flight at once (memory grows with it)",
     )
-    p.add_argument("--milvus-uri", help="keep the indexes in this running Milvus (else in memory)")
-    p.add_argument("--triton-url", help="a running Triton's gRPC host:port (else a private one)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--milvus-uri", help="keep the indexes in this running Milvus; none: in this process"
+    )
+    p.add_argument("--triton-url", help="a running Triton's gRPC host:port; none: a private one")
+    p.add_argument(
+        "--quiet", action="store_true", help="no progress bar and no listing: the totals only"
+    )
     return p
+
+
+def usage_problems(ns: argparse.Namespace) -> list[str]:
+    """Everything wrong with the command line, found before any work."""
+    problems = []
+    if not ns.folder.is_dir():
+        problems.append(f"{shown(str(ns.folder))} is not a directory")
+    if ns.workers < 1 or ns.in_flight < 1:
+        problems.append("--workers and --in-flight must be at least 1")
+    files = [("--json", ns.json), ("--csv", ns.csv)]
+    return problems + output_problems(files, [("--html", ns.html)])
 
 
 def few_malloc_arenas() -> None:
@@ -96,12 +154,10 @@ def few_malloc_arenas() -> None:
 def main(args: list[str] | None = None) -> int:
     few_malloc_arenas()
     ns = parser().parse_args(args)
-    if not ns.folder.is_dir():
-        print(f"dedup scan: {ns.folder} is not a directory", file=sys.stderr)
-        return 2
-    if ns.workers < 1 or ns.in_flight < 1:
-        print("dedup scan: --workers and --in-flight must be at least 1", file=sys.stderr)
-        return 2
+    if problems := usage_problems(ns):
+        for problem in problems:
+            print(f"dedup scan: {problem}", file=sys.stderr)
+        return Exit.USAGE
     configure_cli_logging()
     options = ScanOptions(
         workers=ns.workers,
@@ -115,14 +171,19 @@ def main(args: list[str] | None = None) -> int:
         result = asyncio.run(run_scan(ns.folder, options, ns.milvus_uri, ns.triton_url))
     except (ServerError, ValueError) as error:
         print(f"dedup scan: {error}", file=sys.stderr)
-        return 1
+        return Exit.FAILED
     except KeyboardInterrupt:
         print("\ndedup scan: interrupted", file=sys.stderr)
-        return 130
-    write_outputs(result, ns.json, ns.html)
-    from dedup.report.cli import summary  # here: its Kafka imports would delay Triton
-
-    print(f"{summary(model.totals(result.rows))} ({result.seconds:.1f} s)")
+        return Exit.INTERRUPTED
+    if not ns.quiet and (lines := listing(result.rows)):
+        print("\n".join(lines))
+    code = exit_code(result)
+    try:
+        write_outputs(result, ns.json, ns.csv, ns.html)
+    except OSError as error:
+        print(f"dedup scan: cannot write the outputs: {error}", file=sys.stderr)
+        code = Exit.FAILED
+    print(totals_line(result.rows, result.seconds))
     if result.failures:
         print(f"{len(result.failures)} images hit a stage failure (see `reason`)", file=sys.stderr)
-    return 0
+    return code

@@ -95,7 +95,14 @@ def test_rows_put_each_cluster_together_with_its_kept_copy_first() -> None:
 def test_totals_count_images_clusters_duplicates_and_bytes_freed() -> None:
     t = model.totals(model.rows(DECISIONS))
     assert t == model.Totals(
-        images=6, clusters=1, duplicates=2, unique=2, unreadable=1, deleted=1, bytes_freed=1000
+        images=6,
+        clusters=1,
+        duplicates=2,
+        unique=2,
+        unreadable=1,
+        not_images=0,
+        deleted=1,
+        bytes_freed=1000,
     )
 
 
@@ -107,7 +114,15 @@ def test_json_has_totals_and_every_image() -> None:
     assert {"path", "cluster", "keep", "status", "reason", "quality", "scores", "name"} <= set(
         first
     )
-    assert report["images"][3]["similar"] == ["e"]
+    assert report["images"][3]["similar"] == ["e"] and report["images"][3]["similar_paths"] == [
+        "e.jpg"
+    ]
+    assert report["schema_version"] == model.SCHEMA_VERSION and report["tool"] == "dedup report"
+    # The same meaning as in `dedup scan`'s JSON: an image id, its path beside it.
+    assert report["images"][1]["duplicate_of"] == "b"
+    assert report["images"][1]["duplicate_of_path"] == "b.jpg"
+    # No quality for an image that was not read.
+    assert report["images"][5]["quality"] is None
 
 
 def test_csv_has_a_row_per_image_and_defuses_formulas() -> None:
@@ -199,7 +214,7 @@ def test_the_gallery_shows_the_clusters_with_most_to_free_first_up_to_a_limit() 
 
 
 def test_human_bytes() -> None:
-    assert [gallery.human_bytes(n) for n in (999, 1500, 2_000_000, 3 * 10**15)] == [
+    assert [model.human_bytes(n) for n in (999, 1500, 2_000_000, 3 * 10**15)] == [
         "999 B",
         "1.5 KB",
         "2.0 MB",

@@ -11,12 +11,12 @@ import pytest
 
 from dedup.blob import BlobMissingError, BlobTooLargeError
 from dedup.events import image_id
-from dedup.report.model import Row
+from dedup.report.model import entry
 from dedup.scan.core import bounded_map
 from dedup.scan.files import ACCOUNT, folder_container, local_files, readable, walk
 from dedup.scan.local_blobs import LocalBlobs, ReadOnlyContainerError
-from dedup.scan.output import entry
 from dedup.scan.progress import progress_line
+from dedup.tests.helpers import row
 
 
 def make_tree(root: Path) -> None:
@@ -117,31 +117,12 @@ async def test_a_symlink_loop_is_missing_not_a_failure(tmp_path: Path) -> None:
         await blobs.download("folder", "a.jpg", 100)
 
 
-def row(image_id: str, path: str, **kw: object) -> Row:
-    base: dict[str, object] = {
-        "image_id": image_id,
-        "container": "",
-        "path": path,
-        "url": "",
-        "cluster": "c",
-        "decision": "keep",
-        "keep": True,
-        "duplicate_of": "",
-        "status": "ok",
-        "reason": "",
-        "quality": 0.5,
-        "size_bytes": 1,
-        "width": 1,
-        "height": 1,
-    }
-    return Row(**(base | kw))  # type: ignore[arg-type]
-
-
-def test_an_entry_names_files_by_path() -> None:
+def test_an_entry_names_images_by_id_with_their_paths_beside() -> None:
     paths = {"i1": "a.jpg", "i2": "b.jpg", "i3": "c.jpg"}
     dup = row("i2", "b.jpg", decision="duplicate", keep=False, duplicate_of="i1", similar=("i3",))
     e = entry(dup, paths)
-    assert e["path"] == "b.jpg" and e["duplicate_of"] == "a.jpg" and e["similar"] == ["c.jpg"]
+    assert e["path"] == "b.jpg" and e["duplicate_of"] == "i1" and e["similar"] == ["i3"]
+    assert e["duplicate_of_path"] == "a.jpg" and e["similar_paths"] == ["c.jpg"]
     assert e["keep"] is False and e["cluster"] == "c" and e["quality"] == 0.5
     bad = entry(row("i3", "c.jpg", decision="unreadable", status="corrupt", reason="r"), paths)
     assert bad["quality"] is None and bad["duplicate_of"] is None and bad["status"] == "corrupt"
