@@ -511,14 +511,14 @@ def _container(value: str) -> str:
         raise argparse.ArgumentTypeError(str(error)) from error
 
 
-def main(args: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dedup act",
         description="Tag duplicates, move them to a quarantine container, or put quarantined "
         "blobs back. Dry-run unless --apply; never deletes a blob except as the second half "
         "of a move.",
-        epilog="exit codes: 0 everything done (dry-run: doable), 1 something skipped (each "
-        "line says why) or no such quarantine to restore, 2 a bad command line.",
+        epilog="exit codes:\n  0  everything done (dry-run: doable)\n  1  something skipped "
+        "(each line says why), or no such quarantine to restore\n  2  a bad command line",
         formatter_class=HelpFormatter,
     )
     what = parser.add_mutually_exclusive_group(required=True)
@@ -533,16 +533,22 @@ def main(args: list[str] | None = None) -> int:
         help="move what a quarantine put here back",
     )
     parser.add_argument(
-        "--apply", action="store_true", help="do it; off: only print what would be done"
+        "--apply", action="store_true", help="do it (default: off, only print what it would do)"
     )
     parser.add_argument(
         "--limit",
         type=int,
         metavar="N",
-        help="do at most N (what is skipped or was done before does not count); none: all",
+        help="do at most N (what is skipped or was done before does not count) "
+        "(default: none, all)",
     )
     parser.add_argument("--topic", default=topics.DECISIONS, help="the decisions topic")
-    ns = parser.parse_args(args)
+    return parser
+
+
+def main(args: list[str] | None = None) -> int:
+    cli = parser()
+    ns = cli.parse_args(args)
     if ns.limit is not None and ns.limit < 0:
-        parser.error("--limit must be 0 or more")
+        cli.error("--limit must be 0 or more")
     return asyncio.run(run(ns))

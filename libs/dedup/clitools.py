@@ -15,11 +15,21 @@ from pathlib import Path
 USAGE_ERROR = 2
 
 
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+class HelpFormatter(argparse.HelpFormatter):
     """`--help` with every option's default (as argparse.ArgumentDefaultsHelpFormatter,
-    but a flag's is "off" and a missing value's "none", where the help says what that
-    means), descriptions and epilogs as written. A help text that tells its default itself
-    (it has "(default") is left as it is."""
+    but a flag's is "off" and a missing value's "none"); a help text that tells its default
+    itself (it has "(default") is left as it is. Descriptions and epilogs keep their
+    paragraphs, and a paragraph with indented lines (a table, an example) stays as
+    written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        paragraphs = []
+        for paragraph in text.strip("\n").split("\n\n"):
+            if any(line[:1].isspace() for line in paragraph.splitlines()):
+                paragraphs.append("\n".join(indent + line for line in paragraph.splitlines()))
+            else:
+                paragraphs.append(super()._fill_text(paragraph, width, indent))
+        return "\n\n".join(paragraphs)
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""

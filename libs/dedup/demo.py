@@ -11,6 +11,7 @@ too, with topics and stores of its own.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -29,6 +30,7 @@ from google.protobuf.message import DecodeError
 
 from dedup import topics
 from dedup.blob import BlobSettings, BlobStore, open_service
+from dedup.clitools import HelpFormatter
 from dedup.listing import Source, WatchState, poll
 from dedup.pipeline import PIPELINE, StageInfo, runnable_stages
 from dedup.report import gallery, model
@@ -383,11 +385,7 @@ async def run_demo(options: DemoOptions) -> int:
     return 0 if ok else 1
 
 
-def main(args: list[str] | None = None) -> int:
-    import argparse
-
-    from dedup.clitools import HelpFormatter
-
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dedup demo", description=__doc__, formatter_class=HelpFormatter
     )
@@ -404,7 +402,11 @@ def main(args: list[str] | None = None) -> int:
         help="where each service's log goes",
     )
     parser.add_argument("--prometheus", default=PROMETHEUS, help="Prometheus's base URL")
-    ns = parser.parse_args(args)
+    return parser
+
+
+def main(args: list[str] | None = None) -> int:
+    ns = parser().parse_args(args)
     options = DemoOptions(
         ns.originals, ns.edits, ns.container, ns.timeout, ns.log_dir, ns.prometheus
     )

@@ -197,7 +197,7 @@ def parser() -> argparse.ArgumentParser:
     fill.add_argument(
         "--expected", type=int, help="about how many blobs: shows an ETA (default: no ETA)"
     )
-    fill.add_argument("--page-size", type=int, help="blobs per listing page (default 5000)")
+    fill.add_argument("--page-size", type=int, help="blobs per listing page (default: 5000)")
     fill.add_argument(
         "--restart",
         action="store_true",
@@ -212,7 +212,7 @@ def parser() -> argparse.ArgumentParser:
     watch.add_argument(
         "--once", action="store_true", help="one poll, then exit (default: poll until stopped)"
     )
-    watch.add_argument("--page-size", type=int, help="blobs per listing page (default 5000)")
+    watch.add_argument("--page-size", type=int, help="blobs per listing page (default: 5000)")
     sub.add_parser(
         "eventhub",
         help="consume Event Grid events from an Event Hub",

@@ -118,7 +118,7 @@ async def run(ns: argparse.Namespace) -> int:
     return 0
 
 
-def main(args: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dedup report",
         description="Every image's latest decision: its cluster, keep or not, scores, reason. "
@@ -141,7 +141,11 @@ def main(args: list[str] | None = None) -> int:
     parser.add_argument(
         "--max-clusters", type=int, default=500, help="clusters shown in the gallery"
     )
-    ns = parser.parse_args(args)
+    return parser
+
+
+def main(args: list[str] | None = None) -> int:
+    ns = parser().parse_args(args)
     problems = output_problems([("--json", ns.json), ("--csv", ns.csv)], [("--html", ns.html)])
     if problems:
         for problem in problems:

@@ -123,9 +123,12 @@ def parser() -> argparse.ArgumentParser:
         help="images in flight at once (memory grows with it)",
     )
     p.add_argument(
-        "--milvus-uri", help="keep the indexes in this running Milvus; none: in this process"
+        "--milvus-uri",
+        help="keep the indexes in this running Milvus (default: none, in this process)",
     )
-    p.add_argument("--triton-url", help="a running Triton's gRPC host:port; none: a private one")
+    p.add_argument(
+        "--triton-url", help="a running Triton's gRPC host:port (default: none, a private one)"
+    )
     p.add_argument(
         "--quiet", action="store_true", help="no progress bar and no listing: the totals only"
     )
