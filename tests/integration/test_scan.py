@@ -79,7 +79,7 @@ def test_scan_judges_every_file_of_a_folder(tmp_path: Path) -> None:
     before = sorted(p.relative_to(folder) for p in folder.rglob("*"))
 
     done = run_scan(folder, out, html)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 1, done.stderr[-3000:]  # duplicates found
     assert "indexing" in done.stderr and "img/s" in done.stderr  # the progress bar
     entries: dict[str, dict[str, Any]] = {
         e["path"]: e for e in json.loads(out.read_text())["images"]
@@ -99,6 +99,7 @@ def test_scan_judges_every_file_of_a_folder(tmp_path: Path) -> None:
             assert e["quality"] is None
     assert entries["broken.jpg"]["status"] == "corrupt"
     assert entries["empty.png"]["status"] == "empty"
+    assert entries["notes/readme.txt"]["status"] == "not_an_image"
 
     # The clusters are the groups: every edit with its original, nothing else together.
     clusters: dict[str, set[str]] = defaultdict(set)
@@ -114,7 +115,9 @@ def test_scan_judges_every_file_of_a_folder(tmp_path: Path) -> None:
         if e["keep"]:
             kept[e["cluster"]].append(name)
         else:
-            assert e["decision"] == "duplicate" and entries[e["duplicate_of"]]["keep"]
+            kept_copy = entries[e["duplicate_of_path"]]
+            assert e["decision"] == "duplicate" and kept_copy["keep"]
+            assert e["duplicate_of"] == kept_copy["image_id"]
     assert all(len(kept[c]) == 1 for c in clusters), kept
 
     # The gallery shows both clusters, names escaped; the folder is left as it was.

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from dedup.clitools import dedup_version
+from dedup.formats import not_an_image
 from dedup.v1.decisions_pb2 import Decision, DecisionKind
 from dedup.v1.features_pb2 import ImageStatus
 from dedup.v1.groups_pb2 import Scores
@@ -27,7 +28,7 @@ KEEP, DUPLICATE, UNIQUE, UNREADABLE, DELETED = (
 )
 SCORE_FIELDS = tuple(f.name for f in Scores.DESCRIPTOR.fields)
 # A file that is no image at all (a text file, an archive): reported apart from images
-# that could not be read (dedup.formats says which is which).
+# that could not be read (dedup.formats tells them apart).
 NOT_AN_IMAGE = "not_an_image"
 # The version of the JSON (and CSV) layout below: result.schema.json beside this file.
 # Raised when a field changes meaning or goes; a new optional field keeps it.
@@ -86,6 +87,9 @@ class Row:
 
 def row(d: Decision) -> Row:
     kind = kind_label(d.kind)
+    status, reason = status_label(d.status), d.reason
+    if why := not_an_image(d.blob_name, status, reason):
+        status, reason = NOT_AN_IMAGE, why
     return Row(
         image_id=d.image_id,
         container=d.container,
@@ -95,8 +99,8 @@ def row(d: Decision) -> Row:
         decision=kind,
         keep=kind not in (DUPLICATE, DELETED),
         duplicate_of=d.duplicate_of,
-        status=status_label(d.status),
-        reason=d.reason,
+        status=status,
+        reason=reason,
         quality=round(float(d.quality), 4),
         size_bytes=d.size_bytes,
         width=d.width,

@@ -39,11 +39,10 @@ from typing import TypeVar
 from google.protobuf.message import Message
 
 from dedup.clitools import shown
-from dedup.formats import not_an_image
 from dedup.report import gallery, model
 from dedup.report.model import Row
 from dedup.runtime.contract import TRANSIENT, Output, Stage, backoff_seconds
-from dedup.scan.files import LocalFile, file_head, folder_container, local_files
+from dedup.scan.files import LocalFile, folder_container, local_files
 from dedup.scan.local_blobs import LocalBlobs
 from dedup.scan.progress import Progress
 from dedup.scan.servers import Endpoints
@@ -288,7 +287,7 @@ async def scan(
             async with open_stages(settings, blobs, ranker, hashing, in_memory=in_memory) as stages:
                 await embed_all(stages, files, hashed, options)
                 await judge_all(stages, files, hashed, options, partial)
-        rows = await asyncio.to_thread(final_rows, files, ranker, failures, partial)
+        rows = final_rows(files, ranker, failures, partial)
         thumbnails = await working_copy_thumbnails(rows, blobs) if options.thumbnails else {}
         # The working copies go with the scratch folder: their URLs would name nothing.
         rows = [dataclasses.replace(r, working_copy_url="") for r in rows]
@@ -383,8 +382,6 @@ def final_rows(
             rows.append(error_row(f, failures.get(f.image_id, "no decision was made")))
             continue
         r = dataclasses.replace(model.row(decision), container="", path=f.name)
-        if r.status == "corrupt" and (why := not_an_image(f.name, file_head(f.path))):
-            r = dataclasses.replace(r, status=model.NOT_AN_IMAGE, reason=why)
         if f.image_id in partial:
             r = dataclasses.replace(
                 r, reason="; ".join(x for x in (r.reason, partial[f.image_id]) if x)

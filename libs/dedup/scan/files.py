@@ -11,7 +11,6 @@ from pathlib import Path
 
 from dedup.blob import BlobInfo
 from dedup.events import created_from_listing
-from dedup.formats import HEAD_BYTES
 from dedup.v1.events_pb2 import BlobEvent
 
 # The "storage account" of local files: image ids are image_id("local", <folder>, <path>).
@@ -83,14 +82,3 @@ def local_files(root: Path) -> list[LocalFile]:
     """Every file under `root` with its event."""
     container = folder_container(root)
     return [LocalFile(name, path, event_of(container, name, path)) for name, path in walk(root)]
-
-
-def file_head(path: Path, size: int = HEAD_BYTES) -> bytes:
-    """A regular file's first bytes; b"" for anything else or what cannot be read."""
-    try:
-        if not path.is_file():  # a FIFO or a device is never opened
-            return b""
-        with path.open("rb") as f:
-            return f.read(size)
-    except OSError:
-        return b""

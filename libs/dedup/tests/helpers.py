@@ -1,8 +1,17 @@
-"""What the library's tests share: report rows made by hand."""
+"""What the library's tests share: report rows made by hand, the result's JSON Schema."""
 
 from __future__ import annotations
 
+import json
+from importlib.resources import files
+from typing import Any
+
 from dedup.report.model import Row
+
+# The layout of `dedup scan --json` and `dedup report --json`, as the package ships it.
+SCHEMA: dict[str, Any] = json.loads(
+    files("dedup.report").joinpath("result.schema.json").read_text(encoding="utf-8")
+)
 
 
 def row(image_id: str, path: str, **kw: object) -> Row:
