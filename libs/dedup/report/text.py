@@ -9,23 +9,28 @@ terminal raw.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 
 from dedup.clitools import shown
 from dedup.report.model import NOT_AN_IMAGE, UNREADABLE, Row, clusters, evidence, human_bytes
 
 # The label of an image in a cluster, padded to one width.
 KEPT, COPY = "keep", "dup "
+# A word of a reason that may be an image id (they are hex digits).
+_WORD = re.compile(r"[\w-]+")
 
 
-def _why(r: Row) -> str:
-    """The reason, else the evidence's scores (a reason names the proof; scores are raw)."""
-    return r.reason or evidence(r.scores)
+def _why(r: Row, names: Mapping[str, str]) -> str:
+    """The reason, else the evidence's scores (a reason names the proof; scores are raw),
+    with the image ids in it (a duplicate of a duplicate: "via <id>: ...") named."""
+    why = r.reason or evidence(r.scores)
+    return _WORD.sub(lambda word: names.get(word[0], word[0]), why)
 
 
-def _image(label: str, r: Row) -> str:
+def _image(label: str, r: Row, names: Mapping[str, str]) -> str:
     size = f"{r.width}x{r.height}, {human_bytes(r.size_bytes)}"
-    why = _why(r)
+    why = _why(r, names)
     return f"  {label} {shown(r.name)}  ({size})" + (f": {shown(why)}" if why else "")
 
 
@@ -39,9 +44,10 @@ def cluster_lines(all_rows: Sequence[Row]) -> list[str]:
             f"cluster {n} of {len(found)}: {len(c.members)} images, "
             f"{human_bytes(c.bytes_freed)} to free"
         )
+        names = {r.image_id: r.name for r in c.members}
         if c.kept is not None:
-            lines.append(_image(KEPT, c.kept))
-        lines += [_image(COPY, r) for r in c.duplicates]
+            lines.append(_image(KEPT, c.kept, names))
+        lines += [_image(COPY, r, names) for r in c.duplicates]
     return lines
 
 

@@ -45,6 +45,8 @@ def found() -> list[Row]:
         ),
         row("s", "scores only.jpg", cluster="c", decision="duplicate", keep=False,
             duplicate_of="k", scores={"pdq_distance": 4, "inlier_ratio": 0.5}),
+        row("t", "third.jpg", cluster="c", decision="duplicate", keep=False,
+            duplicate_of="k", reason="via s: a crop of it"),
         row("u", "u.jpg", cluster="u", decision="unique", similar=("v",)),
         row("v", "v.jpg", cluster="v", decision="unique", similar=("u",)),
         row("b", "broken.jpg", cluster="b", decision="unreadable", status="corrupt",
@@ -55,12 +57,13 @@ def found() -> list[Row]:
 
 def test_the_listing_puts_the_kept_copy_first_then_each_duplicate() -> None:
     lines = text.listing(found())
-    assert lines[:4] == [
-        "cluster 1 of 1: 3 images, 2.0 KB to free",
+    assert lines[:5] == [
+        "cluster 1 of 1: 4 images, 2.0 KB to free",
         "  keep kept.jpg  (1x1, 1 B): kept: the other copy is a downscale of it",
         "  dup  copies/evil\\x1b[31m\\nname.jpg  (320x240, 2.0 KB): a downscale of the kept "
         "copy; matcher: 120 inliers",
         "  dup  scores only.jpg  (1x1, 1 B): pdq_distance 4, inlier_ratio 0.5",
+        "  dup  third.jpg  (1x1, 1 B): via scores only.jpg: a crop of it",
     ]
     assert "similar, not merged (another shot of the scene): 1" in lines
     assert "  u.jpg  ~  v.jpg" in lines
@@ -136,16 +139,16 @@ def test_duplicates_found_exit_1_and_are_listed(
     code = cli.main([str(tmp_path), "--json", str(out_json), "--csv", str(out_csv)])
     assert code == 1
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == "cluster 1 of 1: 3 images, 2.0 KB to free"
+    assert out[0] == "cluster 1 of 1: 4 images, 2.0 KB to free"
     assert out[-3:] == [
         f"JSON: {out_json}",
         f"CSV: {out_csv}",
-        "7 images: 1 duplicate clusters, 2 duplicates, 2 unique, 1 unreadable, 1 not images; "
+        "8 images: 1 duplicate clusters, 3 duplicates, 2 unique, 1 unreadable, 1 not images; "
         "deleting the duplicates would free 2.0 KB (0.5 s)",
     ]
     document = json.loads(out_json.read_text())
     jsonschema.validate(document, SCHEMA)
-    assert len(list(csv.DictReader(io.StringIO(out_csv.read_text(), newline="")))) == 7
+    assert len(list(csv.DictReader(io.StringIO(out_csv.read_text(), newline="")))) == 8
 
 
 def test_no_duplicates_exit_0_and_quiet_prints_the_totals_only(
@@ -212,7 +215,7 @@ def test_an_output_that_cannot_be_written_after_all_exits_3_with_the_totals(
     assert cli.main([str(tmp_path), "--json", str(target), "--quiet"]) == cli.Exit.FAILED
     out, err = capsys.readouterr()
     assert err.startswith("dedup scan: cannot write the outputs: ") and "Traceback" not in err
-    assert out.startswith("7 images: ")
+    assert out.startswith("8 images: ")
 
 
 def make_folder(root: Path) -> None:
