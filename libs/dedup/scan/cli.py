@@ -53,23 +53,25 @@ async def run_scan(
 
 
 class Exit(IntEnum):
-    """`dedup scan`'s exit codes (README.md and `--help` list them)."""
+    """`dedup scan`'s exit codes (MEANING; README.md and `--help` list them)."""
 
     NO_DUPLICATES = 0
-    DUPLICATES = 1  # the scan finished and found duplicates
-    USAGE = USAGE_ERROR  # a bad command line or output path: nothing was scanned
-    FAILED = 3  # the scan could not run (a server did not start) or write its outputs
-    STAGE_FAILURES = 4  # it finished, but a stage failed on some files (see their reason)
-    INTERRUPTED = 130  # Ctrl-C or SIGTERM, as a shell reports SIGINT
+    DUPLICATES = 1
+    USAGE = USAGE_ERROR
+    FAILED = 3
+    STAGE_FAILURES = 4
+    INTERRUPTED = 130  # as a shell reports SIGINT
 
 
-EXIT_CODES = """exit codes:
-  0    the scan finished and found no duplicates
-  1    the scan finished and found duplicates
-  2    a bad command line, folder or output path (checked before the scan starts)
-  3    the scan could not run (a private server did not start) or write its outputs
-  4    the scan finished, but a stage failed on some files (their reason says so)
-  130  interrupted (Ctrl-C, SIGTERM)"""
+MEANING: dict[Exit, str] = {
+    Exit.NO_DUPLICATES: "the scan finished and found no duplicates",
+    Exit.DUPLICATES: "the scan finished and found duplicates",
+    Exit.USAGE: "a bad command line, folder or output path (found before the scan)",
+    Exit.FAILED: "the scan could not run (a server did not start) or write its outputs",
+    Exit.STAGE_FAILURES: "the scan finished, but a stage failed on some files (see their reason)",
+    Exit.INTERRUPTED: "interrupted (Ctrl-C, SIGTERM)",
+}
+EXIT_CODES = "exit codes:\n" + "\n".join(f"  {c.value:<4} {m}" for c, m in MEANING.items())
 
 
 def exit_code(result: ScanResult) -> Exit:
