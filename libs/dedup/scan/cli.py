@@ -11,7 +11,7 @@ running Milvus instead (say, the local stack's).
 
 The terminal gets each duplicate cluster (its kept copy first, then each duplicate, one
 line each with the reason), the similar pairs, the files that could not be read, and
-the totals; the exit code says whether duplicates were found (EXIT_CODES).
+the totals; the exit code says whether duplicates were found (MEANING).
 """
 
 from __future__ import annotations
