@@ -298,7 +298,8 @@ def run(
             stderr=err.fileno(),
             timeout=timeout,
         )
-    if usage.returncode != 0:
+    # dedup scan's exit code 1 is "finished, duplicates found" (README: exit codes).
+    if usage.returncode not in ((0, 1) if is_dedup(contender.name) else (0,)):
         tail = log.read_text(errors="replace")[-3000:]
         raise SystemExit(f"{contender.name} on {folder} failed ({usage.returncode}):\n{tail}")
     return usage
