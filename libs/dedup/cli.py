@@ -1,11 +1,15 @@
 """The `dedup` command: one entry point, a sub-command per job."""
 
 import difflib
+import os
 import sys
 from collections.abc import Callable
 from importlib import import_module
 
 from dedup.clitools import USAGE_ERROR, dedup_version, shown
+
+# The exit code of a command whose reader went away (128 + SIGPIPE, as the shell's).
+CLOSED_PIPE = 141
 
 # Sub-command -> module with a `main(args) -> int`; imported only when used.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -32,7 +36,20 @@ def unknown(command: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
+    try:
+        try:
+            return dispatch(sys.argv[1:] if argv is None else argv)
+        finally:
+            sys.stdout.flush()  # a closed pipe shows here, not in Python's exit
+    except BrokenPipeError:
+        # `dedup scan DIR | head`: the reader has what it wanted; no traceback, and no
+        # second one when Python flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return CLOSED_PIPE
+
+
+def dispatch(args: list[str]) -> int:
+    """Run the sub-command that ``args`` name; its exit code."""
     if not args:
         print(usage(), file=sys.stderr)
         return USAGE_ERROR

@@ -88,3 +88,16 @@ def test_ingest_eventhub_help_says_what_it_does(capsys: pytest.CaptureFixture[st
     assert stop.value.code == 0
     out = capsys.readouterr().out
     assert "Event Hub" in out and "DEDUP_INGEST_EVENTHUB_NAME" in out
+
+
+def test_a_reader_that_goes_away_gets_no_traceback() -> None:
+    # `dedup --help | true`: the pipe is closed before the first line.
+    command = [sys.executable, "-c", "import sys; from dedup.cli import main; sys.exit(main())"]
+    with subprocess.Popen(
+        [*command, "--help"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()
+        errors = proc.stderr.read().decode()
+        assert proc.wait() == cli.CLOSED_PIPE
+    assert errors == ""
