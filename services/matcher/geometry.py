@@ -45,8 +45,10 @@ runs it in a thread.
 Each check runs only where it can change the verdict (``MatchParams.skip_decided``): no
 alignment without ``min_inliers`` inliers, ECC between a conclusive and a hopeless
 residual, the displacement only for residuals where other shots hide, the second
-orientation aligned only if it competes. The ratio test's neighbours come from an LSH
-index (brute force confirms an answer near ``min_inliers``). A pair the hashes already
+orientation aligned only if it competes. The first orientation is tried on each side's
+strongest features (``first_features``) before all of them: a copy they align
+conclusively is decided there. The ratio test's neighbours come from an LSH index (brute
+force confirms an answer near ``min_inliers``). A pair the hashes already
 align (a dihedral turn and a scale) needs no features at all: ``turn_and_scale`` and
 ``check_alignment``, used by services/matcher/decide.py.
 
