@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import io
+
 import pytest
 from PIL import Image, ImageEnhance, ImageFilter
 
+from dedup import synthetic
 from services.hasher.decode import decode
 from services.hasher.features import extract
-from services.hasher.quality import WEIGHTS, estimate_jpeg_quality
+from services.hasher.quality import WEIGHTS, blockiness, estimate_jpeg_quality
 from services.hasher.tests import synth
 
 
@@ -72,3 +75,29 @@ def test_flat_and_tiny_images_score_without_errors() -> None:
     assert flat.sharpness == 0.0 and flat.exposure == 0.0
     tiny = extract(synth.png(Image.new("RGB", (2, 1), (10, 20, 30)))).quality
     assert 0.0 <= tiny.score <= 1.0
+
+
+def _jpeg(img: Image.Image, quality: int) -> bytes:
+    out = io.BytesIO()
+    img.save(out, "JPEG", quality=quality)
+    return out.getvalue()
+
+
+def _blocks(data: bytes) -> float:
+    found = blockiness(decode(data))
+    assert found is not None
+    return found
+
+
+def test_a_resave_keeps_its_first_jpegs_blocks_even_under_a_caption() -> None:
+    picture = synthetic.photo(31, (900, 600))
+    first = _jpeg(picture, 70)
+    reopened = Image.open(io.BytesIO(first)).convert("RGB")
+    blocks = _blocks(first)
+    assert blocks > 0.05
+    # A first JPEG at 90 has its own, weaker blocks; a re-save at 90 keeps those of the 70.
+    assert _blocks(_jpeg(picture, 90)) < 0.6 * blocks
+    assert _blocks(_jpeg(reopened, 90)) > 0.9 * blocks
+    # A caption's strokes jump at every phase of the grid: left out, they do not dilute.
+    captioned = synthetic.EDITS["caption"](reopened)
+    assert _blocks(_jpeg(captioned, 90)) > 0.75 * blocks
