@@ -17,7 +17,9 @@ names the derived copy and how; none applying leaves the pair's direction unknow
    edit, a caption, a PNG re-saved from the JPEG: text passes for detail, so first);
 6. of the same size: a noisier copy (noise added; not a JPEG's better-quality original,
    nor a blur's original), then a blurred one (far less detail);
-7. a re-encode: of the same size, a JPEG of lower quality than the other JPEG.
+7. a JPEG copy: of the same size, a JPEG showing its blocks beside a lossless file that
+   shows none (that file was not saved from this JPEG);
+8. a re-encode: of the same size, a JPEG of lower quality than the other JPEG.
 
 The kept copy is the best by quality (``rank_key``) of the copies that derive from no
 other copy of the cluster (usually one: the original); of all of them if every one
@@ -127,6 +129,16 @@ def _quantiser_scale(quality: int) -> float:
     return 5000.0 / q if q < 50 else 200.0 - 2.0 * q
 
 
+def _lossy_copy(x: Decision, y: Decision) -> bool:
+    """``x`` is a JPEG showing its blocks, ``y`` (the same size) a lossless file without
+    any: ``y`` was not saved from ``x`` (it would carry its blocks), so ``x`` is the copy."""
+    if _jpeg_quality(x) is None or not _lossless(y):
+        return False
+    if not (x.marks.HasField("blockiness") and y.marks.HasField("blockiness")):
+        return False
+    return x.marks.blockiness >= MIN_BLOCKS > y.marks.blockiness
+
+
 def _same_aspect(a: Decision, b: Decision) -> bool:
     """The same aspect ratio, either way up (a copy turned by 90 degrees)."""
     ratio_a, ratio_b = a.width / a.height, b.width / b.height
@@ -191,6 +203,10 @@ def derives(a: Decision, b: Decision, scores: Scores) -> tuple[str | None, str |
             return "a blurred copy", None
         if detail_a >= BLURRIER * detail_b:
             return None, "a blurred copy"
+    if same and _lossy_copy(a, b):
+        return "a JPEG copy of the lossless file", None
+    if same and _lossy_copy(b, a):
+        return None, "a JPEG copy of the lossless file"
     # JPEG against JPEG of the same size only: a noisy lossless copy claims more than its
     # JPEG original, and a resampled copy's blocks no longer show whether it was re-saved.
     q_a, q_b = _jpeg_quality(a), _jpeg_quality(b)

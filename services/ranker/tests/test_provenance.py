@@ -120,6 +120,20 @@ def test_a_first_jpeg_a_step_above_its_re_encode_is_no_resave() -> None:
     assert derives(resaved, caption, Scores()) == ("a re-save of a more compressed JPEG", None)
 
 
+def test_a_jpeg_beside_a_lossless_file_without_blocks_is_the_copy() -> None:
+    png = copy("p", fmt="PNG", jpeg=1.0, blockiness=0.01)
+    caption = copy("c", jpeg=0.9, blockiness=0.12, quality=0.8)  # text passes for detail
+    how = "a JPEG copy of the lossless file"
+    assert derives(png, caption, Scores()) == (None, how)
+    assert derives(caption, png, Scores()) == (how, None)
+    # A PNG showing the JPEG's blocks was saved from it: the re-save rule says so.
+    resaved = copy("r", fmt="PNG", jpeg=1.0, blockiness=0.12)
+    assert derives(resaved, caption, Scores()) == ("a re-save of a more compressed JPEG", None)
+    # Noise added to a JPEG hides its blocks: the noise rule comes first.
+    noisy = copy("n", fmt="PNG", jpeg=1.0, blockiness=0.01, noise=0.2)
+    assert derives(noisy, caption, Scores()) == ("a noisier copy", None)
+
+
 def test_no_evidence_leaves_the_direction_unknown() -> None:
     assert derives(ORIGINAL, copy("c"), Scores()) == (None, None)
     # More pixels at another aspect ratio: a frame, a squeeze, not a downscale.
