@@ -75,14 +75,11 @@ class Result:
 
 
 def similar_pairs(rows: list[Row]) -> list[tuple[Row, Row]]:
-    """Each pair of other shots of one scene once, the first path first, by path."""
+    """Each pair of other shots of one scene once (named by either side), by path."""
     by_id = {r.image_id: r for r in rows}
-    pairs = []
-    for r in rows:
-        for other in (by_id[s] for s in r.similar if s in by_id):
-            if (r.path, r.image_id) < (other.path, other.image_id):
-                pairs.append((r, other))
-    return sorted(pairs, key=lambda pair: (pair[0].path, pair[1].path))
+    ids = {tuple(sorted((r.image_id, s))) for r in rows for s in r.similar if s in by_id}
+    pairs = [sorted((by_id[a], by_id[b]), key=lambda r: r.path) for a, b in ids]
+    return sorted(((a, b) for a, b in pairs), key=lambda pair: (pair[0].path, pair[1].path))
 
 
 def result_of(root: Path, rows: list[Row], failures: Mapping[str, str], seconds: float) -> Result:
@@ -109,9 +106,7 @@ def quiet_logs(level: int = logging.WARNING) -> Iterator[None]:
     as they were after. The root logger, its handlers and any logger the caller set a
     level on are left alone (a caller who wants the stages' INFO lines sets "dedup")."""
     raised = [
-        logger
-        for logger in map(logging.getLogger, QUIET_LOGGERS)
-        if logger.level == logging.NOTSET
+        logger for logger in map(logging.getLogger, QUIET_LOGGERS) if logger.level == logging.NOTSET
     ]
     for logger in raised:
         logger.setLevel(level)
