@@ -15,6 +15,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import pytest
@@ -22,7 +23,7 @@ import pytest
 import dedup
 from dedup import api, synthetic
 from dedup.report import model
-from dedup.scan import servers, session
+from dedup.scan import core, servers
 from dedup.scan.session import ScanOptions, ScanResult
 from dedup.tests.helpers import SCHEMA, row
 
@@ -197,7 +198,7 @@ async def test_it_runs_inside_a_running_event_loop(
     """A notebook's cell runs in an event loop: asyncio.run would refuse to nest."""
     seen: list[ScanOptions] = []
 
-    async def fake(root: Path, options: ScanOptions, **kw: object) -> ScanResult:
+    async def fake(root: Path, ends: object, scratch: Path, options: ScanOptions) -> ScanResult:
         seen.append(options)
         rows = [row("k", "k.jpg", reason="kept"), row("u", "u.jpg", cluster="u",
                     decision="unique", reason="no duplicate found", similar=("k",))]  # fmt: skip
@@ -206,12 +207,44 @@ async def test_it_runs_inside_a_running_event_loop(
     def report(done: int, total: int, phase: str) -> None:
         pass
 
-    monkeypatch.setattr(session, "run_scan", fake)
-    result = dedup.find_duplicates(tmp_path, progress=report, workers=2)
+    monkeypatch.setattr(core, "scan", fake)
+    # A Triton URL given: no server is started.
+    result = dedup.find_duplicates(tmp_path, progress=report, workers=2, triton_url="[::1]:1")
     (options,) = seen
     assert options.on_progress is report and not options.progress and options.workers == 2
     assert [(a.path, b.path) for a, b in result.similar] == [("k.jpg", "u.jpg")]
     assert dict(result.failures) == {"u.jpg": "matcher failed: x"}
+
+
+@needs_triton
+@pytest.mark.timeout(300)
+def test_a_scanner_keeps_its_triton_for_several_scans(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    launched: list[object] = []
+    launch = servers.launch_triton
+
+    def counted(*args: Any) -> Any:
+        launched.append(args)
+        return launch(*args)
+
+    monkeypatch.setattr(servers, "launch_triton", counted)
+    make_folder(tmp_path / "a")
+    (tmp_path / "b").mkdir()
+    photo = synthetic.photo(9701)
+    (tmp_path / "b" / "x.jpg").write_bytes(synthetic.encode(photo))
+    (tmp_path / "b" / "x-grey.jpg").write_bytes(synthetic.encode(synthetic.EDITS["grey"](photo)))
+    with dedup.Scanner(workers=1) as scanner:
+        first, second = scanner.scan(tmp_path / "a"), scanner.scan(tmp_path / "b")
+        with pytest.raises(FileNotFoundError):
+            scanner.scan(tmp_path / "c")
+    assert len(launched) == 1
+    assert [(c.kept and c.kept.path, [d.path for d in c.duplicates]) for c in first.clusters] == [
+        (ORIGINAL, [COPY])
+    ]
+    assert [len(c.members) for c in second.clusters] == [2]
+    with pytest.raises(RuntimeError, match="not open"):
+        scanner.scan(tmp_path / "a")
 
 
 def test_import_dedup_loads_no_engine() -> None:
