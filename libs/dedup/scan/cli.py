@@ -32,24 +32,9 @@ from dedup.report import model
 from dedup.report.text import listing
 from dedup.scan.output import to_csv, to_html, to_json, totals_line
 from dedup.scan.servers import ServerError
-from dedup.scan.session import ScanOptions, ScanResult, scan_endpoints, workspace
+from dedup.scan.session import ScanOptions, ScanResult, run_scan
 
 M_ARENA_MAX = -8  # from <malloc.h>
-
-
-async def run_scan(
-    root: Path,
-    options: ScanOptions,
-    milvus_uri: str | None = None,
-    triton_url: str | None = None,
-) -> ScanResult:
-    """One scan, with its own servers (or the given ones) and a temporary workspace."""
-    async with workspace() as tmp, scan_endpoints(tmp / "run", milvus_uri, triton_url) as ends:
-        # Imported once a private Triton is starting: the engine and the services take
-        # ~1 s to import, Triton ~2 s to start; the two overlap.
-        from dedup.scan.core import scan
-
-        return await scan(root, ends, tmp / "blobs", options)
 
 
 class Exit(IntEnum):

@@ -133,7 +133,7 @@ async def each_file(
     options: ScanOptions,
 ) -> None:
     """fn over the files, `options.in_flight` at once, with a progress line named `label`."""
-    progress = Progress(label, len(files), enabled=options.progress)
+    progress = Progress(label, len(files), enabled=options.progress, report=options.on_progress)
 
     async def one(f: LocalFile) -> None:
         try:

@@ -1,4 +1,5 @@
-"""A one-line progress bar on stderr: phase, count, share, rate and ETA."""
+"""A one-line progress bar on stderr: phase, count, share, rate and ETA; and the same
+counts handed to a callback (the Python API's `progress`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from collections.abc import Callable
 from typing import TextIO
 
 WIDTH = 24
+# (done, total, phase): called when a phase starts (done 0) and after each of its files.
+ProgressCallback = Callable[[int, int, str], None]
 
 
 def clock_text(seconds: float) -> str:
@@ -30,7 +33,8 @@ def progress_line(label: str, done: int, total: int, elapsed: float) -> str:
 
 class Progress:
     """Redrawn in place on a terminal (at most every `every` s); plain lines now and then
-    elsewhere (a log file, a test); nothing at all when not `enabled`."""
+    elsewhere (a log file, a test); nothing at all when not `enabled`. `report`, if given,
+    gets every count, whether or not a line is drawn."""
 
     def __init__(
         self,
@@ -41,6 +45,7 @@ class Progress:
         enabled: bool = True,
         every: float | None = None,
         clock: Callable[[], float] = time.monotonic,
+        report: ProgressCallback | None = None,
     ) -> None:
         self._label, self._total = label, total
         self._stream = stream or sys.stderr
@@ -50,10 +55,15 @@ class Progress:
         self._clock = clock
         self._began = clock()
         self._shown = self._began
+        self._report = report
         self.done = 0
+        if report is not None:
+            report(0, total, label)
 
     def advance(self, n: int = 1) -> None:
         self.done += n
+        if self._report is not None:
+            self._report(self.done, self._total, self._label)
         now = self._clock()
         if now - self._shown >= self._every:
             self._show(now)

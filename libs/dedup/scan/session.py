@@ -1,7 +1,8 @@
-"""What a `dedup scan` runs in: its options, its result, its servers and its workspace.
+"""What a `dedup scan` runs in: its options, its result, its servers and its workspace;
+`run_scan`, one whole scan (the command's and the Python API's, dedup.api).
 
-Apart from the engine (core.py) so that the command can start the private Triton before
-it imports the engine and the services (~1 s of imports, overlapping Triton's start).
+Apart from the engine (core.py) so that a scan can start the private Triton before it
+imports the engine and the services (~1 s of imports, overlapping Triton's start).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dedup.report.model import Row
+from dedup.scan.progress import ProgressCallback
 from dedup.scan.servers import Endpoints, private_triton
 from services.embedder.settings import EmbedderSettings
 
@@ -27,7 +29,10 @@ class ScanOptions:
     in_flight: int = 8
     # Thumbnails for the HTML gallery (made from the working copies before they go).
     thumbnails: bool = False
+    # The progress bar on stderr.
     progress: bool = True
+    # Called with each phase's counts (done, total, phase), bar or not.
+    on_progress: ProgressCallback | None = None
 
 
 @dataclass
@@ -58,3 +63,18 @@ async def workspace() -> AsyncIterator[Path]:
     """A temporary directory for the servers' data and the working copies."""
     with tempfile.TemporaryDirectory(prefix="dedup-scan-") as tmp:
         yield Path(tmp)
+
+
+async def run_scan(
+    root: Path,
+    options: ScanOptions,
+    milvus_uri: str | None = None,
+    triton_url: str | None = None,
+) -> ScanResult:
+    """One scan, with its own servers (or the given ones) and a temporary workspace."""
+    async with workspace() as tmp, scan_endpoints(tmp / "run", milvus_uri, triton_url) as ends:
+        # Imported once a private Triton is starting: the engine and the services take
+        # ~1 s to import, Triton ~2 s to start; the two overlap.
+        from dedup.scan.core import scan
+
+        return await scan(root, ends, tmp / "blobs", options)
