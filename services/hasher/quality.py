@@ -133,12 +133,15 @@ def _compression(decoded: Decoded) -> tuple[float, int | None]:
 # Palette modes of Pillow; a lossless image with at most this many colours is one too.
 PALETTE_MODES: Final = frozenset({"P", "PA", "1"})
 PALETTE_COLOURS: Final = 256
+# ... and a grey one with at most this many levels (grey photos show 145-256).
+PALETTE_GREY_LEVELS: Final = 128
 # Pixels sampled to count colours (a regular grid: enough to tell 256 from thousands).
 PALETTE_SAMPLE: Final = 1 << 14
 
 
 def is_palette(decoded: Decoded) -> bool:
-    """At most 256 colours: a GIF, a quantised PNG (dithered or not). Counted on a grid
+    """At most 256 colours (a grey picture: 128 levels): a GIF, a quantised PNG (dithered
+    or not). Counted on a grid
     of the decoded pixels when the file is lossless (a reduced decode blends colours, so
     a large quantised RGB file can pass for a photo; its mode still tells when it is P)."""
     if decoded.mode in PALETTE_MODES:
@@ -149,7 +152,10 @@ def is_palette(decoded: Decoded) -> bool:
     step = max(1, len(pixels) // PALETTE_SAMPLE)
     sample = pixels[::step].astype(np.uint32)
     packed = (sample[:, 0] << 16) | (sample[:, 1] << 8) | sample[:, 2]
-    return len(np.unique(packed)) <= PALETTE_COLOURS
+    grey = bool((sample[:, 0] == sample[:, 1]).all() and (sample[:, 1] == sample[:, 2]).all())
+    # A grey picture has at most 256 levels by nature: only far fewer make it a palette.
+    limit = PALETTE_GREY_LEVELS if grey else PALETTE_COLOURS
+    return len(np.unique(packed)) <= limit
 
 
 # A frame: a band along every side at least FRAME_SHARE of the side, every pixel within

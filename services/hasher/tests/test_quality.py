@@ -2,13 +2,14 @@ from __future__ import annotations
 
 import io
 
+import numpy as np
 import pytest
-from PIL import Image, ImageEnhance, ImageFilter
+from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
 from dedup import synthetic
 from services.hasher.decode import decode
 from services.hasher.features import extract
-from services.hasher.quality import WEIGHTS, blockiness, estimate_jpeg_quality
+from services.hasher.quality import WEIGHTS, blockiness, estimate_jpeg_quality, is_palette
 from services.hasher.tests import synth
 
 
@@ -101,3 +102,18 @@ def test_a_resave_keeps_its_first_jpegs_blocks_even_under_a_caption() -> None:
     # A caption's strokes jump at every phase of the grid: left out, they do not dilute.
     captioned = synthetic.EDITS["caption"](reopened)
     assert _blocks(_jpeg(captioned, 90)) > 0.75 * blocks
+
+
+def _png(img: Image.Image) -> bytes:
+    out = io.BytesIO()
+    img.save(out, "PNG")
+    return out.getvalue()
+
+
+def test_a_grey_photo_is_no_palette_but_its_quantised_copy_is() -> None:
+    grey = ImageOps.autocontrast(synthetic.photo(32, (600, 400)).convert("L"))
+    assert len(np.unique(np.asarray(grey))) > 128  # a photo's grey levels
+    assert not is_palette(decode(_png(grey)))
+    dithered = grey.convert("RGB").quantize(32, dither=Image.Dither.FLOYDSTEINBERG)
+    assert is_palette(decode(_png(dithered.convert("RGB"))))  # saved as RGB: counted
+    assert is_palette(decode(_png(synthetic.photo(33, (600, 400)).quantize(200))))
