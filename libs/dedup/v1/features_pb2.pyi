@@ -169,7 +169,9 @@ class Marks(_message.Message):
     BLOCKINESS_FIELD_NUMBER: _builtins.int
     FRAMED_FIELD_NUMBER: _builtins.int
     palette: _builtins.bool
-    """At most 256 colours: a palette (GIF, a quantised PNG), dithered or not."""
+    """At most 256 colours (a grey picture: 128 levels): a palette (GIF, a quantised PNG),
+    dithered or not.
+    """
     blockiness: _builtins.float
     """How much JPEG's 8x8 block edges stand out in the decoded pixels (0: not at all);
     absent where the decode was reduced too far to see them. A file that claims a high
