@@ -161,19 +161,25 @@ def test_a_pair_without_enough_inliers_is_not_aligned(monkeypatch: pytest.Monkey
     assert aligned == []
 
 
-def test_the_other_orientation_is_tried_only_when_needed(monkeypatch: pytest.MonkeyPatch) -> None:
-    tried: list[bool] = []
+@pytest.fixture
+def tried(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Whether each RANSAC the matcher ran was on the candidate's mirror image, in order."""
+    seen: list[bool] = []
     real = geometry._ransac
 
     def counted(*args: object, **kwargs: object) -> geometry.Estimate:
-        tried.append(bool(args[2]))
+        seen.append(bool(args[2]))
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
+    monkeypatch.setattr(geometry, "_ransac", counted)
+    return seen
+
+
+def test_the_other_orientation_is_tried_only_when_needed(tried: list[bool]) -> None:
     def orientations() -> list[bool]:
         """The orientations in the order tried (each tried with few features, then all)."""
         return [mirrored for mirrored, _ in itertools.groupby(tried)]
 
-    monkeypatch.setattr(geometry, "_ransac", counted)
     mirrored = view("scene", "mirror"), view("scene")
     assert match(*mirrored, PARAMS, POLICY, mirrored_first=True).mirrored
     assert orientations() == [True]  # the hashes said flipped: one try
@@ -251,16 +257,8 @@ def test_an_approximate_match_short_of_clear_is_confirmed_exactly(
 
 @pytest.mark.parametrize(("distance", "mirrored_first"), [(20, True), (120, False)])
 def test_a_far_hash_turn_does_not_say_mirrored(
-    distance: int, mirrored_first: bool, monkeypatch: pytest.MonkeyPatch
+    distance: int, mirrored_first: bool, tried: list[bool]
 ) -> None:
-    tried: list[bool] = []
-    real = geometry._ransac
-
-    def counted(*args: object, **kwargs: object) -> geometry.Estimate:
-        tried.append(bool(args[2]))
-        return real(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(geometry, "_ransac", counted)
     flipped = HashHint(distance, DIHEDRAL.index("flip_lr"))
     decide(view("scene", "crop"), view("scene"), PARAMS, POLICY, flipped)
     assert tried[0] is mirrored_first
