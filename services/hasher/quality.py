@@ -133,7 +133,7 @@ def _compression(decoded: Decoded) -> tuple[float, int | None]:
 # Palette modes of Pillow; a lossless image with at most this many colours is one too.
 PALETTE_MODES: Final = frozenset({"P", "PA", "1"})
 PALETTE_COLOURS: Final = 256
-# ... and a grey one with at most this many levels (grey photos show 145-256).
+# ... and a grey one with at most this many levels (a grey photo has far more).
 PALETTE_GREY_LEVELS: Final = 128
 # Pixels sampled to count colours (a regular grid: enough to tell 256 from thousands).
 PALETTE_SAMPLE: Final = 1 << 14
@@ -141,9 +141,9 @@ PALETTE_SAMPLE: Final = 1 << 14
 
 def is_palette(decoded: Decoded) -> bool:
     """At most 256 colours (a grey picture: 128 levels): a GIF, a quantised PNG (dithered
-    or not). Counted on a grid
-    of the decoded pixels when the file is lossless (a reduced decode blends colours, so
-    a large quantised RGB file can pass for a photo; its mode still tells when it is P)."""
+    or not). Counted on a grid of the decoded pixels when the file is lossless (a reduced
+    decode blends colours, so a large quantised RGB file can pass for a photo; its mode
+    still tells when it is P)."""
     if decoded.mode in PALETTE_MODES:
         return True
     if not decoded.lossless:

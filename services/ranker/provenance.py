@@ -58,10 +58,10 @@ BLUR_NOT_NOISE: Final = 10.0
 REENCODE_STEPS: Final = 1
 # A re-save: a file claiming at least RESAVE_QUALITY (lossless: LOSSLESS_QUALITY) whose
 # blockiness is at least RESAVE_BLOCKS of a lower-quality JPEG's that has MIN_BLOCKS, and
-# at least FRESH_MARGIN times what a first JPEG at its quality would show: a first JPEG
-# shows about the ratio of the two qualities' quantiser scales (90 against 70: 0.33, seen
-# 0.3-0.45; 90 against 85: 0.67, seen 0.6-0.77), a re-save 0.65-1.2 (text over it
-# dilutes the blocks). Qualities too close to tell apart leave it to the re-encode rule.
+# at least FRESH_MARGIN times what a first JPEG at its quality would show: about the
+# ratio of the two qualities' quantiser scales, while a re-save keeps nearly all the
+# blocks (text over it dilutes them; bench/README.md, "The kept copy", has the figures).
+# Qualities too close to tell apart leave it to the re-encode rule.
 RESAVE_QUALITY: Final = 85
 LOSSLESS_QUALITY: Final = 101
 RESAVE_BLOCKS: Final = 0.6
