@@ -21,16 +21,14 @@ import threading
 from collections.abc import Coroutine, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from dedup.report import model
 from dedup.report.model import Cluster, Row, Totals
 from dedup.scan.output import to_json
 from dedup.scan.progress import ProgressCallback
-
-if TYPE_CHECKING:
-    from dedup.scan.servers import Endpoints
-    from dedup.scan.session import ScanResult
+from dedup.scan.servers import Endpoints, ServerError
+from dedup.scan.session import ScanOptions, ScanResult
 
 __all__ = ["Cluster", "Result", "Row", "Scanner", "ServerStartError", "find_duplicates"]
 
@@ -138,7 +136,7 @@ def find_duplicates(
     *,
     progress: ProgressCallback | None = None,
     workers: int | None = None,
-    in_flight: int = 8,
+    in_flight: int = ScanOptions.in_flight,
     triton_url: str | None = None,
 ) -> Result:
     """Find the duplicate images under `folder` (recursively), as `dedup scan` does.
@@ -175,7 +173,11 @@ class Scanner:
     """
 
     def __init__(
-        self, *, workers: int | None = None, in_flight: int = 8, triton_url: str | None = None
+        self,
+        *,
+        workers: int | None = None,
+        in_flight: int = ScanOptions.in_flight,
+        triton_url: str | None = None,
     ) -> None:
         if (workers is not None and workers < 1) or in_flight < 1:
             raise ValueError("workers and in_flight must be at least 1")
@@ -237,8 +239,6 @@ class Scanner:
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         """`coro` in the Scanner's loop, the scan's loggers quiet while it runs."""
-        from dedup.scan.servers import ServerError
-
         assert self._loop is not None
         with quiet_logs():
             future = asyncio.run_coroutine_threadsafe(coro, self._loop)
@@ -263,13 +263,11 @@ class Scanner:
         self, root: Path, progress: ProgressCallback | None, scratch: Path
     ) -> ScanResult:
         # Imported once a private Triton is starting (~1 s of imports, overlapping it).
-        from dedup.cpus import available_cpus
         from dedup.scan.core import scan
-        from dedup.scan.session import ScanOptions
 
         assert self._endpoints is not None
         options = ScanOptions(
-            workers=self._workers or available_cpus(),
+            workers=self._workers or ScanOptions.workers,  # one per CPU
             in_flight=self._in_flight,
             progress=False,
             on_progress=progress,

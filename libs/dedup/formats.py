@@ -16,8 +16,8 @@ from functools import cache
 from pathlib import PurePosixPath
 from typing import Final
 
-# The hasher's reason for bytes that no image format recognised (services/hasher/decode.py;
-# tests/test_not_an_image.py holds the two to the same words).
+# The hasher's reason for bytes that no image format recognised (services/hasher/decode.py
+# says it with this constant).
 UNIDENTIFIED: Final = "not a decodable image (unknown or damaged header)"
 # Image formats that Pillow does not list (some we do not decode, but they are images).
 _EXTRA_IMAGE_SUFFIXES: Final = frozenset({".heic", ".heif", ".avif", ".jxl", ".svg", ".raw"})

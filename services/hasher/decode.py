@@ -35,6 +35,7 @@ import numpy.typing as npt
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from dedup.budget import ByteBudget
+from dedup.formats import UNIDENTIFIED
 from services.hasher import png_strips
 
 DecodeErrorKind = Literal["corrupt", "unsupported", "too_large", "bomb", "empty"]
@@ -335,7 +336,7 @@ def _unidentified(data: bytes) -> DecodeError:
             return DecodeError("unsupported", f"{name} is not a supported image format")
     if data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS:
         return DecodeError("unsupported", "HEIF/HEIC is not a supported image format")
-    return DecodeError("corrupt", "not a decodable image (unknown or damaged header)")
+    return DecodeError("corrupt", UNIDENTIFIED)
 
 
 def _quantization(img: Image.Image) -> dict[int, tuple[int, ...]] | None:

@@ -69,6 +69,7 @@ from dedup.imaging import apply_dihedral, content_box
 
 Grey = npt.NDArray[np.uint8]
 Points = npt.NDArray[np.float32]
+Box = tuple[int, int, int, int]  # (top, bottom, left, right)
 
 # Extra blur (sigmas, in pixels) tried on the sharper image to match the softer one, and
 # how much sharper it may stay.
@@ -221,7 +222,7 @@ class ImageView:
     scale: float  # grey's size / the working copy's size
     # grey's (top, bottom, left, right) without black or white bars (dedup.imaging): the
     # part the hasher's PDQ hash describes.
-    content: tuple[int, int, int, int]
+    content: Box
     params: MatchParams  # how its features are computed
     # mirrored -> features; mirrored: those of the flipped copy, in this image's own
     # coordinates.
@@ -429,9 +430,6 @@ def _ransac(
         return Estimate(len(matches), 0)
     keep = mask.ravel().astype(bool)
     return Estimate(len(matches), int(keep.sum()), affine, src[keep], dst[keep])
-
-
-Box = tuple[int, int, int, int]  # (top, bottom, left, right)
 
 
 def window_residuals(

@@ -16,7 +16,6 @@ from pathlib import Path
 from dedup.report.model import Row
 from dedup.scan.progress import ProgressCallback
 from dedup.scan.servers import Endpoints, private_triton
-from services.embedder.settings import EmbedderSettings
 
 
 @dataclass(frozen=True)
@@ -54,6 +53,8 @@ async def scan_endpoints(
     if triton_url:
         yield Endpoints(milvus_uri=milvus_uri, triton_url=triton_url)
         return
+    from services.embedder.settings import EmbedderSettings  # the services: not before
+
     async with private_triton(run_dir, EmbedderSettings().triton_model) as (url, ready):
         yield Endpoints(milvus_uri=milvus_uri, triton_url=url, ready=ready)
 
