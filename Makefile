@@ -55,10 +55,11 @@ proto-check: venv ## fail when the checked-in generated code is stale
 	bash scripts/gen_proto.sh --check
 
 .PHONY: lint
-lint: venv ## ruff and mypy
+lint: venv ## ruff, mypy and the import layers (apps -> services -> dedup, no service imports another)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 .PHONY: fmt
 fmt: venv ## format and autofix

@@ -87,9 +87,9 @@ async def measure(paths: list[Path], whole: bool) -> dict[str, Any]:
 
     if hasattr(stage, "return_large_blocks"):  # as the service's entry point does
         stage.return_large_blocks()
+    from apps.scan.local_blobs import LocalBlobs
     from dedup.blob import BlobInfo
     from dedup.events import created_from_listing
-    from dedup.scan.local_blobs import LocalBlobs
     from services.hasher.__main__ import open_hasher
     from services.hasher.settings import HasherSettings
 

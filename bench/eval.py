@@ -54,6 +54,8 @@ import numpy as np
 import pdqhash  # type: ignore[import-untyped]  # no type hints shipped
 from PIL import Image
 
+from apps.scan.core import scan
+from apps.scan.session import ScanOptions, scan_endpoints
 from bench.dev_sets import DEFAULT_DEV
 from bench.metrics import (
     TARGET_F1,
@@ -67,8 +69,6 @@ from bench.metrics import (
 from bench.recipe import write_recipe_set
 from dedup import synthetic
 from dedup.logs import configure_cli_logging
-from dedup.scan.core import scan
-from dedup.scan.session import ScanOptions, scan_endpoints
 
 GENERATED = "generated-edits"
 RECIPE = "imagededup-recipe"  # bench/recipe.py: opt-in (--recipe, or --sets naming it)

@@ -34,12 +34,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
 
+from apps.scan.core import scan
+from apps.scan.session import ScanOptions, scan_endpoints
 from bench.dev_sets import DEFAULT_DEV
 from bench.recipe import IMAGE_SUFFIXES, UNSPLASH, recipe_photos
 from dedup import synthetic
 from dedup.logs import configure_cli_logging
-from dedup.scan.core import scan
-from dedup.scan.session import ScanOptions, scan_endpoints
 
 Edit = Callable[[Image.Image, np.random.Generator], Image.Image]
 TARGET = 0.97

@@ -1,21 +1,6 @@
 """dedup's shared library: the stage runtime, settings, logging, metrics and clients.
 
-Services import from here; nothing here knows about a particular stage. The Python API
-(`dedup.find_duplicates`, `dedup.Scanner`, `dedup.Result`, `dedup.ServerStartError`:
-dedup.api) is imported on first use, so that `import dedup` stays cheap.
+The services import from here, and the composition (`apps`: the CLI, `dedup scan`, the
+demo, the Python API) from both; nothing here imports either, and nothing here knows
+about a particular stage (`make lint` checks the layers).
 """
-
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from dedup.api import Result, Scanner, ServerStartError, find_duplicates
-
-__all__ = ["Result", "Scanner", "ServerStartError", "find_duplicates"]
-
-
-def __getattr__(name: str) -> object:
-    if name in __all__:
-        from dedup import api
-
-        return getattr(api, name)
-    raise AttributeError(f"module 'dedup' has no attribute {name!r}")

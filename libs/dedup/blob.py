@@ -340,7 +340,7 @@ def _info(name: str, props: Any) -> BlobInfo:
 
 class Blobs(Protocol):
     """The blob operations the services use. `BlobStore` is the real one; `dedup scan`
-    passes a local folder instead (dedup.scan.local_blobs), through each service's
+    passes a local folder instead (apps.scan.local_blobs), through each service's
     `open_stage(settings, blobs=...)`."""
 
     async def download(self, container: str, name: str, max_bytes: int) -> bytes: ...

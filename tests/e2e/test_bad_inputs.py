@@ -12,10 +12,10 @@ import time
 import uuid
 from pathlib import Path
 
+from apps.demo import Topology, latest_decisions
+from apps.pipeline import PIPELINE
 from dedup.blob import BlobInfo, BlobSettings, open_service
-from dedup.demo import Topology, latest_decisions
 from dedup.events import created_from_listing, image_id
-from dedup.pipeline import PIPELINE
 from dedup.report import model
 from dedup.runtime.kafka import Publisher
 from dedup.settings import KafkaSettings

@@ -25,9 +25,7 @@ from typing import Any
 
 import pytest
 
-from dedup import synthetic
-from dedup.blob import BlobSettings, BlobStore, open_service
-from dedup.demo import (
+from apps.demo import (
     PROMETHEUS,
     StageCounts,
     Topology,
@@ -37,8 +35,10 @@ from dedup.demo import (
     stop_stages,
     wait_for_decisions,
 )
+from apps.pipeline import PIPELINE
+from dedup import synthetic
+from dedup.blob import BlobSettings, BlobStore, open_service
 from dedup.events import image_id
-from dedup.pipeline import PIPELINE
 from dedup.settings import KafkaSettings, MilvusSettings
 from dedup.v1.decisions_pb2 import Decision
 from dedup.vectors import open_milvus
@@ -83,7 +83,7 @@ def run(
     args: list[str], timeout: float = 120, codes: tuple[int, ...] = (0,)
 ) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(
-        [sys.executable, "-m", "dedup.cli", *args],
+        [sys.executable, "-m", "apps.cli", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,

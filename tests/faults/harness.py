@@ -28,11 +28,11 @@ from google.protobuf.message import Message
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic_settings import BaseSettings
 
+from apps.demo import Topology, own_decisions
+from apps.pipeline import PIPELINE
 from dedup import topics
 from dedup.blob import BlobStore, open_service
-from dedup.demo import Topology, own_decisions
 from dedup.events import image_id
-from dedup.pipeline import PIPELINE
 from dedup.runtime.kafka import Publisher, Record, read_topic
 from dedup.synthetic import SampleFile, sample_set
 from dedup.v1.decisions_pb2 import Decision
@@ -203,7 +203,7 @@ def ingest_proc(
     stack: PrivateStack, container: str, topology: Topology, logs: Path, state: Path
 ) -> Proc:
     env = stack.service_env("ingest", set(IngestSettings.model_fields))
-    argv = [sys.executable, "-m", "dedup.cli", "ingest", "watch", "--container", container,
+    argv = [sys.executable, "-m", "apps.cli", "ingest", "watch", "--container", container,
             "--topic", topology.events, "--state", str(state), "--interval", "0.5"]  # fmt: skip
     return Proc("ingest", argv, env, logs / "ingest.log", None)
 

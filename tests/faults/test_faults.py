@@ -12,8 +12,8 @@ import uuid
 
 import pytest
 
-from dedup.demo import own_decisions
-from dedup.pipeline import PIPELINE
+from apps.demo import own_decisions
+from apps.pipeline import PIPELINE
 from tests.faults.conftest import RUN_DIR, TABLE
 from tests.faults.harness import (
     Case,

@@ -82,7 +82,7 @@ async def wait_for(
 def run_watch(container: str, topic: str, state: Path) -> None:
     done = subprocess.run(
         [
-            *(sys.executable, "-m", "dedup.cli", "ingest", "watch", "--once"),
+            *(sys.executable, "-m", "apps.cli", "ingest", "watch", "--once"),
             *("--container", container, "--topic", topic, "--state", str(state)),
         ],
         cwd=ROOT,

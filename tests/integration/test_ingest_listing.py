@@ -24,7 +24,7 @@ ACCOUNT = "devstoreaccount1"
 
 def ingest(*args: str) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(
-        [sys.executable, "-m", "dedup.cli", "ingest", *args],
+        [sys.executable, "-m", "apps.cli", "ingest", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,

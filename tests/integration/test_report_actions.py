@@ -35,7 +35,7 @@ def jpeg(seed: int, side: int = 256) -> bytes:
 
 def dedup(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "dedup.cli", *args],
+        [sys.executable, "-m", "apps.cli", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -55,7 +55,7 @@ def run_scan(folder: Path, out: Path, html: Path) -> subprocess.CompletedProcess
         [
             sys.executable,
             "-m",
-            "dedup.cli",
+            "apps.cli",
             "scan",
             str(folder),
             "--json",
@@ -131,7 +131,7 @@ def test_scan_judges_every_file_of_a_folder(tmp_path: Path) -> None:
 def test_scan_of_an_empty_folder_and_bad_arguments(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     done = subprocess.run(
-        [sys.executable, "-m", "dedup.cli", "scan", str(tmp_path / "empty"), "--json",
+        [sys.executable, "-m", "apps.cli", "scan", str(tmp_path / "empty"), "--json",
          str(tmp_path / "out.json"), "--quiet", "--milvus-uri", "http://127.0.0.1:19530",
          "--triton-url", "127.0.0.1:8001"],
         cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
@@ -139,7 +139,7 @@ def test_scan_of_an_empty_folder_and_bad_arguments(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads((tmp_path / "out.json").read_text())["images"] == []
     missing = subprocess.run(
-        [sys.executable, "-m", "dedup.cli", "scan", str(tmp_path / "nowhere")],
+        [sys.executable, "-m", "apps.cli", "scan", str(tmp_path / "nowhere")],
         cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert missing.returncode == 2 and "not a directory" in missing.stderr

@@ -28,7 +28,7 @@ NO_DAC_OVERRIDE = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
 
 def scan(folder: Path, out: Path, *extra: str, prefix: list[str] | None = None) -> dict[str, Any]:
     done = subprocess.run(
-        [*(prefix or []), sys.executable, "-m", "dedup.cli", "scan", str(folder),
+        [*(prefix or []), sys.executable, "-m", "apps.cli", "scan", str(folder),
          "--json", str(out), "--quiet", *extra],
         cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
         env=os.environ | bad_inputs.HASHER_ENV,

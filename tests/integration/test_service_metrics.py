@@ -14,7 +14,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from dedup.pipeline import PIPELINE
+from apps.pipeline import PIPELINE
 from tests.chart.metric_names import chart_metric_names, exposition_metric_names
 from tests.integration.conftest import ROOT, free_port, start_module
 

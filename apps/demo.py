@@ -28,11 +28,11 @@ from pathlib import Path
 
 from google.protobuf.message import DecodeError
 
+from apps.pipeline import PIPELINE, StageInfo, runnable_stages
 from dedup import topics
 from dedup.blob import BlobSettings, BlobStore, open_service
 from dedup.clitools import HelpFormatter
 from dedup.listing import Source, WatchState, poll
-from dedup.pipeline import PIPELINE, StageInfo, runnable_stages
 from dedup.report import gallery, model
 from dedup.report.cli import fetch_thumbnails
 from dedup.runtime.kafka import Publisher, read_topic

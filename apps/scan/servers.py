@@ -27,7 +27,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[3]
+# The checkout this runs from: its local stack (stack/lib.sh) and venvs (`make setup`).
+REPO = Path(__file__).resolve().parents[2]
 LIB_SH = REPO / "stack" / "lib.sh"
 START_TIMEOUT_SECONDS = 120.0
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>

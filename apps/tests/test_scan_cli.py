@@ -15,12 +15,12 @@ from typing import Any
 import jsonschema
 import pytest
 
+from apps.scan import cli, servers
+from apps.scan.session import ScanOptions, ScanResult
 from dedup import synthetic
 from dedup.formats import UNIDENTIFIED, not_an_image
 from dedup.report import model, text
 from dedup.report.model import Row
-from dedup.scan import cli, servers
-from dedup.scan.session import ScanOptions, ScanResult
 from dedup.tests.helpers import SCHEMA, row
 from dedup.v1.decisions_pb2 import Decision, DecisionKind
 from dedup.v1.features_pb2 import ImageStatus
@@ -238,7 +238,7 @@ def test_dedup_scan_of_a_tiny_folder_prints_its_cluster_and_exits_1(tmp_path: Pa
     folder, out = tmp_path / "photos", tmp_path / "scan.json"
     make_folder(folder)
     done = subprocess.run(
-        [sys.executable, "-m", "dedup.cli", "scan", str(folder), "--json", str(out),
+        [sys.executable, "-m", "apps.cli", "scan", str(folder), "--json", str(out),
          "--workers", "1"],
         cwd=servers.REPO, capture_output=True, text=True, timeout=280, check=False,
     )  # fmt: skip

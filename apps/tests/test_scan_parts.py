@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from apps.scan.core import bounded_map
+from apps.scan.files import ACCOUNT, folder_container, local_files, readable, walk
+from apps.scan.local_blobs import LocalBlobs, ReadOnlyContainerError
+from apps.scan.progress import progress_line
 from dedup.blob import BlobMissingError, BlobTooLargeError
 from dedup.events import image_id
 from dedup.report.model import entry
-from dedup.scan.core import bounded_map
-from dedup.scan.files import ACCOUNT, folder_container, local_files, readable, walk
-from dedup.scan.local_blobs import LocalBlobs, ReadOnlyContainerError
-from dedup.scan.progress import progress_line
 from dedup.tests.helpers import row
 
 

@@ -13,9 +13,9 @@ from typing import Any
 import jsonschema
 import pytest
 
+from apps.scan import output
 from dedup.report import model
 from dedup.report.model import Row
-from dedup.scan import output
 from dedup.tests.helpers import SCHEMA, row
 from dedup.v1.decisions_pb2 import DecisionKind
 from dedup.v1.features_pb2 import ImageStatus

@@ -2,7 +2,7 @@
 
 Each service's stage is opened exactly as the service opens it (its settings from
 DEDUP_<SERVICE>_* as usual), except that blob storage is the local folder
-(dedup.scan.local_blobs), the hash and embedding indexes live in this process (the
+(apps.scan.local_blobs), the hash and embedding indexes live in this process (the
 services' in-memory indexes; or the scan's own collections in a given Milvus, dropped at
 the end) and Triton is the scan's (a private one by default, see servers.py). Nothing of
 the decision logic lives here.
@@ -38,15 +38,15 @@ from typing import TypeVar
 
 from google.protobuf.message import Message
 
+from apps.scan.files import LocalFile, folder_container, local_files
+from apps.scan.local_blobs import LocalBlobs
+from apps.scan.progress import Progress
+from apps.scan.servers import Endpoints
+from apps.scan.session import ScanOptions, ScanResult
 from dedup.clitools import shown
 from dedup.report import gallery, model
 from dedup.report.model import Row
 from dedup.runtime.contract import TRANSIENT, Output, Stage, backoff_seconds
-from dedup.scan.files import LocalFile, folder_container, local_files
-from dedup.scan.local_blobs import LocalBlobs
-from dedup.scan.progress import Progress
-from dedup.scan.servers import Endpoints
-from dedup.scan.session import ScanOptions, ScanResult
 from dedup.settings import MilvusSettings
 from dedup.v1.events_pb2 import BlobEvent
 from dedup.v1.features_pb2 import ImageStatus
@@ -64,7 +64,7 @@ from services.ranker.stage import ranker_stage
 from services.verifier.__main__ import open_stage as open_verifier
 from services.verifier.settings import VerifierSettings
 
-log = logging.getLogger("dedup.scan")
+log = logging.getLogger("apps.scan")
 
 T = TypeVar("T")
 R = TypeVar("R")

@@ -1,6 +1,6 @@
-"""The Python API: `dedup.find_duplicates(folder) -> Result`, no Kafka and no Azure.
+"""The Python API: `apps.find_duplicates(folder) -> Result`, no Kafka and no Azure.
 
-It is `dedup scan` without the terminal: the same engine (dedup.scan, a private Triton
+It is `dedup scan` without the terminal: the same engine (apps.scan, a private Triton
 on free ports, the indexes in this process), the same rows (dedup.report.model) and the
 same JSON (`Result.to_json`, result.schema.json). What it adds is what a caller in
 Python needs: a typed, frozen result, a progress callback instead of the bar, logs kept
@@ -23,12 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from apps.scan.output import to_json
+from apps.scan.progress import ProgressCallback
+from apps.scan.servers import Endpoints, ServerError
+from apps.scan.session import ScanOptions, ScanResult
 from dedup.report import model
 from dedup.report.model import Cluster, Row, Totals
-from dedup.scan.output import to_json
-from dedup.scan.progress import ProgressCallback
-from dedup.scan.servers import Endpoints, ServerError
-from dedup.scan.session import ScanOptions, ScanResult
 
 __all__ = ["Cluster", "Result", "Row", "Scanner", "ServerStartError", "find_duplicates"]
 
@@ -163,7 +163,7 @@ class Scanner:
     """Several scans on one set of servers: the private Triton starts once, when the
     Scanner is entered, and stops when it is left (find_duplicates starts one per call).
 
-        with dedup.Scanner() as scanner:
+        with apps.Scanner() as scanner:
             first = scanner.scan("photos/2025")
             second = scanner.scan("photos/2026", progress=show)
 
@@ -251,7 +251,7 @@ class Scanner:
                 raise
 
     async def _start(self) -> Endpoints:
-        from dedup.scan.session import scan_endpoints, workspace
+        from apps.scan.session import scan_endpoints, workspace
 
         self._workspace = await self._stack.enter_async_context(workspace())
         run_dir = self._workspace / "run"
@@ -263,7 +263,7 @@ class Scanner:
         self, root: Path, progress: ProgressCallback | None, scratch: Path
     ) -> ScanResult:
         # Imported once a private Triton is starting (~1 s of imports, overlapping it).
-        from dedup.scan.core import scan
+        from apps.scan.core import scan
 
         assert self._endpoints is not None
         options = ScanOptions(

@@ -1,4 +1,4 @@
-"""The Python API (dedup.api): one real call on a tiny generated folder (a private Triton,
+"""The Python API (apps.api): one real call on a tiny generated folder (a private Triton,
 as `dedup scan` starts it) checked for its cluster, reasons, progress, logs and JSON; the
 README's example run as written; errors raised before any server starts."""
 
@@ -20,11 +20,12 @@ from typing import Any
 import jsonschema
 import pytest
 
-import dedup
-from dedup import api, synthetic
+import apps
+from apps import api
+from apps.scan import core, servers
+from apps.scan.session import ScanOptions, ScanResult
+from dedup import synthetic
 from dedup.report import model
-from dedup.scan import core, servers
-from dedup.scan.session import ScanOptions, ScanResult
 from dedup.tests.helpers import SCHEMA, row
 
 needs_triton = pytest.mark.skipif(
@@ -71,7 +72,7 @@ def root_at_debug() -> Iterator[Records]:
 
 @dataclass(frozen=True)
 class Call:
-    result: dedup.Result
+    result: apps.Result
     progress: list[tuple[int, int, str]]
     records: list[logging.LogRecord]
 
@@ -83,7 +84,7 @@ def call(tmp_path_factory: pytest.TempPathFactory) -> Call:
     make_folder(folder)
     progress: list[tuple[int, int, str]] = []
     with root_at_debug() as handler:
-        result = dedup.find_duplicates(
+        result = apps.find_duplicates(
             folder, progress=lambda *counts: progress.append(counts), workers=1
         )
     return Call(result, progress, handler.records)
@@ -173,12 +174,12 @@ def no_server(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_a_bad_folder_or_option_raises_before_any_server(tmp_path: Path, no_server: None) -> None:
     with pytest.raises(FileNotFoundError, match=r"no such folder: .*nowhere"):
-        dedup.find_duplicates(tmp_path / "nowhere")
+        apps.find_duplicates(tmp_path / "nowhere")
     (tmp_path / "a.jpg").write_bytes(b"x")
     with pytest.raises(NotADirectoryError, match=r"not a folder: .*a\.jpg"):
-        dedup.find_duplicates(tmp_path / "a.jpg")
+        apps.find_duplicates(tmp_path / "a.jpg")
     with pytest.raises(ValueError, match="at least 1"):
-        dedup.find_duplicates(tmp_path, in_flight=0)
+        apps.find_duplicates(tmp_path, in_flight=0)
 
 
 def test_a_server_that_cannot_start_raises_server_start_error(
@@ -188,8 +189,8 @@ def test_a_server_that_cannot_start_raises_server_start_error(
         raise servers.ServerError("Triton (.venv-triton) is not installed: run `make setup`")
 
     monkeypatch.setattr(servers, "launch_triton", missing)
-    with pytest.raises(dedup.ServerStartError, match="not installed: run `make setup`"):
-        dedup.find_duplicates(tmp_path)
+    with pytest.raises(apps.ServerStartError, match="not installed: run `make setup`"):
+        apps.find_duplicates(tmp_path)
 
 
 async def test_it_runs_inside_a_running_event_loop(
@@ -209,7 +210,7 @@ async def test_it_runs_inside_a_running_event_loop(
 
     monkeypatch.setattr(core, "scan", fake)
     # A Triton URL given: no server is started.
-    result = dedup.find_duplicates(tmp_path, progress=report, workers=2, triton_url="[::1]:1")
+    result = apps.find_duplicates(tmp_path, progress=report, workers=2, triton_url="[::1]:1")
     (options,) = seen
     assert options.on_progress is report and not options.progress and options.workers == 2
     assert [(a.path, b.path) for a, b in result.similar] == [("k.jpg", "u.jpg")]
@@ -234,7 +235,7 @@ def test_a_scanner_keeps_its_triton_for_several_scans(
     photo = synthetic.photo(9701)
     (tmp_path / "b" / "x.jpg").write_bytes(synthetic.encode(photo))
     (tmp_path / "b" / "x-grey.jpg").write_bytes(synthetic.encode(synthetic.EDITS["grey"](photo)))
-    with dedup.Scanner(workers=1) as scanner:
+    with apps.Scanner(workers=1) as scanner:
         first, second = scanner.scan(tmp_path / "a"), scanner.scan(tmp_path / "b")
         with pytest.raises(FileNotFoundError):
             scanner.scan(tmp_path / "c")
@@ -247,10 +248,10 @@ def test_a_scanner_keeps_its_triton_for_several_scans(
         scanner.scan(tmp_path / "a")
 
 
-def test_import_dedup_loads_no_engine() -> None:
+def test_import_apps_loads_no_engine() -> None:
     probe = (
-        "import sys, dedup; dedup.Result; dedup.find_duplicates; "
-        "heavy = [m for m in sys.modules if m.startswith(('services', 'dedup.scan.core', 'cv2'))]; "
+        "import sys, apps; apps.Result; apps.find_duplicates; "
+        "heavy = [m for m in sys.modules if m.startswith(('services', 'apps.scan.core', 'cv2'))]; "
         "print(heavy)"
     )
     env = dict(

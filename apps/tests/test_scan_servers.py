@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from dedup.scan import servers
-from dedup.scan.servers import Server, ServerError, private_triton
+from apps.scan import servers
+from apps.scan.servers import Server, ServerError, private_triton
 
 
 def stand_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]) -> list[Server]:

@@ -13,11 +13,11 @@ CLOSED_PIPE = 141
 
 # Sub-command -> module with a `main(args) -> int`; imported only when used.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "scan": ("dedup.scan.cli", "find duplicates in a local folder, in-process (no stack needed)"),
+    "scan": ("apps.scan.cli", "find duplicates in a local folder, in-process (no stack needed)"),
     "report": ("dedup.report.cli", "the decisions as JSON, CSV and an HTML gallery"),
     "act": ("dedup.actions", "tag duplicates or move them to a quarantine (dry-run by default)"),
     "ingest": ("services.ingest.cli", "blob events into Kafka: eventhub, backfill or watch"),
-    "demo": ("dedup.demo", "upload generated photos and run the pipeline on the local stack"),
+    "demo": ("apps.demo", "upload generated photos and run the pipeline on the local stack"),
 }
 
 

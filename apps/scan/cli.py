@@ -25,14 +25,14 @@ import sys
 from enum import IntEnum
 from pathlib import Path
 
+from apps.scan.output import to_csv, to_html, to_json, totals_line
+from apps.scan.servers import ServerError
+from apps.scan.session import ScanOptions, ScanResult, run_scan
 from dedup.clitools import USAGE_ERROR, HelpFormatter, output_problems, shown
 from dedup.cpus import available_cpus
 from dedup.logs import configure_cli_logging
 from dedup.report import model
 from dedup.report.text import listing
-from dedup.scan.output import to_csv, to_html, to_json, totals_line
-from dedup.scan.servers import ServerError
-from dedup.scan.session import ScanOptions, ScanResult, run_scan
 
 M_ARENA_MAX = -8  # from <malloc.h>
 

@@ -11,13 +11,13 @@ from importlib import import_module
 
 import pytest
 
-from dedup import cli
+from apps import cli
 from dedup.clitools import dedup_version
 
 
 def test_version_comes_from_the_package_metadata() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "dedup.cli", "--version"],
+        [sys.executable, "-m", "apps.cli", "--version"],
         capture_output=True,
         text=True,
         check=False,
@@ -92,7 +92,7 @@ def test_ingest_eventhub_help_says_what_it_does(capsys: pytest.CaptureFixture[st
 
 def test_a_reader_that_goes_away_gets_no_traceback() -> None:
     # `dedup --help | true`: the pipe is closed before the first line.
-    command = [sys.executable, "-c", "import sys; from dedup.cli import main; sys.exit(main())"]
+    command = [sys.executable, "-c", "import sys; from apps.cli import main; sys.exit(main())"]
     with subprocess.Popen(
         [*command, "--help"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
     ) as proc:

@@ -1,5 +1,5 @@
 """What a `dedup scan` runs in: its options, its result, its servers and its workspace;
-`run_scan`, one whole scan (the command's and the Python API's, dedup.api).
+`run_scan`, one whole scan (the command's and the Python API's, apps.api).
 
 Apart from the engine (core.py) so that a scan can start the private Triton before it
 imports the engine and the services (~1 s of imports, overlapping Triton's start).
@@ -13,9 +13,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from apps.scan.progress import ProgressCallback
+from apps.scan.servers import Endpoints, private_triton
 from dedup.report.model import Row
-from dedup.scan.progress import ProgressCallback
-from dedup.scan.servers import Endpoints, private_triton
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,6 @@ async def run_scan(
     async with workspace() as tmp, scan_endpoints(tmp / "run", milvus_uri, triton_url) as ends:
         # Imported once a private Triton is starting: the engine and the services take
         # ~1 s to import, Triton ~2 s to start; the two overlap.
-        from dedup.scan.core import scan
+        from apps.scan.core import scan
 
         return await scan(root, ends, tmp / "blobs", options)
