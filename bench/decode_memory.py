@@ -5,7 +5,7 @@
 Writes `--images` (default 4) flat single-colour PNGs of 11500 x 11500 (132 M pixels, just
 under the hasher's 2**27 pixel limit; ~400 KB each: the worst ratio of decoded to file
 size a PNG can have), then, in a fresh process, opens the hasher as the service does
-(`services.hasher.__main__.open_hasher`: its settings, decoding threads and decode budget;
+(`services.hasher.stage.open_hasher`: its settings, decoding threads and decode budget;
 the index in memory, the blobs on local disk) and hands it every image at once, one
 worker thread each. It reports that process's peak resident set (VmHWM) and its
 baseline (after start-up, before the first image) against the hasher's memory limit in
@@ -90,8 +90,8 @@ async def measure(paths: list[Path], whole: bool) -> dict[str, Any]:
     from apps.scan.local_blobs import LocalBlobs
     from dedup.blob import BlobInfo
     from dedup.events import created_from_listing
-    from services.hasher.__main__ import open_hasher
     from services.hasher.settings import HasherSettings
+    from services.hasher.stage import open_hasher
 
     settings = HasherSettings(worker_threads=len(paths), concurrency=len(paths))
     blobs = LocalBlobs({CONTAINER: {p.name: p for p in paths}}, paths[0].parent / "scratch")

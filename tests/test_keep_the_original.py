@@ -26,7 +26,7 @@ from services.hasher.handler import fill_features
 from services.matcher.decide import decide
 from services.matcher.geometry import MatchParams, MatchPolicy, view_of_bytes
 from services.matcher.handler import record
-from services.ranker.clusters import Ranker
+from services.ranker.handler import Ranker
 
 Encode = Callable[[Image.Image], bytes]
 

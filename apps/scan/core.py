@@ -51,18 +51,18 @@ from dedup.settings import MilvusSettings
 from dedup.v1.events_pb2 import BlobEvent
 from dedup.v1.features_pb2 import ImageStatus
 from dedup.v1.groups_pb2 import CandidateGroup
-from services.embedder.__main__ import open_embedder
 from services.embedder.handler import STAGE as EMBEDDER
 from services.embedder.settings import EmbedderSettings
-from services.hasher.__main__ import open_hasher
+from services.embedder.stage import open_embedder
 from services.hasher.handler import STAGE as HASHER
 from services.hasher.settings import HasherSettings
-from services.matcher.__main__ import open_stage as open_matcher
+from services.hasher.stage import open_hasher
 from services.matcher.settings import MatcherSettings
-from services.ranker.clusters import Ranker
+from services.matcher.stage import open_stage as open_matcher
+from services.ranker.handler import Ranker
 from services.ranker.stage import ranker_stage
-from services.verifier.__main__ import open_stage as open_verifier
 from services.verifier.settings import VerifierSettings
+from services.verifier.stage import open_stage as open_verifier
 
 log = logging.getLogger("apps.scan")
 

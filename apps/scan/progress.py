@@ -8,16 +8,11 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
+from dedup.progress import StatusLine, clock_text
+
 WIDTH = 24
 # (done, total, phase): called when a phase starts (done 0) and after each of its files.
 ProgressCallback = Callable[[int, int, str], None]
-
-
-def clock_text(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    minutes, secs = divmod(seconds, 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 def progress_line(label: str, done: int, total: int, elapsed: float) -> str:
@@ -48,13 +43,8 @@ class Progress:
         report: ProgressCallback | None = None,
     ) -> None:
         self._label, self._total = label, total
-        self._stream = stream or sys.stderr
         self._enabled = enabled
-        self._tty = self._stream.isatty()
-        self._every = every if every is not None else (0.2 if self._tty else 10.0)
-        self._clock = clock
-        self._began = clock()
-        self._shown = self._began
+        self._line = StatusLine(stream or sys.stderr, every=every, clock=clock)
         self._report = report
         self.done = 0
         if report is not None:
@@ -64,20 +54,16 @@ class Progress:
         self.done += n
         if self._report is not None:
             self._report(self.done, self._total, self._label)
-        now = self._clock()
-        if now - self._shown >= self._every:
+        now = self._line.now()
+        if self._line.due(now):
             self._show(now)
 
     def close(self) -> None:
-        self._show(self._clock(), last=True)
+        self._show(self._line.now(), last=True)
 
     def _show(self, now: float, last: bool = False) -> None:
-        self._shown = now
-        if not self._enabled:
-            return
-        line = progress_line(self._label, self.done, self._total, now - self._began)
-        if self._tty:
-            self._stream.write("\r\x1b[K" + line + ("\n" if last else ""))
-        else:
-            self._stream.write(line + "\n")
-        self._stream.flush()
+        if self._enabled:
+            elapsed = now - self._line.began
+            self._line.show(
+                progress_line(self._label, self.done, self._total, elapsed), now, last=last
+            )

@@ -22,8 +22,8 @@ from typing import Any
 
 from pymilvus import AsyncMilvusClient, DataType
 
+from dedup.batching import NaturalBatcher
 from dedup.vectors import timed
-from services.hasher.batching import Batcher
 from services.hasher.index import HASH_BITS, MAX_COLOUR_HEX, MAX_URL, IndexedImage, Radii
 
 _SCALARS: tuple[tuple[str, DataType, dict[str, Any]], ...] = (
@@ -110,7 +110,9 @@ class MilvusHashIndex:
         self._collection = collection
         self._radii = radii
         self._service = service
-        self._batcher: Batcher[Job, list[IndexedImage]] = Batcher(self._run, max_batch)
+        self._batcher: NaturalBatcher[Job, list[IndexedImage]] = NaturalBatcher(
+            self._run, max_batch
+        )
 
     async def ensure_collection(self) -> None:
         """Create the collection and its indexes (a no-op when it exists) and load it."""

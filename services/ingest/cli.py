@@ -238,7 +238,7 @@ COMMANDS: dict[str, Callable[[IngestSettings, argparse.Namespace], Any]] = {
 def main(args: list[str] | None = None) -> int:
     ns = parser().parse_args(args)
     if ns.command == "eventhub":
-        from services.ingest.__main__ import main as consume
+        from services.ingest.eventhub import main as consume
 
         consume()
         return 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -20,17 +21,19 @@ from dedup import metrics, topics
 from dedup.blob import AZURITE, BlobStore, open_service
 from dedup.errors import TransientError
 from dedup.events import EventFilter, InvalidEventError, from_message
-from dedup.health import Health
-from dedup.logs import dependency_of_error, dependency_ok
+from dedup.health import Health, serve_health
+from dedup.logs import configure_logging, dependency_of_error, dependency_ok
 from dedup.runtime.contract import backoff_seconds
 from dedup.runtime.kafka import KafkaError
+from dedup.runtime.stage import request_stop_on_signals
+from dedup.settings import load_settings
 from dedup.v1.events_pb2 import BlobEvent
+from services.ingest.settings import IngestSettings
 
 if TYPE_CHECKING:
     from azure.eventhub import EventData
     from azure.eventhub.aio import EventHubConsumerClient
 
-    from services.ingest.settings import IngestSettings
 
 log = logging.getLogger("dedup.ingest")
 
@@ -244,3 +247,26 @@ async def consume(settings: IngestSettings, health: Health, stop: asyncio.Event)
             stopping.cancel()
             await client.close()
             await asyncio.gather(receiving, return_exceptions=True)
+
+
+async def serve(settings: IngestSettings) -> None:
+    """Consume until SIGTERM, with the probes and metrics of every service."""
+    health = Health()
+    stop = asyncio.Event()
+    request_stop_on_signals(stop)
+    http = await serve_health(health, settings.http_host, settings.http_port)
+    try:
+        await consume(settings, health, stop)
+    finally:
+        await http.cleanup()
+
+
+def main() -> None:
+    """`python -m services.ingest` and `dedup ingest eventhub`."""
+    settings = load_settings(IngestSettings)
+    configure_logging(SERVICE, settings.log_level)
+    try:
+        asyncio.run(serve(settings))
+    except ConfigError as error:
+        print(f"ingest: {error}", file=sys.stderr)
+        sys.exit(2)

@@ -7,11 +7,7 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-
-def duration(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
+from dedup.progress import StatusLine, clock_text
 
 
 def progress_line(
@@ -19,11 +15,11 @@ def progress_line(
 ) -> str:
     """`done` counts from `start` (a resumed run): the rate is this run's own."""
     rate = (done - start) / elapsed if elapsed > 0 else 0.0
-    parts = [f"{done:,} listed", f"{published:,} published", f"{rate:,.0f}/s", duration(elapsed)]
+    parts = [f"{done:,} listed", f"{published:,} published", f"{rate:,.0f}/s", clock_text(elapsed)]
     if expected:
         parts[0] = f"{done:,}/{expected:,} listed ({min(1.0, done / expected):.0%})"
         left = max(0, expected - done)
-        parts.append(f"ETA {duration(left / rate)}" if rate > 0 else "ETA ?")
+        parts.append(f"ETA {clock_text(left / rate)}" if rate > 0 else "ETA ?")
     return "  ".join(parts)
 
 
@@ -40,30 +36,18 @@ class Progress:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._start, self._expected = start, expected
-        self._stream, self._clock = stream, clock
-        self._tty = stream.isatty()
         # A terminal line is redrawn in place; a log file gets a line now and then.
-        self._every = every if every is not None else (0.5 if self._tty else 10.0)
-        self._began = clock()
-        self._shown = float("-inf")
-        self._last = ""
+        self._line = StatusLine(stream, every=every, tty_every=0.5, clock=clock)
+        self._drawn = False
 
     def update(self, done: int, published: int, *, force: bool = False) -> None:
-        now = self._clock()
-        if not force and now - self._shown < self._every:
+        now = self._line.now()
+        if not force and self._drawn and not self._line.due(now):
             return
-        self._shown = now
-        line = progress_line(
-            done, published, now - self._began, start=self._start, expected=self._expected
-        )
-        if self._tty:
-            self._stream.write("\r\x1b[K" + line)
-        else:
-            self._stream.write(line + "\n")
-        self._stream.flush()
-        self._last = line
+        self._drawn = True
+        elapsed = now - self._line.began
+        line = progress_line(done, published, elapsed, start=self._start, expected=self._expected)
+        self._line.show(line, now)
 
     def close(self) -> None:
-        if self._tty and self._last:
-            self._stream.write("\n")
-            self._stream.flush()
+        self._line.end()

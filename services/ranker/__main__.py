@@ -2,9 +2,8 @@
 
 from dedup.runtime.stage import main
 from dedup.settings import load_settings
-from services.ranker.service import open_stage
 from services.ranker.settings import RankerSettings
-from services.ranker.stage import STAGE
+from services.ranker.stage import STAGE, open_stage
 
 if __name__ == "__main__":
     main(STAGE, load_settings(RankerSettings), open_stage)

@@ -21,7 +21,7 @@ from dedup.v1.decisions_pb2 import Decision
 from dedup.v1.events_pb2 import BlobEvent
 from dedup.v1.features_pb2 import ImageFeatures, ImageStatus
 from dedup.v1.groups_pb2 import Candidate, CandidateGroup, Scores, Verdict
-from services.ranker.clusters import Ranker
+from services.ranker.handler import Ranker
 from tests.integration.conftest import ROOT
 
 EVIL = '<script>alert(1)</script>"onerror=alert(2).jpg'

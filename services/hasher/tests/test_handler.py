@@ -21,7 +21,6 @@ from dedup.runtime.contract import Output
 from dedup.v1.events_pb2 import BlobEvent
 from dedup.v1.features_pb2 import ImageFeatures, ImageStatus
 from dedup.v1.groups_pb2 import CandidateGroup, CandidateSource, Verdict
-from services.hasher.__main__ import count_images, status_label
 from services.hasher.features import extract
 from services.hasher.handler import (
     Hasher,
@@ -31,6 +30,7 @@ from services.hasher.handler import (
 )
 from services.hasher.index import Radii
 from services.hasher.settings import HasherSettings
+from services.hasher.stage import count_images, status_label
 from services.hasher.tests import synth
 from services.hasher.tests.fakes import FakeBlobs, FakeIndex
 

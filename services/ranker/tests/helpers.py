@@ -8,7 +8,7 @@ from dedup.v1.decisions_pb2 import Decision
 from dedup.v1.events_pb2 import BlobEvent, BlobEventData
 from dedup.v1.features_pb2 import ImageFeatures, ImageStatus
 from dedup.v1.groups_pb2 import Candidate, CandidateGroup, Scores, Verdict
-from services.ranker.clusters import Outcome, Ranker, rank_key
+from services.ranker.handler import Outcome, Ranker, rank_key
 from services.ranker.provenance import derives, keeper
 
 DUP = Verdict.VERDICT_DUPLICATE

@@ -6,7 +6,7 @@ from dedup.errors import InvalidMessageError
 from dedup.v1.decisions_pb2 import Decision, DecisionKind
 from dedup.v1.features_pb2 import ImageStatus
 from dedup.v1.groups_pb2 import CandidateGroup
-from services.ranker.clusters import COMPUTED, Ranker, card, describe
+from services.ranker.handler import COMPUTED, Ranker, card, describe
 from services.ranker.tests.helpers import DUP, REJ, SIM, Img, Topic, deleted, group
 
 KEEP = DecisionKind.DECISION_KIND_KEEP

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from dedup.v1.decisions_pb2 import DecisionKind
 from dedup.v1.groups_pb2 import CandidateGroup, Verdict
-from services.ranker.clusters import card
+from services.ranker.handler import card
 from services.ranker.tests.helpers import (
     DUP,
     REJ,

@@ -7,7 +7,7 @@ import pytest
 from dedup.v1.decisions_pb2 import Decision
 from dedup.v1.features_pb2 import ImageStatus, Marks, QualityParts
 from dedup.v1.groups_pb2 import Derivation, Scores
-from services.ranker.clusters import rank_key
+from services.ranker.handler import rank_key
 from services.ranker.provenance import choosing, derives, keeper, kept_reason
 
 OK = ImageStatus.IMAGE_STATUS_OK

@@ -6,10 +6,10 @@ import pytest
 
 from dedup.blob import BlobMissingError, BlobTooLargeError, split_blob_url
 from dedup.errors import TransientError
-from services.matcher.__main__ import matcher_of, working_copy_reader
 from services.matcher.geometry import DescriptorMatching, Detector
 from services.matcher.handler import WorkingCopyUnavailable
 from services.matcher.settings import MatcherSettings
+from services.matcher.stage import matcher_of, working_copy_reader
 
 ACCOUNT = "http://127.0.0.1:10000/devstoreaccount1"
 

@@ -4,7 +4,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from prometheus_client import REGISTRY
 
 from dedup.v1.decisions_pb2 import Decision, DecisionKind
-from services.ranker.clusters import Ranker
+from services.ranker.handler import Ranker
 from services.ranker.settings import RankerSettings
 from services.ranker.stage import decision_label, ranker_stage
 from services.ranker.tests.helpers import DUP, Img, group

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from services.hasher.batching import Batcher
+from dedup.batching import NaturalBatcher
 
 
 async def settle() -> None:
@@ -31,7 +31,7 @@ class Dependency:
 
 async def test_a_lone_request_goes_at_once_and_later_ones_go_together() -> None:
     dep = Dependency()
-    batcher = Batcher(dep.run, max_batch=3)
+    batcher = NaturalBatcher(dep.run, max_batch=3)
     first = asyncio.create_task(batcher.submit(1))
     await settle()
     assert dep.calls == [[1]]  # no waiting for company
@@ -45,7 +45,7 @@ async def test_a_lone_request_goes_at_once_and_later_ones_go_together() -> None:
 
 async def test_a_failed_batch_fails_every_request_in_it() -> None:
     dep = Dependency(fail=ConnectionError("down"))
-    batcher = Batcher(dep.run)
+    batcher = NaturalBatcher(dep.run)
     tasks = [asyncio.create_task(batcher.submit(i)) for i in range(3)]
     await settle()
     dep.release.set()
@@ -58,7 +58,7 @@ async def test_a_failed_batch_fails_every_request_in_it() -> None:
 
 async def test_a_cancelled_request_is_left_out() -> None:
     dep = Dependency()
-    batcher = Batcher(dep.run)
+    batcher = NaturalBatcher(dep.run)
     first = asyncio.create_task(batcher.submit(1))
     await settle()
     gone = asyncio.create_task(batcher.submit(2))
@@ -75,4 +75,4 @@ async def test_a_wrong_number_of_results_is_an_error() -> None:
         return []
 
     with pytest.raises(RuntimeError, match="0 results for 1"):
-        await Batcher(short).submit(1)
+        await NaturalBatcher(short).submit(1)
