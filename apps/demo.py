@@ -26,12 +26,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from google.protobuf.message import DecodeError
-
 from apps.pipeline import PIPELINE, StageInfo, runnable_stages
 from dedup import topics
 from dedup.blob import BlobSettings, BlobStore, open_service
 from dedup.clitools import HelpFormatter
+from dedup.decisions import latest_decisions
 from dedup.listing import Source, WatchState, poll
 from dedup.report import gallery, model
 from dedup.report.cli import fetch_thumbnails
@@ -165,20 +164,6 @@ async def keys_in(kafka: KafkaSettings, topic: str, wanted: set[str]) -> Counter
     )
 
 
-async def latest_decisions(
-    kafka: KafkaSettings, topic: str, wanted: set[str]
-) -> dict[str, Decision]:
-    """The latest decision of each wanted image in `topic`."""
-    latest: dict[str, Decision] = {}
-    async for record in read_topic(kafka, topic, idle_seconds=0.5):
-        if record.key in wanted and record.value:
-            try:
-                latest[record.key] = Decision.FromString(record.value)
-            except DecodeError:
-                continue
-    return latest
-
-
 def own_decisions(decisions: Mapping[str, Decision]) -> set[str]:
     """The images whose own group reached the ranker (not only known as a candidate)."""
     return {k for k, d in decisions.items() if d.status != ImageStatus.IMAGE_STATUS_UNSPECIFIED}
@@ -196,7 +181,7 @@ async def wait_for_decisions(
     then read once more, for the decisions published together with the last one."""
     deadline = time.monotonic() + patience
     while True:
-        decisions = await latest_decisions(kafka, topic, ids)
+        decisions = await latest_decisions(kafka, topic, wanted=ids, idle_seconds=0.5)
         done = len(own_decisions(decisions))
         if report:
             say(f"  ranker: {done}/{len(ids)} images decided")
@@ -206,7 +191,7 @@ async def wait_for_decisions(
             say("  a service exited early: see its log")
             break
         await asyncio.sleep(2)
-    return await latest_decisions(kafka, topic, ids)
+    return await latest_decisions(kafka, topic, wanted=ids, idle_seconds=0.5)
 
 
 def prometheus_query(url: str, query: str) -> list[dict[str, object]]:

@@ -51,8 +51,8 @@ from dedup.blob import (
     quoted_etag,
 )
 from dedup.clitools import HelpFormatter, shown
+from dedup.decisions import latest_decisions
 from dedup.errors import TransientError
-from dedup.report.cli import latest_decisions
 from dedup.settings import KafkaSettings, blob_container_name, service_config
 from dedup.v1.decisions_pb2 import Decision, DecisionKind
 from dedup.v1.features_pb2 import ImageStatus
@@ -456,7 +456,7 @@ def _exit_code(outcomes: Sequence[Outcome]) -> int:
 
 
 async def act(settings: ActSettings, mode: Mode, ns: argparse.Namespace) -> int:
-    decisions = await latest_decisions(settings, ns.topic)
+    decisions = (await latest_decisions(settings, ns.topic)).values()
     actions, skips = plan(decisions, mode, ns.quarantine)
     for s in skips:
         print(f"skip {shown(s.name)}: {s.reason}")

@@ -8,18 +8,18 @@ and runs the stage with the Kafka runner (`open_stage`, __main__.py); `dedup sca
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Final
 
-from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from dedup import metrics
+from dedup.decisions import latest_records, parse_each
 from dedup.errors import TransientError
 from dedup.runtime.contract import Output, Stage
-from dedup.runtime.kafka import KafkaError, Publisher, read_topic
-from dedup.v1.decisions_pb2 import Decision, DecisionKind
+from dedup.runtime.kafka import KafkaError, Publisher
+from dedup.v1.decisions_pb2 import DecisionKind
 from dedup.v1.groups_pb2 import CandidateGroup
 from services.ranker.handler import Outcome, Ranker
 from services.ranker.settings import RankerSettings
@@ -68,37 +68,14 @@ def ranker_stage(ranker: Ranker, clock: Callable[[], Timestamp] = now) -> Stage[
     return Stage(STAGE, CandidateGroup, handle, complete_input=True)
 
 
-async def latest_decisions(settings: RankerSettings) -> dict[str, bytes]:
-    """The latest decision of every image in the decisions topic (compacted or not yet),
-    serialised: bytes hold a decision in a third of the memory of a parsed message."""
-    latest: dict[str, bytes] = {}
-    async for record in read_topic(
-        settings, settings.output_topic, idle_seconds=settings.restore_idle_seconds
-    ):
-        # Records of one key share a partition, read in offset order: the last one wins.
-        if record.value:
-            latest[record.key] = record.value
-        else:  # a Kafka tombstone: the key was removed on purpose
-            latest.pop(record.key, None)
-    return latest
-
-
-def parsed(latest: dict[str, bytes]) -> Iterator[Decision]:
-    """Parse and forget, one at a time, so that the raw copy does not double the peak."""
-    while latest:
-        key, value = latest.popitem()
-        try:
-            yield Decision.FromString(value)
-        except DecodeError:
-            log.warning("skipping an unparseable decision", extra={"image_id": key})
-
-
 async def restore(settings: RankerSettings, ranker: Ranker) -> None:
     """Rebuild the graph from the decisions topic; republish what a crash left half-done."""
     started = time.perf_counter()
     try:
-        decisions = await latest_decisions(settings)
-        repair = ranker.restore(parsed(decisions))
+        decisions = await latest_records(
+            settings, settings.output_topic, idle_seconds=settings.restore_idle_seconds
+        )
+        repair = ranker.restore(decision for _, decision in parse_each(decisions))
         del decisions
         if repair.decisions:
             async with Publisher(settings) as publisher:

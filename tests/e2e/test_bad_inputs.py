@@ -12,9 +12,10 @@ import time
 import uuid
 from pathlib import Path
 
-from apps.demo import Topology, latest_decisions
+from apps.demo import Topology
 from apps.pipeline import PIPELINE
 from dedup.blob import BlobInfo, BlobSettings, open_service
+from dedup.decisions import latest_decisions
 from dedup.events import created_from_listing, image_id
 from dedup.report import model
 from dedup.runtime.kafka import Publisher
@@ -47,7 +48,9 @@ def test_every_bad_input_gets_a_decision_and_no_service_falls(tmp_path: Path) ->
     asyncio.run(publish_unstored(topology.events, container, unstored))
     _, codes, _ = asyncio.run(upload_and_run(tag, files, topology, tmp_path, scrape=False))
     # It waited for the uploaded files' decisions; the unstored ones were published first.
-    decisions = asyncio.run(latest_decisions(KafkaSettings(), topology.decisions, set(by_id)))
+    decisions = asyncio.run(
+        latest_decisions(KafkaSettings(), topology.decisions, wanted=set(by_id))
+    )
     print(f"pipeline over {len(cases)} bad inputs: {time.monotonic() - started:.1f} s")
     logs = {p.stem: p.read_text() for p in sorted((tmp_path / "logs").glob("*.log"))}
     tails = "\n".join(f"--- {name}\n{text[-2000:]}" for name, text in logs.items())

@@ -32,6 +32,7 @@ from apps.demo import Topology, own_decisions
 from apps.pipeline import PIPELINE
 from dedup import topics
 from dedup.blob import BlobStore, open_service
+from dedup.decisions import latest_decisions
 from dedup.events import image_id
 from dedup.runtime.kafka import Publisher, Record, read_topic
 from dedup.synthetic import SampleFile, sample_set
@@ -308,13 +309,11 @@ async def upload_in_waves(stack: PrivateStack, container: str, files: list[Sampl
             await asyncio.sleep(WAVE_SECONDS)
 
 
-async def latest_decisions(stack: PrivateStack, topic: str, ids: set[str]) -> dict[str, Decision]:
-    latest: dict[str, Decision] = {}
+async def decisions_of(stack: PrivateStack, topic: str, ids: set[str]) -> dict[str, Decision]:
+    """The latest decisions of `ids`, or none while the broker is away (a fault)."""
     with contextlib.suppress(KafkaError, OSError):
-        async for r in read_topic(stack.kafka, topic, idle_seconds=0.3):
-            if r.key in ids and r.value:
-                latest[r.key] = Decision.FromString(r.value)
-    return latest
+        return await latest_decisions(stack.kafka, topic, wanted=ids, idle_seconds=0.3)
+    return {}
 
 
 async def records_per_key(stack: PrivateStack, topic: str, ids: set[str]) -> Counter[str]:
@@ -363,7 +362,7 @@ async def run_case(stack: PrivateStack, case: Case, tag: str, logs: Path) -> Out
         deadline = time.monotonic() + PATIENCE_SECONDS
         decisions: dict[str, Decision] = {}
         while time.monotonic() < deadline:
-            decisions = await latest_decisions(stack, topology.decisions, set(ids))
+            decisions = await decisions_of(stack, topology.decisions, set(ids))
             if own_decisions(decisions) >= set(ids):
                 all_decided = time.monotonic() - started
                 break
@@ -372,7 +371,7 @@ async def run_case(stack: PrivateStack, case: Case, tag: str, logs: Path) -> Out
         crashes = {p.name: p.crashes for p in fleet.procs}
         exit_codes = await fleet.stop()
     wall = time.monotonic() - started
-    decisions = await latest_decisions(stack, topology.decisions, set(ids))
+    decisions = await decisions_of(stack, topology.decisions, set(ids))
     duplicates = {}
     for topic in (topology.input_topic(s) for s in PIPELINE):  # events and the four between
         per_key = await records_per_key(stack, topic, set(ids))

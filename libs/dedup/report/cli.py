@@ -17,18 +17,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
-from google.protobuf.message import DecodeError
-
 from dedup import topics
 from dedup.blob import BlobMissingError, BlobSettings, BlobStore, BlobTooLargeError, open_service
 from dedup.clitools import USAGE_ERROR, HelpFormatter, output_problems
+from dedup.decisions import latest_decisions
 from dedup.errors import TransientError
 from dedup.logs import configure_cli_logging
 from dedup.report import gallery, model
 from dedup.report.model import Row
-from dedup.runtime.kafka import read_topic
 from dedup.settings import KafkaSettings, service_config
-from dedup.v1.decisions_pb2 import Decision
 
 log = logging.getLogger("dedup.report")
 
@@ -42,23 +39,6 @@ class ReportSettings(KafkaSettings, BlobSettings):
     stack)."""
 
     model_config = service_config("report")
-
-
-async def latest_decisions(kafka: KafkaSettings, topic: str) -> list[Decision]:
-    """The latest decision of every image (the topic is compacted, maybe not yet)."""
-    latest: dict[str, bytes] = {}
-    async for record in read_topic(kafka, topic, idle_seconds=1.0):
-        if record.value:
-            latest[record.key] = record.value
-        else:
-            latest.pop(record.key, None)
-    decisions = []
-    for key, value in latest.items():
-        try:
-            decisions.append(Decision.FromString(value))
-        except DecodeError:
-            log.warning("skipping an unparseable decision for %s", key)
-    return decisions
 
 
 async def fetch_thumbnails(
@@ -90,7 +70,7 @@ async def fetch_thumbnails(
 
 async def run(ns: argparse.Namespace) -> int:
     settings = ReportSettings()
-    decisions = await latest_decisions(settings, ns.topic)
+    decisions = list((await latest_decisions(settings, ns.topic)).values())
     rows = model.rows(decisions)
     if ns.json:
         ns.json.write_text(model.to_json(rows, topic=ns.topic), encoding="utf-8")
