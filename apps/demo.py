@@ -4,33 +4,27 @@ processes on the local stack, then show what came out: the report's totals and g
 and what Prometheus scraped from every stage. Everything is real: Azurite, Kafka,
 Milvus, Triton, Prometheus and the services' own processes.
 
-The pieces (where the services' topics and stores are, starting and stopping them,
-waiting for every image's decision, asking Prometheus) are used by the end-to-end test
-too, with topics and stores of its own.
+Its pieces are shared with the end-to-end tests, which run them with topics and stores of
+their own: the topology (apps.pipeline), the stages as processes (apps.processes), and
+what came out (apps.outcomes).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import signal
-import subprocess
-import sys
 import time
-import urllib.parse
-import urllib.request
-from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from apps.pipeline import PIPELINE, StageInfo, runnable_stages
+from apps.outcomes import PROMETHEUS, keys_in, own_decisions, scraped_counts, wait_for_decisions
+from apps.pipeline import Topology, runnable_stages
+from apps.processes import start_stages, stop_stages
 from dedup import topics
 from dedup.blob import BlobSettings, BlobStore, open_service
 from dedup.clitools import HelpFormatter
-from dedup.decisions import latest_decisions
 from dedup.listing import Source, WatchState, poll
 from dedup.report import gallery, model
 from dedup.report.cli import fetch_thumbnails
@@ -38,12 +32,8 @@ from dedup.runtime.kafka import Publisher, read_topic
 from dedup.settings import KafkaSettings, service_config
 from dedup.synthetic import sample_set
 from dedup.v1.decisions_pb2 import Decision
-from dedup.v1.features_pb2 import ImageStatus
 
 ACCOUNT = "devstoreaccount1"
-PROMETHEUS = "http://127.0.0.1:9090"
-# Prometheus scrapes every 5 s (stack/prometheus/prometheus.yml): a few scrapes' worth.
-SCRAPE_PATIENCE_SECONDS = 30.0
 
 
 class DemoSettings(KafkaSettings, BlobSettings):
@@ -64,189 +54,6 @@ class DemoOptions:
 
 def say(text: str) -> None:
     print(text, flush=True)
-
-
-# ---- where a pipeline run reads and writes ------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Topology:
-    """The topics, consumer groups and stores of one run of the five services.
-
-    `Topology()` is the services' own defaults (what `make demo` runs); `private(tag)`
-    gives a test topics, groups, Milvus collections and a working container of its own.
-    The metrics ports stay the defaults (9101-9105), which Prometheus scrapes.
-    """
-
-    topic: dict[str, str] = field(default_factory=dict)  # stage input topics, and "decisions"
-    env: dict[str, dict[str, str]] = field(default_factory=dict)  # stage -> extra environment
-
-    @classmethod
-    def private(cls, tag: str) -> Topology:
-        names = {s.input_topic: f"e2e.{tag}.{s.input_topic}" for s in PIPELINE}
-        names[topics.DECISIONS] = f"e2e.{tag}.{topics.DECISIONS}"
-        env = {
-            s.name: {
-                f"DEDUP_{s.name.upper()}_INPUT_TOPIC": names[s.input_topic],
-                f"DEDUP_{s.name.upper()}_OUTPUT_TOPIC": names[s.output_topic],
-                f"DEDUP_{s.name.upper()}_GROUP_ID": f"{s.name}-{tag}",
-                f"DEDUP_{s.name.upper()}_LOG_LEVEL": "WARNING",
-            }
-            for s in PIPELINE
-        }
-        env["hasher"] |= {
-            "DEDUP_HASHER_COLLECTION": f"e2e_{tag}_hashes",
-            "DEDUP_HASHER_WORKING_CONTAINER": f"e2e-working-{tag}",
-        }
-        env["embedder"]["DEDUP_EMBEDDER_COLLECTION"] = f"e2e_{tag}_embeddings"
-        return cls(names, env)
-
-    def input_topic(self, stage: StageInfo) -> str:
-        return self.topic.get(stage.input_topic, stage.input_topic)
-
-    def output_topic(self, stage: StageInfo) -> str:
-        return self.topic.get(stage.output_topic, stage.output_topic)
-
-    @property
-    def events(self) -> str:
-        return self.topic.get(topics.BLOB_EVENTS, topics.BLOB_EVENTS)
-
-    @property
-    def decisions(self) -> str:
-        return self.topic.get(topics.DECISIONS, topics.DECISIONS)
-
-
-# ---- the services as processes --------------------------------------------------------------
-
-
-def start_stage(
-    stage: StageInfo, log_dir: Path, env: Mapping[str, str] | None = None
-) -> subprocess.Popen[bytes]:
-    with (log_dir / f"{stage.name}.log").open("ab") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", stage.module],
-            stdout=log,
-            stderr=log,
-            env={**os.environ, **(env or {})},
-        )
-
-
-def start_stages(
-    stages: Sequence[StageInfo], topology: Topology, log_dir: Path
-) -> list[subprocess.Popen[bytes]]:
-    log_dir.mkdir(parents=True, exist_ok=True)
-    return [start_stage(s, log_dir, topology.env.get(s.name)) for s in stages]
-
-
-def stop_stages(procs: Iterable[subprocess.Popen[bytes]], timeout: float = 90) -> list[int]:
-    """SIGTERM (each finishes its batch, flushes, commits), then wait; exit codes."""
-    procs = list(procs)
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    codes = []
-    for proc in procs:
-        try:
-            codes.append(proc.wait(timeout=timeout))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            codes.append(proc.wait())
-    return codes
-
-
-# ---- what came out ---------------------------------------------------------------------------
-
-
-async def keys_in(kafka: KafkaSettings, topic: str, wanted: set[str]) -> Counter[str]:
-    """How many records each wanted key has in `topic`."""
-    return Counter(
-        [r.key async for r in read_topic(kafka, topic, idle_seconds=0.5) if r.key in wanted]
-    )
-
-
-def own_decisions(decisions: Mapping[str, Decision]) -> set[str]:
-    """The images whose own group reached the ranker (not only known as a candidate)."""
-    return {k for k, d in decisions.items() if d.status != ImageStatus.IMAGE_STATUS_UNSPECIFIED}
-
-
-async def wait_for_decisions(
-    kafka: KafkaSettings,
-    topic: str,
-    ids: set[str],
-    patience: float,
-    procs: Sequence[subprocess.Popen[bytes]] = (),
-    report: bool = True,
-) -> dict[str, Decision]:
-    """Wait until every image has its own decision (or time runs out, or a service exits);
-    then read once more, for the decisions published together with the last one."""
-    deadline = time.monotonic() + patience
-    while True:
-        decisions = await latest_decisions(kafka, topic, wanted=ids, idle_seconds=0.5)
-        done = len(own_decisions(decisions))
-        if report:
-            say(f"  ranker: {done}/{len(ids)} images decided")
-        if done >= len(ids) or time.monotonic() > deadline:
-            break
-        if any(p.poll() is not None for p in procs):
-            say("  a service exited early: see its log")
-            break
-        await asyncio.sleep(2)
-    return await latest_decisions(kafka, topic, wanted=ids, idle_seconds=0.5)
-
-
-def prometheus_query(url: str, query: str) -> list[dict[str, object]]:
-    """The result vector of an instant query."""
-    address = f"{url.rstrip('/')}/api/v1/query?{urllib.parse.urlencode({'query': query})}"
-    with urllib.request.urlopen(address, timeout=5) as response:  # noqa: S310 (a local http URL)
-        body = json.load(response)
-    if body.get("status") != "success":
-        raise RuntimeError(f"Prometheus: {body}")
-    return list(body["data"]["result"])
-
-
-def counter_by_topic(url: str, metric: str) -> dict[str, float]:
-    """topic -> the metric summed over every series (all stages' processes) with it."""
-    rows = prometheus_query(url, f"sum by (topic) ({metric})")
-    out = {}
-    for row in rows:
-        labels, value = row["metric"], row["value"]
-        assert isinstance(labels, dict) and isinstance(value, list)
-        out[str(labels.get("topic", ""))] = float(value[1])
-    return out
-
-
-@dataclass(frozen=True)
-class StageCounts:
-    consumed: float
-    produced: float
-
-
-async def scraped_counts(
-    url: str,
-    stages: Sequence[StageInfo],
-    topology: Topology,
-    at_least: int,
-    patience: float = SCRAPE_PATIENCE_SECONDS,
-) -> dict[str, StageCounts]:
-    """Each stage's dedup_messages_consumed_total (its input topic) and produced_total
-    (its output topic) as Prometheus scraped them, once every stage's consumed count is
-    `at_least` (a fresh process counts from 0) or patience runs out."""
-    deadline = time.monotonic() + patience
-    while True:
-        consumed, produced = await asyncio.gather(
-            asyncio.to_thread(counter_by_topic, url, "dedup_messages_consumed_total"),
-            asyncio.to_thread(counter_by_topic, url, "dedup_messages_produced_total"),
-        )
-        counts = {
-            s.name: StageCounts(
-                consumed.get(topology.input_topic(s), 0.0),
-                produced.get(topology.output_topic(s), 0.0),
-            )
-            for s in stages
-        }
-        if all(c.consumed >= at_least for c in counts.values()) or time.monotonic() > deadline:
-            return counts
-        await asyncio.sleep(1)
 
 
 # ---- the demo --------------------------------------------------------------------------------

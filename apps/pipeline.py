@@ -1,6 +1,9 @@
-"""The stages in flow order, with the topic each one reads and writes."""
+"""The stages in flow order, with the topic each one reads and writes; and `Topology`, the
+topics, consumer groups and stores of one run of them (the demo, the end-to-end tests)."""
 
-from dataclasses import dataclass
+from __future__ import annotations
+
+from dataclasses import dataclass, field
 from importlib.util import find_spec
 
 from dedup import topics
@@ -44,3 +47,50 @@ def runnable_stages() -> list[StageInfo]:
             break
         stages.append(stage)
     return stages
+
+
+@dataclass(frozen=True)
+class Topology:
+    """The topics, consumer groups and stores of one run of the five services.
+
+    `Topology()` is the services' own defaults (what `make demo` runs); `private(tag)`
+    gives a test topics, groups, Milvus collections and a working container of its own.
+    The metrics ports stay the defaults (9101-9105), which Prometheus scrapes.
+    """
+
+    topic: dict[str, str] = field(default_factory=dict)  # stage input topics, and "decisions"
+    env: dict[str, dict[str, str]] = field(default_factory=dict)  # stage -> extra environment
+
+    @classmethod
+    def private(cls, tag: str) -> Topology:
+        names = {s.input_topic: f"e2e.{tag}.{s.input_topic}" for s in PIPELINE}
+        names[topics.DECISIONS] = f"e2e.{tag}.{topics.DECISIONS}"
+        env = {
+            s.name: {
+                f"DEDUP_{s.name.upper()}_INPUT_TOPIC": names[s.input_topic],
+                f"DEDUP_{s.name.upper()}_OUTPUT_TOPIC": names[s.output_topic],
+                f"DEDUP_{s.name.upper()}_GROUP_ID": f"{s.name}-{tag}",
+                f"DEDUP_{s.name.upper()}_LOG_LEVEL": "WARNING",
+            }
+            for s in PIPELINE
+        }
+        env["hasher"] |= {
+            "DEDUP_HASHER_COLLECTION": f"e2e_{tag}_hashes",
+            "DEDUP_HASHER_WORKING_CONTAINER": f"e2e-working-{tag}",
+        }
+        env["embedder"]["DEDUP_EMBEDDER_COLLECTION"] = f"e2e_{tag}_embeddings"
+        return cls(names, env)
+
+    def input_topic(self, stage: StageInfo) -> str:
+        return self.topic.get(stage.input_topic, stage.input_topic)
+
+    def output_topic(self, stage: StageInfo) -> str:
+        return self.topic.get(stage.output_topic, stage.output_topic)
+
+    @property
+    def events(self) -> str:
+        return self.topic.get(topics.BLOB_EVENTS, topics.BLOB_EVENTS)
+
+    @property
+    def decisions(self) -> str:
+        return self.topic.get(topics.DECISIONS, topics.DECISIONS)

@@ -12,8 +12,7 @@ import time
 import uuid
 from pathlib import Path
 
-from apps.demo import Topology
-from apps.pipeline import PIPELINE
+from apps.pipeline import PIPELINE, Topology
 from dedup.blob import BlobInfo, BlobSettings, open_service
 from dedup.decisions import latest_decisions
 from dedup.events import created_from_listing, image_id

@@ -25,24 +25,23 @@ from typing import Any
 
 import pytest
 
-from apps.demo import (
+from apps.outcomes import (
     PROMETHEUS,
     StageCounts,
-    Topology,
     own_decisions,
     scraped_counts,
-    start_stages,
-    stop_stages,
     wait_for_decisions,
 )
-from apps.pipeline import PIPELINE
+from apps.pipeline import PIPELINE, Topology
+from apps.processes import start_stages, stop_stages
+from apps.scan.servers import free_port
 from dedup import synthetic
 from dedup.blob import BlobSettings, BlobStore, open_service
 from dedup.events import image_id
 from dedup.settings import KafkaSettings, MilvusSettings
 from dedup.v1.decisions_pb2 import Decision
 from dedup.vectors import open_milvus
-from tests.integration.conftest import ROOT, free_port
+from tests.integration.conftest import ROOT
 from tests.support.clusters import partition
 
 ACCOUNT = "devstoreaccount1"

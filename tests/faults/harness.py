@@ -28,8 +28,9 @@ from google.protobuf.message import Message
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic_settings import BaseSettings
 
-from apps.demo import Topology, own_decisions
-from apps.pipeline import PIPELINE
+from apps.outcomes import own_decisions
+from apps.pipeline import PIPELINE, Topology
+from apps.scan.servers import free_port
 from dedup import topics
 from dedup.blob import BlobStore, open_service
 from dedup.decisions import latest_decisions
@@ -48,7 +49,6 @@ from services.matcher.settings import MatcherSettings
 from services.ranker.settings import RankerSettings
 from services.verifier.settings import VerifierSettings
 from tests.faults.stack import ACCOUNT, ROOT, PrivateStack
-from tests.integration.conftest import free_port
 from tests.support.clusters import partition
 
 SETTINGS: dict[str, type[BaseSettings]] = {

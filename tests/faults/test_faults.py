@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from apps.demo import own_decisions
+from apps.outcomes import own_decisions
 from apps.pipeline import PIPELINE
 from tests.faults.conftest import RUN_DIR, TABLE
 from tests.faults.harness import (

@@ -5,15 +5,14 @@ otherwise they start it with `stack/up.sh` and stop it with `stack/down.sh` afte
 """
 
 import os
-import socket
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from apps import processes
 from dedup.settings import KafkaSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,19 +58,6 @@ def run_id() -> str:
     return uuid.uuid4().hex[:10]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def start_module(module: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     """Start `python -m module` from the repo root with extra environment, logging to `log`."""
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", module],
-            cwd=ROOT,
-            env=os.environ | env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    return processes.start_module(module, log, env, cwd=ROOT)

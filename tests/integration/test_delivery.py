@@ -12,6 +12,7 @@ from pathlib import Path
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
+from apps.scan.servers import free_port
 from dedup.runtime.kafka import (
     Outgoing,
     Publisher,
@@ -27,7 +28,7 @@ from dedup.settings import KafkaSettings
 from dedup.topics import dead_letter
 from dedup.v1.events_pb2 import BlobEvent
 from dedup.v1.groups_pb2 import CandidateGroup
-from tests.integration.conftest import free_port, start_module
+from tests.integration.conftest import start_module
 
 
 def relay_env(run_id: str, **extra: str) -> dict[str, str]:

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 from tritonclient.grpc.aio import InferenceServerClient
 
+from apps.scan.servers import free_port
 from dedup import synthetic
 from dedup.blob import BlobSettings, BlobStore, open_service
 from dedup.runtime.kafka import Publisher, read_topic
@@ -37,7 +38,7 @@ from services.embedder.milvus_index import MilvusEmbeddingIndex
 from services.embedder.preprocess import decode_rgb, model_input
 from services.embedder.settings import EmbedderSettings
 from services.hasher.features import extract
-from tests.integration.conftest import free_port, start_module
+from tests.integration.conftest import start_module
 
 # Edits that the embedder is there for (crops, captions, borders) and some the hashes also
 # catch; rotations and flips are matched by the hashes, turned (see the unit tests).

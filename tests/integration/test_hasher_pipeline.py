@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from apps.scan.servers import free_port
 from dedup import synthetic
 from dedup.blob import BlobSettings, BlobStore, open_service
 from dedup.events import BLOB_DELETED, image_id
@@ -24,7 +25,7 @@ from dedup.v1.events_pb2 import BlobEvent, BlobEventData
 from dedup.v1.features_pb2 import ImageStatus
 from dedup.v1.groups_pb2 import CandidateGroup
 from dedup.vectors import open_milvus
-from tests.integration.conftest import ROOT, free_port, start_module
+from tests.integration.conftest import ROOT, start_module
 
 ACCOUNT = "devstoreaccount1"
 # Edits the hashes are meant to catch on their own (bench/hash_radii.py: recall 1.0);

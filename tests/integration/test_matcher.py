@@ -13,6 +13,7 @@ from pathlib import Path
 from azure.core.exceptions import ResourceNotFoundError
 from PIL import Image
 
+from apps.scan.servers import free_port
 from dedup import synthetic
 from dedup.blob import BlobSettings, BlobStore, open_service
 from dedup.runtime.kafka import Publisher, read_topic
@@ -20,7 +21,7 @@ from dedup.settings import KafkaSettings
 from dedup.v1.features_pb2 import ImageFeatures, ImageStatus
 from dedup.v1.groups_pb2 import Candidate, CandidateGroup, Verdict
 from services.hasher.features import extract
-from tests.integration.conftest import free_port, start_module
+from tests.integration.conftest import start_module
 
 PICTURES: dict[str, Callable[[], Image.Image]] = {
     "new": lambda: synthetic.scene(41),

@@ -8,13 +8,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from apps.scan.servers import free_port
 from dedup.runtime.kafka import Publisher, read_topic
 from dedup.settings import KafkaSettings
 from dedup.v1.decisions_pb2 import Decision, DecisionKind
 from dedup.v1.features_pb2 import ImageStatus
 from dedup.v1.groups_pb2 import CandidateGroup
 from services.ranker.tests.helpers import DUP, SIM, Img, group
-from tests.integration.conftest import free_port, start_module
+from tests.integration.conftest import start_module
 
 KEEP = DecisionKind.DECISION_KIND_KEEP
 DUPLICATE = DecisionKind.DECISION_KIND_DUPLICATE

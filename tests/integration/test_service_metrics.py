@@ -15,8 +15,9 @@ import aiohttp
 import pytest
 
 from apps.pipeline import PIPELINE
+from apps.scan.servers import free_port
 from tests.chart.metric_names import chart_metric_names, exposition_metric_names
-from tests.integration.conftest import ROOT, free_port, start_module
+from tests.integration.conftest import ROOT, start_module
 
 HELM = ROOT / ".tools" / "bin" / "helm"
 

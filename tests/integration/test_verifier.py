@@ -9,13 +9,14 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
+from apps.scan.servers import free_port
 from dedup import synthetic
 from dedup.runtime.kafka import Publisher, read_topic
 from dedup.settings import KafkaSettings
 from dedup.v1.features_pb2 import ImageFeatures, ImageStatus
 from dedup.v1.groups_pb2 import Candidate, CandidateGroup, Scores, Verdict
 from services.hasher.features import extract
-from tests.integration.conftest import free_port, start_module
+from tests.integration.conftest import start_module
 
 
 def signature(image: Image.Image) -> bytes:
