@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from apps.outcomes import PROMETHEUS, keys_in, own_decisions, scraped_counts, wait_for_decisions
-from apps.pipeline import Topology, runnable_stages
+from apps.pipeline import PIPELINE, Topology
 from apps.processes import start_stages, stop_stages
 from dedup import topics
 from dedup.blob import BlobSettings, BlobStore, open_service
@@ -126,27 +126,15 @@ async def run_demo(options: DemoOptions) -> int:
         ids = await publish_events(store, kafka, source)
     say(f"2. published {len(ids)} BlobCreated events to {topology.events} (ingest watch)")
 
-    built = runnable_stages()
-    if not built:
-        say("3. no stage service is built in this checkout yet: the events wait in Kafka")
-        return 0
-    say(f"3. starting {', '.join(s.name for s in built)} (logs in {options.log_dir}/)")
-    procs = start_stages(built, topology, options.log_dir)
+    say(f"3. starting {', '.join(s.name for s in PIPELINE)} (logs in {options.log_dir}/)")
+    procs = start_stages(PIPELINE, topology, options.log_dir)
     try:
-        if built[-1].output_topic == topics.DECISIONS:
-            decisions = await wait_for_decisions(
-                kafka, topology.decisions, ids, options.timeout_seconds, procs
-            )
-        else:  # a partial pipeline: wait for its last stage's output
-            decisions = {}
-            deadline = time.monotonic() + options.timeout_seconds
-            while time.monotonic() < deadline:
-                if len(await keys_in(kafka, topology.output_topic(built[-1]), ids)) >= len(ids):
-                    break
-                await asyncio.sleep(2)
+        decisions = await wait_for_decisions(
+            kafka, topology.decisions, ids, options.timeout_seconds, procs
+        )
         say("4. per stage, images in -> out (and dead-lettered):")
         ok = True
-        for stage in built:
+        for stage in PIPELINE:
             out = await keys_in(kafka, topology.output_topic(stage), ids)
             dlq = topics.dead_letter(topology.input_topic(stage))
             dead = len([r async for r in read_topic(kafka, dlq, idle_seconds=0.5)])
@@ -155,8 +143,8 @@ async def run_demo(options: DemoOptions) -> int:
         # The services keep running until Prometheus has scraped their last counts.
         say(f"5. Prometheus ({options.prometheus_url}), messages per stage this run:")
         try:
-            counts = await scraped_counts(options.prometheus_url, built, topology, len(ids))
-            for stage in built:
+            counts = await scraped_counts(options.prometheus_url, PIPELINE, topology, len(ids))
+            for stage in PIPELINE:
                 c = counts[stage.name]
                 say(f"   {stage.name:9s} consumed {c.consumed:5.0f}   produced {c.produced:5.0f}")
             ok &= all(c.consumed > 0 and c.produced > 0 for c in counts.values())

@@ -1,12 +1,26 @@
-"""The stages in flow order, with the topic each one reads and writes; and `Topology`, the
-topics, consumer groups and stores of one run of them (the demo, the end-to-end tests)."""
+"""The stages in flow order, with the topic each one reads and writes and its port; and
+`Topology`, the topics, consumer groups and stores of one run of them (the demo, the
+end-to-end tests).
+
+One source for the wiring: each service's settings class (what the service itself runs
+with). The pipeline is read from them; the chart's topics, the local Prometheus targets
+and the images' ports are checked against it (tests/test_wiring.py, `make chart`).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from importlib.util import find_spec
+
+from pydantic_settings import BaseSettings
 
 from dedup import topics
+from dedup.settings import RuntimeSettings
+from services.embedder.settings import EmbedderSettings
+from services.hasher.settings import HasherSettings
+from services.ingest.settings import IngestSettings
+from services.matcher.settings import MatcherSettings
+from services.ranker.settings import RankerSettings
+from services.verifier.settings import VerifierSettings
 
 
 @dataclass(frozen=True)
@@ -20,33 +34,30 @@ class StageInfo:
     def module(self) -> str:
         return f"services.{self.name}"
 
-    def is_built(self) -> bool:
-        """Whether the service has an entry point in this checkout."""
-        return (
-            find_spec(self.module) is not None and find_spec(f"{self.module}.__main__") is not None
-        )
+
+def default(settings: type[BaseSettings], name: str) -> object:
+    """A setting's default, as the service starts with it when nothing overrides it."""
+    return settings.model_fields[name].default
+
+
+def stage_of(name: str, settings: type[RuntimeSettings]) -> StageInfo:
+    return StageInfo(
+        name,
+        str(default(settings, "input_topic")),
+        str(default(settings, "output_topic")),
+        int(str(default(settings, "http_port"))),
+    )
 
 
 PIPELINE = (
-    StageInfo("hasher", topics.BLOB_EVENTS, topics.HASHED, 9101),
-    StageInfo("verifier", topics.HASHED, topics.VERIFIED, 9102),
-    StageInfo("embedder", topics.VERIFIED, topics.EMBEDDED, 9103),
-    StageInfo("matcher", topics.EMBEDDED, topics.MATCHED, 9104),
-    StageInfo("ranker", topics.MATCHED, topics.DECISIONS, 9105),
+    stage_of("hasher", HasherSettings),
+    stage_of("verifier", VerifierSettings),
+    stage_of("embedder", EmbedderSettings),
+    stage_of("matcher", MatcherSettings),
+    stage_of("ranker", RankerSettings),
 )
-
-
-def runnable_stages() -> list[StageInfo]:
-    """The stages built in this checkout, from the first up to the first one missing.
-
-    A stage after a gap would wait for input that never comes.
-    """
-    stages: list[StageInfo] = []
-    for stage in PIPELINE:
-        if not stage.is_built():
-            break
-        stages.append(stage)
-    return stages
+# The Event Hub consumer: it publishes into the first stage's input, it reads no topic.
+INGEST_PORT = int(str(default(IngestSettings, "http_port")))
 
 
 @dataclass(frozen=True)

@@ -126,10 +126,12 @@ for kube in $KUBE_VERSIONS; do
   done
 done
 
-section "rendered settings pass the services' validation"
+section "rendered settings pass the services' validation, and chain the stages"
 for rendered in "$OUT"/rendered/*.yaml; do
   run "settings of $(basename "$rendered")" env PYTHONPATH="$ROOT:$ROOT/libs:$TOOLS/py" \
     "$PY" scripts/chart_checks.py settings "$rendered"
+  run "topics of $(basename "$rendered")" env PYTHONPATH="$ROOT:$ROOT/libs:$TOOLS/py" \
+    "$PY" scripts/chart_checks.py wiring "$rendered"
 done
 
 section "values that must be refused"
@@ -158,6 +160,12 @@ settings_of() {
   local out="$OUT/refused-settings.yaml"
   tpl "$@" >"$out" && env PYTHONPATH="$ROOT:$ROOT/libs:$TOOLS/py" "$PY" scripts/chart_checks.py settings "$out"
 }
+wiring_of() {
+  local out="$OUT/refused-wiring.yaml"
+  tpl "$@" >"$out" && env PYTHONPATH="$ROOT:$ROOT/libs:$TOOLS/py" "$PY" scripts/chart_checks.py wiring "$out"
+}
+refuse "a stage reading a topic that nobody writes" "matcher reads 'dedup.embeded.v1'" \
+  wiring_of --set services.matcher.topic=dedup.embeded.v1
 refuse "a Milvus collection name with a dash (fails at start-up, once)" \
   "DEDUP_EMBEDDER_COLLECTION: 'dedup-embeddings' is not a Milvus collection name" \
   settings_of --set services.embedder.settings.COLLECTION=dedup-embeddings

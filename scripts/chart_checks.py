@@ -6,9 +6,11 @@
     python scripts/chart_checks.py dockerfiles ROOT NAME...  check services/<name>/Dockerfile
     python scripts/chart_checks.py settings RENDERED...      every service's rendered env
                                                              passes its settings class
+    python scripts/chart_checks.py wiring RENDERED...        the rendered topics chain the
+                                                             stages as apps.pipeline does
 
-`rules` and `settings` need PyYAML (scripts/install_chart_tools.sh installs it into
-.tools/py), `settings` also the project's venv; the other commands use the standard
+`rules`, `settings` and `wiring` need PyYAML (scripts/install_chart_tools.sh installs it into
+.tools/py), `settings` and `wiring` also the project's venv; the other commands use the standard
 library only. Run from the repository root with PYTHONPATH=.
 """
 
@@ -257,6 +259,43 @@ def cmd_settings(paths: list[str]) -> int:
     return 1 if failed else 0
 
 
+def effective_topics(rendered: str) -> list[tuple[str, str, str]]:
+    """(service, input topic, output topic) in flow order, as the rendered Deployments set
+    them or, where they do not, as the service's settings default them."""
+    from apps.pipeline import PIPELINE
+
+    env = rendered_settings(rendered)
+    chain = []
+    for stage in PIPELINE:
+        own = env.get(stage.name, {})
+        prefix = f"DEDUP_{stage.name.upper()}_"
+        chain.append(
+            (
+                stage.name,
+                own.get(f"{prefix}INPUT_TOPIC", stage.input_topic),
+                own.get(f"{prefix}OUTPUT_TOPIC", stage.output_topic),
+            )
+        )
+    return chain
+
+
+def cmd_wiring(paths: list[str]) -> int:
+    """Each stage of a rendered chart reads the topic the stage before it writes."""
+    failed = 0
+    for rendered in paths:
+        chain = effective_topics(rendered)
+        for (before, _, wrote), (after, reads, _) in zip(chain, chain[1:], strict=False):
+            if reads != wrote:
+                failed += 1
+                print(
+                    f"{Path(rendered).name}: {after} reads {reads!r}, {before} writes {wrote!r}",
+                    file=sys.stderr,
+                )
+        if not failed:
+            print(f"{Path(rendered).name}: " + " -> ".join(f"{n}" for n, _, _ in chain))
+    return 1 if failed else 0
+
+
 def main(argv: list[str]) -> int:
     if len(argv) >= 3 and argv[1] == "stage":
         return cmd_stage(argv[2], argv[3])
@@ -266,6 +305,8 @@ def main(argv: list[str]) -> int:
         return cmd_dashboard(argv[2:])
     if len(argv) >= 3 and argv[1] == "settings":
         return cmd_settings(argv[2:])
+    if len(argv) >= 3 and argv[1] == "wiring":
+        return cmd_wiring(argv[2:])
     if len(argv) >= 4 and argv[1] == "dockerfiles":
         return cmd_dockerfiles(argv[2], argv[3:])
     print(__doc__, file=sys.stderr)
