@@ -16,6 +16,7 @@ library only. Run from the repository root with PYTHONPATH=.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -284,7 +285,7 @@ def cmd_wiring(paths: list[str]) -> int:
     failed = 0
     for rendered in paths:
         chain = effective_topics(rendered)
-        for (before, _, wrote), (after, reads, _) in zip(chain, chain[1:], strict=False):
+        for (before, _, wrote), (after, reads, _) in itertools.pairwise(chain):
             if reads != wrote:
                 failed += 1
                 print(

@@ -32,4 +32,4 @@ def test_the_local_prometheus_scrapes_every_service_on_its_port() -> None:
 
 def test_the_chart_checks_know_every_services_port() -> None:
     expected = {s.name: s.http_port for s in PIPELINE} | {"ingest": INGEST_PORT}
-    assert chart_checks.SERVICE_PORTS == expected
+    assert expected == chart_checks.SERVICE_PORTS
