@@ -118,6 +118,7 @@ class RuntimeSettings(KafkaSettings):
     # Consumer group; defaults to the service name.
     group_id: KafkaGroup | None = None
 
+    # Records in hand at once (fetched, not yet committed), and handlers running at once.
     batch_size: int = Field(64, ge=1, le=10_000)
     concurrency: int = Field(8, ge=1, le=1024)
     poll_timeout_seconds: float = Field(1.0, gt=0)
@@ -126,8 +127,8 @@ class RuntimeSettings(KafkaSettings):
     retry_backoff_seconds: float = Field(0.2, gt=0)
     # Also the longest a stage waits, after a dependency is back, before it notices.
     retry_backoff_max_seconds: float = Field(10.0, gt=0)
-    # After SIGTERM, how long the batch in hand may take before the process gives up on it
-    # (uncommitted, so it is redelivered). Keep the pod's grace period longer than this.
+    # After SIGTERM, how long the records in hand may take before the process gives up on
+    # them (uncommitted, so they are redelivered). Keep the pod's grace period longer than this.
     shutdown_timeout_seconds: float = Field(60.0, gt=0)
 
     http_host: str = "127.0.0.1"

@@ -1,8 +1,10 @@
 """The stage runtime: consume -> parse -> handle -> produce and commit.
 
-Exactly once on the topics: a batch's outputs and its input offsets go in one Kafka
-transaction, and every consumer reads committed records only. A crash or a failure
-anywhere means the batch is redone, never lost, and the records of the attempt that
+Exactly once on the topics: records are handled as they are fetched, and as soon as a
+partition's oldest records in hand are handled, their outputs and their input offsets go
+in one Kafka transaction (a record handled early waits for those before it, not for a
+batch); every consumer reads committed records only. A crash or a failure anywhere means
+the uncommitted records are redone, never lost, and the records of the attempt that
 failed are never seen. Handlers are idempotent (keyed by image id), so redoing one is
 harmless to the state they keep (Milvus, the ranker's clusters).
 
@@ -15,9 +17,9 @@ Failures:
   stage (lag grows), it never drops the message;
 - any other exception is retried `max_attempts` times, then dead-lettered.
 
-SIGTERM (or SIGINT) finishes the batch in hand, commits it and exits. If the batch
-cannot finish within `shutdown_timeout_seconds` (a dependency is down), the process
-exits without committing it, and the batch is redelivered to the next consumer.
+SIGTERM (or SIGINT) stops fetching, finishes and commits the records in hand and exits.
+If they cannot finish within `shutdown_timeout_seconds` (a dependency is down), the
+process exits without committing them, and they are redelivered to the next consumer.
 """
 
 import asyncio
@@ -26,7 +28,8 @@ import functools
 import logging
 import signal
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections import deque
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -64,25 +67,72 @@ log = logging.getLogger("dedup.runtime")
 MAX_ERROR_HEADER = 2000
 
 
-class FinishBatchOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
-    """A rebalance (a replica joins or leaves) waits until the batch in hand is produced
-    and committed: the partitions' next owner then starts after it. Without this, the
-    next owner would publish that batch too (a transaction's offset commit does not check
-    the group's generation in the protocol aiokafka speaks)."""
+class FinishInHandOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
+    """A rebalance (a replica joins or leaves) waits until every record in hand is handled,
+    produced and committed, and no record is fetched meanwhile: the partitions' next owner
+    then starts after them. Without this, the next owner would publish them too (a
+    transaction's offset commit does not check the group's generation in the protocol
+    aiokafka speaks)."""
 
     def __init__(self) -> None:
-        self.between_batches = asyncio.Event()
-        self.between_batches.set()
+        self.nothing_in_hand = asyncio.Event()
+        self.nothing_in_hand.set()
+        self.revoking = False
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        await self.between_batches.wait()
+        self.revoking = True
+        try:
+            await self.nothing_in_hand.wait()
+        finally:
+            self.revoking = False
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         return None
 
 
+@dataclass
+class Slot:
+    """One record in hand: its offset, and what it produces once handled."""
+
+    offset: int
+    outgoing: list[Outgoing] | None = None
+
+
+class Ledger:
+    """The records in hand, in offset order per partition. What may be committed is each
+    partition's handled prefix: a record handled early waits for those before it, so a
+    transaction always holds the outputs of exactly the offsets it commits."""
+
+    def __init__(self) -> None:
+        self._parts: dict[TopicPartition, deque[Slot]] = {}
+        self.in_hand = 0  # fetched and not yet committed, publishing included
+
+    def add(self, tp: TopicPartition, offset: int) -> Slot:
+        slot = Slot(offset)
+        self._parts.setdefault(tp, deque()).append(slot)
+        self.in_hand += 1
+        return slot
+
+    def take_ready(self) -> tuple[list[Outgoing], dict[TopicPartition, int], int]:
+        """The handled prefixes, taken out: their outputs in offset order, the offsets to
+        commit, and how many records they are (still in hand until `committed`)."""
+        outgoing: list[Outgoing] = []
+        offsets: dict[TopicPartition, int] = {}
+        taken = 0
+        for tp, slots in self._parts.items():
+            while slots and slots[0].outgoing is not None:
+                slot = slots.popleft()
+                outgoing.extend(slot.outgoing or ())
+                offsets[tp] = slot.offset + 1
+                taken += 1
+        return outgoing, offsets, taken
+
+    def committed(self, count: int) -> None:
+        self.in_hand -= count
+
+
 class Abandoned(Exception):
-    """Shutdown ran out of time while the batch was still retrying: leave it uncommitted."""
+    """Shutdown ran out of time while records were still retrying: leave them uncommitted."""
 
 
 def parse_message(input_type: type[In], data: bytes | None) -> In:
@@ -115,15 +165,6 @@ def dead_letter_record(
     return Outgoing(dead_letter(record.topic), record.key, record.value or b"", headers)
 
 
-def next_offsets(records: Sequence[ConsumerRecord[bytes, bytes]]) -> dict[TopicPartition, int]:
-    """The offsets to commit after `records`: one past the highest offset per partition."""
-    offsets: dict[TopicPartition, int] = {}
-    for record in records:
-        tp = TopicPartition(record.topic, record.partition)
-        offsets[tp] = max(offsets.get(tp, 0), record.offset + 1)
-    return offsets
-
-
 @dataclass
 class StageRunner(Generic[In]):
     stage: Stage[In]
@@ -141,9 +182,13 @@ class StageRunner(Generic[In]):
         return self.settings.group_id or self.name
 
     async def run(self) -> None:
+        """Fetch while there is room in hand, handle each record as it comes (bounded by
+        `concurrency`), and commit every handled prefix as soon as it is ready, with its
+        outputs, in one transaction: an image waits for the records before it in its
+        partition, never for a whole batch."""
         s = self.settings
         await self._retry_forever("kafka", lambda: ensure_topics(s, self._topics()))
-        gate = FinishBatchOnRevoke()
+        gate = FinishInHandOnRevoke()
         consumer = make_consumer(s, s.input_topic, self.group, gate)
         producer = RenewableProducer(
             s, functools.partial(make_producer, transactional_id=transactional_id(self.group))
@@ -154,22 +199,58 @@ class StageRunner(Generic[In]):
         log.info(
             "consuming %s -> %s", s.input_topic, s.output_topic, extra={"topic": s.input_topic}
         )
+        ledger = Ledger()
+        handled, committed = asyncio.Event(), asyncio.Event()
+        handlers = asyncio.Semaphore(s.concurrency)
+
+        async def handle(record: ConsumerRecord[bytes, bytes], slot: Slot) -> None:
+            async with handlers:
+                slot.outgoing = await self._process(record)
+            handled.set()
+
+        async def commit_ready() -> None:
+            while True:
+                await handled.wait()
+                handled.clear()
+                outgoing, offsets, count = ledger.take_ready()
+                if count:
+                    await self._publish(producer, outgoing, offsets)
+                    metrics.LAST_COMMIT.labels(self.name).set(time.time())
+                    ledger.committed(count)
+                    if not ledger.in_hand:
+                        gate.nothing_in_hand.set()
+                    committed.set()
+
+        async def until_committed() -> None:
+            committed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(committed.wait(), s.poll_timeout_seconds)
+
         try:
-            while not self.stop.is_set():
-                batch = await consumer.getmany(
-                    timeout_ms=int(s.poll_timeout_seconds * 1000), max_records=s.batch_size
-                )
-                records = [r for part in batch.values() for r in part]
-                if records:
-                    gate.between_batches.clear()
-                    try:
-                        await self._handle_batch(producer, records)
-                    finally:
-                        gate.between_batches.set()
-                await self._update_lag(consumer)
-                check_outages()
-        except Abandoned:
-            log.warning("shutdown timed out; the batch in hand stays uncommitted")
+            async with asyncio.TaskGroup() as tasks:
+                committer = tasks.create_task(commit_ready())
+                while not self.stop.is_set():
+                    room = s.batch_size - ledger.in_hand
+                    if room <= 0 or gate.revoking:
+                        await until_committed()
+                        continue
+                    batch = await consumer.getmany(
+                        timeout_ms=int(s.poll_timeout_seconds * 1000), max_records=room
+                    )
+                    for part in batch.values():
+                        for record in part:
+                            metrics.MESSAGES_CONSUMED.labels(self.name, record.topic).inc()
+                            gate.nothing_in_hand.clear()
+                            tp = TopicPartition(record.topic, record.partition)
+                            tasks.create_task(handle(record, ledger.add(tp, record.offset)))
+                    await self._update_lag(consumer)
+                    check_outages()
+                # Stopping: finish, produce and commit what is in hand, then end.
+                while ledger.in_hand:
+                    await until_committed()
+                committer.cancel()
+        except* Abandoned:
+            log.warning("shutdown timed out; the records in hand stay uncommitted")
         finally:
             self.health.ready, self.health.detail = False, "stopping"
             await producer.stop()
@@ -179,24 +260,6 @@ class StageRunner(Generic[In]):
     def _topics(self) -> list[str]:
         s = self.settings
         return [s.input_topic, s.output_topic, dead_letter(s.input_topic)]
-
-    async def _handle_batch(
-        self,
-        producer: RenewableProducer,
-        records: list[ConsumerRecord[bytes, bytes]],
-    ) -> None:
-        for record in records:
-            metrics.MESSAGES_CONSUMED.labels(self.name, record.topic).inc()
-        limit = asyncio.Semaphore(self.settings.concurrency)
-
-        async def bounded(record: ConsumerRecord[bytes, bytes]) -> list[Outgoing]:
-            async with limit:
-                return await self._process(record)
-
-        results = await asyncio.gather(*(bounded(r) for r in records))
-        outgoing = [o for result in results for o in result]
-        await self._publish(producer, outgoing, next_offsets(records))
-        metrics.LAST_COMMIT.labels(self.name).set(time.time())
 
     async def _process(self, record: ConsumerRecord[bytes, bytes]) -> list[Outgoing]:
         context = {"topic": record.topic, "partition": record.partition, "offset": record.offset}

@@ -11,9 +11,9 @@ from dedup.errors import InvalidMessageError
 from dedup.runtime.contract import Stage, backoff_seconds
 from dedup.runtime.kafka import Outgoing, RenewableProducer
 from dedup.runtime.stage import (
+    Ledger,
     StageRunner,
     dead_letter_record,
-    next_offsets,
     parse_message,
 )
 from dedup.settings import KafkaSettings, RuntimeSettings
@@ -77,9 +77,26 @@ def test_dead_letter_error_text_is_bounded() -> None:
     assert len(dict(out.headers)["dedup-error"]) <= 2000
 
 
-def test_next_offsets_is_one_past_the_highest_per_partition() -> None:
-    records = [record(5), record(3), record(9, partition=1), record(4)]
-    assert next_offsets(records) == {TopicPartition("t.in", 0): 6, TopicPartition("t.in", 1): 10}
+def test_the_ledger_commits_each_partitions_handled_prefix_only() -> None:
+    ledger = Ledger()
+    p0, p1 = TopicPartition("t.in", 0), TopicPartition("t.in", 1)
+    first, second, third = (ledger.add(p0, offset) for offset in (3, 4, 5))
+    other = ledger.add(p1, 9)
+    third.outgoing = [Outgoing("t.out", b"c", b"5")]
+    assert ledger.take_ready() == ([], {}, 0)  # 5 is done, but 3 and 4 are not
+    first.outgoing, other.outgoing = [Outgoing("t.out", b"a", b"3")], []
+    assert ledger.take_ready() == (
+        [Outgoing("t.out", b"a", b"3")],
+        {p0: 4, p1: 10},
+        2,
+    )
+    second.outgoing = [Outgoing("t.out", b"b", b"4"), Outgoing("t.in.dlq", b"b", b"x")]
+    outgoing, offsets, taken = ledger.take_ready()
+    assert [o.value for o in outgoing] == [b"4", b"x", b"5"]  # in offset order
+    assert (offsets, taken) == ({p0: 6}, 2)
+    assert ledger.in_hand == 4  # until committed
+    ledger.committed(4)
+    assert ledger.in_hand == 0 and ledger.take_ready() == ([], {}, 0)
 
 
 class FlakyTransactionalProducer:
