@@ -14,12 +14,16 @@ from apps.pipeline import StageInfo, Topology
 
 
 def start_module(
-    module: str, log: Path, env: Mapping[str, str] | None = None, cwd: Path | None = None
+    module: str,
+    log: Path,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    args: Sequence[str] = (),
 ) -> subprocess.Popen[bytes]:
-    """`python -m module` with extra environment, its output appended to `log`."""
+    """`python -m module args...` with extra environment, its output appended to `log`."""
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", module],
+            [sys.executable, "-m", module, *args],
             cwd=cwd,
             stdout=out,
             stderr=subprocess.STDOUT,

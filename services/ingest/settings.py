@@ -43,7 +43,7 @@ class IngestSettings(KafkaSettings, BlobSettings):
 
     # Back-fill and watch keep their position in small JSON files here.
     state_dir: Path = Path(".run/ingest")
-    watch_interval_seconds: float = Field(2.0, gt=0)
+    watch_interval_seconds: float = Field(0.5, gt=0)
 
     retry_backoff_seconds: float = Field(0.5, gt=0)
     retry_backoff_max_seconds: float = Field(30.0, gt=0)
