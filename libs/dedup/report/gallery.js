@@ -11,7 +11,9 @@
   const decisionOf = (i) => D.decisions[IMG[i][C.decision]];
   const statusOf = (i) => D.statuses[IMG[i][C.status]];
   const reasonOf = (i) => D.reasons[IMG[i][C.reason]];
-  const encodePath = (name) => name.split("/").map(encodeURIComponent).join("/");
+  // As Python's urllib.parse.quote(name, safe="/") (Path.as_uri, the Azure SDK's URLs).
+  const encodePath = (name) => name.split("/").map((part) => encodeURIComponent(part)
+    .replace(/[!'()*]/g, (c) => "%" + c.charCodeAt(0).toString(16).toUpperCase())).join("/");
   function scoresOf(i) {
     const s = IMG[i][C.scores], out = {};
     for (let k = 0; k < s.length; k += 2) out[D.score_names[s[k]]] = s[k + 1];
@@ -310,6 +312,7 @@
   renderControls();
   renderList();
   app.replaceChildren(totals, tabs, controls, pager, list, pagerBottom);
-  if (!clusters.length && lists.similar.items.length === 0) document.getElementById("tab-all").click();
+  // No duplicates: open on the similar pairs, else on every file.
+  if (!clusters.length) document.getElementById(lists.similar.items.length ? "tab-similar" : "tab-all").click();
   document.documentElement.dataset.renderedMs = String(Math.round(performance.now()));
 })();

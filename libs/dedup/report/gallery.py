@@ -52,14 +52,16 @@ IMAGE_COLUMNS = (
     "quality",  # null unless the image was read
     "reason",  # index into `reasons`
     "url",  # a link (http, https or file): its text, or an index into `url_prefixes`
-    # when it is that prefix + the name's segments as encodeURIComponent writes them
+    # when it is that prefix + the name, %-encoded as `quote(name, safe="/")` writes it
     "thumbnail",  # a JPEG data URI, an http(s) URL, or ""
     "scores",  # the evidence: [index into `score_names`, value, ...]
     "quality_parts",  # the values of `part_names`, in order, or [] if not known
 )
 PART_NAMES = tuple(f.name for f in QualityParts.DESCRIPTOR.fields)
-# What JavaScript's encodeURIComponent leaves as it is, besides letters and digits.
-_URI_COMPONENT_SAFE = "-_.!~*'()"
+# A name's segments %-encoded, its slashes kept: as `Path.as_uri` and the Azure SDK write
+# file and blob URLs, and as gallery.js's encodePath does.
+_URI_SAFE = "/"
+_NOTHING_TO_ENCODE = re.compile(r"[A-Za-z0-9/_.~-]*")
 
 
 class _Table:
@@ -76,13 +78,20 @@ class _Table:
         return list(self.index)
 
 
+def _short(value: float | int) -> float | int:
+    """A score as the page shows it: a float (a proto float32) to 6 significant digits."""
+    return float(f"{value:.6g}") if isinstance(value, float) else value
+
+
 def _url_column(url: str, name: str, prefixes: _Table) -> str | int:
     """A link as the page embeds it: the index of its prefix when the rest is the name,
     encoded as the page's script encodes it (most links: a folder or a container), else
     its text ("" for none)."""
     link = safe_link(url) or ""
+    if not link:
+        return ""
     try:
-        encoded = "/".join(quote(part, safe=_URI_COMPONENT_SAFE) for part in name.split("/"))
+        encoded = name if _NOTHING_TO_ENCODE.fullmatch(name) else quote(name, safe=_URI_SAFE)
     except UnicodeEncodeError:  # a name that is not valid Unicode: linked as it is
         return link
     if link and name and link.endswith(encoded):
@@ -136,13 +145,8 @@ def safe_src(src: str | None) -> str | None:
 
 def safe_link(url: str | None) -> str | None:
     """A link we are willing to put in the page (http, https, file), or None."""
-    if not url:
-        return None
-    try:
-        scheme = urlsplit(url).scheme
-    except ValueError:
-        return None
-    return url if scheme in LINK_SCHEMES else None
+    scheme, colon, _ = (url or "").partition(":")
+    return url if colon and scheme.lower() in LINK_SCHEMES else None
 
 
 def thumbnail_data_uri(jpeg: bytes, side: int = THUMBNAIL_SIDE) -> str | None:
@@ -211,7 +215,7 @@ def data(
             reasons(r.reason),
             _url_column(r.url, r.name, prefixes),
             safe_src(thumbnails.get(r.image_id)) or "",
-            [x for k, v in r.scores.items() if k in score_index for x in (score_index[k], v)],
+            [x for k, v in r.scores.items() if k in score_index for x in (score_index[k], _short(v))],
             [r.quality_parts[p] for p in PART_NAMES] if r.quality_parts else [],
         ]
         for r in all_rows
@@ -275,10 +279,10 @@ def image_entries(page: str) -> list[dict[str, Any]]:
         e["decision"], e["status"] = d["decisions"][e["decision"]], d["statuses"][e["status"]]
         e["reason"] = d["reasons"][e["reason"]]
         if isinstance(e["url"], int):
-            e["url"] = d["url_prefixes"][e["url"]] + quote(e["name"], safe="/" + _URI_COMPONENT_SAFE)
+            e["url"] = d["url_prefixes"][e["url"]] + quote(e["name"], safe=_URI_SAFE)
         scores = e["scores"]
         e["scores"] = {d["score_names"][k]: v for k, v in zip(scores[::2], scores[1::2], strict=True)}
-        e["quality_parts"] = dict(zip(d["part_names"], e["quality_parts"], strict=True))
+        e["quality_parts"] = dict(zip(d["part_names"], e["quality_parts"], strict=False))
         out.append(e)
     return out
 
