@@ -73,7 +73,8 @@ def synthetic_rows(total: int, seed: int = 13) -> list[Row]:
                 rows.append(
                     image(n, name, cluster=kept, decision="duplicate", keep=False,
                           duplicate_of=kept, quality=0.6, size_bytes=rng.randint(1, 9) * 10**5,
-                          scores={"wavelet_distance": rng.randint(0, 8), "inliers": rng.randint(40, 400),
+                          scores={"wavelet_distance": rng.randint(0, 8),
+                                  "inliers": rng.randint(40, 400),
                                   "aligned_residual": round(rng.random() / 10, 4)},
                           reason="resized copy of the kept copy; matcher (aligned-residual): 0.03")
                 )  # fmt: skip
@@ -108,8 +109,12 @@ def thumbnail(colour: tuple[int, int, int]) -> str:
 
 
 LIST_NAMES = "[...document.querySelectorAll('#list .item .name')].map(e => e.textContent)"
-KEPT_NAMES = "[...document.querySelectorAll('#list .cluster figure.kept a')].map(e => e.textContent)"
-PRESSED = "document.querySelector(\"button[data-sort='{}']\").getAttribute('aria-pressed') === 'true'"
+KEPT_NAMES = (
+    "[...document.querySelectorAll('#list .cluster figure.kept a')].map(e => e.textContent)"
+)
+PRESSED = (
+    "document.querySelector(\"button[data-sort='{}']\").getAttribute('aria-pressed') === 'true'"
+)
 HEADINGS = "[...document.querySelectorAll('#list .cluster h2')].map(e => e.textContent)"
 
 
@@ -120,7 +125,7 @@ async def open_report(page: cdp.Page, path: Path) -> tuple[float, int]:
     await page.navigate(path.as_uri())
     rendered = await page.wait_for(
         "document.querySelector('#list .item') && document.documentElement.dataset.renderedMs",
-        timeout=60,
+        seconds=60,
     )
     return time.perf_counter() - started, int(rendered)
 
@@ -144,9 +149,13 @@ async def test_a_100000_image_report_opens_quickly_searches_and_sorts(tmp_path: 
         )
         assert seconds < OPEN_LIMIT_S, f"the 100k report took {seconds:.2f} s to show"
         assert await page.evaluate("document.querySelectorAll('#list .cluster').length") == 25
-        tabs = await page.evaluate("[...document.querySelectorAll('nav.tabs button')].map(b => b.textContent)")
+        tabs = await page.evaluate(
+            "[...document.querySelectorAll('nav.tabs button')].map(b => b.textContent)"
+        )
         assert any(t.startswith("All files (100000)") for t in tabs), tabs
-        assert any(t.startswith("Unique (") for t in tabs) and any(t.startswith("Not images (1000)") for t in tabs)
+        assert any(t.startswith("Unique (") for t in tabs) and any(
+            t.startswith("Not images (1000)") for t in tabs
+        )
 
         # The default order: the most bytes to free first. A sort by name reorders.
         before = await page.evaluate(KEPT_NAMES)
@@ -170,15 +179,22 @@ async def test_a_100000_image_report_opens_quickly_searches_and_sorts(tmp_path: 
         print(f"search: {time.perf_counter() - t1:.2f} s")
         assert found == 1
         assert await page.evaluate("document.querySelectorAll('#list .cluster').length") == 1
-        assert "1–1 of 1" in await page.evaluate("document.querySelector('.pager .count').textContent")
+        assert "1\N{EN DASH}1 of 1" in await page.evaluate(
+            "document.querySelector('.pager .count').textContent"
+        )
         shot = await page.screenshot(tmp_path / "report-100k.png")
         print(f"screenshot: {shot}")
         assert shot.stat().st_size > 10_000
 
         # The unique images are listed, and a hostile name is text, not markup.
         await page.click("#tab-unique")
-        await page.wait_for("document.querySelector('#tab-unique').getAttribute('aria-selected') === 'true'")
-        await page.evaluate("(() => { const s = document.querySelector('#search'); s.value = ''; s.dispatchEvent(new Event('input')); })()")
+        await page.wait_for(
+            "document.querySelector('#tab-unique').getAttribute('aria-selected') === 'true'"
+        )
+        await page.evaluate(
+            "(() => { const s = document.querySelector('#search'); s.value = '';"
+            " s.dispatchEvent(new Event('input')); })()"
+        )
         await page.type_into("#search", "onerror")
         assert await page.wait_for(f"{LIST_NAMES}.includes({HOSTILE!r})")
         assert await page.evaluate("document.querySelectorAll('img[src=\"x\"]').length") == 0
@@ -192,7 +208,8 @@ async def test_a_small_report_shows_pictures_the_why_and_the_quality_parts(tmp_p
         image(1, "best.jpg", cluster="c1", decision="keep", quality=0.81,
               reason="kept: the other copy is a resized copy of it"),
         image(2, "best-small.jpg", cluster="c1", decision="duplicate", keep=False,
-              duplicate_of=f"{1:08x}", quality=0.42, scores={"inliers": 210, "aligned_residual": 0.018},
+              duplicate_of=f"{1:08x}", quality=0.42,
+              scores={"inliers": 210, "aligned_residual": 0.018},
               reason="resized copy of the kept copy; matcher (aligned-residual): 0.018"),
         image(3, "stereo-left.jpg", similar=(f"{4:08x}",)),
         image(4, "stereo-right.jpg", similar=(f"{3:08x}",)),
@@ -210,11 +227,17 @@ async def test_a_small_report_shows_pictures_the_why_and_the_quality_parts(tmp_p
         parts = await page.evaluate("document.querySelector('.cluster .parts').textContent")
         assert parts.startswith("resolution 0.86 · sharpness 0.61")
         assert await page.evaluate("document.querySelectorAll('.cluster figure img').length") == 2
-        assert await page.evaluate("document.querySelector('.cluster a').href") == "file:///photos/best.jpg"
+        assert (
+            await page.evaluate("document.querySelector('.cluster a').href")
+            == "file:///photos/best.jpg"
+        )
         await page.click("#tab-similar")
         await page.wait_for("document.querySelectorAll('.pair figure img').length === 2")
         names = await page.evaluate(LIST_NAMES)
         assert names == ["stereo-left.jpg", "stereo-right.jpg"]
         # The thumbnails decoded (a data URI the page's policy allows).
-        assert await page.evaluate("[...document.querySelectorAll('.pair img')].every(i => i.complete && i.naturalWidth === 160)")
+        assert await page.evaluate(
+            "[...document.querySelectorAll('.pair img')]"
+            ".every(i => i.complete && i.naturalWidth === 160)"
+        )
         await page.screenshot(tmp_path / "report-small.png")

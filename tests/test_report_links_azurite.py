@@ -94,7 +94,14 @@ async def test_report_links_open_private_blobs(tmp_path: Path) -> None:
                 reason="", quality=0.5, size_bytes=12, width=64, height=48,
                 working_copy_url=copy.url, similar=("b",))  # fmt: skip
         # Another shot of the scene, so that the page shows the pair as pictures.
-        shot = replace(r, image_id="b", path="b.jpg", url=blob.url.replace("holiday%20%281%29/a%20b", "b"), cluster="b", similar=("a",))
+        shot = replace(
+            r,
+            image_id="b",
+            path="b.jpg",
+            url=blob.url.replace("holiday%20%281%29/a%20b", "b"),
+            cluster="b",
+            similar=("a",),
+        )
         settings = cli.ReportSettings(blob_connection_string=SecretStr(conn))
         rows, thumbs, suffix = await cli.linked(settings, [r, shot], {"a": copy.url}, "sas", 1)
         assert sorted(suffix) == ["uploads"] and "sp=r" in suffix["uploads"]
@@ -122,14 +129,22 @@ async def test_report_links_open_private_blobs(tmp_path: Path) -> None:
                     assert href == blob.url + suffix["uploads"]
                     assert await get(href) == (200, b"the original")
                     # The working copy, linked with its own container's SAS, loads.
-                    assert await tab.wait_for(
-                        "(document.querySelector('#list .pair img') || {}).naturalWidth"
-                    ) == 64
+                    assert (
+                        await tab.wait_for(
+                            "(document.querySelector('#list .pair img') || {}).naturalWidth"
+                        )
+                        == 64
+                    )
             with_base = cli.ReportSettings(
                 blob_connection_string=SecretStr(conn), link_base_url="https://proxy.example/b/"
             )
             moved, moved_thumbs, none = await cli.linked(with_base, [r], {"a": copy.url}, "sas", 1)
-            assert none == {} and moved[0].url == "https://proxy.example/b/uploads/holiday%20%281%29/a%20b.jpg"
+            assert (
+                none == {}
+                and moved[0].url == "https://proxy.example/b/uploads/holiday%20%281%29/a%20b.jpg"
+            )
             assert moved_thumbs["a"] == "https://proxy.example/b/derived/wc/a.jpg"
-            plain, plain_thumbs, empty = await cli.linked(settings, [r], {"a": copy.url}, "plain", 1)
+            plain, plain_thumbs, empty = await cli.linked(
+                settings, [r], {"a": copy.url}, "plain", 1
+            )
             assert empty == {} and plain[0].url == blob.url and plain_thumbs["a"] == copy.url

@@ -54,17 +54,17 @@ class Page:
             raise CDPError(f"{expression!r} threw: {reply['exceptionDetails']}")
         return reply["result"].get("value")
 
-    async def wait_for(self, expression: str, timeout: float = 10.0) -> Any:
+    async def wait_for(self, expression: str, seconds: float = 10.0) -> Any:
         """Poll until the expression is truthy; its value."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        deadline = loop.time() + seconds
         while True:
             with contextlib.suppress(CDPError):  # the page may still be loading
                 value = await self.evaluate(expression)
                 if value:
                     return value
             if loop.time() > deadline:
-                raise TimeoutError(f"{expression!r} still false after {timeout} s")
+                raise TimeoutError(f"{expression!r} still false after {seconds} s")
             await asyncio.sleep(0.02)
 
     async def navigate(self, url: str) -> None:
@@ -133,7 +133,9 @@ class Browser:
 
     async def new_page(self, width: int = 1280, height: int = 900) -> Page:
         target = await self.send("Target.createTarget", url="about:blank")
-        attached = await self.send("Target.attachToTarget", targetId=target["targetId"], flatten=True)
+        attached = await self.send(
+            "Target.attachToTarget", targetId=target["targetId"], flatten=True
+        )
         page = Page(self, attached["sessionId"])
         await page.send("Page.enable")
         await page.send("Runtime.enable")
@@ -152,18 +154,18 @@ class Browser:
             await self._reader
 
 
-async def _devtools_url(stderr: asyncio.StreamReader, timeout: float) -> str:
+async def _devtools_url(stderr: asyncio.StreamReader, seconds: float) -> str:
     async def read() -> str:
         while line := await stderr.readline():
             if match := _LISTENING.search(line):
                 return match[1].decode()
         raise CDPError("chromium exited before it printed its DevTools URL")
 
-    return await asyncio.wait_for(read(), timeout)
+    return await asyncio.wait_for(read(), seconds)
 
 
 @contextlib.asynccontextmanager
-async def chromium(path: str, timeout: float = 30.0) -> AsyncIterator[Browser]:
+async def chromium(path: str, start_seconds: float = 30.0) -> AsyncIterator[Browser]:
     """A headless Chromium with a throw-away profile, killed on the way out."""
     with tempfile.TemporaryDirectory(prefix="dedup-chromium-") as profile:
         proc = await asyncio.create_subprocess_exec(
@@ -186,7 +188,7 @@ async def chromium(path: str, timeout: float = 30.0) -> AsyncIterator[Browser]:
         assert proc.stderr is not None
         drain: asyncio.Task[None] | None = None
         try:
-            url = await _devtools_url(proc.stderr, timeout)
+            url = await _devtools_url(proc.stderr, start_seconds)
 
             async def discard(stream: asyncio.StreamReader) -> None:
                 while await stream.read(65536):

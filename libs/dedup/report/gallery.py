@@ -215,7 +215,12 @@ def data(
             reasons(r.reason),
             _url_column(r.url, r.name, prefixes),
             safe_src(thumbnails.get(r.image_id)) or "",
-            [x for k, v in r.scores.items() if k in score_index for x in (score_index[k], _short(v))],
+            [
+                x
+                for k, v in r.scores.items()
+                if k in score_index
+                for x in (score_index[k], _short(v))
+            ],
             [r.quality_parts[p] for p in PART_NAMES] if r.quality_parts else [],
         ]
         for r in all_rows
@@ -281,7 +286,9 @@ def image_entries(page: str) -> list[dict[str, Any]]:
         if isinstance(e["url"], int):
             e["url"] = d["url_prefixes"][e["url"]] + quote(e["name"], safe=_URI_SAFE)
         scores = e["scores"]
-        e["scores"] = {d["score_names"][k]: v for k, v in zip(scores[::2], scores[1::2], strict=True)}
+        e["scores"] = {
+            d["score_names"][k]: v for k, v in zip(scores[::2], scores[1::2], strict=True)
+        }
         e["quality_parts"] = dict(zip(d["part_names"], e["quality_parts"], strict=False))
         out.append(e)
     return out

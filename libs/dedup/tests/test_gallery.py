@@ -59,7 +59,7 @@ def test_only_the_pages_own_script_may_run() -> None:
     assert f"script-src 'sha256-{digest}'" in rules and "default-src 'none'" in rules
     assert f"<script>{gallery.script()}</script>" in page
     # Self-contained: nothing is fetched from anywhere (no CDN, no stylesheet, no font).
-    assert not re.search(r'<(link|script)[^>]+(src|href)=', page)
+    assert not re.search(r"<(link|script)[^>]+(src|href)=", page)
 
 
 def test_every_image_is_embedded_with_its_cluster_why_evidence_and_quality_parts() -> None:

@@ -28,7 +28,7 @@ class FakeService:
 
     async def get_user_delegation_key(self, start: dt.datetime, expiry: dt.datetime) -> Any:
         self.asked.append((start, expiry))
-        key = UserDelegationKey()
+        key = UserDelegationKey()  # type: ignore[no-untyped-call]
         key.signed_oid, key.signed_tid = "oid-1", "tid-1"
         key.signed_start, key.signed_expiry = "2026-12-02T11:55:00Z", "2026-12-03T12:00:00Z"
         key.signed_service, key.signed_version = "b", "2025-01-05"
@@ -70,7 +70,9 @@ def test_a_base_url_link_names_container_and_blob() -> None:
     )
 
 
-def test_the_report_command_checks_its_link_options_first(capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_report_command_checks_its_link_options_first(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     assert cli.main(["--link-hours", "500"]) == 2
     assert "--link-hours must be more than 0 and at most 168" in capsys.readouterr().err
     assert cli.main(["--max-thumbnails", "-1"]) == 2
