@@ -211,7 +211,8 @@ async def test_a_small_report_shows_pictures_the_why_and_the_quality_parts(tmp_p
               duplicate_of=f"{1:08x}", quality=0.42,
               scores={"inliers": 210, "aligned_residual": 0.018},
               reason="resized copy of the kept copy; matcher (aligned-residual): 0.018"),
-        image(3, "stereo-left.jpg", similar=(f"{4:08x}",)),
+        image(3, "stereo-left.jpg", similar=(f"{4:08x}",),
+              similar_reasons={f"{4:08x}": "matcher: residual 0.21 after alignment: another shot"}),
         image(4, "stereo-right.jpg", similar=(f"{3:08x}",)),
         image(5, "notes.txt", decision="unreadable", status="not_an_image", reason="not an image"),
     ]  # fmt: skip
@@ -235,6 +236,9 @@ async def test_a_small_report_shows_pictures_the_why_and_the_quality_parts(tmp_p
         await page.wait_for("document.querySelectorAll('.pair figure img').length === 2")
         names = await page.evaluate(LIST_NAMES)
         assert names == ["stereo-left.jpg", "stereo-right.jpg"]
+        assert await page.evaluate("document.querySelector('.pair .why').textContent") == (
+            "matcher: residual 0.21 after alignment: another shot"
+        )
         # The thumbnails decoded (a data URI the page's policy allows).
         assert await page.evaluate(
             "[...document.querySelectorAll('.pair img')]"

@@ -205,8 +205,11 @@
     return box;
   }
   function pairItem(p) {
-    return el("section", { class: "item pair" },
-      el("div", { class: "row" }, figure(p[0], false), figure(p[1], false)));
+    const box = el("section", { class: "item pair" });
+    const why = D.reasons[p[2]];
+    if (why) box.append(el("p", { class: "why", text: why }));
+    box.append(el("div", { class: "row" }, figure(p[0], false), figure(p[1], false)));
+    return box;
   }
   function imageTable(items) {
     const head = el("tr", {}, ...["name", "decision", "status", "size", "quality", "reason"].map((h) => el("th", { text: h })));

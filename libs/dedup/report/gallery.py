@@ -78,6 +78,11 @@ class _Table:
         return list(self.index)
 
 
+def _similar_reason(a: Row, b: Row) -> str:
+    """Why the pair is another shot, not a copy: the link's reason, from either image."""
+    return a.similar_reasons.get(b.image_id) or b.similar_reasons.get(a.image_id) or ""
+
+
 def _short(value: float | int) -> float | int:
     """A score as the page shows it: a float (a proto float32) to 6 significant digits."""
     return float(f"{value:.6g}") if isinstance(value, float) else value
@@ -195,7 +200,7 @@ def data(
 ) -> dict[str, Any]:
     """What the page embeds: the totals, the images as compact rows (IMAGE_COLUMNS),
     the clusters (indices into the images, the most bytes to free first), the similar
-    pairs, and `link_suffix`: per container, what to append to its blobs' links (a SAS
+    pairs (two image indices and the index of the reason), and `link_suffix`: per container, what to append to its blobs' links (a SAS
     query, "?sv=..."; one per container rather than one per image keeps the page small)."""
     found = clusters(all_rows)
     index = {r.image_id: n for n, r in enumerate(all_rows)}
@@ -225,6 +230,11 @@ def data(
         ]
         for r in all_rows
     ]
+    similar = [  # before the tables are read: the pairs' reasons are in `reasons` too
+        [index[a], index[b], reasons(_similar_reason(all_rows[index[a]], all_rows[index[b]]))]
+        for a, b in similar_pairs(all_rows)
+        if a in index and b in index
+    ]
     return {
         "title": title,
         "source": source,
@@ -241,9 +251,7 @@ def data(
             [index[c.kept.image_id] if c.kept else -1, [index[r.image_id] for r in c.members]]
             for c in found
         ],
-        "similar": [
-            [index[a], index[b]] for a, b in similar_pairs(all_rows) if a in index and b in index
-        ],
+        "similar": similar,
         "link_suffix": dict(link_suffix or {}),
         "containers": [r.container for r in all_rows] if link_suffix else [],
         "not_an_image": NOT_AN_IMAGE,

@@ -16,7 +16,7 @@ from dedup.clitools import dedup_version
 from dedup.formats import not_an_image
 from dedup.v1.decisions_pb2 import Decision, DecisionKind
 from dedup.v1.features_pb2 import ImageStatus
-from dedup.v1.groups_pb2 import Scores
+from dedup.v1.groups_pb2 import Scores, Verdict
 
 # Decision kinds as the report (and the `decision` metric label) spells them.
 KEEP, DUPLICATE, UNIQUE, UNREADABLE, DELETED = (
@@ -87,6 +87,9 @@ class Row:
     # The hasher's quality score's parts (resolution, sharpness, noise, jpeg_quality,
     # exposure; services/hasher/quality.py), when the decision carries them.
     quality_parts: dict[str, float] = field(default_factory=dict)
+    # Why another shot and not a copy, per similar image this image's own group judged
+    # (its links; the other image of a pair may carry it instead).
+    similar_reasons: dict[str, str] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -120,6 +123,11 @@ def row(d: Decision) -> Row:
         similar=tuple(d.similar),
         working_copy_url=d.working_copy_url,
         quality_parts=quality_parts_dict(d),
+        similar_reasons={
+            link.image_id: link.reason
+            for link in d.links
+            if link.verdict == Verdict.VERDICT_SIMILAR and link.reason
+        },
     )
 
 

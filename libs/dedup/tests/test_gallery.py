@@ -18,7 +18,7 @@ from dedup.report import gallery, model
 from dedup.tests.helpers import row
 from dedup.tests.test_report import DECISIONS, EVIL, K, decision
 from dedup.v1.features_pb2 import QualityParts
-from dedup.v1.groups_pb2 import Scores
+from dedup.v1.groups_pb2 import Scores, Verdict
 
 HOSTILE = "</script><img src=x onerror=alert(1)>"
 
@@ -85,7 +85,12 @@ def test_every_image_is_embedded_with_its_cluster_why_evidence_and_quality_parts
     # One cluster (the kept copy's index first), the similar pair once.
     index = {e["name"]: n for n, e in enumerate(by_name.values())}
     assert d["clusters"] == [[index["uploads/b.jpg"], [index[f"uploads/{x}.jpg"] for x in "bac"]]]
-    assert d["similar"] == [[index["uploads/d.jpg"], index["uploads/e.jpg"]]]
+    [(first, second, why)] = d["similar"]
+    assert (first, second, d["reasons"][why]) == (
+        index["uploads/d.jpg"],
+        index["uploads/e.jpg"],
+        "",
+    )
     assert d["totals"] == vars(model.totals(rows))
 
 
@@ -171,3 +176,15 @@ def test_the_score_and_part_names_are_the_protos() -> None:
         f.name for f in Scores.DESCRIPTOR.fields
     ]
     assert json.loads(gallery.script_json({"a": "<&>"})) == {"a": "<&>"}
+
+
+def test_a_similar_pair_carries_why_it_is_another_shot() -> None:
+    why = "matcher (aligned-residual): residual 0.21 > 0.08: another capture"
+    d = decision("d", K.DECISION_KIND_UNIQUE, similar=["e"])
+    d.links.add(image_id="e", verdict=Verdict.VERDICT_SIMILAR, reason=why)
+    d.links.add(image_id="x", verdict=Verdict.VERDICT_DUPLICATE, reason="a copy")
+    rows = model.rows([d, decision("e", K.DECISION_KIND_UNIQUE, similar=["d"])])
+    assert rows[0].similar_reasons == {"e": why}
+    page = gallery.embedded(gallery.render(rows, {}))
+    [(a, b, reason)] = page["similar"]
+    assert (a, b, page["reasons"][reason]) == (0, 1, why)
