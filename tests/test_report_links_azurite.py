@@ -135,10 +135,9 @@ async def test_report_links_open_private_blobs(tmp_path: Path) -> None:
                         )
                         == 64
                     )
-            with_base = cli.ReportSettings(
-                blob_connection_string=SecretStr(conn), link_base_url="https://proxy.example/b/"
+            moved, moved_thumbs, none = await cli.linked(
+                settings, [r], {"a": copy.url}, "sas", 1, "https://proxy.example/b/"
             )
-            moved, moved_thumbs, none = await cli.linked(with_base, [r], {"a": copy.url}, "sas", 1)
             assert (
                 none == {}
                 and moved[0].url == "https://proxy.example/b/uploads/holiday%20%281%29/a%20b.jpg"

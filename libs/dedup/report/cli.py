@@ -97,16 +97,17 @@ async def fetch_thumbnails(
 
 
 async def linked(
-    settings: ReportSettings,
+    settings: BlobSettings,
     rows: list[Row],
     thumbs: dict[str, str],
     mode: links.Links,
     hours: float,
+    base_url: str | None = None,
 ) -> tuple[list[Row], dict[str, str], dict[str, str]]:
-    """The rows and thumbnails with links a browser can open (dedup.report.links), and
-    the SAS to append per container."""
-    if settings.link_base_url:
-        base = settings.link_base_url
+    """The rows and thumbnails with links a browser can open (dedup.report.links): under
+    `base_url` if given, else with the SAS to append per container (the third value)."""
+    if base_url:
+        base = base_url
 
         def moved(url: str) -> str:
             where = store.locate(url) if url else None
@@ -162,7 +163,9 @@ async def run(ns: argparse.Namespace) -> int:
             thumbs = {r.image_id: r.working_copy_url for r in shown if r.working_copy_url}
         else:
             thumbs = {}
-        rows, thumbs, suffix = await linked(settings, rows, thumbs, ns.links, ns.link_hours)
+        rows, thumbs, suffix = await linked(
+            settings, rows, thumbs, ns.links, ns.link_hours, settings.link_base_url
+        )
         ns.html.mkdir(parents=True, exist_ok=True)
         page = gallery.render(rows, thumbs, source=f"topic {ns.topic}", link_suffix=suffix)
         index = ns.html / "index.html"

@@ -200,8 +200,9 @@ def data(
 ) -> dict[str, Any]:
     """What the page embeds: the totals, the images as compact rows (IMAGE_COLUMNS),
     the clusters (indices into the images, the most bytes to free first), the similar
-    pairs (two image indices and the index of the reason), and `link_suffix`: per container, what to append to its blobs' links (a SAS
-    query, "?sv=..."; one per container rather than one per image keeps the page small)."""
+    pairs (two image indices and the index of the reason), and `link_suffix`: per
+    container, what to append to its blobs' links (a SAS query, "?sv=..."; one per
+    container rather than one per image keeps the page small)."""
     found = clusters(all_rows)
     index = {r.image_id: n for n, r in enumerate(all_rows)}
     cluster_of = {r.image_id: k for k, c in enumerate(found) for r in c.members}
