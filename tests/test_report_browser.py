@@ -118,6 +118,18 @@ PRESSED = (
 HEADINGS = "[...document.querySelectorAll('#list .cluster h2')].map(e => e.textContent)"
 
 
+COUNT = "Number(document.querySelector('.pager .count').dataset.count)"
+
+
+async def choose(page: cdp.Page, selector: str, value: str) -> None:
+    """Pick an option of a <select>, as a person would (the change event follows)."""
+    chosen = await page.evaluate(
+        f"(() => {{ const s = document.querySelector({selector!r}); s.value = {value!r};"
+        " s.dispatchEvent(new Event('change')); return s.value; })()"
+    )
+    assert chosen == value, f"{selector} has no option {value!r}"
+
+
 async def open_report(page: cdp.Page, path: Path) -> tuple[float, int]:
     """Open the file; (seconds from the navigation to the first page of items shown,
     the page's own performance.now() at that moment in ms)."""
@@ -171,6 +183,17 @@ async def test_a_100000_image_report_opens_quickly_searches_and_sorts(tmp_path: 
         assert sizes == sorted(sizes, reverse=True) and sizes[0] == 6, sizes
         await page.click("button[data-sort='cluster size']")  # again: the other way round
         await page.wait_for(f"{HEADINGS}[0].startsWith('2 images')")
+
+        # Filters: clusters of five and more, then those freeing at least 1 MB too.
+        total_clusters = await page.evaluate(COUNT)
+        await choose(page, "#min-size", "5")
+        big = await page.wait_for(f"{COUNT} < {total_clusters} && {COUNT}")
+        assert {int(h.split(" images")[0]) for h in await page.evaluate(HEADINGS)} <= {5, 6}
+        await choose(page, "#min-freed", "1000000")
+        assert await page.wait_for(f"{COUNT} < {big} && {COUNT}")
+        await choose(page, "#min-size", "2")
+        await choose(page, "#min-freed", "0")
+        assert await page.wait_for(f"{COUNT} === {total_clusters}")
 
         # Search finds the file among 100,000 (it is in a cluster on some page).
         t1 = time.perf_counter()

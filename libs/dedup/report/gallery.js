@@ -146,12 +146,12 @@
     ["not_images", "Not images"],
     ["all", "All files"],
   ];
-  const state = { tab: "clusters", query: "", sort: 0, reverse: false, page: 0, evidence: "", minSize: 2, decision: "" };
+  const state = { tab: "clusters", query: "", sort: 0, reverse: false, page: 0, evidence: "", minSize: 2, minFreed: 0, decision: "" };
 
   // ---- the filtered, sorted list of the current tab ----------------------------------
   let cache = { key: "", items: [] };
   function current() {
-    const key = JSON.stringify([state.tab, state.query, state.sort, state.reverse, state.evidence, state.minSize, state.decision]);
+    const key = JSON.stringify([state.tab, state.query, state.sort, state.reverse, state.evidence, state.minSize, state.minFreed, state.decision]);
     if (cache.key === key) return cache.items;
     const tab = state.tab, kind = kindOf(tab);
     let items = lists[tab].items;
@@ -159,7 +159,7 @@
     const names = q ? lowerNames() : null;
     const hit = (i) => names[i].includes(q);
     if (kind === "clusters") {
-      items = items.filter((c) => c.members.length >= state.minSize
+      items = items.filter((c) => c.members.length >= state.minSize && c.freed >= state.minFreed
         && (!state.evidence || c.evidence.has(state.evidence))
         && (!q || c.members.some(hit)));
     } else if (kind === "similar") {
@@ -271,7 +271,8 @@
     });
     const parts = [search, el("span", { class: "muted", text: "sort:" }), ...sorts];
     if (kind === "clusters") {
-      parts.push(select("min-size", "size at least", [2, 3, 4, 5, 10].map((n) => [String(n), String(n)]), String(state.minSize), (v) => { state.minSize = Number(v); }));
+      parts.push(select("min-size", "size at least", [2, 3, 5, 10, 20, 50, 100].map((n) => [String(n), String(n)]), String(state.minSize), (v) => { state.minSize = Number(v); }));
+      parts.push(select("min-freed", "freeing at least", [0, 1e6, 1e7, 1e8, 1e9].map((n) => [String(n), n ? bytes(n) : "any"]), String(state.minFreed), (v) => { state.minFreed = Number(v); }));
     }
     if (kind === "clusters" || state.tab === "all") {
       parts.push(select("evidence", "evidence", [["", "any"], ...evidenceNames.map((e) => [e, e])], state.evidence, (v) => { state.evidence = v; }));
@@ -292,7 +293,7 @@
     const next = el("button", { class: "next", text: "next ›" });
     next.disabled = state.page >= pages - 1;
     next.addEventListener("click", () => go(state.page + 1));
-    box.replaceChildren(prev, el("span", { class: "count", text: `${first}–${last} of ${count} · page ${state.page + 1} of ${pages}` }), next);
+    box.replaceChildren(prev, el("span", { class: "count", "data-count": String(count), text: `${first}–${last} of ${count} · page ${state.page + 1} of ${pages}` }), next);
   }
   function renderList() {
     const kind = kindOf(state.tab);
