@@ -187,7 +187,7 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", type=Path, metavar="FILE", help="write the report as JSON here")
     parser.add_argument("--csv", type=Path, metavar="FILE", help="write one row per image here")
     parser.add_argument(
-        "--html", type=Path, metavar="DIR", help="write the gallery to DIR/index.html"
+        "--html", type=Path, metavar="DIR", help="write the HTML report to DIR/index.html"
     )
     parser.add_argument(
         "--thumbnails",
@@ -198,6 +198,7 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-thumbnails",
         type=int,
+        metavar="N",
         default=gallery.MAX_THUMBNAILS,
         help="thumbnails in the HTML report (the largest clusters' and the similar pairs'); "
         "every image is listed either way",
@@ -213,6 +214,7 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--link-hours",
         type=float,
+        metavar="H",
         default=24.0,
         help=f"how long a SAS link works (at most {links.MAX_HOURS})",
     )
