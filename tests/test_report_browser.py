@@ -13,7 +13,7 @@ import base64
 import io
 import random
 import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 from PIL import Image
@@ -268,3 +268,24 @@ async def test_a_small_report_shows_pictures_the_why_and_the_quality_parts(tmp_p
             ".every(i => i.complete && i.naturalWidth === 160)"
         )
         await page.screenshot(tmp_path / "report-small.png")
+
+
+async def test_the_pages_links_are_the_files_urls(tmp_path: Path) -> None:
+    """The page rebuilds most links from a prefix and the name (a smaller file): the URL
+    it makes must be the file's own, whatever the name holds."""
+    assert BROWSER is not None
+    names = ["a b/ü #1?.jpg", "(it's)!~*.jpg", "x%20y&z=1.jpg", "emoji 📷/ok.jpg", "plain.jpg"]
+    root = PurePosixPath("/photos/trip")
+    rows = [image(n, name, url=(root / name).as_uri()) for n, name in enumerate(names)]
+    data = gallery.data(rows, {})
+    assert all(isinstance(r[gallery.IMAGE_COLUMNS.index("url")], int) for r in data["images"])
+    report = tmp_path / "links.html"
+    report.write_text(gallery.render(rows, {}), encoding="utf-8")
+    async with cdp.chromium(BROWSER) as browser:
+        page = await browser.new_page()
+        await open_report(page, report)  # no clusters: it opens on all files
+        hrefs = await page.evaluate(
+            "Object.fromEntries([...document.querySelectorAll('#list .name')]"
+            ".map(a => [a.textContent, a.getAttribute('href')]))"
+        )
+    assert hrefs == {name: (root / name).as_uri() for name in names}
