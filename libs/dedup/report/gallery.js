@@ -62,8 +62,8 @@
   function linkOf(i) {
     const col = IMG[i][C.url];
     const url = safeHref(typeof col === "number" ? D.url_prefixes[col] + encodePath(IMG[i][C.name]) : col);
-    if (!url || !D.containers.length) return url;
-    const suffix = D.link_suffix[D.containers[i]];
+    if (!url || !D.container_of.length) return url;
+    const suffix = D.link_suffix[D.containers[D.container_of[i]]];
     return suffix ? url + suffix : url;
   }
   function thumbOf(i) {

@@ -207,6 +207,7 @@ def data(
     index = {r.image_id: n for n, r in enumerate(all_rows)}
     cluster_of = {r.image_id: k for k, c in enumerate(found) for r in c.members}
     decisions, statuses, reasons, prefixes = _Table(), _Table(), _Table(), _Table()
+    containers = _Table()
     score_index = {name: n for n, name in enumerate(SCORE_FIELDS)}
     images = [
         [
@@ -254,7 +255,9 @@ def data(
         ],
         "similar": similar,
         "link_suffix": dict(link_suffix or {}),
-        "containers": [r.container for r in all_rows] if link_suffix else [],
+        # Each image's container (an index into `containers`), where links take a suffix.
+        "container_of": [containers(r.container) for r in all_rows] if link_suffix else [],
+        "containers": containers.values,
         "not_an_image": NOT_AN_IMAGE,
     }
 

@@ -117,9 +117,9 @@ def test_per_container_link_suffixes_are_embedded_once() -> None:
     page = gallery.render(rows, {}, link_suffix={"uploads": "?sv=1&sig=a%2Bb"})
     d = gallery.embedded(page)
     assert d["link_suffix"] == {"uploads": "?sv=1&sig=a%2Bb"}
-    assert d["containers"] == ["uploads"] * len(rows)
+    assert d["containers"] == ["uploads"] and d["container_of"] == [0] * len(rows)
     assert page.count("sig=") == 1 and "?sv=1\\u0026sig=a%2Bb" in page
-    assert gallery.embedded(gallery.render(rows, {}))["containers"] == []
+    assert gallery.embedded(gallery.render(rows, {}))["container_of"] == []
 
 
 def test_only_our_data_uris_and_http_urls_are_image_sources() -> None:
