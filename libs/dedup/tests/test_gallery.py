@@ -48,6 +48,8 @@ def test_a_hostile_name_cannot_close_the_data_script_or_make_markup() -> None:
     code = gallery.script()
     assert "innerHTML" not in code and "insertAdjacentHTML" not in code
     assert "document.write" not in code and "eval(" not in code
+    # And nothing in it could end its own script element early.
+    assert "</script" not in code.lower() and "<!--" not in code
 
 
 def test_only_the_pages_own_script_may_run() -> None:
