@@ -266,8 +266,8 @@ async def test_a_small_report_shows_pictures_the_why_and_the_quality_parts(tmp_p
         assert await page.evaluate("document.querySelector('.pair .why').textContent") == (
             "matcher: residual 0.21 after alignment: another shot"
         )
-        # The thumbnails decoded (a data URI the page's policy allows).
-        assert await page.evaluate(
+        # The thumbnails decode (data URIs, which the page's policy allows); lazily, so wait.
+        assert await page.wait_for(
             "[...document.querySelectorAll('.pair img')]"
             ".every(i => i.complete && i.naturalWidth === 160)"
         )
