@@ -27,7 +27,7 @@ from dedup.blob import BlobSettings, BlobStore, open_service
 from dedup.clitools import HelpFormatter
 from dedup.listing import Source, WatchState, poll
 from dedup.report import gallery, model
-from dedup.report.cli import fetch_thumbnails
+from dedup.report.cli import fetch_thumbnails, linked
 from dedup.runtime.kafka import Publisher, read_topic
 from dedup.settings import KafkaSettings, service_config
 from dedup.synthetic import sample_set
@@ -95,7 +95,11 @@ async def write_report(
     """The report of this run's images: JSON and the gallery under `out_dir`."""
     rows = model.rows(decisions)
     thumbs = await fetch_thumbnails(settings, gallery.shown_images(rows))
-    page = gallery.render(rows, thumbs, title="dedup demo", source="the demo's uploads")
+    # Links that open the private blobs: a day's read-only SAS per container.
+    rows, thumbs, suffix = await linked(settings, rows, thumbs, "sas", 24)
+    page = gallery.render(
+        rows, thumbs, title="dedup demo", source="the demo's uploads", link_suffix=suffix
+    )
 
     def write() -> None:
         out_dir.mkdir(parents=True, exist_ok=True)

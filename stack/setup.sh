@@ -35,7 +35,8 @@ sha() { sha256sum "$@" | awk '{ print $1 }' | sha256sum | cut -c1-16; }
 
 apt_packages() {
   local -A pkg_of=([curl]=curl [ss]=iproute2 [ps]=procps [java]=openjdk-17-jre-headless
-    [mvn]=maven [npm]=npm [prometheus]=prometheus [promtool]=prometheus)
+    [mvn]=maven [npm]=npm [prometheus]=prometheus [promtool]=prometheus
+    [chromium]=chromium)  # chromium: the report's headless-browser test (libs/dedup/tests)
   local cmd missing=()
   for cmd in "${!pkg_of[@]}"; do
     command -v "$cmd" >/dev/null || missing+=("${pkg_of[$cmd]}")

@@ -1,10 +1,13 @@
 """`dedup report`: every image's latest decision from the decisions topic, as files.
 
     dedup report [--json F] [--csv F] [--html DIR] [--thumbnails embed|link|none]
+                 [--max-thumbnails N] [--links sas|plain] [--link-hours H]
 
-The gallery embeds small thumbnails (data URIs) made from the working copies in blob
-storage by default, so that it opens offline and needs no access to the (private)
-storage account; `--thumbnails link` points at the working copies' URLs instead.
+The HTML report holds every image; it embeds small thumbnails (data URIs) made from the
+working copies in blob storage for the largest clusters and the similar pairs (at most
+--max-thumbnails), so that it opens offline; `--thumbnails link` points at the working
+copies' URLs instead. Its links to the blobs carry a read-only SAS per container, or
+point under DEDUP_REPORT_LINK_BASE_URL (dedup.report.links says which and why).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
@@ -23,7 +27,7 @@ from dedup.clitools import USAGE_ERROR, HelpFormatter, output_problems
 from dedup.decisions import latest_decisions
 from dedup.errors import TransientError
 from dedup.logs import configure_cli_logging
-from dedup.report import gallery, model
+from dedup.report import gallery, links, model
 from dedup.report.model import Row
 from dedup.settings import KafkaSettings, service_config
 
@@ -39,6 +43,10 @@ class ReportSettings(KafkaSettings, BlobSettings):
     stack)."""
 
     model_config = service_config("report")
+
+    # Links to the blobs under this base instead (`<base>/<container>/<blob name>`: a proxy
+    # that signs people in), with no SAS in the page.
+    link_base_url: str | None = None
 
 
 async def fetch_thumbnails(
@@ -68,6 +76,54 @@ async def fetch_thumbnails(
     return thumbs
 
 
+async def linked(
+    settings: BlobSettings,
+    rows: list[Row],
+    thumbs: dict[str, str],
+    mode: links.Links,
+    hours: float,
+    base_url: str | None = None,
+) -> tuple[list[Row], dict[str, str], dict[str, str]]:
+    """The rows and thumbnails with links a browser can open (dedup.report.links): under
+    `base_url` if given, else with the SAS to append per container (the third value)."""
+    if base_url:
+        base = base_url
+
+        def moved(url: str) -> str:
+            where = store.locate(url) if url else None
+            return links.base_url_link(base, *where) if where else url
+
+        async with open_service(settings) as service:
+            store = BlobStore(service, "report")
+            rows = [replace(r, url=moved(r.url)) for r in rows]
+            thumbs = {i: t if t.startswith("data:") else moved(t) for i, t in thumbs.items()}
+        return rows, thumbs, {}
+    if mode == "plain":
+        return rows, thumbs, {}
+    async with open_service(settings) as service:
+        store = BlobStore(service, "report")
+        linked_thumbs = [t for t in thumbs.values() if not t.startswith("data:")]
+        containers = {r.container for r in rows} | {
+            where[0] for t in linked_thumbs if (where := store.locate(t))
+        }
+        from azure.core.exceptions import AzureError
+
+        try:
+            suffix = await links.container_sas(service, containers, hours)
+        except AzureError as error:  # e.g. an identity that may not sign: bare links
+            log.warning("links without a SAS (they need access to the account): %s", error)
+            return rows, thumbs, {}
+
+    def signed(t: str) -> str:
+        where = None if t.startswith("data:") else store.locate(t)
+        return t + suffix[where[0]] if where and where[0] in suffix else t
+
+    # Few thumbnails: each carries its own container's token; the links take theirs from
+    # the one copy per container in the page.
+    in_rows = {c: token for c, token in suffix.items() if c in {r.container for r in rows}}
+    return rows, {i: signed(t) for i, t in thumbs.items()}, in_rows
+
+
 async def run(ns: argparse.Namespace) -> int:
     settings = ReportSettings()
     decisions = list((await latest_decisions(settings, ns.topic)).values())
@@ -79,7 +135,7 @@ async def run(ns: argparse.Namespace) -> int:
         ns.csv.write_text(model.to_csv(rows), encoding="utf-8", newline="")  # CRLF as written
         print(f"CSV: {ns.csv}")
     if ns.html:
-        shown = gallery.shown_images(rows, ns.max_clusters)
+        shown = gallery.shown_images(rows, ns.max_thumbnails)
         mode: Thumbnails = ns.thumbnails
         if mode == "embed":
             thumbs = await fetch_thumbnails(settings, shown)
@@ -87,10 +143,11 @@ async def run(ns: argparse.Namespace) -> int:
             thumbs = {r.image_id: r.working_copy_url for r in shown if r.working_copy_url}
         else:
             thumbs = {}
-        ns.html.mkdir(parents=True, exist_ok=True)
-        page = gallery.render(
-            rows, thumbs, source=f"topic {ns.topic}", max_clusters=ns.max_clusters
+        rows, thumbs, suffix = await linked(
+            settings, rows, thumbs, ns.links, ns.link_hours, settings.link_base_url
         )
+        ns.html.mkdir(parents=True, exist_ok=True)
+        page = gallery.render(rows, thumbs, source=f"topic {ns.topic}", link_suffix=suffix)
         index = ns.html / "index.html"
         index.write_text(page, encoding="utf-8")
         print(f"HTML gallery: {index}")
@@ -110,7 +167,7 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", type=Path, metavar="FILE", help="write the report as JSON here")
     parser.add_argument("--csv", type=Path, metavar="FILE", help="write one row per image here")
     parser.add_argument(
-        "--html", type=Path, metavar="DIR", help="write the gallery to DIR/index.html"
+        "--html", type=Path, metavar="DIR", help="write the HTML report to DIR/index.html"
     )
     parser.add_argument(
         "--thumbnails",
@@ -119,7 +176,27 @@ def parser() -> argparse.ArgumentParser:
         help="gallery images: embedded from the working copies, linked, or none",
     )
     parser.add_argument(
-        "--max-clusters", type=int, default=500, help="clusters shown in the gallery"
+        "--max-thumbnails",
+        type=int,
+        metavar="N",
+        default=gallery.MAX_THUMBNAILS,
+        help="thumbnails in the HTML report (the largest clusters' and the similar pairs'); "
+        "every image is listed either way",
+    )
+    parser.add_argument(
+        "--links",
+        choices=("sas", "plain"),
+        default="sas",
+        help="links to the blobs: with a read-only SAS per container (user delegation key "
+        "under Entra ID, else the account key), or bare URLs (public containers); "
+        "DEDUP_REPORT_LINK_BASE_URL overrides both",
+    )
+    parser.add_argument(
+        "--link-hours",
+        type=float,
+        metavar="H",
+        default=24.0,
+        help=f"how long a SAS link works (at most {links.MAX_HOURS})",
     )
     return parser
 
@@ -127,6 +204,10 @@ def parser() -> argparse.ArgumentParser:
 def main(args: list[str] | None = None) -> int:
     ns = parser().parse_args(args)
     problems = output_problems([("--json", ns.json), ("--csv", ns.csv)], [("--html", ns.html)])
+    if not 0 < ns.link_hours <= links.MAX_HOURS:
+        problems.append(f"--link-hours must be more than 0 and at most {links.MAX_HOURS}")
+    if ns.max_thumbnails < 0:
+        problems.append("--max-thumbnails must be 0 or more")
     if problems:
         for problem in problems:
             print(f"dedup report: {problem}", file=sys.stderr)

@@ -16,7 +16,7 @@ from dedup.clitools import dedup_version
 from dedup.formats import not_an_image
 from dedup.v1.decisions_pb2 import Decision, DecisionKind
 from dedup.v1.features_pb2 import ImageStatus
-from dedup.v1.groups_pb2 import Scores
+from dedup.v1.groups_pb2 import Scores, Verdict
 
 # Decision kinds as the report (and the `decision` metric label) spells them.
 KEEP, DUPLICATE, UNIQUE, UNREADABLE, DELETED = (
@@ -52,6 +52,14 @@ def scores_dict(scores: Scores) -> dict[str, float | int]:
     return {f.name: value for f, value in scores.ListFields()}
 
 
+def quality_parts_dict(d: Decision) -> dict[str, float]:
+    """The quality score's parts, every one (0 is a value), or none if not carried."""
+    if not d.HasField("quality_parts"):
+        return {}
+    parts = d.quality_parts
+    return {f.name: round(float(getattr(parts, f.name)), 3) for f in parts.DESCRIPTOR.fields}
+
+
 @dataclass(frozen=True)
 class Row:
     """One image in the report."""
@@ -76,6 +84,12 @@ class Row:
     scores: dict[str, float | int] = field(default_factory=dict)
     similar: tuple[str, ...] = ()
     working_copy_url: str = ""
+    # The hasher's quality score's parts (resolution, sharpness, noise, jpeg_quality,
+    # exposure; services/hasher/quality.py), when the decision carries them.
+    quality_parts: dict[str, float] = field(default_factory=dict)
+    # Why another shot and not a copy, per similar image this image's own group judged
+    # (its links; the other image of a pair may carry it instead).
+    similar_reasons: dict[str, str] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -108,6 +122,12 @@ def row(d: Decision) -> Row:
         scores=scores_dict(d.evidence),
         similar=tuple(d.similar),
         working_copy_url=d.working_copy_url,
+        quality_parts=quality_parts_dict(d),
+        similar_reasons={
+            link.image_id: link.reason
+            for link in d.links
+            if link.verdict == Verdict.VERDICT_SIMILAR and link.reason
+        },
     )
 
 

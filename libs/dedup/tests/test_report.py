@@ -1,13 +1,10 @@
-"""The report's pure part: rows, totals, JSON, CSV and the gallery (escaped)."""
+"""The report's pure part: rows, totals, JSON and CSV (the gallery: test_gallery.py)."""
 
-import base64
 import csv
 import io
 import json
 
-from PIL import Image
-
-from dedup.report import gallery, model
+from dedup.report import model
 from dedup.v1.decisions_pb2 import Decision, DecisionKind
 from dedup.v1.features_pb2 import ImageStatus
 from dedup.v1.groups_pb2 import Scores
@@ -31,9 +28,8 @@ def decision(image_id: str, kind: "K.ValueType", **fields: object) -> Decision:
         quality=0.5,
     )
     for name, value in fields.items():
-        if name == "evidence":
-            assert isinstance(value, Scores)
-            d.evidence.CopyFrom(value)
+        if name in ("evidence", "quality_parts"):
+            getattr(d, name).CopyFrom(value)
         elif name == "similar":
             assert isinstance(value, list)
             d.similar.extend(value)
@@ -140,77 +136,6 @@ def test_csv_keeps_names_with_line_breaks_whole() -> None:
     rows = model.rows([decision(n[0], K.DECISION_KIND_UNIQUE, blob_name=n) for n in names])
     table = list(csv.DictReader(io.StringIO(model.to_csv(rows), newline="")))
     assert sorted(r["path"] for r in table) == sorted(names)
-
-
-def test_the_gallery_marks_the_kept_copy_and_shows_the_cluster_side_by_side() -> None:
-    rows = model.rows(DECISIONS)
-    page = gallery.render(rows, {"b": "data:image/jpeg;base64,AAAA"})
-    assert page.count('<section class="cluster">') == 1
-    assert page.count('<figure class="kept"') == 1
-    assert 'src="data:image/jpeg;base64,AAAA"' in page
-    assert "Similar, not merged" in page and "Unreadable" in page and "truncated" in page
-    assert "1.0 KB" in page  # bytes to free
-
-
-def test_every_name_reason_and_url_in_the_gallery_is_escaped() -> None:
-    evil = [
-        decision("x", K.DECISION_KIND_KEEP, cluster_id="x", blob_name=EVIL, reason=EVIL),
-        decision(
-            "y",
-            K.DECISION_KIND_DUPLICATE,
-            cluster_id="x",
-            duplicate_of="x",
-            container=EVIL,
-            blob_name=EVIL,
-            blob_url='http://blob/"><script>alert(3)</script>',
-            reason=EVIL,
-        ),
-        decision("z", K.DECISION_KIND_UNREADABLE, blob_name=EVIL, reason=EVIL),
-    ]
-    page = gallery.render(
-        model.rows(evil),
-        {"x": "javascript:alert(4)", "y": 'http://blob/x.jpg" onerror="alert(5)'},
-        title=EVIL,
-        source=EVIL,
-    )
-    assert "<script>" not in page
-    assert '"onerror' not in page and "javascript:" not in page
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;&quot;onerror=alert(2) x=&#x27;.jpg" in page
-    assert 'src="http://blob/x.jpg&quot; onerror=&quot;alert(5)"' in page  # inert: one URL
-
-
-def test_only_our_data_uris_and_http_urls_are_image_sources() -> None:
-    assert gallery.safe_src("data:image/jpeg;base64,AAAA")
-    assert gallery.safe_src("https://acct.blob.core.windows.net/c/x.jpg")
-    for bad in ("javascript:alert(1)", "data:text/html,<script>", "file:///etc/passwd", "", None):
-        assert gallery.safe_src(bad) is None
-
-
-def test_thumbnails_are_small_jpeg_data_uris() -> None:
-    out = io.BytesIO()
-    Image.new("RGB", (512, 384), (200, 30, 30)).save(out, "JPEG")
-    uri = gallery.thumbnail_data_uri(out.getvalue())
-    assert uri is not None and uri.startswith(gallery.DATA_URI_PREFIX)
-    data = base64.b64decode(uri.removeprefix(gallery.DATA_URI_PREFIX))
-    with Image.open(io.BytesIO(data)) as small:
-        assert max(small.size) <= gallery.THUMBNAIL_SIDE and small.format == "JPEG"
-    assert gallery.thumbnail_data_uri(b"not an image") is None
-
-
-def test_the_gallery_shows_the_clusters_with_most_to_free_first_up_to_a_limit() -> None:
-    many = [
-        d
-        for k in range(5)
-        for d in (
-            decision(f"k{k}", K.DECISION_KIND_KEEP, cluster_id=f"c{k}"),
-            decision(f"d{k}", K.DECISION_KIND_DUPLICATE, cluster_id=f"c{k}", size_bytes=10 * k),
-        )
-    ]
-    rows = model.rows(many)
-    assert [c.id for c in model.clusters(rows)] == ["c4", "c3", "c2", "c1", "c0"]
-    page = gallery.render(rows, {}, max_clusters=2)
-    assert page.count('<section class="cluster">') == 2 and "3 more clusters" in page
-    assert [r.image_id for r in gallery.shown_images(rows, 2)] == ["k4", "d4", "k3", "d3"]
 
 
 def test_human_bytes() -> None:
