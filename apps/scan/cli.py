@@ -28,6 +28,7 @@ from pathlib import Path
 from apps.scan.output import to_csv, to_html, to_json, totals_line
 from apps.scan.servers import ServerError
 from apps.scan.session import ScanOptions, ScanResult, run_scan
+from apps.scan.state import default_dir, state_file
 from dedup.clitools import USAGE_ERROR, HelpFormatter, output_problems, shown
 from dedup.cpus import available_cpus
 from dedup.logs import configure_cli_logging
@@ -119,6 +120,25 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--quiet", action="store_true", help="no progress bar and no listing: the totals only"
     )
+    resume = p.add_argument_group(
+        "resuming",
+        "What the index pass makes of each file (its hashes, working copy and embedding) is "
+        "kept in a state file per folder as it is made, never in the folder: a scan "
+        "interrupted (Ctrl-C) and run again, or run again after files were added or "
+        "changed, indexes only the files it has not indexed before; the judging pass runs "
+        "over the whole folder each time.",
+    )
+    resume.add_argument(
+        "--state",
+        type=Path,
+        metavar="DIR",
+        default=default_dir(),
+        help="keep the states here (one file per scanned folder)",
+    )
+    resume.add_argument(
+        "--fresh", action="store_true", help="ignore what the state holds: index every file anew"
+    )
+    resume.add_argument("--no-state", action="store_true", help="neither read nor write a state")
     return p
 
 
@@ -129,8 +149,14 @@ def usage_problems(ns: argparse.Namespace) -> list[str]:
         problems.append(f"{shown(str(ns.folder))} is not a directory")
     if ns.workers < 1 or ns.in_flight < 1:
         problems.append("--workers and --in-flight must be at least 1")
+    if ns.state.exists() and not ns.state.is_dir() and not ns.no_state:
+        problems.append(f"--state {shown(str(ns.state))} is not a directory")
     files = [("--json", ns.json), ("--csv", ns.csv)]
     return problems + output_problems(files, [("--html", ns.html)])
+
+
+def tell(text: str) -> None:
+    print(f"dedup scan: {shown(text)}", file=sys.stderr, flush=True)
 
 
 def few_malloc_arenas() -> None:
@@ -154,6 +180,9 @@ def main(args: list[str] | None = None) -> int:
         in_flight=ns.in_flight,
         thumbnails=ns.html is not None,
         progress=not ns.quiet,
+        state=None if ns.no_state else state_file(ns.folder, ns.state),
+        fresh=ns.fresh,
+        notify=tell,
     )
     # SIGTERM as Ctrl-C: the private servers are stopped and the workspace removed.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -163,7 +192,8 @@ def main(args: list[str] | None = None) -> int:
         print(f"dedup scan: {error}", file=sys.stderr)
         return Exit.FAILED
     except KeyboardInterrupt:
-        print("\ndedup scan: interrupted", file=sys.stderr)
+        if options.state is None:  # else the engine said what it kept
+            print("\ndedup scan: interrupted", file=sys.stderr)
         return Exit.INTERRUPTED
     if not ns.quiet and (lines := listing(result.rows)):
         print("\n".join(lines))

@@ -29,7 +29,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import logging
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -43,19 +45,22 @@ from apps.scan.local_blobs import LocalBlobs
 from apps.scan.progress import Progress
 from apps.scan.servers import Endpoints
 from apps.scan.session import ScanOptions, ScanResult
+from apps.scan.state import ScanState, Stored, code_digest
 from dedup.clitools import shown
 from dedup.report import gallery, model
 from dedup.report.model import Row
 from dedup.runtime.contract import TRANSIENT, Output, Stage, backoff_seconds
 from dedup.settings import MilvusSettings
 from dedup.v1.events_pb2 import BlobEvent
-from dedup.v1.features_pb2 import ImageStatus
+from dedup.v1.features_pb2 import ImageFeatures, ImageStatus
 from dedup.v1.groups_pb2 import CandidateGroup
 from services.embedder.__main__ import open_embedder
 from services.embedder.handler import STAGE as EMBEDDER
+from services.embedder.index import Vector
 from services.embedder.settings import EmbedderSettings
 from services.hasher.__main__ import open_hasher
 from services.hasher.handler import STAGE as HASHER
+from services.hasher.handler import working_copy_name
 from services.hasher.settings import HasherSettings
 from services.matcher.__main__ import open_stage as open_matcher
 from services.matcher.settings import MatcherSettings
@@ -78,6 +83,26 @@ TRANSIENT_ATTEMPTS = 6
 MATCHER_CACHE_BYTES = 32 * 1024 * 1024
 ERROR = "error"
 DEFAULT_OPTIONS = ScanOptions()
+# What the state on disk keeps: a readable image, or one whose bytes said why not (a
+# missing file is asked again: its permissions may change without its version).
+STORABLE = frozenset(
+    {
+        ImageStatus.IMAGE_STATUS_OK,
+        ImageStatus.IMAGE_STATUS_CORRUPT,
+        ImageStatus.IMAGE_STATUS_UNSUPPORTED,
+        ImageStatus.IMAGE_STATUS_TOO_LARGE,
+        ImageStatus.IMAGE_STATUS_BOMB,
+        ImageStatus.IMAGE_STATUS_EMPTY,
+    }
+)
+REPO = Path(__file__).resolve().parents[2]
+# The code that makes what the state keeps: a change to it is another state key.
+FEATURE_CODE = (
+    *(REPO / "services" / "hasher").glob("*.py"),
+    REPO / "services" / "embedder" / "preprocess.py",
+    REPO / "libs" / "dedup" / "colour.py",
+    REPO / "libs" / "dedup" / "imaging.py",
+)
 
 
 @dataclass(frozen=True)
@@ -111,6 +136,29 @@ def stage_settings(endpoints: Endpoints, tag: str, options: ScanOptions) -> Stag
         ),
         matcher=MatcherSettings(concurrency=concurrency, cache_bytes=MATCHER_CACHE_BYTES),
     )
+
+
+def state_key(settings: StageSettings) -> dict[str, str]:
+    """What the state's records depend on: a state written under another key is not
+    reused. The record format, the code that makes the features, the hasher's settings
+    that change them, and the model (its name and its repository files, if local)."""
+    h, e = settings.hasher, settings.embedder
+    model_dir = REPO / "services" / "embedder" / "models" / e.triton_model
+    return {
+        "format": "1",
+        "features": code_digest(FEATURE_CODE),
+        "hasher": json.dumps(
+            {
+                "working_side": h.working_side,
+                "max_pixels": h.max_pixels,
+                "max_bytes": h.blob_max_download_bytes,
+                "decode_memory_bytes": h.decode_memory_bytes,
+            },
+            sort_keys=True,
+        ),
+        "model": e.triton_model,
+        "model_files": code_digest(p for p in model_dir.rglob("*") if p.is_file()),
+    }
 
 
 async def bounded_map(items: Sequence[T], fn: Callable[[T], Awaitable[R]], limit: int) -> list[R]:
@@ -200,6 +248,8 @@ class Hashing:
     hasher: Stage[BlobEvent]
     # The hasher's search of an image hashed before, from its stored hashes.
     research: Stage[CandidateGroup]
+    # Indexes an image hashed by an earlier scan (the state on disk): no pixels.
+    restore: Callable[[ImageFeatures], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -208,6 +258,9 @@ class Stages:
     verifier: Stage[CandidateGroup]
     # Stores an image's embedding, searches nothing (the index pass).
     store_embedding: Stage[CandidateGroup]
+    # The embedding stored for an image; one made by an earlier scan, stored again.
+    stored_embedding: Callable[[ImageFeatures], Awaitable[Vector | None]]
+    restore_embedding: Callable[[ImageFeatures, Vector], Awaitable[None]]
     embedder: Stage[CandidateGroup]
     matcher: Stage[CandidateGroup]
     ranker: Stage[CandidateGroup]
@@ -226,7 +279,9 @@ async def open_hashing(
         async def store(event: BlobEvent) -> Sequence[Output]:
             return await hasher.handle(event, search=False)
 
-        yield Hashing(Stage(HASHER, BlobEvent, store), Stage(HASHER, CandidateGroup, research))
+        yield Hashing(
+            Stage(HASHER, BlobEvent, store), Stage(HASHER, CandidateGroup, research), hasher.restore
+        )
 
 
 @contextlib.asynccontextmanager
@@ -247,6 +302,8 @@ async def open_stages(
             hashing=hashing,
             verifier=await enter(open_verifier(settings.verifier)),
             store_embedding=Stage(EMBEDDER, CandidateGroup, store),
+            stored_embedding=embedder.stored,
+            restore_embedding=embedder.restore,
             embedder=Stage(EMBEDDER, CandidateGroup, embedder.handle),
             matcher=await enter(open_matcher(settings.matcher, blobs)),
             ranker=ranker_stage(ranker),
@@ -266,53 +323,148 @@ async def drop_collections(milvus_uri: str, names: Iterable[str]) -> None:
         await client.close()
 
 
+def open_state(root: Path, settings: StageSettings, options: ScanOptions) -> ScanState | None:
+    if options.state is None:
+        return None
+    try:
+        state = ScanState.open(options.state, state_key(settings), fresh=options.fresh)
+    except (OSError, sqlite3.Error) as error:
+        log.warning("cannot keep a state in %s (%s): scanning without one",
+                    shown(str(options.state)), shown(str(error)))  # fmt: skip
+        return None
+    if state.note:
+        log.warning("%s", shown(state.note))
+    return state
+
+
 async def scan(
     root: Path, endpoints: Endpoints, scratch: Path, options: ScanOptions = DEFAULT_OPTIONS
 ) -> ScanResult:
-    """Judge every file under `root`; working copies go under `scratch`."""
+    """Judge every file under `root`; working copies go under `scratch`; what the index
+    pass makes is kept in `options.state` (if given), and what it holds is reused."""
     loop = asyncio.get_running_loop()
     started = loop.time()
     container = await asyncio.to_thread(folder_container, root)
     files = await asyncio.to_thread(local_files, root)
     blobs = LocalBlobs({container: {f.name: f.path for f in files}}, scratch)
     settings = stage_settings(endpoints, uuid.uuid4().hex[:12], options)
+    state = await asyncio.to_thread(open_state, root, settings, options)
     ranker = Ranker()
     failures: dict[str, str] = {}
     partial: dict[str, str] = {}
+    reused = 0
     try:
+        known: dict[str, Stored] = {}
+        if state is not None:
+            versions = {f.image_id: f.event.data.e_tag for f in files}
+            known = await asyncio.to_thread(state.load, versions)
+            await asyncio.to_thread(state.forget_others, versions)
         in_memory = endpoints.milvus_uri is None
         async with open_hashing(settings.hasher, blobs, in_memory=in_memory) as hashing:
-            hashed = await hash_all(hashing, files, options, failures)
+            hashed = await restore_hashed(hashing, blobs, settings.hasher.working_container, known)
+            reused = len(hashed)
+            if state is not None and options.notify is not None and hashed:
+                options.notify(
+                    f"resuming: {reused} of {len(files)} files were indexed before "
+                    f"(state {state.path}); {len(files) - reused} to index"
+                )
+            todo = [f for f in files if f.image_id not in hashed]
+            hashed |= await hash_all(hashing, todo, options, failures, state, blobs)
             await endpoints.ready()  # a private Triton started while the files were hashed
             async with open_stages(settings, blobs, ranker, hashing, in_memory=in_memory) as stages:
-                await embed_all(stages, files, hashed, options)
+                await embed_all(stages, files, hashed, known, options, state)
                 await judge_all(stages, files, hashed, options, partial)
         rows = final_rows(files, ranker, failures, partial)
         thumbnails = await working_copy_thumbnails(rows, blobs) if options.thumbnails else {}
         # The working copies go with the scratch folder: their URLs would name nothing.
         rows = [dataclasses.replace(r, working_copy_url="") for r in rows]
+    except asyncio.CancelledError:
+        if state is not None and options.notify is not None:
+            indexed, embedded = state.counts()
+            options.notify(
+                f"interrupted: {indexed} of {len(files)} files indexed ({embedded} embedded) "
+                f"are kept in {state.path}; run the same scan again to resume"
+            )
+        raise
     finally:
+        if state is not None:
+            state.close()
         if endpoints.milvus_uri:
             await drop_collections(
                 endpoints.milvus_uri, (settings.hasher.collection, settings.embedder.collection)
             )
-    return ScanResult(root, rows, thumbnails, failures | partial, loop.time() - started)
+    return ScanResult(
+        root, rows, thumbnails, failures | partial, loop.time() - started,
+        reused=reused, state=state.path if state else None,
+    )  # fmt: skip
+
+
+async def restore_hashed(
+    hashing: Hashing, blobs: LocalBlobs, working_container: str, known: Mapping[str, Stored]
+) -> dict[str, CandidateGroup]:
+    """The files an earlier scan indexed (the state's records), indexed again without
+    pixels: their working copies written back, their hashes stored. Returns their hashed
+    groups by image id (a record without the working copy it needs is left out: redone)."""
+    groups: dict[str, CandidateGroup] = {}
+    copies: dict[str, tuple[Path, bytes]] = {}
+    for image_id, stored in known.items():
+        group = CandidateGroup()
+        group.CopyFrom(stored.hashed)
+        if group.image.status == ImageStatus.IMAGE_STATUS_OK:
+            if not stored.working_copy:
+                continue
+            target = blobs.path(working_container, working_copy_name(image_id))
+            copies[image_id] = (target, stored.working_copy)
+            group.image.working_copy_url = target.as_uri()
+        groups[image_id] = group
+
+    def write() -> None:
+        for target, data in copies.values():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+
+    await asyncio.to_thread(write)
+    for group in groups.values():
+        await hashing.restore(group.image)
+    return groups
+
+
+def working_copy_bytes(blobs: LocalBlobs, group: CandidateGroup) -> bytes | None:
+    where = blobs.locate(group.image.working_copy_url) if group.image.working_copy_url else None
+    if where is None:
+        return None
+    try:
+        return blobs.path(*where).read_bytes()
+    except OSError:
+        return None
 
 
 async def hash_all(
-    hashing: Hashing, files: Sequence[LocalFile], options: ScanOptions, failures: dict[str, str]
+    hashing: Hashing,
+    files: Sequence[LocalFile],
+    options: ScanOptions,
+    failures: dict[str, str],
+    state: ScanState | None = None,
+    blobs: LocalBlobs | None = None,
 ) -> dict[str, CandidateGroup]:
-    """Decode every file once: its hashes and working copy are stored, so that judging
-    meets the whole folder. Returns the hashed group of every file the hasher could
-    handle, by image id (those it could not are in `failures`)."""
+    """Decode every file once: its hashes and working copy are stored (and kept in the
+    state, if any), so that judging meets the whole folder. Returns the hashed group of
+    every file the hasher could handle, by image id (those it could not are in `failures`)."""
     hashed: dict[str, CandidateGroup] = {}
 
     async def one(f: LocalFile) -> None:
         try:
-            hashed[f.image_id] = slim(only_group(await call(hashing.hasher, f.event)))
+            group = slim(only_group(await call(hashing.hasher, f.event)))
         except Exception as error:
             log.warning("hasher failed on %s: %s", shown(f.name), shown(str(error)))
             failures[f.image_id] = f"hasher failed: {type(error).__name__}: {error}"
+            return
+        hashed[f.image_id] = group
+        if state is not None and blobs is not None and group.image.status in STORABLE:
+            ok = group.image.status == ImageStatus.IMAGE_STATUS_OK
+            copy = await asyncio.to_thread(working_copy_bytes, blobs, group) if ok else None
+            if copy is not None or not ok:
+                state.put_hashed(f.name, group, copy)
 
     await each_file("indexing", files, one, options)
     return hashed
@@ -322,18 +474,35 @@ async def embed_all(
     stages: Stages,
     files: Sequence[LocalFile],
     hashed: Mapping[str, CandidateGroup],
+    known: Mapping[str, Stored],
     options: ScanOptions,
+    state: ScanState | None = None,
 ) -> None:
     """Every hashed image's embedding stored, from its working copy (only its own: the
-    turned queries its candidates need, and the search, come when judging)."""
+    turned queries its candidates need, and the search, come when judging); one the state
+    holds is stored again as it was (no pixels, no model), one made now is kept there."""
+    todo = []
+    for f in files:
+        group, stored = hashed.get(f.image_id), known.get(f.image_id)
+        if group is not None and stored is not None and stored.embedding is not None:
+            try:
+                await stages.restore_embedding(group.image, stored.embedding)
+                continue
+            except Exception as error:  # another dimension: embedded again
+                log.warning("stored embedding of %s unusable (%s): embedded again",
+                            shown(f.name), shown(str(error)))  # fmt: skip
+        todo.append(f)
 
     async def one(f: LocalFile) -> None:
         group = hashed.get(f.image_id)
         if group is not None and group.image.status == ImageStatus.IMAGE_STATUS_OK:
             with contextlib.suppress(Exception):  # judging embeds it again, or says why
                 await call(stages.store_embedding, group)
+                vector = await stages.stored_embedding(group.image) if state else None
+                if state is not None and vector is not None:
+                    state.put_embedding(f.image_id, vector)
 
-    await each_file("embedding", files, one, options)
+    await each_file("embedding", todo, one, options)
 
 
 async def judge_all(
