@@ -40,17 +40,19 @@ from typing import TypeVar
 
 from google.protobuf.message import Message
 
-from apps.scan.files import LocalFile, folder_container, local_files
+from apps.scan.files import LocalFile, event_of, folder_container, local_files
 from apps.scan.local_blobs import LocalBlobs
 from apps.scan.progress import Progress
 from apps.scan.servers import Endpoints
 from apps.scan.session import ScanOptions, ScanResult
 from apps.scan.state import ScanState, Stored, code_digest
 from dedup.clitools import shown
+from dedup.events import BLOB_DELETED
 from dedup.report import gallery, model
 from dedup.report.model import Row
 from dedup.runtime.contract import TRANSIENT, Output, Stage, backoff_seconds
 from dedup.settings import MilvusSettings
+from dedup.v1.decisions_pb2 import Decision
 from dedup.v1.events_pb2 import BlobEvent
 from dedup.v1.features_pb2 import ImageFeatures, ImageStatus
 from dedup.v1.groups_pb2 import CandidateGroup
@@ -83,6 +85,8 @@ TRANSIENT_ATTEMPTS = 6
 MATCHER_CACHE_BYTES = 32 * 1024 * 1024
 ERROR = "error"
 DEFAULT_OPTIONS = ScanOptions()
+# The "folder" of the images checked against a scanned one (Checker).
+CHECKED = "dedup-checked"
 # What the state on disk keeps: a readable image, or one whose bytes said why not (a
 # missing file is asked again: its permissions may change without its version).
 STORABLE = frozenset(
@@ -337,11 +341,84 @@ def open_state(root: Path, settings: StageSettings, options: ScanOptions) -> Sca
     return state
 
 
+@dataclass(frozen=True)
+class Checked:
+    """What `Checker.check` found for one image: its decision as the ranker made it with
+    the folder's images, and the decisions it changed (its cluster's, with it in)."""
+
+    decision: Decision
+    changed: tuple[Decision, ...]
+    reason: str = ""  # a stage that failed on it, if any
+
+
+class Checker:
+    """One image at a time through the stages of a scan that is done, against the folder's
+    indexes and clusters; it leaves them as they were (the image is deleted from the
+    indexes and the ranker after)."""
+
+    def __init__(
+        self, stages: Stages, blobs: LocalBlobs, ranker: Ranker, options: ScanOptions
+    ) -> None:
+        self._stages, self._blobs, self._ranker = stages, blobs, ranker
+        self._options = options
+        self._checks = 0
+
+    async def check(self, path: Path, name: str) -> Checked:
+        """The image in file `path` (called `name`), as if it were one more file of the
+        folder; raises for an image the hasher could not handle at all."""
+        self._checks += 1
+        blob = f"{self._checks}/{name}"
+        self._blobs.add_file(CHECKED, blob, path)
+        event = await asyncio.to_thread(event_of, CHECKED, blob, path)
+        stages, reason = self._stages, ""
+        try:
+            group = slim(only_group(await call(stages.hashing.hasher, event)))
+            for stage in (stages.hashing.research, stages.verifier, stages.embedder,
+                          stages.matcher):  # fmt: skip
+                try:
+                    group = only_group(await call(stage, group))
+                except Exception as error:
+                    reason = f"{stage.name} failed: {error}"
+                    break
+            outcome = self._ranker.handle(group)
+        finally:
+            await self._forget(event)
+        (decision,) = (d for d in outcome.decisions if d.image_id == event.image_id)
+        changed = tuple(d for d in outcome.decisions if d.image_id != event.image_id)
+        return Checked(decision, changed, reason)
+
+    async def _forget(self, event: BlobEvent) -> None:
+        """The checked image out of the indexes and the clusters: as a deleted blob."""
+        deleted = BlobEvent()
+        deleted.CopyFrom(event)
+        deleted.event_type = BLOB_DELETED
+        with contextlib.suppress(Exception):
+            gone = only_group(await call(self._stages.hashing.hasher, deleted))
+            await call(self._stages.embedder, gone)
+            self._ranker.handle(gone)
+
+
+@dataclass(frozen=True)
+class OpenScan:
+    result: ScanResult
+    checker: Checker
+
+
 async def scan(
     root: Path, endpoints: Endpoints, scratch: Path, options: ScanOptions = DEFAULT_OPTIONS
 ) -> ScanResult:
     """Judge every file under `root`; working copies go under `scratch`; what the index
     pass makes is kept in `options.state` (if given), and what it holds is reused."""
+    async with open_scan(root, endpoints, scratch, options) as done:
+        return done.result
+
+
+@contextlib.asynccontextmanager
+async def open_scan(
+    root: Path, endpoints: Endpoints, scratch: Path, options: ScanOptions = DEFAULT_OPTIONS
+) -> AsyncIterator[OpenScan]:
+    """`scan`, its stages and indexes kept open while the block runs: its `checker`
+    checks more images against the folder."""
     loop = asyncio.get_running_loop()
     started = loop.time()
     container = await asyncio.to_thread(folder_container, root)
@@ -352,7 +429,7 @@ async def scan(
     ranker = Ranker()
     failures: dict[str, str] = {}
     partial: dict[str, str] = {}
-    reused = 0
+    scanned = False
     try:
         known: dict[str, Stored] = {}
         if state is not None:
@@ -374,12 +451,22 @@ async def scan(
             async with open_stages(settings, blobs, ranker, hashing, in_memory=in_memory) as stages:
                 await embed_all(stages, files, hashed, known, options, state)
                 await judge_all(stages, files, hashed, options, partial)
-        rows = final_rows(files, ranker, failures, partial)
-        thumbnails = await working_copy_thumbnails(rows, blobs) if options.thumbnails else {}
-        # The working copies go with the scratch folder: their URLs would name nothing.
-        rows = [dataclasses.replace(r, working_copy_url="") for r in rows]
+                if state is not None:
+                    state.close()
+                rows = final_rows(files, ranker, failures, partial)
+                thumbnails = (
+                    await working_copy_thumbnails(rows, blobs) if options.thumbnails else {}
+                )
+                # The working copies go with the scratch folder: their URLs would name nothing.
+                rows = [dataclasses.replace(r, working_copy_url="") for r in rows]
+                result = ScanResult(
+                    root, rows, thumbnails, failures | partial, loop.time() - started,
+                    reused=reused, state=state.path if state else None,
+                )  # fmt: skip
+                scanned = True
+                yield OpenScan(result, Checker(stages, blobs, ranker, options))
     except asyncio.CancelledError:
-        if state is not None and options.notify is not None:
+        if state is not None and options.notify is not None and not scanned:
             indexed, embedded = state.counts()
             options.notify(
                 f"interrupted: {indexed} of {len(files)} files indexed ({embedded} embedded) "
@@ -393,10 +480,6 @@ async def scan(
             await drop_collections(
                 endpoints.milvus_uri, (settings.hasher.collection, settings.embedder.collection)
             )
-    return ScanResult(
-        root, rows, thumbnails, failures | partial, loop.time() - started,
-        reused=reused, state=state.path if state else None,
-    )  # fmt: skip
 
 
 async def restore_hashed(

@@ -108,6 +108,7 @@ class ScanState:
         self._db = connection
         # Why what was there is not reused (another key, a damaged file), or "".
         self.note = note
+        self._closed = False
 
     @classmethod
     def open(cls, path: Path, key: Mapping[str, str], *, fresh: bool = False) -> ScanState:
@@ -195,7 +196,9 @@ class ScanState:
         )
 
     def counts(self) -> tuple[int, int]:
-        """(files indexed, of them embedded)."""
+        """(files indexed, of them embedded); (0, 0) once closed."""
+        if self._closed:
+            return 0, 0
         row = self._db.execute("SELECT count(*), count(embedding) FROM files").fetchone()
         return int(row[0]), int(row[1])
 
@@ -207,6 +210,10 @@ class ScanState:
             self._db.executemany("DELETE FROM files WHERE image_id = ?", [(i,) for i in gone])
 
     def close(self) -> None:
+        """Checkpointed and closed (again: nothing)."""
+        if self._closed:
+            return
+        self._closed = True
         with contextlib.suppress(sqlite3.Error):
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self._db.close()
