@@ -96,7 +96,7 @@ def test_an_interrupted_scan_resumes_without_redoing_the_finished_files(tmp_path
     while records(state)[0] < 10 and first.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     first.send_signal(signal.SIGINT)
-    stdout, stderr = first.communicate(timeout=120)
+    _, stderr = first.communicate(timeout=120)
     assert first.returncode == 130, stderr[-3000:]
     assert "Traceback" not in stderr, stderr[-3000:]
     kept, embedded = records(state)
