@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
 import json
 import logging
 import sqlite3
@@ -46,12 +47,13 @@ from apps.scan.progress import Progress
 from apps.scan.servers import Endpoints
 from apps.scan.session import ScanOptions, ScanResult
 from apps.scan.state import ScanState, Stored, code_digest
+from dedup.blob import BlobSettings
 from dedup.clitools import shown
 from dedup.events import BLOB_DELETED
 from dedup.report import gallery, model
 from dedup.report.model import Row
 from dedup.runtime.contract import TRANSIENT, Output, Stage, backoff_seconds
-from dedup.settings import MilvusSettings
+from dedup.settings import MilvusSettings, RuntimeSettings
 from dedup.v1.decisions_pb2 import Decision
 from dedup.v1.events_pb2 import BlobEvent
 from dedup.v1.features_pb2 import ImageFeatures, ImageStatus
@@ -100,6 +102,8 @@ STORABLE = frozenset(
     }
 )
 REPO = Path(__file__).resolve().parents[2]
+# The matcher's settings that do not change what it decides.
+MATCHER_UNDECIDING = frozenset({"cache_bytes", "pair_cache_size", "working_copy_max_bytes"})
 # The code that makes what the state keeps: a change to it is another state key.
 FEATURE_CODE = (
     *(REPO / "services" / "hasher").glob("*.py"),
@@ -450,7 +454,16 @@ async def open_scan(
             await endpoints.ready()  # a private Triton started while the files were hashed
             async with open_stages(settings, blobs, ranker, hashing, in_memory=in_memory) as stages:
                 await embed_all(stages, files, hashed, known, options, state)
-                await judge_all(stages, files, hashed, options, partial)
+                memo = None
+                if state is not None:
+                    known_matched = await asyncio.to_thread(state.load_judged)
+                    memo = MatcherMemo(state, matcher_salt(settings.matcher), known_matched)
+                await judge_all(stages, files, hashed, options, partial, memo)
+                if memo is not None and memo.reused and options.notify is not None:
+                    options.notify(
+                        f"the matcher's work on {memo.reused} of {len(files)} images came "
+                        "from the state (their candidates had not changed)"
+                    )
                 if state is not None:
                     state.close()
                 rows = final_rows(files, ranker, failures, partial)
@@ -588,15 +601,87 @@ async def embed_all(
     await each_file("embedding", todo, one, options)
 
 
+def matcher_salt(settings: MatcherSettings) -> bytes:
+    """What the matcher's output depends on besides its input group: its code and the
+    settings that decide (not those of its transport, caches or limits)."""
+    others = (
+        RuntimeSettings.model_fields.keys() | BlobSettings.model_fields.keys() | MATCHER_UNDECIDING
+    )
+    decides = settings.model_dump(mode="json", exclude=set(others))
+    code = code_digest((REPO / "services" / "matcher").glob("*.py"))
+    return json.dumps([decides, code], sort_keys=True).encode()
+
+
+def matcher_input(group: CandidateGroup, salt: bytes) -> str:
+    """The digest of what the matcher is given: the group without its working copies'
+    URLs (a scan's scratch folder is its own), the embedding similarities to 4 places
+    (Triton's batches may move the last bits)."""
+    g = CandidateGroup()
+    g.CopyFrom(group)
+    g.image.working_copy_url = ""
+    for c in g.candidates:
+        c.working_copy_url = ""
+        if c.scores.HasField("embedding_similarity"):
+            c.scores.embedding_similarity = round(c.scores.embedding_similarity, 4)
+    return hashlib.sha256(salt + g.SerializeToString(deterministic=True)).hexdigest()
+
+
+@dataclass
+class MatcherMemo:
+    """The matcher's outputs of earlier scans (the state's), reused for an input that is
+    unchanged; the outputs made now are kept there."""
+
+    state: ScanState
+    salt: bytes
+    known: dict[str, tuple[str, CandidateGroup]]
+    reused: int = 0
+
+    def get(self, group: CandidateGroup, digest: str) -> CandidateGroup | None:
+        """The output stored for this input, its working copies' URLs this scan's."""
+        found = self.known.get(group.image_id)
+        if found is None or found[0] != digest:
+            return None
+        out = CandidateGroup()
+        out.CopyFrom(found[1])
+        out.image.working_copy_url = group.image.working_copy_url
+        given = {c.image_id: c for c in group.candidates}
+        for c in out.candidates:
+            now = given.get(c.image_id)
+            c.working_copy_url = now.working_copy_url if now is not None else ""
+            if now is not None and now.scores.HasField("embedding_similarity"):
+                c.scores.embedding_similarity = now.scores.embedding_similarity  # this scan's
+        self.reused += 1
+        return out
+
+    def put(self, digest: str, matched: CandidateGroup) -> None:
+        self.state.put_judged(matched.image_id, digest, matched)
+
+
+async def matched(
+    stages: Stages, group: CandidateGroup, memo: MatcherMemo | None
+) -> CandidateGroup:
+    """The matcher's output for the group: remembered, or made (and remembered)."""
+    if memo is None:
+        return only_group(await call(stages.matcher, group))
+    digest = matcher_input(group, memo.salt)
+    known = memo.get(group, digest)
+    if known is not None:
+        return known
+    out = only_group(await call(stages.matcher, group))
+    memo.put(digest, out)
+    return out
+
+
 async def judge_all(
     stages: Stages,
     files: Sequence[LocalFile],
     hashed: dict[str, CandidateGroup],
     options: ScanOptions,
     partial: dict[str, str],
+    memo: MatcherMemo | None = None,
 ) -> None:
     """Each indexed image through the stages, against the whole folder (its hashed group
-    leaves `hashed` once judged)."""
+    leaves `hashed` once judged); the matcher's work is remembered in `memo`, if given."""
 
     async def one(f: LocalFile) -> None:
         group = hashed.pop(f.image_id, None)
@@ -609,7 +694,10 @@ async def judge_all(
             stages.matcher,
         ):
             try:
-                group = only_group(await call(stage, group))
+                if stage is stages.matcher:
+                    group = await matched(stages, group, memo)
+                else:
+                    group = only_group(await call(stage, group))
             except Exception as error:
                 # The image still gets a decision, from what the earlier stages and
                 # the other images' groups proved.

@@ -1,7 +1,7 @@
 """A scan's state on disk: what the index pass made of each file, kept so that a re-run
 (after Ctrl-C, or with files added or changed) loads it instead of decoding and embedding
-the file again. The judging pass always runs over the whole folder (a new file may be a
-copy of any old one).
+the file again. The judging pass runs over the whole folder each time (a new file may be a
+copy of any old one); of it, only the matcher's work on unchanged inputs is reused (below).
 
 One SQLite file per folder, by default under $XDG_CACHE_HOME/dedup/scan (else
 ~/.cache/dedup/scan), named by a digest of the folder's resolved path: never inside the
@@ -14,9 +14,14 @@ A record, keyed by the file's image id (its folder and path): the file's version
 scan's ETag: mtime in ns and size; a file whose version changed is redone), its hashed
 group (dedup.v1 CandidateGroup: the event, the features with the hashes, status and
 reason), its working copy (the JPEG the embedder and the matcher read) and its embedding
-(float32, empty until embedded). The state's key (the record format, the features' code and
-settings, the model) is kept beside them: a state written under another key is not reused
-(cleared, one line says what differs).
+(float32, empty until embedded). And, from the judging pass, the matcher's output for
+each image with the digest of its input (apps.scan.core.matcher_input): the matcher is most
+of a judging pass, and its output is a function of its input group (the candidates with
+their versions and the earlier stages' verdicts), so an image whose input is unchanged
+(no new candidate, no candidate changed) is not matched again. The state's key (the record
+format, the features' code and settings, the model) is kept beside them: a state written
+under another key is not reused (cleared, one line says what differs); the matcher's own
+code and settings are in each record's digest.
 """
 
 from __future__ import annotations
@@ -48,6 +53,11 @@ CREATE TABLE IF NOT EXISTS files (
     hashed BLOB NOT NULL,
     working_copy BLOB,
     embedding BLOB
+);
+CREATE TABLE IF NOT EXISTS judged (
+    image_id TEXT PRIMARY KEY,
+    input TEXT NOT NULL,
+    matched BLOB NOT NULL
 );
 """
 
@@ -139,6 +149,7 @@ class ScanState:
                 )
             with transaction(db):
                 db.execute("DELETE FROM files")
+                db.execute("DELETE FROM judged")
                 db.execute("DELETE FROM meta")
                 db.executemany("INSERT INTO meta VALUES (?, ?)", sorted(wanted.items()))
         return cls(path, db, note)
@@ -195,6 +206,20 @@ class ScanState:
             (np.asarray(vector, np.float32).tobytes(), image_id),
         )
 
+    def load_judged(self) -> dict[str, tuple[str, CandidateGroup]]:
+        """image id -> (the digest of the matcher's input, its output), as last judged."""
+        found = {}
+        for image_id, digest, matched in self._db.execute("SELECT * FROM judged"):
+            with contextlib.suppress(DecodeError):  # unreadable: matched again
+                found[image_id] = (digest, CandidateGroup.FromString(matched))
+        return found
+
+    def put_judged(self, image_id: str, digest: str, matched: CandidateGroup) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO judged VALUES (?, ?, ?)",
+            (image_id, digest, matched.SerializeToString()),
+        )
+
     def counts(self) -> tuple[int, int]:
         """(files indexed, of them embedded); (0, 0) once closed."""
         if self._closed:
@@ -205,9 +230,11 @@ class ScanState:
     def forget_others(self, image_ids: Iterable[str]) -> None:
         """Drop the records of files no longer in the folder."""
         keep = set(image_ids)
-        gone = [i for (i,) in self._db.execute("SELECT image_id FROM files") if i not in keep]
+        gone = [(i,) for (i,) in self._db.execute("SELECT image_id FROM files") if i not in keep]
+        gone += [(i,) for (i,) in self._db.execute("SELECT image_id FROM judged") if i not in keep]
         with transaction(self._db):
-            self._db.executemany("DELETE FROM files WHERE image_id = ?", [(i,) for i in gone])
+            self._db.executemany("DELETE FROM files WHERE image_id = ?", gone)
+            self._db.executemany("DELETE FROM judged WHERE image_id = ?", gone)
 
     def close(self) -> None:
         """Checkpointed and closed (again: nothing)."""

@@ -7,11 +7,12 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from apps.scan import cli, state
+from apps.scan import cli, core, state
 from apps.scan.state import ScanState
 from dedup.v1.features_pb2 import ImageStatus
-from dedup.v1.groups_pb2 import CandidateGroup
+from dedup.v1.groups_pb2 import CandidateGroup, Verdict
 
 KEY = {"format": "1", "model": "sscd_distilled", "features": "abc"}
 
@@ -47,6 +48,64 @@ def test_records_come_back_for_the_same_file_versions_only(tmp_path: Path) -> No
     assert s.counts() == (1, 1)
     s.close()
     s.close()  # again: nothing
+
+
+def test_the_matchers_outputs_are_kept_by_image_with_their_inputs_digest(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    s = filled(path)
+    matched = group("id0")
+    matched.stages.append("matcher")
+    s.put_judged("id0", "digest0", matched)
+    s.put_judged("gone", "digest1", group("gone"))
+    s.close()
+    s = ScanState.open(path, KEY)
+    assert s.load_judged() == {"id0": ("digest0", matched), "gone": ("digest1", group("gone"))}
+    s.forget_others(["id0", "id1", "id2"])
+    assert set(s.load_judged()) == {"id0"}
+    s.close()
+    assert ScanState.open(path, KEY, fresh=True).load_judged() == {}
+
+
+def memo(path: Path) -> core.MatcherMemo:
+    return core.MatcherMemo(ScanState.open(path, KEY), b"salt", {})
+
+
+def test_a_matchers_output_is_reused_for_the_same_input_in_this_scans_folder(
+    tmp_path: Path,
+) -> None:
+    given = group("a")
+    given.image.working_copy_url = "file:///scratch-1/a.jpg"
+    given.candidates.add(image_id="b", working_copy_url="file:///scratch-1/b.jpg", e_tag="1")
+    given.candidates[0].scores.embedding_similarity = 0.8123456
+    out = CandidateGroup()
+    out.CopyFrom(given)
+    out.candidates[0].verdict = Verdict.VERDICT_DUPLICATE
+    m = memo(tmp_path / "s.sqlite")
+    m.put(core.matcher_input(given, m.salt), out)
+    m.known = m.state.load_judged()
+
+    # The next scan: another scratch folder, the last bits of a similarity moved.
+    now = CandidateGroup()
+    now.CopyFrom(given)
+    now.image.working_copy_url = "file:///scratch-2/a.jpg"
+    now.candidates[0].working_copy_url = "file:///scratch-2/b.jpg"
+    now.candidates[0].scores.embedding_similarity = 0.8123457
+    digest = core.matcher_input(now, m.salt)
+    assert digest == core.matcher_input(given, m.salt)
+    reused = m.get(now, digest)
+    assert reused is not None and m.reused == 1
+    assert reused.candidates[0].verdict == Verdict.VERDICT_DUPLICATE
+    assert reused.image.working_copy_url == "file:///scratch-2/a.jpg"
+    assert reused.candidates[0].working_copy_url == "file:///scratch-2/b.jpg"
+    assert reused.candidates[0].scores.embedding_similarity == pytest.approx(0.8123457)
+
+    # Another candidate version, another salt (matcher code or settings): matched again.
+    changed = CandidateGroup()
+    changed.CopyFrom(now)
+    changed.candidates[0].e_tag = "2"
+    assert m.get(changed, core.matcher_input(changed, m.salt)) is None
+    assert core.matcher_input(now, b"other") != digest
+    m.state.close()
 
 
 def test_a_state_of_another_model_or_settings_is_not_reused(tmp_path: Path) -> None:

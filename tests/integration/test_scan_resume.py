@@ -1,6 +1,7 @@
 """`dedup scan` interrupted with SIGINT and run again: the second run loads what the first
 indexed from the state file, indexes only the rest, and gives the clusters and kept
-copies of a fresh scan; a file changed meanwhile is indexed again."""
+copies of a fresh scan; a file changed meanwhile is indexed again; a third run matches
+nothing again."""
 
 from __future__ import annotations
 
@@ -130,6 +131,11 @@ def test_an_interrupted_scan_resumes_without_redoing_the_finished_files(tmp_path
     # 4. Everything in the state: nothing is indexed again, the same result.
     again = scan(folder, tmp_path / "again.json", state, "--quiet")
     assert f"resuming: {FILES} of {FILES} files were indexed before" in again.stderr
+    # Nor matched again: every image's candidates are as they were (a few may miss, should
+    # an embedding similarity land on a rounding boundary).
+    memo = re.search(r"the matcher's work on (\d+) of (\d+) images came from the state",
+                     again.stderr)  # fmt: skip
+    assert memo and int(memo[2]) == FILES and int(memo[1]) >= FILES - 3, again.stderr
     assert outcome(tmp_path / "again.json") == outcome(tmp_path / "fresh.json")
     # The state lives in its own folder, never in the scanned one.
     assert sorted(p.name for p in folder.iterdir()) == before
