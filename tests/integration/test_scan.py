@@ -4,6 +4,7 @@ needed), a folder with edits, hard negatives, bad files, nested folders and odd 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections import defaultdict
@@ -70,6 +71,8 @@ def run_scan(folder: Path, out: Path, html: Path) -> subprocess.CompletedProcess
         text=True,
         timeout=300,
         check=False,
+        # The scan's state (apps.scan.state) beside the test's files, not in ~/.cache.
+        env=os.environ | {"XDG_CACHE_HOME": str(out.parent / "cache")},
     )
 
 
