@@ -153,12 +153,19 @@ def check_of(checked: Checked, name: str, folder: Result) -> Check:
     )
     by_id = {r.image_id: r for r in folder.images}
     grouped = (model.DUPLICATE, model.KEEP)
-    members = sorted(
-        (by_id[c.image_id] for c in checked.changed
-         if c.cluster_id == d.cluster_id and c.image_id in by_id
-         and model.row(c).decision in grouped),
-        key=lambda r: r.path,
-    ) if image.decision in grouped else []  # fmt: skip
+    members: list[Row] = []
+    if image.decision in grouped:
+        # Its cluster: the folder's images whose decision it changed into this cluster,
+        # and those it left as they were, already in a cluster of this id.
+        changed = {c.image_id: c for c in checked.changed if c.image_id in by_id}
+        members = [
+            by_id[i]
+            for i, c in changed.items()
+            if c.cluster_id == d.cluster_id and model.row(c).decision in grouped
+        ]
+        members += [r for r in folder.images if r.image_id not in changed
+                    and r.cluster == d.cluster_id and r.decision in grouped]  # fmt: skip
+        members.sort(key=lambda r: r.path)
     kept = image if image.decision == model.KEEP else by_id.get(d.duplicate_of)
     similar = sorted((by_id[i] for i in d.similar if i in by_id), key=lambda r: r.path)
     return Check(image, tuple(members), kept if members else None, tuple(similar))

@@ -442,7 +442,9 @@ async def open_scan(
             await asyncio.to_thread(state.forget_others, versions)
         in_memory = endpoints.milvus_uri is None
         async with open_hashing(settings.hasher, blobs, in_memory=in_memory) as hashing:
-            hashed = await restore_hashed(hashing, blobs, settings.hasher.working_container, known)
+            hashed = await restore_hashed(
+                hashing, blobs, settings.hasher.working_container, known, state
+            )
             reused = len(hashed)
             if state is not None and options.notify is not None and hashed:
                 options.notify(
@@ -454,10 +456,10 @@ async def open_scan(
             await endpoints.ready()  # a private Triton started while the files were hashed
             async with open_stages(settings, blobs, ranker, hashing, in_memory=in_memory) as stages:
                 await embed_all(stages, files, hashed, known, options, state)
+                known = {}  # restored: not needed any more
                 memo = None
                 if state is not None:
-                    known_matched = await asyncio.to_thread(state.load_judged)
-                    memo = MatcherMemo(state, matcher_salt(settings.matcher), known_matched)
+                    memo = MatcherMemo(state, matcher_salt(settings.matcher))
                 await judge_all(stages, files, hashed, options, partial, memo)
                 if memo is not None and memo.reused and options.notify is not None:
                     options.notify(
@@ -496,30 +498,31 @@ async def open_scan(
 
 
 async def restore_hashed(
-    hashing: Hashing, blobs: LocalBlobs, working_container: str, known: Mapping[str, Stored]
+    hashing: Hashing,
+    blobs: LocalBlobs,
+    working_container: str,
+    known: Mapping[str, Stored],
+    state: ScanState | None,
 ) -> dict[str, CandidateGroup]:
     """The files an earlier scan indexed (the state's records), indexed again without
     pixels: their working copies written back, their hashes stored. Returns their hashed
     groups by image id (a record without the working copy it needs is left out: redone)."""
+    if state is None or not known:
+        return {}
     groups: dict[str, CandidateGroup] = {}
-    copies: dict[str, tuple[Path, bytes]] = {}
+    targets: dict[str, Path] = {}
     for image_id, stored in known.items():
         group = CandidateGroup()
         group.CopyFrom(stored.hashed)
         if group.image.status == ImageStatus.IMAGE_STATUS_OK:
-            if not stored.working_copy:
+            if not stored.has_working_copy:
                 continue
-            target = blobs.path(working_container, working_copy_name(image_id))
-            copies[image_id] = (target, stored.working_copy)
-            group.image.working_copy_url = target.as_uri()
+            targets[image_id] = blobs.path(working_container, working_copy_name(image_id))
+            group.image.working_copy_url = targets[image_id].as_uri()
         groups[image_id] = group
-
-    def write() -> None:
-        for target, data in copies.values():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
-
-    await asyncio.to_thread(write)
+    written = await asyncio.to_thread(state.write_working_copies, targets)
+    for image_id in targets.keys() - written:  # gone meanwhile: indexed again
+        del groups[image_id]
     for group in groups.values():
         await hashing.restore(group.image)
     return groups
@@ -633,16 +636,15 @@ class MatcherMemo:
 
     state: ScanState
     salt: bytes
-    known: dict[str, tuple[str, CandidateGroup]]
     reused: int = 0
 
     def get(self, group: CandidateGroup, digest: str) -> CandidateGroup | None:
         """The output stored for this input, its working copies' URLs this scan's."""
-        found = self.known.get(group.image_id)
-        if found is None or found[0] != digest:
+        found = self.state.judged(group.image_id, digest)
+        if found is None:
             return None
         out = CandidateGroup()
-        out.CopyFrom(found[1])
+        out.CopyFrom(found)
         out.image.working_copy_url = group.image.working_copy_url
         given = {c.image_id: c for c in group.candidates}
         for c in out.candidates:

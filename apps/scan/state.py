@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
@@ -39,6 +40,8 @@ import numpy.typing as npt
 from google.protobuf.message import DecodeError
 
 from dedup.v1.groups_pb2 import CandidateGroup
+
+log = logging.getLogger("apps.scan")
 
 # Raised when a record's layout changes meaning.
 FORMAT = 1
@@ -105,7 +108,7 @@ class Stored:
 
     etag: str
     hashed: CandidateGroup
-    working_copy: bytes | None
+    has_working_copy: bool  # written out by `write_working_copies`, not held in memory
     embedding: npt.NDArray[np.float32] | None
 
 
@@ -119,6 +122,9 @@ class ScanState:
         # Why what was there is not reused (another key, a damaged file), or "".
         self.note = note
         self._closed = False
+        # A write failed (the disk is full, another scan holds the file): the scan goes
+        # on without keeping more (said once).
+        self.failed = False
 
     @classmethod
     def open(cls, path: Path, key: Mapping[str, str], *, fresh: bool = False) -> ScanState:
@@ -180,8 +186,10 @@ class ScanState:
     def load(self, versions: Mapping[str, str]) -> dict[str, Stored]:
         """The records of the files whose version (image id -> ETag) is the one stored."""
         found = {}
-        rows = self._db.execute("SELECT image_id, etag, hashed, working_copy, embedding FROM files")
-        for image_id, etag, hashed, working_copy, embedding in rows:
+        rows = self._db.execute(
+            "SELECT image_id, etag, hashed, length(working_copy) > 0, embedding FROM files"
+        )
+        for image_id, etag, hashed, has_copy, embedding in rows:
             if versions.get(image_id) != etag:
                 continue
             try:
@@ -189,33 +197,60 @@ class ScanState:
             except DecodeError:  # a record we cannot parse: the file is indexed again
                 continue
             vector = np.frombuffer(embedding, np.float32).copy() if embedding else None
-            found[image_id] = Stored(etag, group, working_copy, vector)
+            found[image_id] = Stored(etag, group, bool(has_copy), vector)
         return found
+
+    def write_working_copies(self, targets: Mapping[str, Path]) -> set[str]:
+        """Each image's working copy (image id -> file) written out, one at a time (never
+        all in memory); returns the image ids written."""
+        done = set()
+        rows = self._db.execute(
+            "SELECT image_id, working_copy FROM files WHERE length(working_copy) > 0"
+        )
+        for image_id, data in rows:
+            target = targets.get(image_id)
+            if target is not None:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(data)
+                done.add(image_id)
+        return done
+
+    def _write(self, sql: str, values: tuple[object, ...]) -> None:
+        if self.failed or self._closed:
+            return
+        try:
+            self._db.execute(sql, values)
+        except sqlite3.Error as error:
+            self.failed = True
+            log.warning("cannot write the state %s (%s): what is done from now on is not kept",
+                        self.path, error)  # fmt: skip
 
     def put_hashed(self, name: str, group: CandidateGroup, working_copy: bytes | None) -> None:
         """A file's hashed group and working copy (its embedding comes later)."""
-        self._db.execute(
+        self._write(
             "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, NULL)",
             (group.image_id, name, group.event.data.e_tag, group.SerializeToString(),
              working_copy),
         )  # fmt: skip
 
     def put_embedding(self, image_id: str, vector: npt.NDArray[np.float32]) -> None:
-        self._db.execute(
+        self._write(
             "UPDATE files SET embedding = ? WHERE image_id = ?",
             (np.asarray(vector, np.float32).tobytes(), image_id),
         )
 
-    def load_judged(self) -> dict[str, tuple[str, CandidateGroup]]:
-        """image id -> (the digest of the matcher's input, its output), as last judged."""
-        found = {}
-        for image_id, digest, matched in self._db.execute("SELECT * FROM judged"):
-            with contextlib.suppress(DecodeError):  # unreadable: matched again
-                found[image_id] = (digest, CandidateGroup.FromString(matched))
-        return found
+    def judged(self, image_id: str, digest: str) -> CandidateGroup | None:
+        """The matcher's output stored for the image, if its input had this digest."""
+        try:
+            row = self._db.execute(
+                "SELECT matched FROM judged WHERE image_id = ? AND input = ?", (image_id, digest)
+            ).fetchone()
+            return None if row is None else CandidateGroup.FromString(row[0])
+        except (sqlite3.Error, DecodeError):  # unreadable: matched again
+            return None
 
     def put_judged(self, image_id: str, digest: str, matched: CandidateGroup) -> None:
-        self._db.execute(
+        self._write(
             "INSERT OR REPLACE INTO judged VALUES (?, ?, ?)",
             (image_id, digest, matched.SerializeToString()),
         )
@@ -224,7 +259,10 @@ class ScanState:
         """(files indexed, of them embedded); (0, 0) once closed."""
         if self._closed:
             return 0, 0
-        row = self._db.execute("SELECT count(*), count(embedding) FROM files").fetchone()
+        try:
+            row = self._db.execute("SELECT count(*), count(embedding) FROM files").fetchone()
+        except sqlite3.Error:
+            return 0, 0
         return int(row[0]), int(row[1])
 
     def forget_others(self, image_ids: Iterable[str]) -> None:

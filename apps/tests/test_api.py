@@ -27,6 +27,8 @@ from apps.scan.session import ScanOptions, ScanResult
 from dedup import synthetic
 from dedup.report import model
 from dedup.tests.helpers import SCHEMA, row
+from dedup.v1.decisions_pb2 import Decision, DecisionKind
+from dedup.v1.features_pb2 import ImageStatus
 
 needs_triton = pytest.mark.skipif(
     not (servers.REPO / ".venv-triton").exists(), reason="needs Triton (`make setup`)"
@@ -305,3 +307,25 @@ def test_a_scanner_checks_new_images_against_the_folder_it_scanned(tmp_path: Pat
     assert broken.image.decision == model.UNREADABLE and not broken.is_duplicate
     assert again.reused == FILES
     assert again.images == first.images and again.clusters == first.clusters
+
+
+def test_a_checks_copies_are_its_whole_cluster_changed_or_not() -> None:
+    """The ranker hands back only the decisions a check changed: the folder's images it
+    left as they were are in its cluster too."""
+    rows = [row("k", "k.jpg", cluster="k", reason="kept"),
+            row("d", "d.jpg", cluster="k", decision="duplicate", keep=False, duplicate_of="k"),
+            row("u", "u.jpg", cluster="u", decision="unique")]  # fmt: skip
+    folder = api.result_of(Path("/photos"), rows, {}, 0.1)
+    ok = ImageStatus.IMAGE_STATUS_OK
+    new = Decision(image_id="n", kind=DecisionKind.DECISION_KIND_DUPLICATE, cluster_id="k",
+                   duplicate_of="k", status=ok, reason="a copy")  # fmt: skip
+    kept_again = Decision(image_id="k", kind=DecisionKind.DECISION_KIND_KEEP, cluster_id="k")
+    check = api.check_of(core.Checked(new, (kept_again,)), "new.jpg", folder)
+    assert [r.path for r in check.duplicates] == ["d.jpg", "k.jpg"] and check.is_duplicate
+    assert check.kept is not None and check.kept.path == "k.jpg"
+    assert check.image.path == "new.jpg" and check.image.decision == model.DUPLICATE
+    alone = Decision(image_id="m", kind=DecisionKind.DECISION_KIND_UNIQUE, cluster_id="m",
+                     status=ok, similar=["u"])  # fmt: skip
+    check = api.check_of(core.Checked(alone, ()), "m.jpg", folder)
+    assert check.duplicates == () and check.kept is None and not check.is_duplicate
+    assert [r.path for r in check.similar] == ["u.jpg"]

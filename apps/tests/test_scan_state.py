@@ -4,6 +4,7 @@ another key or a damaged file not reused (and said so), a torn last write ignore
 from __future__ import annotations
 
 import shutil
+import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +42,10 @@ def test_records_come_back_for_the_same_file_versions_only(tmp_path: Path) -> No
     assert s.note == "" and s.counts() == (3, 1)
     found = s.load({"id0": '"1-2"', "id1": '"1-2"', "id2": '"changed"'})
     assert set(found) == {"id0", "id1"}  # id2's file changed: indexed again
-    assert found["id0"].hashed == group("id0") and found["id0"].working_copy == b"jpeg 0"
+    assert found["id0"].hashed == group("id0") and found["id0"].has_working_copy
+    targets = {"id0": tmp_path / "wc" / "0.jpg", "id2": tmp_path / "wc" / "2.jpg"}
+    assert s.write_working_copies(targets) == {"id0", "id2"}
+    assert targets["id0"].read_bytes() == b"jpeg 0"
     assert found["id0"].embedding is not None and found["id0"].embedding.tolist() == [0, 1, 2, 3]
     assert found["id1"].embedding is None
     s.forget_others(["id0"])  # the others left the folder
@@ -59,15 +63,16 @@ def test_the_matchers_outputs_are_kept_by_image_with_their_inputs_digest(tmp_pat
     s.put_judged("gone", "digest1", group("gone"))
     s.close()
     s = ScanState.open(path, KEY)
-    assert s.load_judged() == {"id0": ("digest0", matched), "gone": ("digest1", group("gone"))}
+    assert s.judged("id0", "digest0") == matched and s.judged("gone", "digest1") == group("gone")
+    assert s.judged("id0", "another input") is None
     s.forget_others(["id0", "id1", "id2"])
-    assert set(s.load_judged()) == {"id0"}
+    assert s.judged("gone", "digest1") is None and s.judged("id0", "digest0") == matched
     s.close()
-    assert ScanState.open(path, KEY, fresh=True).load_judged() == {}
+    assert ScanState.open(path, KEY, fresh=True).judged("id0", "digest0") is None
 
 
 def memo(path: Path) -> core.MatcherMemo:
-    return core.MatcherMemo(ScanState.open(path, KEY), b"salt", {})
+    return core.MatcherMemo(ScanState.open(path, KEY), b"salt")
 
 
 def test_a_matchers_output_is_reused_for_the_same_input_in_this_scans_folder(
@@ -82,7 +87,6 @@ def test_a_matchers_output_is_reused_for_the_same_input_in_this_scans_folder(
     out.candidates[0].verdict = Verdict.VERDICT_DUPLICATE
     m = memo(tmp_path / "s.sqlite")
     m.put(core.matcher_input(given, m.salt), out)
-    m.known = m.state.load_judged()
 
     # The next scan: another scratch folder, the last bits of a similarity moved.
     now = CandidateGroup()
@@ -106,6 +110,23 @@ def test_a_matchers_output_is_reused_for_the_same_input_in_this_scans_folder(
     assert m.get(changed, core.matcher_input(changed, m.salt)) is None
     assert core.matcher_input(now, b"other") != digest
     m.state.close()
+
+
+def test_a_write_that_fails_is_said_once_and_the_scan_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    s = filled(tmp_path / "s.sqlite", n=1)
+    locked = sqlite3.connect(tmp_path / "s.sqlite", timeout=0)
+    locked.execute("BEGIN EXCLUSIVE")  # another scan of the folder, writing
+    s._db.execute("PRAGMA busy_timeout = 0")
+    s.put_hashed("f1.jpg", group("id1"), b"jpeg")
+    s.put_embedding("id1", np.zeros(4, np.float32))
+    assert s.failed
+    assert [r.getMessage() for r in caplog.records if "cannot write the state" in r.getMessage()]
+    assert len(caplog.records) == 1
+    locked.rollback()
+    locked.close()
+    s.close()
 
 
 def test_a_state_of_another_model_or_settings_is_not_reused(tmp_path: Path) -> None:
