@@ -1,6 +1,7 @@
 """`dedup scan DIR`: de-duplicate a local folder with the pipeline's own five stages.
 
     dedup scan DIR [--json FILE] [--csv FILE] [--html DIR] [--quiet] [--workers N]
+                   [--state DIR | --fresh | --no-state]
 
 No Kafka, no blob storage, no `make up`: the services' handlers run in this process on
 the folder's files, with their hash and embedding indexes in this process (exact
@@ -8,6 +9,11 @@ search: a folder fits in memory); Triton is started privately on free ports (fro
 .venv-triton, as `make setup` installs it) with only the embedder's model, and stopped at
 the end, unless --triton-url names a running one. --milvus-uri keeps the indexes in a
 running Milvus instead (say, the local stack's).
+
+What the index pass makes of each file is kept in a state file per folder (apps.scan.state,
+under ~/.cache/dedup/scan unless --state names another folder): Ctrl-C keeps what was
+done, and the same command run again indexes only the files it has not indexed before
+(--fresh: all of them; --no-state: keep none).
 
 The terminal gets each duplicate cluster (its kept copy first, then each duplicate, one
 line each with the reason), the similar pairs, the files that could not be read, and
@@ -55,7 +61,7 @@ MEANING: dict[Exit, str] = {
     Exit.USAGE: "a bad command line, folder or output path (found before the scan)",
     Exit.FAILED: "the scan could not run (a server did not start) or write its outputs",
     Exit.STAGE_FAILURES: "the scan finished, but a stage failed on some files (see their reason)",
-    Exit.INTERRUPTED: "interrupted (Ctrl-C, SIGTERM)",
+    Exit.INTERRUPTED: "interrupted (Ctrl-C, SIGTERM): what was done is kept, run it again",
 }
 EXIT_CODES = "exit codes:\n" + "\n".join(f"  {c.value:<4} {m}" for c, m in MEANING.items())
 
@@ -126,7 +132,8 @@ def parser() -> argparse.ArgumentParser:
         "kept in a state file per folder as it is made, never in the folder: a scan "
         "interrupted (Ctrl-C) and run again, or run again after files were added or "
         "changed, indexes only the files it has not indexed before; the judging pass runs "
-        "over the whole folder each time.",
+        "over the whole folder each time, matching again only the images whose candidates "
+        "changed.",
     )
     resume.add_argument(
         "--state",

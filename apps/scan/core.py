@@ -19,6 +19,13 @@ folder, in two passes that decode and embed each file once:
    (it finds this version's embedding stored and reuses it; every candidate's embedding
    is stored, so its drop rule applies whichever file came first), matcher, ranker.
 
+With a state (apps.scan.state), what the index pass makes of each file is written there as
+it is made, and a file the state holds at its version is indexed from it (its hashes,
+working copy and embedding stored again, no pixels decoded, no model called); the
+judging pass runs over the whole folder, and the matcher's output of an image whose
+input group is unchanged comes from the state too (MatcherMemo). Ctrl-C cancels the scan:
+the files in flight are dropped, what is done is in the state already.
+
 Images run concurrently, a bounded number at once (the embedder batches them into
 Triton calls); nothing depends on which finishes first, and the ranker's clusters and
 kept copies do not depend on the order it sees the groups in.
