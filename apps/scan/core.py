@@ -51,7 +51,7 @@ from google.protobuf.message import Message
 from apps.scan.files import LocalFile, event_of, folder_container, local_files
 from apps.scan.local_blobs import LocalBlobs
 from apps.scan.progress import Progress
-from apps.scan.servers import Endpoints
+from apps.scan.servers import REPO, Endpoints
 from apps.scan.session import ScanOptions, ScanResult
 from apps.scan.state import ScanState, Stored, code_digest
 from dedup.blob import BlobSettings
@@ -108,7 +108,6 @@ STORABLE = frozenset(
         ImageStatus.IMAGE_STATUS_EMPTY,
     }
 )
-REPO = Path(__file__).resolve().parents[2]
 # The matcher's settings that do not change what it decides.
 MATCHER_UNDECIDING = frozenset({"cache_bytes", "pair_cache_size", "working_copy_max_bytes"})
 # The code that makes what the state keeps: a change to it is another state key.
@@ -367,11 +366,8 @@ class Checker:
     indexes and clusters; it leaves them as they were (the image is deleted from the
     indexes and the ranker after)."""
 
-    def __init__(
-        self, stages: Stages, blobs: LocalBlobs, ranker: Ranker, options: ScanOptions
-    ) -> None:
+    def __init__(self, stages: Stages, blobs: LocalBlobs, ranker: Ranker) -> None:
         self._stages, self._blobs, self._ranker = stages, blobs, ranker
-        self._options = options
         self._checks = 0
 
     async def check(self, path: Path, name: str) -> Checked:
@@ -486,7 +482,7 @@ async def open_scan(
                     reused=reused, state=state.path if state else None,
                 )  # fmt: skip
                 scanned = True
-                yield OpenScan(result, Checker(stages, blobs, ranker, options))
+                yield OpenScan(result, Checker(stages, blobs, ranker))
     except asyncio.CancelledError:
         if state is not None and options.notify is not None and not scanned:
             indexed, embedded = state.counts()
