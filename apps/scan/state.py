@@ -130,7 +130,8 @@ class ScanState:
     def open(cls, path: Path, key: Mapping[str, str], *, fresh: bool = False) -> ScanState:
         """The state at `path` (made if missing) under `key`; cleared if `fresh`, or if it
         was written under another key, or set aside if it is no database."""
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # Private: it holds a small copy of every picture (a folder made here is 0700).
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         note = ""
         try:
             db, stored = cls._read(path)

@@ -172,6 +172,11 @@ def test_a_torn_last_write_is_ignored(tmp_path: Path) -> None:
     s.close()
 
 
+def test_the_states_folder_is_private(tmp_path: Path) -> None:
+    ScanState.open(tmp_path / "states" / "s.sqlite", KEY).close()
+    assert (tmp_path / "states").stat().st_mode & 0o777 == 0o700
+
+
 def test_the_state_lives_in_the_cache_named_by_the_folder(tmp_path: Path) -> None:
     assert state.default_dir({"XDG_CACHE_HOME": "/c"}) == Path("/c/dedup/scan")
     assert state.default_dir({}) == Path.home() / ".cache" / "dedup" / "scan"
