@@ -138,6 +138,7 @@ def test_scan_of_an_empty_folder_and_bad_arguments(tmp_path: Path) -> None:
          str(tmp_path / "out.json"), "--quiet", "--milvus-uri", "http://127.0.0.1:19530",
          "--triton-url", "127.0.0.1:8001"],
         cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+        env=os.environ | {"XDG_CACHE_HOME": str(tmp_path / "cache")},
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads((tmp_path / "out.json").read_text())["images"] == []
