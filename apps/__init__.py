@@ -11,9 +11,9 @@ The API is imported on first use, so that `import apps` stays cheap.
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from apps.api import Result, Scanner, ServerStartError, find_duplicates
+    from apps.api import Check, Result, Scanner, ServerStartError, find_duplicates
 
-__all__ = ["Result", "Scanner", "ServerStartError", "find_duplicates"]
+__all__ = ["Check", "Result", "Scanner", "ServerStartError", "find_duplicates"]
 
 
 def __getattr__(name: str) -> object:

@@ -1,6 +1,7 @@
 """`dedup scan DIR`: de-duplicate a local folder with the pipeline's own five stages.
 
     dedup scan DIR [--json FILE] [--csv FILE] [--html DIR] [--quiet] [--workers N]
+                   [--state DIR | --fresh | --no-state]
 
 No Kafka, no blob storage, no `make up`: the services' handlers run in this process on
 the folder's files, with their hash and embedding indexes in this process (exact
@@ -8,6 +9,11 @@ search: a folder fits in memory); Triton is started privately on free ports (fro
 .venv-triton, as `make setup` installs it) with only the embedder's model, and stopped at
 the end, unless --triton-url names a running one. --milvus-uri keeps the indexes in a
 running Milvus instead (say, the local stack's).
+
+What the index pass makes of each file is kept in a state file per folder (apps.scan.state,
+under ~/.cache/dedup/scan unless --state names another folder): Ctrl-C keeps what was
+done, and the same command run again indexes only the files it has not indexed before
+(--fresh: all of them; --no-state: keep none).
 
 The terminal gets each duplicate cluster (its kept copy first, then each duplicate, one
 line each with the reason), the similar pairs, the files that could not be read, and
@@ -28,6 +34,7 @@ from pathlib import Path
 from apps.scan.output import to_csv, to_html, to_json, totals_line
 from apps.scan.servers import ServerError
 from apps.scan.session import ScanOptions, ScanResult, run_scan
+from apps.scan.state import default_dir, state_file
 from dedup.clitools import USAGE_ERROR, HelpFormatter, output_problems, shown
 from dedup.cpus import available_cpus
 from dedup.logs import configure_cli_logging
@@ -54,7 +61,7 @@ MEANING: dict[Exit, str] = {
     Exit.USAGE: "a bad command line, folder or output path (found before the scan)",
     Exit.FAILED: "the scan could not run (a server did not start) or write its outputs",
     Exit.STAGE_FAILURES: "the scan finished, but a stage failed on some files (see their reason)",
-    Exit.INTERRUPTED: "interrupted (Ctrl-C, SIGTERM)",
+    Exit.INTERRUPTED: "interrupted (Ctrl-C, SIGTERM): what was done is kept, run it again",
 }
 EXIT_CODES = "exit codes:\n" + "\n".join(f"  {c.value:<4} {m}" for c, m in MEANING.items())
 
@@ -119,6 +126,26 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--quiet", action="store_true", help="no progress bar and no listing: the totals only"
     )
+    resume = p.add_argument_group(
+        "resuming",
+        "What the index pass makes of each file (its hashes, working copy and embedding) is "
+        "kept in a state file per folder as it is made, never in the folder: a scan "
+        "interrupted (Ctrl-C) and run again, or run again after files were added or "
+        "changed, indexes only the files it has not indexed before; the judging pass runs "
+        "over the whole folder each time, matching again only the images whose candidates "
+        "changed.",
+    )
+    resume.add_argument(
+        "--state",
+        type=Path,
+        metavar="DIR",
+        default=default_dir(),
+        help="keep the states here (one file per scanned folder)",
+    )
+    resume.add_argument(
+        "--fresh", action="store_true", help="ignore what the state holds: index every file anew"
+    )
+    resume.add_argument("--no-state", action="store_true", help="neither read nor write a state")
     return p
 
 
@@ -129,8 +156,14 @@ def usage_problems(ns: argparse.Namespace) -> list[str]:
         problems.append(f"{shown(str(ns.folder))} is not a directory")
     if ns.workers < 1 or ns.in_flight < 1:
         problems.append("--workers and --in-flight must be at least 1")
+    if ns.state.exists() and not ns.state.is_dir() and not ns.no_state:
+        problems.append(f"--state {shown(str(ns.state))} is not a directory")
     files = [("--json", ns.json), ("--csv", ns.csv)]
     return problems + output_problems(files, [("--html", ns.html)])
+
+
+def tell(text: str) -> None:
+    print(f"dedup scan: {shown(text)}", file=sys.stderr, flush=True)
 
 
 def few_malloc_arenas() -> None:
@@ -154,6 +187,9 @@ def main(args: list[str] | None = None) -> int:
         in_flight=ns.in_flight,
         thumbnails=ns.html is not None,
         progress=not ns.quiet,
+        state=None if ns.no_state else state_file(ns.folder, ns.state),
+        fresh=ns.fresh,
+        notify=tell,
     )
     # SIGTERM as Ctrl-C: the private servers are stopped and the workspace removed.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -163,7 +199,8 @@ def main(args: list[str] | None = None) -> int:
         print(f"dedup scan: {error}", file=sys.stderr)
         return Exit.FAILED
     except KeyboardInterrupt:
-        print("\ndedup scan: interrupted", file=sys.stderr)
+        if options.state is None:  # else the engine said what it kept
+            print("\ndedup scan: interrupted", file=sys.stderr)
         return Exit.INTERRUPTED
     if not ns.quiet and (lines := listing(result.rows)):
         print("\n".join(lines))

@@ -62,6 +62,12 @@ class LocalBlobs:
             for name, path in names.items()
         }
 
+    def add_file(self, container: str, name: str, path: Path) -> None:
+        """One more read-only blob: `path` as `name` in `container` (an image checked
+        against the scanned folder)."""
+        self._files.setdefault(container, {})[name] = path
+        self._by_url.setdefault(path.absolute().as_uri(), (container, name))
+
     def path(self, container: str, name: str) -> Path:
         """The file behind a blob (it may not exist)."""
         if container in self._files:

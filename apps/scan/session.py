@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +32,13 @@ class ScanOptions:
     progress: bool = True
     # Called with each phase's counts (done, total, phase), bar or not.
     on_progress: ProgressCallback | None = None
+    # The state file (apps.scan.state): what the index pass made of each file is kept
+    # there as it is made, and what it holds of an unchanged file is reused; None: none.
+    state: Path | None = None
+    # Clear the state first: every file indexed afresh.
+    fresh: bool = False
+    # Told, in a line, what the state gave (files resumed) and kept (on an interruption).
+    notify: Callable[[str], None] | None = None
 
 
 @dataclass
@@ -42,6 +49,9 @@ class ScanResult:
     # Images a stage failed on (a bug, or a dependency that stayed away): id -> reason.
     failures: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    # Files whose index pass was loaded from the state instead of done again.
+    reused: int = 0
+    state: Path | None = None  # the state file, if one was kept
 
 
 @contextlib.asynccontextmanager

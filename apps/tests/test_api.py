@@ -12,27 +12,34 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import jsonschema
 import pytest
 
 import apps
 from apps import api
-from apps.scan import core, servers
+from apps.scan import core, servers, state
 from apps.scan.session import ScanOptions, ScanResult
 from dedup import synthetic
 from dedup.report import model
 from dedup.tests.helpers import SCHEMA, row
+from dedup.v1.decisions_pb2 import Decision, DecisionKind
+from dedup.v1.features_pb2 import ImageStatus
 
 needs_triton = pytest.mark.skipif(
     not (servers.REPO / ".venv-triton").exists(), reason="needs Triton (`make setup`)"
 )
 ORIGINAL, COPY = "trip/original.jpg", "trip/copy-half.jpg"
 FILES = 5
+
+
+def grey_original() -> bytes:
+    """A greyscale copy of ORIGINAL's picture: not in the folder."""
+    return synthetic.encode(synthetic.EDITS["grey"](synthetic.photo(9601)))
 
 
 def make_folder(root: Path) -> None:
@@ -154,6 +161,8 @@ def readme_example() -> str:
 @pytest.mark.timeout(300)
 def test_the_readmes_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     make_folder(tmp_path / "photos")
+    (tmp_path / "inbox").mkdir()
+    (tmp_path / "inbox" / "new.jpg").write_bytes(grey_original())
     monkeypatch.chdir(tmp_path)
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
@@ -161,6 +170,8 @@ def test_the_readmes_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     printed = out.getvalue()
     assert f"keep {ORIGINAL}, " in printed and f"  drop {COPY}: " in printed
     assert "matching 5/5\n" in printed
+    assert f"{FILES} of {FILES} files reused\n" in printed
+    assert f"new.jpg: duplicate, keep {ORIGINAL}: a greyscale copy of the kept copy" in printed
     jsonschema.validate(json.loads((tmp_path / "scan.json").read_text()), SCHEMA)
 
 
@@ -199,20 +210,25 @@ async def test_it_runs_inside_a_running_event_loop(
     """A notebook's cell runs in an event loop: asyncio.run would refuse to nest."""
     seen: list[ScanOptions] = []
 
-    async def fake(root: Path, ends: object, scratch: Path, options: ScanOptions) -> ScanResult:
+    @contextlib.asynccontextmanager
+    async def fake(
+        root: Path, ends: object, scratch: Path, options: ScanOptions
+    ) -> AsyncIterator[core.OpenScan]:
         seen.append(options)
         rows = [row("k", "k.jpg", reason="kept"), row("u", "u.jpg", cluster="u",
                     decision="unique", reason="no duplicate found", similar=("k",))]  # fmt: skip
-        return ScanResult(root, rows, failures={"u": "matcher failed: x"}, seconds=0.1)
+        done = ScanResult(root, rows, failures={"u": "matcher failed: x"}, seconds=0.1)
+        yield core.OpenScan(done, cast(core.Checker, None))
 
     def report(done: int, total: int, phase: str) -> None:
         pass
 
-    monkeypatch.setattr(core, "scan", fake)
+    monkeypatch.setattr(core, "open_scan", fake)
     # A Triton URL given: no server is started.
     result = apps.find_duplicates(tmp_path, progress=report, workers=2, triton_url="[::1]:1")
     (options,) = seen
     assert options.on_progress is report and not options.progress and options.workers == 2
+    assert options.state is not None and options.state.parent == state.default_dir()
     assert [(a.path, b.path) for a, b in result.similar] == [("k.jpg", "u.jpg")]
     assert dict(result.failures) == {"u.jpg": "matcher failed: x"}
 
@@ -261,3 +277,55 @@ def test_import_apps_loads_no_engine() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True
     )
     assert done.stdout.strip() == "[]", done.stdout
+
+
+@needs_triton
+@pytest.mark.timeout(300)
+def test_a_scanner_checks_new_images_against_the_folder_it_scanned(tmp_path: Path) -> None:
+    folder = tmp_path / "photos"
+    make_folder(folder)
+    (tmp_path / "new.png").write_bytes(synthetic.encode(synthetic.photo(9604), "PNG"))
+    with apps.Scanner(workers=1, state=tmp_path / "state") as scanner:
+        with pytest.raises(RuntimeError, match="no folder scanned yet"):
+            scanner.check(tmp_path / "new.png")
+        first = scanner.scan(folder)
+        assert first.reused == 0
+        copy = scanner.check(grey_original())
+        unrelated = scanner.check(tmp_path / "new.png")
+        broken = scanner.check(b"not an image")
+        with pytest.raises(FileNotFoundError, match="no such file"):
+            scanner.check(tmp_path / "nowhere.jpg")
+        # The checks left the folder as it was; its second scan reuses the state.
+        again = scanner.scan(folder)
+    assert copy.is_duplicate and copy.image.decision == model.DUPLICATE
+    assert copy.image.path == api.BYTES and "greyscale copy of the kept copy" in copy.image.reason
+    assert [r.path for r in copy.duplicates] == [COPY, ORIGINAL]
+    assert copy.kept is not None and copy.kept.path == ORIGINAL
+    assert copy.image.duplicate_of == copy.kept.image_id
+    assert not unrelated.is_duplicate and unrelated.image.decision == model.UNIQUE
+    assert unrelated.image.path == str(tmp_path / "new.png") and unrelated.kept is None
+    assert broken.image.decision == model.UNREADABLE and not broken.is_duplicate
+    assert again.reused == FILES
+    assert again.images == first.images and again.clusters == first.clusters
+
+
+def test_a_checks_copies_are_its_whole_cluster_changed_or_not() -> None:
+    """The ranker hands back only the decisions a check changed: the folder's images it
+    left as they were are in its cluster too."""
+    rows = [row("k", "k.jpg", cluster="k", reason="kept"),
+            row("d", "d.jpg", cluster="k", decision="duplicate", keep=False, duplicate_of="k"),
+            row("u", "u.jpg", cluster="u", decision="unique")]  # fmt: skip
+    folder = api.result_of(Path("/photos"), rows, {}, 0.1)
+    ok = ImageStatus.IMAGE_STATUS_OK
+    new = Decision(image_id="n", kind=DecisionKind.DECISION_KIND_DUPLICATE, cluster_id="k",
+                   duplicate_of="k", status=ok, reason="a copy")  # fmt: skip
+    kept_again = Decision(image_id="k", kind=DecisionKind.DECISION_KIND_KEEP, cluster_id="k")
+    check = api.check_of(core.Checked(new, (kept_again,)), "new.jpg", folder)
+    assert [r.path for r in check.duplicates] == ["d.jpg", "k.jpg"] and check.is_duplicate
+    assert check.kept is not None and check.kept.path == "k.jpg"
+    assert check.image.path == "new.jpg" and check.image.decision == model.DUPLICATE
+    alone = Decision(image_id="m", kind=DecisionKind.DECISION_KIND_UNIQUE, cluster_id="m",
+                     status=ok, similar=["u"])  # fmt: skip
+    check = api.check_of(core.Checked(alone, ()), "m.jpg", folder)
+    assert check.duplicates == () and check.kept is None and not check.is_duplicate
+    assert [r.path for r in check.similar] == ["u.jpg"]

@@ -208,6 +208,14 @@ class Embedder:
             await (self._refine(out) if search else self._store(out))
         return [Output(group.image_id, out)]
 
+    async def stored(self, image: ImageFeatures) -> Vector | None:
+        """The embedding stored for this version of the image, if any."""
+        return await self._index.embedding_of(image.image_id, image.e_tag)
+
+    async def restore(self, image: ImageFeatures, vector: Vector) -> None:
+        """Store an embedding made before (`dedup scan` resuming from its state on disk)."""
+        await self._index.upsert(stored_image(image), vector)
+
     async def _store(self, group: CandidateGroup) -> None:
         """The embedding of this version stored (once)."""
         if await self._index.embedding_of(group.image_id, group.image.e_tag) is not None:

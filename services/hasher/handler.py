@@ -268,6 +268,13 @@ class Hasher:
         group.candidates.extend(candidates(event.image_id, hashes, near, self._config))
         return group
 
+    async def restore(self, image: ImageFeatures) -> None:
+        """Index an image hashed before, from its stored features (no download, no
+        decoding; its working copy must be where `image.working_copy_url` says): how
+        `dedup scan` resumes a scan from its state on disk."""
+        if image.status == ImageStatus.IMAGE_STATUS_OK:
+            await self._index.add(indexed(image))
+
     async def research(self, group: CandidateGroup) -> CandidateGroup:
         """The group of an image hashed and stored before, its candidates searched afresh
         in the index as it is now, from the stored hashes (no download, no decoding): how

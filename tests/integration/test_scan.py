@@ -4,6 +4,7 @@ needed), a folder with edits, hard negatives, bad files, nested folders and odd 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections import defaultdict
@@ -71,6 +72,8 @@ def run_scan(folder: Path, out: Path, html: Path) -> subprocess.CompletedProcess
         text=True,
         timeout=300,
         check=False,
+        # The scan's state (apps.scan.state) beside the test's files, not in ~/.cache.
+        env=os.environ | {"XDG_CACHE_HOME": str(out.parent / "cache")},
     )
 
 
@@ -136,6 +139,7 @@ def test_scan_of_an_empty_folder_and_bad_arguments(tmp_path: Path) -> None:
          str(tmp_path / "out.json"), "--quiet", "--milvus-uri", "http://127.0.0.1:19530",
          "--triton-url", "127.0.0.1:8001"],
         cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+        env=os.environ | {"XDG_CACHE_HOME": str(tmp_path / "cache")},
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads((tmp_path / "out.json").read_text())["images"] == []

@@ -32,7 +32,8 @@ def scan(folder: Path, out: Path, *extra: str, prefix: list[str] | None = None) 
         [*(prefix or []), sys.executable, "-m", "apps.cli", "scan", str(folder),
          "--json", str(out), "--quiet", *extra],
         cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
-        env=os.environ | bad_inputs.HASHER_ENV,
+        # The scan's state (apps.scan.state) beside the test's files, not in ~/.cache.
+        env=os.environ | bad_inputs.HASHER_ENV | {"XDG_CACHE_HOME": str(out.parent / "cache")},
     )  # fmt: skip
     assert done.returncode in (0, 1), done.stderr[-3000:]
     assert "Traceback" not in done.stderr, done.stderr[-3000:]

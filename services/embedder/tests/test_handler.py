@@ -386,3 +386,22 @@ async def test_without_search_only_the_images_own_embedding_is_stored(
     stored = output.message
     assert isinstance(stored, CandidateGroup) and list(stored.candidates) == list(g.candidates)
     assert again.message == stored
+
+
+async def test_a_stored_embedding_restored_in_a_new_index_is_not_embedded_again(
+    blobs: FakeBlobs, index: FakeIndex
+) -> None:
+    """`dedup scan` resuming: the embedding an earlier process made, stored again."""
+    embed = CountingEmbed()
+    embedder = Embedder(blobs, embed, index, CONFIG)
+    g = versioned(group("a", blobs.put("wc", "a.jpg", jpeg(photo(4)))), "1")
+    await embedder.handle(g, search=False)
+    vector = await embedder.stored(g.image)
+    assert vector is not None and embed.calls == 1
+    assert await embedder.stored(versioned(group("a", ""), "2").image) is None  # another version
+
+    fresh = Embedder(blobs, embed, FakeIndex(), CONFIG)
+    await fresh.restore(g.image, vector)
+    await fresh.handle(g, search=False)
+    restored = await fresh.stored(g.image)
+    assert embed.calls == 1 and restored is not None and np.allclose(restored, vector)

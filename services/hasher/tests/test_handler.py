@@ -379,3 +379,23 @@ async def test_an_image_over_the_decode_budget_is_too_large_with_a_reason(
     # ... and the next image, which fits, is decoded as usual.
     group = await put_and_handle(hasher, blobs, "ok.jpg", jpeg(synth.photo(2)))
     assert group.image.status == ImageStatus.IMAGE_STATUS_OK
+
+
+async def test_an_image_restored_from_its_stored_features_is_found_without_pixels(
+    hasher: Hasher, blobs: FakeBlobs, index: FakeIndex
+) -> None:
+    """`dedup scan` resuming: a group hashed by an earlier process, indexed again."""
+    original = synthetic.photo(2, (800, 600))
+    first = await put_and_handle(hasher, blobs, "original.jpg", jpeg(original))
+    copy = await put_and_handle(hasher, blobs, "copy.png", synthetic.encode(original, "PNG"))
+    index.records.clear()  # a new process: an empty index
+    blobs.blobs.clear()  # and no pixels read
+
+    await hasher.restore(first.image)
+    await hasher.restore(copy.image)
+    broken = CandidateGroup(image_id="x", image=ImageFeatures(image_id="x"))
+    broken.image.status = ImageStatus.IMAGE_STATUS_CORRUPT
+    await hasher.restore(broken.image)  # not indexed: nothing to search with
+
+    assert set(index.records) == {first.image_id, copy.image_id}
+    assert [c.image_id for c in (await hasher.research(copy)).candidates] == [first.image_id]
