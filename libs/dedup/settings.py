@@ -104,6 +104,9 @@ class KafkaSettings(BaseSettings):
     kafka_replication_factor: int = Field(1, ge=1)
     # How soon the group notices a consumer that died without leaving (SIGKILL, node loss).
     kafka_session_timeout_ms: int = Field(10_000, ge=6_000)
+    # How long the group waits for a consumer to rejoin in a rebalance: a stage first
+    # finishes and commits the records it is handling (it gives back the others).
+    kafka_rebalance_timeout_ms: int = Field(60_000, ge=6_000)
     # The longest a stage's transaction (one batch's records and offsets) may stay open:
     # Kafka aborts one left open by a process that died, and until then the readers of
     # its partitions wait. Within the broker's transaction.max.timeout.ms.

@@ -119,6 +119,7 @@ def make_consumer(
         isolation_level="read_committed",
         session_timeout_ms=settings.kafka_session_timeout_ms,
         heartbeat_interval_ms=settings.kafka_session_timeout_ms // 3,
+        rebalance_timeout_ms=settings.kafka_rebalance_timeout_ms,
         **client_options(settings),
     )
     consumer.subscribe([topic], listener=listener)

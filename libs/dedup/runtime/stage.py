@@ -17,8 +17,9 @@ Failures:
   stage (lag grows), it never drops the message;
 - any other exception is retried `max_attempts` times, then dead-lettered.
 
-SIGTERM (or SIGINT) stops fetching, finishes and commits the records in hand and exits.
-If they cannot finish within `shutdown_timeout_seconds` (a dependency is down), the
+SIGTERM (or SIGINT) stops fetching, finishes and commits the records being handled,
+gives back the others (never committed: they are redelivered) and exits. If those being
+handled cannot finish within `shutdown_timeout_seconds` (a dependency is down), the
 process exits without committing them, and they are redelivered to the next consumer.
 """
 
@@ -68,20 +69,23 @@ MAX_ERROR_HEADER = 2000
 
 
 class FinishInHandOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
-    """A rebalance (a replica joins or leaves) waits until every record in hand is handled,
-    produced and committed, and no record is fetched meanwhile: the partitions' next owner
-    then starts after them. Without this, the next owner would publish them too (a
-    transaction's offset commit does not check the group's generation in the protocol
-    aiokafka speaks)."""
+    """A rebalance (a replica joins or leaves) first gives back the records in hand that
+    no handler has started (`give_back`), then waits until the ones being handled are
+    produced and committed: the partitions' next owner starts after them, and fetches the
+    given-back ones again (a new assignment starts from the committed offsets). Without
+    the wait, the next owner would publish them too (a transaction's offset commit does
+    not check the group's generation in the protocol aiokafka speaks)."""
 
     def __init__(self) -> None:
         self.nothing_in_hand = asyncio.Event()
         self.nothing_in_hand.set()
         self.revoking = False
+        self.give_back: Callable[[], None] = lambda: None
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         self.revoking = True
         try:
+            self.give_back()
             await self.nothing_in_hand.wait()
         finally:
             self.revoking = False
@@ -92,9 +96,12 @@ class FinishInHandOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
 
 @dataclass
 class Slot:
-    """One record in hand: its offset, and what it produces once handled."""
+    """One record in hand: its offset, whether a handler took it up (or it was given
+    back), and what it produces once handled."""
 
     offset: int
+    started: bool = False
+    given_back: bool = False
     outgoing: list[Outgoing] | None = None
 
 
@@ -105,7 +112,7 @@ class Ledger:
 
     def __init__(self) -> None:
         self._parts: dict[TopicPartition, deque[Slot]] = {}
-        self.in_hand = 0  # fetched and not yet committed, publishing included
+        self.in_hand = 0  # fetched and not yet committed (or given back), publishing included
 
     def add(self, tp: TopicPartition, offset: int) -> Slot:
         slot = Slot(offset)
@@ -129,6 +136,18 @@ class Ledger:
 
     def committed(self, count: int) -> None:
         self.in_hand -= count
+
+    def give_back(self) -> int:
+        """Drop each partition's tail of records no handler has started: they are never
+        committed, so they are fetched again. Only a tail: nothing after a given-back
+        record may be committed. How many were given back."""
+        count = 0
+        for slots in self._parts.values():
+            while slots and not slots[-1].started:
+                slots.pop().given_back = True
+                count += 1
+        self.in_hand -= count
+        return count
 
 
 class Abandoned(Exception):
@@ -205,8 +224,22 @@ class StageRunner(Generic[In]):
 
         async def handle(record: ConsumerRecord[bytes, bytes], slot: Slot) -> None:
             async with handlers:
+                if slot.given_back:
+                    return
+                slot.started = True
                 slot.outgoing = await self._process(record)
             handled.set()
+
+        def settled() -> None:
+            if not ledger.in_hand:
+                gate.nothing_in_hand.set()
+            committed.set()
+
+        def give_back() -> None:
+            if ledger.give_back():
+                settled()
+
+        gate.give_back = give_back
 
         async def commit_ready() -> None:
             while True:
@@ -217,9 +250,7 @@ class StageRunner(Generic[In]):
                     await self._publish(producer, outgoing, offsets)
                     metrics.LAST_COMMIT.labels(self.name).set(time.time())
                     ledger.committed(count)
-                    if not ledger.in_hand:
-                        gate.nothing_in_hand.set()
-                    committed.set()
+                    settled()
 
         async def until_committed() -> None:
             committed.clear()
@@ -245,7 +276,9 @@ class StageRunner(Generic[In]):
                             tasks.create_task(handle(record, ledger.add(tp, record.offset)))
                     await self._update_lag(consumer)
                     check_outages()
-                # Stopping: finish, produce and commit what is in hand, then end.
+                # Stopping: finish, produce and commit what is being handled, give back
+                # the rest (the next consumer fetches it), then end.
+                give_back()
                 while ledger.in_hand:
                     await until_committed()
                 committer.cancel()

@@ -99,6 +99,19 @@ def test_the_ledger_commits_each_partitions_handled_prefix_only() -> None:
     assert ledger.in_hand == 0 and ledger.take_ready() == ([], {}, 0)
 
 
+def test_a_rebalance_gives_back_only_each_partitions_tail_of_unstarted_records() -> None:
+    ledger = Ledger()
+    p0, p1 = TopicPartition("t.in", 0), TopicPartition("t.in", 1)
+    a, b, c, d = (ledger.add(p0, offset) for offset in (1, 2, 3, 4))
+    e = ledger.add(p1, 7)
+    a.started = c.started = True  # b waits behind a, d behind c; e never started
+    assert ledger.give_back() == 2  # d and e: b is not a tail (c after it was started)
+    assert (d.given_back, e.given_back, b.given_back) == (True, True, False)
+    assert ledger.in_hand == 3
+    a.outgoing, b.outgoing, c.outgoing = [], [], []
+    assert ledger.take_ready() == ([], {p0: 4}, 3)  # offset 4 is fetched again
+
+
 class FlakyTransactionalProducer:
     """Fails its transaction at `fail_at` ("send" or "commit") if `failures` is not empty
     (one failure each); `committed` is what the transactions that committed hold, shared
