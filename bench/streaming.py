@@ -12,8 +12,10 @@ Phases, in one run:
 Latency: from the end of the upload (client side) to the ranker's `decided_at` (the same
 machine's clock). Uploads are generated photos, one in `--copy-every` an edited copy of an
 earlier one (so the matcher and the ranker have work). Per service: CPU seconds per image
-over the saturation and steady phases (/proc: utime + stime) and resident memory (PSS) at
-the end.
+over the saturation and steady phases (/proc: utime + stime, with every process below it)
+and resident memory (PSS) at the end, for the stack's Kafka, Milvus and Triton too (shared:
+nothing else may use the stack meanwhile); and from them the replicas a 3M-image back-fill
+in 24 hours needs at the chart's CPU requests.
 
     .venv/bin/python -m bench.streaming [--burst 200] [--steady-seconds 60] [--idle 5]
 
@@ -24,7 +26,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import math
 import statistics
 import sys
 import tempfile
@@ -37,7 +41,7 @@ from pathlib import Path
 from apps.pipeline import PIPELINE, Topology
 from apps.processes import start_module, start_stages, stop_stages
 from apps.scan.servers import free_port
-from bench.proctree import read_stat
+from bench.proctree import all_stats, descendants
 from dedup import synthetic
 from dedup.blob import BlobSettings, BlobStore, open_service
 from dedup.events import image_id
@@ -125,12 +129,46 @@ class Run:
         return [seconds_of(d) - self.uploaded[k] for k, d in decisions.items()]
 
 
+def stack_pids(run_dir: Path) -> dict[str, int]:
+    """The local stack's Kafka, Milvus and Triton (stack/lib.sh's pid files)."""
+    pids = {}
+    for part in ("kafka", "milvus", "triton"):
+        with contextlib.suppress(OSError, ValueError):
+            pids[part] = int((run_dir / part / "pid").read_text())
+    return pids
+
+
 def cpu_and_memory(pids: dict[str, int]) -> dict[str, tuple[float, int]]:
+    """name -> CPU seconds and PSS bytes of the process and everything below it (Triton's
+    Python-backend stubs)."""
+    stats = all_stats()
     out = {}
     for name, pid in pids.items():
-        stat = read_stat(pid)
-        out[name] = (stat.cpu_seconds, stat.rss_bytes) if stat else (0.0, 0)
+        tree = [s for s in stats if s.pid == pid] + descendants(pid, stats)
+        out[name] = (sum(s.cpu_seconds for s in tree), sum(s.rss_bytes for s in tree))
     return out
+
+
+# A 3M-image back-fill in 24 hours, from the CPU per image measured here: each stage's
+# replicas at its chart CPU request (charts/dedup/values.yaml), kept at 75 % busy.
+BACKFILL_IMAGES = 3_000_000
+BACKFILL_SECONDS = 24 * 3600
+CPU_REQUESTS = {"hasher": 1.0, "verifier": 0.5, "embedder": 0.5, "matcher": 2.0, "ranker": 0.5}
+BUSY = 0.75
+
+
+def backfill_plan(cpu_ms: dict[str, float]) -> dict[str, dict[str, float]]:
+    """stage -> cores needed and replicas at its request, for the back-fill's rate."""
+    rate = BACKFILL_IMAGES / BACKFILL_SECONDS
+    plan = {}
+    for stage, request in CPU_REQUESTS.items():
+        cores = rate * cpu_ms[stage] / 1000
+        plan[stage] = {
+            "cores": cores,
+            "replicas": float(max(1, math.ceil(cores / (request * BUSY)))),
+            "per_replica_per_second": request * BUSY * 1000 / cpu_ms[stage],
+        }
+    return plan
 
 
 def summary(label: str, values: list[float]) -> str:
@@ -169,6 +207,7 @@ async def bench(args: argparse.Namespace) -> dict[str, object]:
             )  # fmt: skip
             pids = {s.name: p.pid for s, p in zip(PIPELINE, procs, strict=True)}
             pids["ingest watch"] = watch.pid
+            pids |= stack_pids(args.run_dir)
             try:
                 for s in PIPELINE:
                     await asyncio.to_thread(wait_ready, ports[s.name])
@@ -251,6 +290,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--watch-interval", type=float, default=0.5)
     parser.add_argument("--patience", type=float, default=900.0)
     parser.add_argument("--json", type=Path, help="write the figures here too")
+    parser.add_argument(
+        "--run-dir", type=Path, default=Path(".run"), help="the local stack's (DEDUP_RUN_DIR)"
+    )
     args = parser.parse_args(argv)
     result = asyncio.run(bench(args))
     print(f"command: python -m bench.streaming {' '.join(sys.argv[1:])}")
@@ -267,6 +309,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  per service, {result['images_seen']} images seen: CPU ms per image, PSS MB")
     for name, figures in per_service.items():
         print(f"    {name:13s} {figures['cpu_ms_per_image']:8.1f} {figures['pss_mb']:8.0f}")
+    cpu_ms = {name: float(f["cpu_ms_per_image"]) for name, f in per_service.items()}
+    rate = BACKFILL_IMAGES / BACKFILL_SECONDS
+    print(f"  3M images in 24 h ({rate:.1f} images/s), at the chart's CPU requests, 75 % busy:")
+    for stage, need in backfill_plan(cpu_ms).items():
+        print(
+            f"    {stage:9s} {need['cores']:5.1f} cores = {need['replicas']:3.0f} replicas"
+            f" of {CPU_REQUESTS[stage]:g} CPU ({need['per_replica_per_second']:.1f} images/s each)"
+        )
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return 0
