@@ -26,6 +26,7 @@ process exits without committing them, and they are redelivered to the next cons
 import asyncio
 import contextlib
 import functools
+import itertools
 import logging
 import signal
 import time
@@ -97,22 +98,31 @@ class FinishInHandOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
 @dataclass
 class Slot:
     """One record in hand: its offset, whether a handler took it up (or it was given
-    back), and what it produces once handled."""
+    back), and once handled what it produces and when it finished."""
 
     offset: int
     started: bool = False
     given_back: bool = False
     outgoing: list[Outgoing] | None = None
+    finished: int = 0
 
 
 class Ledger:
     """The records in hand, in offset order per partition. What may be committed is each
     partition's handled prefix: a record handled early waits for those before it, so a
-    transaction always holds the outputs of exactly the offsets it commits."""
+    transaction always holds the outputs of exactly the offsets it commits.
+
+    Outputs go out in the order their handlers finished, whatever their partitions: the
+    ranker's outputs for one image may come from several images' groups (the latest
+    must land last), and its handler finishes in the order its state changed."""
 
     def __init__(self) -> None:
         self._parts: dict[TopicPartition, deque[Slot]] = {}
+        self._finished = itertools.count(1)
         self.in_hand = 0  # fetched and not yet committed (or given back), publishing included
+
+    def finish(self, slot: Slot, outgoing: list[Outgoing]) -> None:
+        slot.outgoing, slot.finished = outgoing, next(self._finished)
 
     def add(self, tp: TopicPartition, offset: int) -> Slot:
         slot = Slot(offset)
@@ -123,16 +133,16 @@ class Ledger:
     def take_ready(self) -> tuple[list[Outgoing], dict[TopicPartition, int], int]:
         """The handled prefixes, taken out: their outputs in offset order, the offsets to
         commit, and how many records they are (still in hand until `committed`)."""
-        outgoing: list[Outgoing] = []
+        ready: list[Slot] = []
         offsets: dict[TopicPartition, int] = {}
-        taken = 0
         for tp, slots in self._parts.items():
             while slots and slots[0].outgoing is not None:
                 slot = slots.popleft()
-                outgoing.extend(slot.outgoing or ())
+                ready.append(slot)
                 offsets[tp] = slot.offset + 1
-                taken += 1
-        return outgoing, offsets, taken
+        ready.sort(key=lambda slot: slot.finished)
+        outgoing = [o for slot in ready for o in slot.outgoing or ()]
+        return outgoing, offsets, len(ready)
 
     def committed(self, count: int) -> None:
         self.in_hand -= count
@@ -227,7 +237,7 @@ class StageRunner(Generic[In]):
                 if slot.given_back:
                     return
                 slot.started = True
-                slot.outgoing = await self._process(record)
+                ledger.finish(slot, await self._process(record))
             handled.set()
 
         def settled() -> None:

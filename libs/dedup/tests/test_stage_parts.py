@@ -82,21 +82,30 @@ def test_the_ledger_commits_each_partitions_handled_prefix_only() -> None:
     p0, p1 = TopicPartition("t.in", 0), TopicPartition("t.in", 1)
     first, second, third = (ledger.add(p0, offset) for offset in (3, 4, 5))
     other = ledger.add(p1, 9)
-    third.outgoing = [Outgoing("t.out", b"c", b"5")]
+    ledger.finish(third, [Outgoing("t.out", b"c", b"5")])
     assert ledger.take_ready() == ([], {}, 0)  # 5 is done, but 3 and 4 are not
-    first.outgoing, other.outgoing = [Outgoing("t.out", b"a", b"3")], []
-    assert ledger.take_ready() == (
-        [Outgoing("t.out", b"a", b"3")],
-        {p0: 4, p1: 10},
-        2,
-    )
-    second.outgoing = [Outgoing("t.out", b"b", b"4"), Outgoing("t.in.dlq", b"b", b"x")]
+    ledger.finish(first, [Outgoing("t.out", b"a", b"3")])
+    ledger.finish(other, [])
+    assert ledger.take_ready() == ([Outgoing("t.out", b"a", b"3")], {p0: 4, p1: 10}, 2)
+    ledger.finish(second, [Outgoing("t.out", b"b", b"4"), Outgoing("t.in.dlq", b"b", b"x")])
     outgoing, offsets, taken = ledger.take_ready()
-    assert [o.value for o in outgoing] == [b"4", b"x", b"5"]  # in offset order
+    assert [o.value for o in outgoing] == [b"5", b"4", b"x"]  # in the order they finished
     assert (offsets, taken) == ({p0: 6}, 2)
     assert ledger.in_hand == 4  # until committed
     ledger.committed(4)
     assert ledger.in_hand == 0 and ledger.take_ready() == ([], {}, 0)
+
+
+def test_outputs_of_several_partitions_go_out_in_the_order_their_handlers_finished() -> None:
+    # The ranker: a later group re-decides an image an earlier one decided; the later
+    # decision must be the one that lands last, whichever partitions the groups came from.
+    ledger = Ledger()
+    early = ledger.add(TopicPartition("t.in", 3), 0)
+    late = ledger.add(TopicPartition("t.in", 0), 0)
+    ledger.finish(early, [Outgoing("t.out", b"img", b"kept")])
+    ledger.finish(late, [Outgoing("t.out", b"img", b"duplicate")])
+    outgoing, _, _ = ledger.take_ready()
+    assert [o.value for o in outgoing] == [b"kept", b"duplicate"]
 
 
 def test_a_rebalance_gives_back_only_each_partitions_tail_of_unstarted_records() -> None:
@@ -108,7 +117,8 @@ def test_a_rebalance_gives_back_only_each_partitions_tail_of_unstarted_records()
     assert ledger.give_back() == 2  # d and e: b is not a tail (c after it was started)
     assert (d.given_back, e.given_back, b.given_back) == (True, True, False)
     assert ledger.in_hand == 3
-    a.outgoing, b.outgoing, c.outgoing = [], [], []
+    for slot in (a, b, c):
+        ledger.finish(slot, [])
     assert ledger.take_ready() == ([], {p0: 4}, 3)  # offset 4 is fetched again
 
 
