@@ -109,7 +109,7 @@ STORABLE = frozenset(
     }
 )
 # The matcher's settings that do not change what it decides.
-MATCHER_UNDECIDING = frozenset({"cache_bytes", "pair_cache_size", "working_copy_max_bytes"})
+MATCHER_UNDECIDING = frozenset({"cache_bytes", "pair_cache_bytes", "working_copy_max_bytes"})
 # The code that makes what the state keeps: a change to it is another state key.
 FEATURE_CODE = (
     *(REPO / "services" / "hasher").glob("*.py"),

@@ -1,5 +1,5 @@
-"""Least-recently-used caches: image views by (image id, e_tag) bounded in bytes, pair
-decisions bounded in count.
+"""Least-recently-used caches, both bounded in bytes: image views by (image id, e_tag),
+and pair decisions.
 
 Memory does not grow with the number of images seen: inserting past the budget evicts
 the least recently used entries first. Not thread-safe: the handler uses them from the
@@ -82,33 +82,56 @@ def pair_key(a: Version, b: Version) -> PairKey:
     return (a, b) if a <= b else (b, a)
 
 
+# What one pair decision's entry holds besides its strings (the OrderedDict's link, the
+# key's tuples, the Decision and its provenance), measured with tracemalloc
+# (test_cache.py checks the estimate).
+PAIR_ENTRY_BYTES = 720
+
+
+def pair_bytes(key: PairKey, decision: Decision) -> int:
+    """The memory an entry takes, estimated."""
+    strings = sum(len(part) for version in key for part in version) + len(decision.reason)
+    return PAIR_ENTRY_BYTES + strings
+
+
 class PairCache:
     """Decisions of verified pairs (direction-free), keyed by ``pair_key``."""
 
-    def __init__(self, max_pairs: int) -> None:
-        self._max_pairs = max_pairs
-        self._decisions: OrderedDict[PairKey, Decision] = OrderedDict()
+    def __init__(self, max_bytes: int) -> None:
+        self._max_bytes = max_bytes
+        self._bytes = 0
+        self._decisions: OrderedDict[PairKey, tuple[Decision, int]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._decisions)
 
     @property
-    def max_pairs(self) -> int:
-        return self._max_pairs
+    def max_bytes(self) -> int:
+        return self._max_bytes
+
+    @property
+    def nbytes(self) -> int:
+        return self._bytes
 
     def get(self, key: PairKey) -> Decision | None:
-        decision = self._decisions.get(key)
-        if decision is not None:
-            self._decisions.move_to_end(key)
-        return decision
+        entry = self._decisions.get(key)
+        if entry is None:
+            return None
+        self._decisions.move_to_end(key)
+        return entry[0]
 
     def put(self, key: PairKey, decision: Decision) -> None:
-        if self._max_pairs == 0:
+        size = pair_bytes(key, decision)
+        if size > self._max_bytes:
             return
-        self._decisions[key] = decision
-        self._decisions.move_to_end(key)
-        while len(self._decisions) > self._max_pairs:
-            self._decisions.popitem(last=False)
+        old = self._decisions.pop(key, None)
+        if old is not None:
+            self._bytes -= old[1]
+        self._decisions[key] = (decision, size)
+        self._bytes += size
+        while self._bytes > self._max_bytes:
+            _, (_, evicted) = self._decisions.popitem(last=False)
+            self._bytes -= evicted
 
 
 K = TypeVar("K", bound=Hashable)

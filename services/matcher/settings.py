@@ -59,7 +59,7 @@ class MatcherSettings(RuntimeSettings, BlobSettings):
     # bytes: a 512-px working copy takes about 0.3 MB with its features).
     cache_bytes: int = Field(256 * 1024 * 1024, ge=0)
     # Verdicts of recently verified pairs (both e_tags known), by the two (id, e_tag): the
-    # other direction is answered from it. About 0.5 kB a pair.
-    pair_cache_size: int = Field(100_000, ge=0)
+    # other direction is answered from it. About 0.8 kB a pair (cache.pair_bytes).
+    pair_cache_bytes: int = Field(32 * 1024 * 1024, ge=0)
     # A working copy is small (<= 512 px JPEG); anything bigger is refused unread.
     working_copy_max_bytes: int = Field(8 * 1024 * 1024, ge=1024)

@@ -57,7 +57,7 @@ def matcher_of(settings: MatcherSettings, fetch: FetchWorkingCopy) -> Matcher:
         params,
         policy,
         ViewCache(settings.cache_bytes),
-        PairCache(settings.pair_cache_size),
+        PairCache(settings.pair_cache_bytes),
     )
 
 

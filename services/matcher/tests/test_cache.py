@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
+import tracemalloc
+from dataclasses import replace
+
 import numpy as np
 
-from dedup.v1.groups_pb2 import Verdict
-from services.matcher.cache import PairCache, ViewCache, pair_key
+from dedup.v1.groups_pb2 import Derivation, Verdict
+from services.matcher.cache import PairCache, ViewCache, pair_bytes, pair_key
 from services.matcher.decide import Check, Decision
 from services.matcher.geometry import ImageView, MatchParams
+from services.matcher.provenance import Provenance
 
 
 def view(nbytes: int) -> ImageView:
@@ -80,15 +85,41 @@ def test_a_pair_has_one_key_whichever_image_is_new() -> None:
     assert pair_key(("a", "etag-2"), b) != pair_key(a, b)
 
 
-def test_the_pair_cache_keeps_the_most_recently_used_pairs() -> None:
-    cache = PairCache(max_pairs=2)
+def test_the_pair_cache_keeps_the_most_recently_used_pairs_within_its_bytes() -> None:
     keys = [pair_key((f"x{i}", "e"), ("y", "e")) for i in range(3)]
+    size = pair_bytes(keys[0], decision("0"))
+    cache = PairCache(max_bytes=2 * size)
     cache.put(keys[0], decision("0"))
     cache.put(keys[1], decision("1"))
     assert cache.get(keys[0]) == decision("0")  # now the most recent
     cache.put(keys[2], decision("2"))
     assert len(cache) == 2 and cache.get(keys[1]) is None
     assert cache.get(keys[0]) is not None and cache.get(keys[2]) is not None
-    off = PairCache(max_pairs=0)
+    assert cache.nbytes == 2 * size
+    cache.put(keys[2], decision("2"))  # again: replaced, not counted twice
+    assert cache.nbytes == 2 * size
+    off = PairCache(max_bytes=0)
     off.put(keys[0], decision("0"))
     assert len(off) == 0
+
+
+def test_a_pair_entrys_estimate_is_near_what_it_takes() -> None:
+    entries = 2000
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        cache = PairCache(max_bytes=1 << 40)
+        for i in range(entries):
+            ours = (hashlib.sha256(b"%d" % i).hexdigest(), f'"0x8DC{i:012d}"')
+            theirs = (hashlib.sha256(b"%d" % (i + 1)).hexdigest(), f'"0x8DD{i:012d}"')
+            found = Provenance(
+                0.9, 0.8, Derivation.DERIVATION_CROP, Derivation.DERIVATION_UNSPECIFIED
+            )
+            cache.put(
+                pair_key(ours, theirs),
+                replace(decision(f"{120 + i % 50} inliers of {130 + i} matches"), provenance=found),
+            )
+        taken = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert 0.75 < cache.nbytes / taken < 1.33, (cache.nbytes / entries, taken / entries)

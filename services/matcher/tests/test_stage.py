@@ -72,7 +72,7 @@ def test_settings_reach_the_matcher(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DEDUP_MATCHER_MAX_RESIDUAL", "0.3")
     monkeypatch.setenv("DEDUP_MATCHER_MAX_DISPLACED", "0.25")
     monkeypatch.setenv("DEDUP_MATCHER_CACHE_BYTES", "1000")
-    monkeypatch.setenv("DEDUP_MATCHER_PAIR_CACHE_SIZE", "7")
+    monkeypatch.setenv("DEDUP_MATCHER_PAIR_CACHE_BYTES", "7000")
     monkeypatch.setenv("DEDUP_MATCHER_DESCRIPTOR_MATCHING", "brute-force")
     monkeypatch.setenv("DEDUP_MATCHER_SKIP_DECIDED", "false")
     monkeypatch.setenv("DEDUP_MATCHER_ALIGNED_MAX_PDQ", "-1")
@@ -81,7 +81,7 @@ def test_settings_reach_the_matcher(monkeypatch: pytest.MonkeyPatch) -> None:
     assert matcher.policy.max_residual == 0.3
     assert matcher.policy.max_displaced == 0.25
     assert matcher.cache.max_bytes == 1000
-    assert matcher.pairs.max_pairs == 7
+    assert matcher.pairs.max_bytes == 7000
     assert matcher.params.descriptor_matching is DescriptorMatching.BRUTE_FORCE
     assert not matcher.params.skip_decided
     assert matcher.policy.aligned_max_pdq == -1
