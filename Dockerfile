@@ -38,9 +38,12 @@ RUN pip install --no-deps -c requirements.lock . \
 # The six images share every layer up to the ARGs below (built once, then cached); only
 # the last, empty-sized ones name the service.
 FROM ${PYTHON_IMAGE}
+# /app exists in the image: podman's WORKDIR alone does not make it, and a read-only root
+# filesystem (the chart's) cannot get it at start.
 RUN groupadd --system --gid 10001 dedup \
     && useradd --system --uid 10001 --gid 10001 --no-create-home \
-       --home-dir /nonexistent --shell /usr/sbin/nologin dedup
+       --home-dir /nonexistent --shell /usr/sbin/nologin dedup \
+    && mkdir /app
 COPY --from=builder /opt/venv /opt/venv
 COPY images/entrypoint.sh /usr/local/bin/dedup-service
 ARG SERVICE

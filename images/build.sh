@@ -16,7 +16,7 @@ bash images/base.sh
 
 names=("$@")
 ((${#names[@]})) || names=("${SERVICES[@]}")
-mkdir -p "$STORAGE"
+mkdir -p "$LOGS"
 summary=()
 total=$SECONDS
 for name in "${names[@]}"; do
@@ -32,8 +32,8 @@ for name in "${names[@]}"; do
     --build-arg "PYTHON_IMAGE=$BASE_IMAGE" \
     --build-arg "SERVICE=$name" --build-arg "PORT=$port" \
     --label "org.opencontainers.image.version=$VERSION" \
-    --tag "$image" --file Dockerfile . >"$STORAGE/build-$name.log" 2>&1 \
-    || { tail -n 40 "$STORAGE/build-$name.log" >&2; echo "images: $image failed (log: $STORAGE/build-$name.log)" >&2; exit 1; }
+    --tag "$image" --file Dockerfile . >"$LOGS/build-$name.log" 2>&1 \
+    || { tail -n 40 "$LOGS/build-$name.log" >&2; echo "images: $image failed (log: $LOGS/build-$name.log)" >&2; exit 1; }
   size="$(podman_ image inspect --format '{{.Size}}' "$image")"
   summary+=("$(printf '%-36s %6s MB %4d s' "$image" "$((size / 1000000))" "$((SECONDS - start))")")
 done

@@ -2,11 +2,12 @@
 # Install what `make images` and `make images-smoke` need from Debian's own packages:
 # podman (builds and runs the images), debootstrap (the registry-free base image), runc
 # (crun cannot run containers on a host with hybrid cgroups), uidmap and fuse-overlayfs
-# (podman's storage). Idempotent: installs only what is missing; needs root (or sudo).
+# (podman's storage), catatonit (the pause process of `podman kube play`'s pods). Idempotent: installs only what is missing; needs root (or sudo).
 set -euo pipefail
 
 # package:command that proves it is installed
-WANT=(podman:podman debootstrap:debootstrap runc:runc uidmap:newuidmap fuse-overlayfs:fuse-overlayfs)
+WANT=(podman:podman debootstrap:debootstrap runc:runc uidmap:newuidmap fuse-overlayfs:fuse-overlayfs
+  catatonit:catatonit)
 
 missing=()
 for entry in "${WANT[@]}"; do

@@ -3,9 +3,13 @@
 #
 #   DEDUP_IMAGES_REPOSITORY   localhost/dedup         images are <repository>/<service>:<version>
 #   DEDUP_IMAGES_BASE         localhost/dedup-base:bookworm-<version>   the base (images/base.sh)
-#   DEDUP_IMAGES_STORAGE      <repo>/.run/podman      podman's --root (storage/) and --runroot (run/)
-#                             given as flags: through CONTAINERS_STORAGE_CONF every `run --rm`
-#                             took 20 s here; "system" uses podman's own defaults
+#   DEDUP_IMAGES_STORAGE      ~/.local/share/dedup-images   podman's --root: outside the
+#                             checkout, so that a clean checkout (CI) builds from the cache
+#                             and `make clean` keeps the images; given as flags (through
+#                             CONTAINERS_STORAGE_CONF every `run --rm` took 20 s here);
+#                             "system" uses podman's own storage
+#   DEDUP_IMAGES_RUNROOT      $XDG_RUNTIME_DIR or /run, + /dedup-images   podman's --runroot
+#                             (a tmpfs: its state must not outlive a reboot)
 #   DEDUP_IMAGES_RUNTIME      runc                    crun fails on hosts with hybrid cgroups
 #   DEDUP_IMAGES_ULIMITS      "nofile=16384:16384 nproc=8192:8192"   containers get these
 #                             limits instead of the host's (without CAP_SYS_RESOURCE podman
@@ -30,7 +34,8 @@ SERVICES=(hasher verifier embedder matcher ranker ingest)
 
 REPOSITORY="${DEDUP_IMAGES_REPOSITORY:-localhost/dedup}"
 BASE_IMAGE="${DEDUP_IMAGES_BASE:-localhost/dedup-base:bookworm-$VERSION}"
-STORAGE="${DEDUP_IMAGES_STORAGE:-$IMAGES_ROOT/.run/podman}"
+STORAGE="${DEDUP_IMAGES_STORAGE:-${XDG_DATA_HOME:-$HOME/.local/share}/dedup-images}"
+RUNROOT="${DEDUP_IMAGES_RUNROOT:-${XDG_RUNTIME_DIR:-/run}/dedup-images}"
 RUNTIME="${DEDUP_IMAGES_RUNTIME:-runc}"
 read -r -a ULIMITS <<<"${DEDUP_IMAGES_ULIMITS-nofile=16384:16384 nproc=8192:8192}"
 CA_BUNDLE="${DEDUP_IMAGES_CA_BUNDLE-${PIP_CERT:-}}"
@@ -38,7 +43,9 @@ CA_BUNDLE="${DEDUP_IMAGES_CA_BUNDLE-${PIP_CERT:-}}"
 image_of() { echo "$REPOSITORY/$1:$VERSION"; }
 
 PODMAN=(podman)
-[[ "$STORAGE" == system ]] || PODMAN+=(--root "$STORAGE/storage" --runroot "$STORAGE/run")
+[[ "$STORAGE" == system ]] || PODMAN+=(--root "$STORAGE" --runroot "$RUNROOT")
+# Build logs (images/build.sh).
+LOGS="${DEDUP_IMAGES_LOGS:-$IMAGES_ROOT/.run/images}"
 [[ -z "$RUNTIME" ]] || PODMAN+=(--runtime "$RUNTIME")
 # Without systemd (a container, a CI runner) podman's defaults (systemd cgroups, journald
 # events) only warn and fall back; say so up front.

