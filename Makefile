@@ -100,6 +100,10 @@ images: ## build the base image (debootstrap, no registry) and every service's i
 images-smoke: ## each image: uid 10001, /healthz, not ready without its dependencies, SIGTERM at any point
 	bash images/smoke.sh
 
+.PHONY: images-play
+images-play: setup ## the chart's Deployments with podman kube play on a private stack: pods ready, the demo's photos decided as make demo decides them
+	bash images/play-demo.sh
+
 .PHONY: images-push
 images-push: ## push the images to REGISTRY (e.g. REGISTRY=registry.example.com/team/dedup)
 	bash images/push.sh $(REGISTRY)

@@ -88,12 +88,40 @@ def host_network(deployment: dict[str, Any]) -> None:
                 container[probe]["httpGet"]["port"] = port
 
 
+def down(services: dict[str, tuple[str, int, int]] | None = None) -> list[str]:
+    """Stop every pod (SIGTERM, then the grace period: podman 4.3 does not read the pod
+    spec's terminationGracePeriodSeconds), check each service exited 0, remove them."""
+    failures = []
+    ids = {p["Id"]: p["Name"] for p in json.loads(podman("pod", "ps", "--format", "json"))}
+    pods = [name for name in ids.values() if name.startswith("dedup-")]
+    grace = max((g for _, _, g in (services or {}).values()), default=30)
+    if pods:
+        t0 = time.monotonic()
+        podman("pod", "stop", "--time", str(grace), *pods, check=False)
+        took = time.monotonic() - t0
+        exits = {}
+        for c in json.loads(podman("ps", "--all", "--format", "json")):
+            if ids.get(c.get("Pod", "")) in pods and not c.get("IsInfra"):
+                exits[c["Names"][0]] = c.get("ExitCode")
+        print(f"podman pod stop: {len(pods)} pods in {took:.1f} s (grace {grace} s), exit {exits}")
+        failures += [f"{name}: exit {code} on SIGTERM" for name, code in exits.items() if code]
+        if took > grace:
+            failures.append(f"pod stop took {took:.0f} s, past the grace period")
+    podman("kube", "down", str(OUT / "deployments.yaml"), check=False)
+    return failures
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ready-timeout", type=float, default=0, help="0: expect not ready")
     parser.add_argument("--keep", action="store_true", help="leave the pods running")
     parser.add_argument("--set", action="append", default=[], help="passed to helm template")
+    parser.add_argument("--down", action="store_true", help="stop and remove the pods")
     options = parser.parse_args()
+    if options.down:
+        for failure in (problems := down()):
+            print(f"FAIL {failure}")
+        return 1 if problems else 0
 
     documents = render([f"--set={item}" for item in options.set])
     deployments = [d for d in documents if d.get("kind") == "Deployment"]
@@ -164,15 +192,9 @@ def main() -> int:
         services[deployment] = (cname, port, grace)
 
     if options.keep:
-        print("pods left running (podman kube down out/play/deployments.yaml)")
+        print("pods left running (images/play.py --down)")
     else:
-        t0 = time.monotonic()
-        podman("kube", "down", str(OUT / "deployments.yaml"), check=False)
-        took = time.monotonic() - t0
-        grace = max(g for _, _, g in services.values())
-        print(f"podman kube down: {took:.1f} s (grace {grace} s)")
-        if took > grace:
-            failures.append(f"kube down took {took:.0f} s, past the grace period")
+        failures += down(services)
     for failure in failures:
         print(f"FAIL {failure}")
     return 1 if failures else 0

@@ -18,6 +18,8 @@ for name in "${SERVICES[@]}"; do
   podman_ image exists "$image" || { echo "images-push: no $image (make images)" >&2; exit 1; }
   target="$registry/$name:$VERSION"
   log "push $image -> $target"
-  podman_ push "$image" "docker://$target"
+  # DEDUP_IMAGES_PUSH_FLAGS: e.g. --tls-verify=false for a plain-HTTP registry on localhost.
+  # shellcheck disable=SC2086
+  podman_ push --quiet ${DEDUP_IMAGES_PUSH_FLAGS:-} "$image" "docker://$target"
 done
 log "helm install dedup charts/dedup --set image.repository=$registry"

@@ -9,9 +9,8 @@ pointed at a closed port on 127.0.0.1:
    (and goes on reporting it) while its dependencies are down;
 3. SIGTERM while it waits for them: it exits 0 within the grace period.
 
-With `--stack HOST:KAFKA_PORT,...` (images/smoke.sh --stack starts a private stack), the
-life check also waits for /readyz to turn ready once the dependencies are up, and the
-SIGTERM comes while it consumes.
+That each turns ready once its dependencies are up, and stops cleanly while consuming, is
+`make images-play`'s part (images/play-demo.sh: the chart's pods on a private stack).
 
     python images/smoke.py [--grace S] [SERVICE...]
 
@@ -22,7 +21,6 @@ DEDUP_IMAGES_IMAGES); standard library only.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import socket
@@ -54,7 +52,6 @@ class Endpoints:
     milvus: str
     triton: str
     eventhub: str
-    up: bool = False
 
     @classmethod
     def closed(cls) -> Endpoints:
@@ -225,25 +222,15 @@ def smoke(service: str, image: str, where: Endpoints, grace: float) -> Report:
         report.check(
             podman("exec", name, "id", "-u", check=False) == UID, f"podman exec id -u is not {UID}"
         )
-        if where.up:
-            ready = False
-            while time.monotonic() - started < 120 and running(name):
-                if get(port, "/readyz")[0] == 200:
-                    ready = True
-                    break
-                time.sleep(0.5)
-            report.figures["ready_after_s"] = round(time.monotonic() - started, 2)
-            report.check(ready, f"/readyz never turned ready\n{logs(name)}")
-        else:
-            answers = []
-            for _ in range(6):  # 3 s: not ready, and staying so
-                answers.append(get(port, "/readyz"))
-                time.sleep(0.5)
-            codes = sorted({code for code, _ in answers})
-            report.figures["readyz_while_down"] = codes
-            report.figures["readyz_detail"] = answers[-1][1][:100]
-            report.check(codes == [503], f"/readyz answered {codes} while dependencies are down")
-        # 3. SIGTERM while it waits for its dependencies (or consumes).
+        answers = []
+        for _ in range(6):  # 3 s: not ready, and staying so
+            answers.append(get(port, "/readyz"))
+            time.sleep(0.5)
+        codes = sorted({code for code, _ in answers})
+        report.figures["readyz_while_down"] = codes
+        report.figures["readyz_detail"] = answers[-1][1][:100]
+        report.check(codes == [503], f"/readyz answered {codes} while dependencies are down")
+        # 3. SIGTERM while it waits for its dependencies.
         took, status = stop(name, grace)
         report.figures["stop_when_running_s"] = round(took, 2)
         report.figures["stop_when_running_exit"] = status
@@ -258,15 +245,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("services", nargs="*", help="default: all of DEDUP_IMAGES_IMAGES")
     parser.add_argument("--grace", type=float, default=10.0, help="seconds (default 10)")
-    parser.add_argument(
-        "--stack",
-        metavar="JSON",
-        help='dependencies that are up: {"kafka": "127.0.0.1:29092", "blob": ..., ...}',
-    )
     options = parser.parse_args()
     where = Endpoints.closed()
-    if options.stack:
-        where = Endpoints(**json.loads(options.stack), up=True)
     names = options.services or list(IMAGES)
     unknown = [name for name in names if name not in IMAGES]
     if unknown or not names:
