@@ -91,6 +91,24 @@ faults: setup ## the fault suite on a private stack: kills, outages, poison, rep
 demo: setup ## run the main job on the local stack and print what happened
 	bash scripts/demo.sh
 
+# ---- images ---------------------------------------------------------------------------
+# Settings (DEDUP_IMAGES_REPOSITORY, _STORAGE, _RUNTIME, _ULIMITS, _CA_BUNDLE): images/lib.sh.
+.PHONY: images
+images: ## build the base image (debootstrap, no registry) and every service's image with podman
+	nice -n 10 bash images/build.sh
+
+.PHONY: images-smoke
+images-smoke: ## each image: uid 10001, /healthz, not ready without its dependencies, SIGTERM at any point
+	bash images/smoke.sh
+
+.PHONY: images-play
+images-play: setup ## the chart's Deployments with podman kube play on a private stack: pods ready, the demo's photos decided as make demo decides them
+	bash images/play-demo.sh
+
+.PHONY: images-push
+images-push: ## push the images to REGISTRY (e.g. REGISTRY=registry.example.com/team/dedup)
+	bash images/push.sh $(REGISTRY)
+
 # ---- measurements ---------------------------------------------------------------------
 # The peers bench/scan_cost.py runs, in a venv of their own: Immaculate needs Python >= 3.12.
 PEERS_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) $(shell command -v python3.12))

@@ -63,13 +63,13 @@ async def upload_samples(store: BlobStore, options: DemoOptions, prefix: str) ->
     files = sample_set(options.originals, options.edits, seed=int(time.time()) % 1000)
     await store.ensure_container(options.container)
     for i, f in enumerate(files, 1):
-        await store.upload(options.container, f"{prefix}/{f.name}", f.data, _content_type(f.name))
+        await store.upload(options.container, f"{prefix}/{f.name}", f.data, content_type(f.name))
         print(f"\r  uploaded {i}/{len(files)}", end="", flush=True)
     print()
     return len(files)
 
 
-def _content_type(name: str) -> str:
+def content_type(name: str) -> str:
     ext = name.rsplit(".", 1)[-1]
     return {"jpg": "image/jpeg", "png": "image/png", "webp": "image/webp"}.get(ext, "")
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make chart: check the Helm chart, its alerts and dashboard, and the services' Dockerfiles,
+# make chart: check the Helm chart, its alerts and dashboard, and the services' Dockerfile,
 # offline. Every step runs; the script exits non-zero when any step failed.
 #
 #   1. helm lint --strict with every charts/dedup/ci/*-values.yaml
@@ -12,8 +12,8 @@
 #   5. promtool check rules on every rendered PrometheusRule; promtool test rules with
 #      tests/chart/rules_test.yaml
 #   6. the Grafana dashboard parses and every query reads dedup_ metrics
-#   7. hadolint and our own checks on services/<name>/Dockerfile; hadolint on the GPU model
-#      repository's Dockerfile (services/embedder/models-gpu-example)
+#   7. hadolint and our own checks on ./Dockerfile (the one for every service, ARG SERVICE);
+#      hadolint on the GPU model repository's Dockerfile (services/embedder/models-gpu-example)
 #
 # Tools come from scripts/install_chart_tools.sh (run first; quick when all is in place).
 set -uo pipefail
@@ -200,13 +200,11 @@ for rendered in "$OUT"/rendered/*.yaml; do
 done
 
 section "Dockerfiles"
-for name in "${SERVICES[@]}"; do
-  run "hadolint services/$name/Dockerfile" "$HADOLINT" --failure-threshold warning "services/$name/Dockerfile"
-done
+run "hadolint Dockerfile" "$HADOLINT" --failure-threshold warning Dockerfile
 # The GPU Triton's model repository image (SSCD's file installed from PyPI, never copied).
 run "hadolint services/embedder/models-gpu-example/Dockerfile" \
   "$HADOLINT" --failure-threshold warning services/embedder/models-gpu-example/Dockerfile
-run "pinned bases, multi-stage, USER 10001, ENTRYPOINT, one shape for all" \
+run "pinned base, multi-stage, USER 10001, ARG SERVICE/PORT, tini; ports agree" \
   env PYTHONPATH="$ROOT" "$PY" scripts/chart_checks.py dockerfiles "$ROOT" "${SERVICES[@]}"
 
 section "summary"

@@ -3,7 +3,8 @@
     python scripts/chart_checks.py stage CHART DEST          copy a chart for lint/template
     python scripts/chart_checks.py rules RENDERED OUT        PrometheusRule groups -> rule file
     python scripts/chart_checks.py dashboard JSON...         parse and check dashboards
-    python scripts/chart_checks.py dockerfiles ROOT NAME...  check services/<name>/Dockerfile
+    python scripts/chart_checks.py dockerfiles ROOT NAME...  check ./Dockerfile, the one for
+                                                             every service, and its wiring
     python scripts/chart_checks.py settings RENDERED...      every service's rendered env
                                                              passes its settings class
     python scripts/chart_checks.py wiring RENDERED...        the rendered topics chain the
@@ -27,7 +28,7 @@ from typing import Any
 
 from tests.chart.metric_names import dashboard_metric_names, dashboard_queries, stage_chart
 
-# The default port of each service (DEDUP_<SERVICE>_HTTP_PORT's default).
+# The default port of each service (DEDUP_<SERVICE>_HTTP_PORT's default, the image's PORT).
 SERVICE_PORTS = {
     "hasher": 9101,
     "verifier": 9102,
@@ -130,8 +131,8 @@ def cmd_dashboard(paths: list[str]) -> int:
 _SECRETISH = re.compile(r"(PASSWORD|SECRET|TOKEN|CONNECTION_STRING|ACCESS_KEY|API_KEY)", re.I)
 
 
-def dockerfile_problems(path: Path, name: str) -> list[str]:
-    """What hadolint does not know about our Dockerfiles' contract."""
+def dockerfile_problems(path: Path) -> list[str]:
+    """What hadolint does not know about our Dockerfile's contract."""
     text = path.read_text()
     # Join continuation lines; drop comments.
     logical = re.sub(r"\\\n", " ", text)
@@ -139,14 +140,17 @@ def dockerfile_problems(path: Path, name: str) -> list[str]:
     lines = [line for line in lines if line and not line.startswith("#")]
     problems: list[str] = []
     args: dict[str, str] = {}
+    declared: set[str] = set()
     users: list[str] = []
     stages = 0
     for line in lines:
         word, _, rest = line.partition(" ")
         word = word.upper()
-        if word == "ARG" and "=" in rest:
-            key, _, value = rest.partition("=")
-            args.setdefault(key.strip(), value.strip().strip('"'))
+        if word == "ARG":
+            declared.add(rest.split("=")[0].strip())
+            if "=" in rest:
+                key, _, value = rest.partition("=")
+                args.setdefault(key.strip(), value.strip().strip('"'))
         if word in ("ARG", "ENV") and _SECRETISH.search(rest.split("=")[0].split()[0]):
             problems.append(f"{path}: {word} {rest.split('=')[0]} looks like a secret")
         if word == "FROM":
@@ -171,40 +175,56 @@ def dockerfile_problems(path: Path, name: str) -> list[str]:
             problems.append(f"{path}: the final USER {users[-1]} is not a numeric non-root uid")
         elif user != "10001":
             problems.append(f"{path}: USER {user}: the chart runs as 10001")
-    entry = f'ENTRYPOINT ["python", "-m", "services.{name}"]'
+    for arg in ("SERVICE", "PORT"):
+        if arg not in declared:
+            problems.append(f"{path}: no `ARG {arg}` (one Dockerfile for every service)")
+        elif arg in args:
+            problems.append(f"{path}: `ARG {arg}` has a default: every build names its own")
+    entry = 'ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/dedup-service"]'
     if entry not in lines:
-        problems.append(f"{path}: no `{entry}`")
-    if f"EXPOSE {SERVICE_PORTS[name]}" not in lines:
-        problems.append(f"{path}: no `EXPOSE {SERVICE_PORTS[name]}`")
+        problems.append(f"{path}: no `{entry}` (tini as PID 1 forwards SIGTERM)")
+    if "EXPOSE ${PORT}" not in lines:
+        problems.append(f"{path}: no `EXPOSE ${{PORT}}`")
     if not re.search(r"pip install [^\n]*-c requirements\.lock[^\n]* \.(\s|$)", logical):
         problems.append(f"{path}: the builder does not `pip install -c requirements.lock .`")
     return problems
 
 
-def normalised(path: Path, name: str) -> str:
-    """The Dockerfile without comments, with the name and the port as placeholders."""
-    lines = [line for line in path.read_text().splitlines() if not line.startswith("#")]
-    text = "\n".join(lines).replace(name, "<service>").replace(name.upper(), "<SERVICE>")
-    return text.replace(str(SERVICE_PORTS[name]), "<port>")
+def wiring_problems(root: Path, names: list[str]) -> list[str]:
+    """Each service's port agrees in its settings, images/lib.sh (the build args) and here;
+    it has an entry point; and no Dockerfile of its own is left beside the shared one."""
+    problems: list[str] = []
+    lib = (root / "images" / "lib.sh").read_text()
+    built = {name: int(port) for name, port in re.findall(r"\[(\w+)\]=(\d+)", lib)}
+    if built != {name: SERVICE_PORTS[name] for name in names}:
+        problems.append(f"images/lib.sh SERVICE_PORTS {built} != {SERVICE_PORTS}")
+    for name in names:
+        service = root / "services" / name
+        if not (service / "__main__.py").is_file():
+            problems.append(f"{service}: no __main__.py for `python -m services.{name}`")
+        if (service / "Dockerfile").exists():
+            problems.append(f"{service}/Dockerfile: the services share ./Dockerfile (ARG SERVICE)")
+        settings = (service / "settings.py").read_text()
+        match = re.search(r"http_port: int = (?:Field\()?(\d+)", settings)
+        if not match or int(match[1]) != SERVICE_PORTS[name]:
+            found = match[1] if match else "none"
+            problems.append(
+                f"{service}/settings.py: http_port default {found} != {SERVICE_PORTS[name]}"
+            )
+    return problems
 
 
 def cmd_dockerfiles(root: str, names: list[str]) -> int:
-    problems: list[str] = []
-    shapes: dict[str, list[str]] = {}
-    for name in names:
-        path = Path(root) / "services" / name / "Dockerfile"
-        if not path.is_file():
-            problems.append(f"{path}: missing")
-            continue
-        problems += dockerfile_problems(path, name)
-        shapes.setdefault(normalised(path, name), []).append(name)
-    if len(shapes) > 1:
-        groups = "; ".join(", ".join(group) for group in shapes.values())
-        problems.append(f"the Dockerfiles differ beyond the service name and port: {groups}")
+    path = Path(root) / "Dockerfile"
+    problems = dockerfile_problems(path) if path.is_file() else [f"{path}: missing"]
+    problems += wiring_problems(Path(root), names)
     for problem in problems:
         print(problem, file=sys.stderr)
     if not problems:
-        print(f"{len(names)} Dockerfiles: pinned, multi-stage, USER 10001, same shape")
+        print(
+            f"Dockerfile for {len(names)} services: pinned, multi-stage, USER 10001, "
+            "ARG SERVICE/PORT, tini; ports agree with the settings and images/lib.sh"
+        )
     return 1 if problems else 0
 
 

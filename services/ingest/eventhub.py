@@ -10,6 +10,7 @@ the dead-letter topic with the error in its headers, like a stage's unparseable 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
 from collections.abc import Sequence
@@ -25,7 +26,7 @@ from dedup.health import Health, serve_health
 from dedup.logs import configure_logging, dependency_of_error, dependency_ok
 from dedup.runtime.contract import backoff_seconds
 from dedup.runtime.kafka import KafkaError
-from dedup.runtime.stage import request_stop_on_signals
+from dedup.runtime.stage import keep_early_signals, request_stop_on_signals
 from dedup.settings import load_settings
 from dedup.v1.events_pb2 import BlobEvent
 from services.ingest.settings import IngestSettings
@@ -255,14 +256,26 @@ async def serve(settings: IngestSettings) -> None:
     stop = asyncio.Event()
     request_stop_on_signals(stop)
     http = await serve_health(health, settings.http_host, settings.http_port)
+    consuming = asyncio.create_task(consume(settings, health, stop))
+    stopped = asyncio.create_task(stop.wait())
     try:
-        await consume(settings, health, stop)
+        await asyncio.wait({consuming, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if not consuming.done() and not health.ready:
+            # A stop while it still waits for blob storage or Kafka: nothing to finish.
+            consuming.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await consuming
+            log.info("stopped before start-up finished")
+        else:
+            await consuming  # consume() finishes the batch in hand
     finally:
+        stopped.cancel()
         await http.cleanup()
 
 
 def main() -> None:
     """`python -m services.ingest` and `dedup ingest eventhub`."""
+    keep_early_signals()
     settings = load_settings(IngestSettings)
     configure_logging(SERVICE, settings.log_level)
     try:

@@ -21,6 +21,9 @@ SIGTERM (or SIGINT) stops fetching, finishes and commits the records being handl
 gives back the others (never committed: they are redelivered) and exits. If those being
 handled cannot finish within `shutdown_timeout_seconds` (a dependency is down), the
 process exits without committing them, and they are redelivered to the next consumer.
+During start-up (waiting for Kafka) nothing is in hand: the process exits at once. A
+signal that arrives before the event loop's handler is installed is kept and acted on (as
+PID 1 of a container, a process never sees a signal it has no handler for).
 """
 
 import asyncio
@@ -161,7 +164,31 @@ class Ledger:
 
 
 class Abandoned(Exception):
-    """Shutdown ran out of time while records were still retrying: leave them uncommitted."""
+    """Shutdown ran out of time while records were still retrying: leave them uncommitted.
+    Or a stop came during start-up, when nothing is in hand."""
+
+
+T = TypeVar("T")
+
+
+async def until_stopped(call: Awaitable[T], stop: asyncio.Event) -> T:
+    """Await `call`; a stop before it returns cancels it and raises Abandoned (start-up:
+    connecting, waiting for a dependency, with nothing in hand to finish)."""
+    task = asyncio.ensure_future(call)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    finally:
+        stopped.cancel()
+    if stop.is_set():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        raise Abandoned
+    return task.result()
 
 
 def parse_message(input_type: type[In], data: bytes | None) -> In:
@@ -216,14 +243,24 @@ class StageRunner(Generic[In]):
         outputs, in one transaction: an image waits for the records before it in its
         partition, never for a whole batch."""
         s = self.settings
-        await self._retry_forever("kafka", lambda: ensure_topics(s, self._topics()))
+        try:
+            await self._retry_forever("kafka", lambda: ensure_topics(s, self._topics()))
+        except Abandoned:
+            log.info("stopped before start-up finished")
+            return
         gate = FinishInHandOnRevoke()
         consumer = make_consumer(s, s.input_topic, self.group, gate)
         producer = RenewableProducer(
             s, functools.partial(make_producer, transactional_id=transactional_id(self.group))
         )
-        await self._retry_forever("kafka", consumer.start)
-        await self._retry_forever("kafka", producer.get)
+        try:
+            await self._retry_forever("kafka", consumer.start)
+            await self._retry_forever("kafka", producer.get)
+        except Abandoned:
+            await producer.stop()
+            await consumer.stop()
+            log.info("stopped before start-up finished")
+            return
         self.health.ready, self.health.detail = True, "consuming"
         log.info(
             "consuming %s -> %s", s.input_topic, s.output_topic, extra={"topic": s.input_topic}
@@ -413,11 +450,12 @@ class StageRunner(Generic[In]):
                 )
 
     async def _retry_forever(self, what: str, call: Callable[[], Awaitable[object]]) -> None:
-        """Start-up calls: wait for a dependency that is not there yet."""
+        """Start-up calls: wait for a dependency that is not there yet. A stop ends the
+        wait, and the call in progress, at once (Abandoned): no batch is in hand yet."""
         attempt = 0
         while True:
             try:
-                await call()
+                await self._unless_stopped(call())
                 dependency_ok(what)
                 return
             except (KafkaError, *TRANSIENT) as error:
@@ -429,7 +467,11 @@ class StageRunner(Generic[In]):
                     error,
                     extra={"attempt": attempt, "dependency": what},
                 )
-                await self._sleep(self._backoff(attempt))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stop.wait(), self._backoff(attempt))
+
+    async def _unless_stopped(self, call: Awaitable[object]) -> None:
+        await until_stopped(call, self.stop)
 
     def _backoff(self, attempt: int) -> float:
         s = self.settings
@@ -447,10 +489,29 @@ class StageRunner(Generic[In]):
         await asyncio.sleep(seconds)
 
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# The stop signals that arrived before the event loop took them over (keep_early_signals).
+_early_signals: list[int] = []
+
+
+def keep_early_signals() -> None:
+    """Remember SIGTERM/SIGINT until `request_stop_on_signals` installs the loop's handler:
+    the first thing `main` does, so that a stop during start-up is not lost."""
+
+    def keep(signum: int, _frame: object) -> None:
+        _early_signals.append(signum)
+
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, keep)
+
+
 def request_stop_on_signals(stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in STOP_SIGNALS:
         loop.add_signal_handler(sig, stop.set)
+    if _early_signals:
+        log.info("stopping: %s arrived during start-up", signal.Signals(_early_signals[0]).name)
+        stop.set()
 
 
 S = TypeVar("S", bound=RuntimeSettings)
@@ -472,8 +533,16 @@ async def serve(name: str, settings: S, open_stage: OpenStage[S]) -> None:
     try:
         while not stop.is_set():
             try:
-                async with open_stage(settings) as stage:
+                async with contextlib.AsyncExitStack() as opened:
+                    # Opening waits for the stage's own dependencies (Milvus, blob storage,
+                    # Triton): a stop meanwhile ends it.
+                    stage = await until_stopped(
+                        opened.enter_async_context(open_stage(settings)), stop
+                    )
                     await StageRunner(stage, settings, stop, health).run()
+                return
+            except Abandoned:
+                log.info("stopped before start-up finished")
                 return
             except TRANSIENT as error:
                 attempt += 1
@@ -494,6 +563,7 @@ async def serve(name: str, settings: S, open_stage: OpenStage[S]) -> None:
 
 def main(name: str, settings: S, open_stage: OpenStage[S]) -> None:
     """The entry point of a service's `__main__`."""
+    keep_early_signals()
     return_large_blocks()  # before any thread starts
     configure_logging(name, settings.log_level)
     asyncio.run(serve(name, settings, open_stage))
