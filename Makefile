@@ -79,9 +79,10 @@ chart: venv ## lint, render and validate the Helm chart, its alerts, dashboard a
 	bash scripts/chart.sh
 
 .PHONY: test
-test: setup proto-check lint chart ## everything CI runs: set-up, proto check, lint, chart, unit, integration and fault tests
+test: setup proto-check lint chart ## everything CI runs: set-up, proto check, lint, chart, unit, integration and fault tests, the images
 	$(VENV)/bin/pytest
 	$(MAKE) faults
+	$(MAKE) images images-smoke
 
 .PHONY: faults
 faults: setup ## the fault suite on a private stack: kills, outages, poison, replicas (tests/faults)
