@@ -151,11 +151,14 @@ class Flusher:
 
     def added(self, rows: int) -> None:
         """`rows` were just inserted (or upserted) into the collection."""
-        now = self._clock_of()
-        if self._state.added(rows, now):
+        if self._state.added(rows, self._clock_of()):
             self._begin()
-        elif self._timer is None:
-            wait = self._state.wait_seconds(now)
+        else:
+            self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        if self._timer is None:
+            wait = self._state.wait_seconds(self._clock_of())
             if wait is not None:
                 self._timer = asyncio.get_running_loop().call_later(wait, self._on_timer)
 
@@ -166,25 +169,22 @@ class Flusher:
 
     def _begin(self) -> None:
         if self._task is not None and not self._task.done():
-            return  # the rows wait for the next one (the next insert or the timer)
+            return  # the rows wait for the flush in flight to end (see _flushing)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self._state.flushing()
-        self.flushes += 1
-        self._task = asyncio.create_task(self._flush())
+        self._task = asyncio.create_task(self._flushing())
 
-    async def _flush(self) -> None:
-        try:
-            await timed(self._service, "flush", flush(self._client, self._collection))
-        except Exception as error:  # see the class's docstring
-            _log.warning("milvus flush of %s failed: %s", self._collection, error)
-        if self._state.due(self._clock_of()):
-            self._begin()  # rows came in while this one ran, enough for another
-        elif self._timer is None:
-            wait = self._state.wait_seconds(self._clock_of())
-            if wait is not None:
-                self._timer = asyncio.get_running_loop().call_later(wait, self._on_timer)
+    async def _flushing(self) -> None:
+        # Another round when rows that came in meanwhile make one due again.
+        while self._state.due(self._clock_of()):
+            self._state.flushing()
+            self.flushes += 1
+            try:
+                await timed(self._service, "flush", flush(self._client, self._collection))
+            except Exception as error:  # see the class's docstring
+                _log.warning("milvus flush of %s failed: %s", self._collection, error)
+        self._arm_timer()
 
     async def aclose(self) -> None:
         """Stop the timer and wait for a flush in flight (nothing new is begun)."""
