@@ -6,8 +6,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from services.hasher.index import IndexedImage, Radii
-from services.hasher.milvus_index import MilvusHashIndex, to_row
+from services.hasher.milvus_index import (
+    HashIndexConfig,
+    MilvusHashIndex,
+    hash_index_config,
+    to_row,
+)
 
 
 def image(image_id: str, fill: int) -> IndexedImage:
@@ -74,3 +81,30 @@ async def test_a_stored_image_is_upserted_and_a_new_one_inserted() -> None:
     await asyncio.gather(index.add(image("a", 3)), index.add(image("b", 2)))
     assert client.calls == [("get", 2), ("insert", 1), ("upsert", 1)]
     assert client.rows["a"] == to_row(image("a", 3))
+
+
+def test_hash_index_parameters_per_type() -> None:
+    assert hash_index_config("BIN_FLAT") == HashIndexConfig("BIN_FLAT", {}, {})
+    ivf = hash_index_config("BIN_IVF_FLAT", nlist=64, nprobe=128)
+    assert (ivf.build, ivf.search) == ({"nlist": 64}, {"nprobe": 64})
+    with pytest.raises(ValueError, match="unsupported"):
+        hash_index_config("HNSW")
+
+
+async def test_the_range_search_carries_the_index_search_parameters() -> None:
+    client = FakeClient()
+    seen: list[dict[str, Any]] = []
+    search = client.search
+
+    async def recording(*args: Any, **kwargs: Any) -> list[list[dict[str, Any]]]:
+        seen.append(kwargs["search_params"])
+        return await search(*args, **kwargs)
+
+    client.search = recording  # type: ignore[method-assign]
+    config = hash_index_config("BIN_IVF_FLAT", nlist=16, nprobe=8)
+    index = MilvusHashIndex(client, "c", Radii(10, 5, 8), index=config)
+    await index.search(image("a", 1), [bytes(32)])
+    assert seen == [
+        {"metric_type": "HAMMING", "params": {"radius": 11, "nprobe": 8}},
+        {"metric_type": "HAMMING", "params": {"radius": 6, "nprobe": 8}},
+    ]
