@@ -51,7 +51,8 @@ class EmbedderSettings(RuntimeSettings, BlobSettings, MilvusSettings):
     ivf_nprobe: int = Field(32, ge=1, le=65536)
     hnsw_m: int = Field(16, ge=2, le=2048)
     hnsw_ef_construction: int = Field(200, ge=1)
-    hnsw_ef: int = Field(64, ge=1)
+    # 512: 0.997 of a flat search's candidates (>= 0.40) at 100k in faiss's HNSW; 64: 0.83.
+    hnsw_ef: int = Field(512, ge=1)
     milvus_batch_size: int = Field(64, ge=1, le=16384)
     milvus_batch_delay_seconds: float = Field(0.005, ge=0, le=1)
 
