@@ -87,6 +87,11 @@ class MilvusSettings(BaseSettings):
     # A Kubernetes Secret in production ("user:password" or an API key); none locally.
     milvus_token: SecretStr | None = None
     milvus_timeout_seconds: float = 10.0
+    # Flush a collection after this many rows inserted since the last flush, or this many
+    # seconds after the oldest row not yet flushed (dedup.vectors.FlushPolicy; 0: off).
+    # Never per insert: each flush seals a segment. See bench/README.md, "The growth table".
+    milvus_flush_rows: int = Field(0, ge=0)
+    milvus_flush_seconds: float = Field(0.0, ge=0)
 
 
 class KafkaSettings(BaseSettings):

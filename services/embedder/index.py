@@ -74,7 +74,7 @@ def index_config(
     nprobe: int = 32,
     m: int = 16,
     ef_construction: int = 200,
-    ef: int = 64,
+    ef: int = 512,
 ) -> IndexConfig:
     if index_type == "IVF_FLAT":
         return IndexConfig(index_type, {"nlist": nlist}, {"nprobe": min(nprobe, nlist)})

@@ -23,7 +23,7 @@ import numpy as np
 from pymilvus import AsyncMilvusClient, DataType
 
 from dedup.batching import MicroBatcher
-from dedup.vectors import timed
+from dedup.vectors import Flusher, FlushPolicy, store_rows, timed
 from services.embedder.index import (
     MAX_COLOUR_HEX,
     MAX_URL,
@@ -73,6 +73,18 @@ def from_hit(hit: dict[str, Any]) -> Neighbour:
     return Neighbour(image, float(hit["distance"]))  # COSINE: the "distance" is the similarity
 
 
+def once_per_id(neighbours: list[Neighbour]) -> list[Neighbour]:
+    """The first (most similar) neighbour of each image id: an id inserted twice at once
+    by two replicas has two records until its next upsert (dedup.vectors.store_rows)."""
+    seen: set[str] = set()
+    kept = []
+    for neighbour in neighbours:
+        if neighbour.image.image_id not in seen:
+            seen.add(neighbour.image.image_id)
+            kept.append(neighbour)
+    return kept
+
+
 class MilvusEmbeddingIndex:
     """`EmbeddingIndex` on a Milvus collection (created at start-up if missing)."""
 
@@ -86,12 +98,15 @@ class MilvusEmbeddingIndex:
         service: str = "embedder",
         batch_size: int = 64,
         batch_delay_seconds: float = 0.005,
+        flush: FlushPolicy | None = None,
     ) -> None:
         self._client = client
         self._collection = collection
         self._dim = dim
         self._config = config
         self._service = service
+        # Counts every row this index upserts (and, for a bulk load, what the loader says).
+        self.flusher = Flusher(client, collection, flush or FlushPolicy(), service)
         size, delay = batch_size, batch_delay_seconds
         self._upserts: MicroBatcher[dict[str, Any], None] = MicroBatcher(
             self._upsert_rows, max_size=size, max_delay_seconds=delay
@@ -154,13 +169,15 @@ class MilvusEmbeddingIndex:
     async def aclose(self) -> None:
         for batcher in (self._upserts, self._searches, self._gets, self._versions):
             await batcher.aclose()
+        await self.flusher.aclose()
 
     async def _upsert_rows(self, rows: list[dict[str, Any]]) -> list[None]:
         # One row per image id in a call: a redelivered message may ask twice at once.
         unique = {row["id"]: row for row in rows}
-        await timed(
-            self._service, "upsert", self._client.upsert(self._collection, list(unique.values()))
+        written = await store_rows(
+            self._client, self._collection, list(unique.values()), self._service, "e_tag"
         )
+        self.flusher.added(written)
         return [None] * len(rows)
 
     async def _search_many(self, queries: list[tuple[Vector, int]]) -> list[list[Neighbour]]:
@@ -179,7 +196,7 @@ class MilvusEmbeddingIndex:
             ),
         )
         return [
-            [from_hit(hit) for hit in hits][:own_limit]
+            once_per_id([from_hit(hit) for hit in hits])[:own_limit]
             for hits, (_, own_limit) in zip(result, queries, strict=True)
         ]
 

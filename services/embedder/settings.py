@@ -41,13 +41,18 @@ class EmbedderSettings(RuntimeSettings, BlobSettings, MilvusSettings):
     # The Milvus collection of embeddings (one record per readable image). Embeddings of
     # different models do not compare: a new model needs a new collection (and a back-fill).
     collection: MilvusCollection = "dedup_embeddings_sscd_distilled_320"
-    # Milvus Lite accepts FLAT, IVF_FLAT and AUTOINDEX; a Milvus cluster also HNSW.
-    index_type: IndexType = "IVF_FLAT"
+    # FLAT: exact, and on Milvus Lite the only choice that is (Lite searches its one
+    # growing segment with a fixed interim IVF for IVF_FLAT and AUTOINDEX: 0.575 of the
+    # candidates a flat search finds, whatever ivf_nprobe says). A Milvus cluster: HNSW
+    # (the chart sets it). Measured: bench/README.md, "The growth table". A collection
+    # keeps the index it was made with.
+    index_type: IndexType = "FLAT"
     ivf_nlist: int = Field(1024, ge=1, le=65536)
     ivf_nprobe: int = Field(32, ge=1, le=65536)
     hnsw_m: int = Field(16, ge=2, le=2048)
     hnsw_ef_construction: int = Field(200, ge=1)
-    hnsw_ef: int = Field(64, ge=1)
+    # 512: 0.997 of a flat search's candidates (>= 0.40) at 100k in faiss's HNSW; 64: 0.83.
+    hnsw_ef: int = Field(512, ge=1)
     milvus_batch_size: int = Field(64, ge=1, le=16384)
     milvus_batch_delay_seconds: float = Field(0.005, ge=0, le=1)
 

@@ -81,7 +81,7 @@ async def embedding_index(
         yield MemoryEmbeddingIndex(dim)
         return
     # Imported here: pymilvus (with pandas) is ~60 MB that an index in memory never needs.
-    from dedup.vectors import open_milvus
+    from dedup.vectors import FlushPolicy, open_milvus
     from services.embedder.milvus_index import MilvusEmbeddingIndex
 
     milvus = open_milvus(settings)
@@ -101,6 +101,7 @@ async def embedding_index(
             service=STAGE,
             batch_size=settings.milvus_batch_size,
             batch_delay_seconds=settings.milvus_batch_delay_seconds,
+            flush=FlushPolicy(settings.milvus_flush_rows, settings.milvus_flush_seconds),
         )
         await index.ensure_collection()
         try:

@@ -1,5 +1,7 @@
 """The hasher's settings: environment variables DEDUP_HASHER_*."""
 
+from typing import Literal
+
 from pydantic import Field
 
 from dedup import topics
@@ -28,6 +30,12 @@ class HasherSettings(RuntimeSettings, BlobSettings, MilvusSettings):
     working_side: int = Field(WORKING_SIDE, ge=64, le=4096)
     # Milvus collection of the hashes (one record per readable image).
     collection: MilvusCollection = "dedup_hashes"
+    # The index of both hash fields. BIN_FLAT is exact (every hash within the radius is
+    # found) and the only one Milvus Lite builds; BIN_IVF_FLAT (a Milvus cluster) probes
+    # ivf_nprobe of ivf_nlist lists and misses what lies in the others (README.md).
+    index_type: Literal["BIN_FLAT", "BIN_IVF_FLAT"] = "BIN_FLAT"
+    ivf_nlist: int = Field(1024, ge=1, le=65536)
+    ivf_nprobe: int = Field(64, ge=1, le=65536)
     # Threads decoding and hashing at once; 0: one per CPU of the container's quota
     # (dedup.cpus). The work is CPU-bound, so more
     # threads than cores only contend (OpenCV's own threading is turned off).

@@ -111,13 +111,25 @@ async def hash_index(settings: HasherSettings, *, in_memory: bool) -> AsyncItera
         yield MemoryHashIndex(radii)
         return
     # Imported here: pymilvus (with pandas) is ~60 MB that an index in memory never needs.
-    from dedup.vectors import open_milvus
-    from services.hasher.milvus_index import MilvusHashIndex
+    from dedup.vectors import FlushPolicy, open_milvus
+    from services.hasher.milvus_index import MilvusHashIndex, hash_index_config
 
     milvus = open_milvus(settings)
     try:
-        index = MilvusHashIndex(milvus, settings.collection, radii, STAGE)
+        index = MilvusHashIndex(
+            milvus,
+            settings.collection,
+            radii,
+            STAGE,
+            index=hash_index_config(
+                settings.index_type, nlist=settings.ivf_nlist, nprobe=settings.ivf_nprobe
+            ),
+            flush=FlushPolicy(settings.milvus_flush_rows, settings.milvus_flush_seconds),
+        )
         await index.ensure_collection()
-        yield index
+        try:
+            yield index
+        finally:
+            await index.aclose()
     finally:
         await milvus.close()

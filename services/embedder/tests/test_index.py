@@ -32,6 +32,10 @@ class FakeMilvus:
         self._check()
         self.calls.append(("upsert", len(rows)))
 
+    async def insert(self, collection: str, rows: list[dict[str, Any]]) -> None:
+        self._check()
+        self.calls.append(("insert", len(rows)))
+
     async def search(self, collection: str, data: list[list[float]], **_: Any) -> list[Any]:
         self._check()
         self.calls.append(("search", len(data)))
@@ -74,8 +78,11 @@ async def test_concurrent_calls_become_one_call_each_with_its_own_answer() -> No
         index.embedding_of("a", "0x1"), index.embedding_of("a", "0x2"), index.embedding_of("a", "")
     )
     await index.aclose()
-    # The versions in one call (a, a), then the vector of the one that matched.
-    assert milvus.calls == [("upsert", 5), ("search", 5), ("get", 3), ("get", 1), ("get", 1)]
+    # The store: which ids are stored (the fake says all), then one upsert of them; the
+    # versions in one call (a, a), then the vector of the one that matched.
+    assert milvus.calls == [
+        ("get", 5), ("upsert", 5), ("search", 5), ("get", 3), ("get", 1), ("get", 1)
+    ]  # fmt: skip
     assert versions[0] is not None and versions[1] is None and versions[2] is None
     assert found[0][0].image.e_tag == "0x1"
     assert [[n.image.image_id for n in hits] for hits in found] == [[f"hit{i}"] for i in range(5)]
