@@ -130,6 +130,9 @@ class RuntimeSettings(KafkaSettings):
     batch_size: int = Field(64, ge=1, le=10_000)
     concurrency: int = Field(8, ge=1, le=1024)
     poll_timeout_seconds: float = Field(1.0, gt=0)
+    # A handled record waits this long for the records being handled beside it, so that they
+    # go out in one transaction; never when it is the only one (an idle stage).
+    commit_linger_seconds: float = Field(0.05, ge=0, le=5)
     # A message whose handler raises a non-transient error this many times is dead-lettered.
     max_attempts: int = Field(3, ge=1)
     retry_backoff_seconds: float = Field(0.2, gt=0)

@@ -123,9 +123,15 @@ class Ledger:
         self._parts: dict[TopicPartition, deque[Slot]] = {}
         self._finished = itertools.count(1)
         self.in_hand = 0  # fetched and not yet committed (or given back), publishing included
+        self.busy = 0  # started and not finished
+
+    def start(self, slot: Slot) -> None:
+        slot.started = True
+        self.busy += 1
 
     def finish(self, slot: Slot, outgoing: list[Outgoing]) -> None:
         slot.outgoing, slot.finished = outgoing, next(self._finished)
+        self.busy -= 1
 
     def add(self, tp: TopicPartition, offset: int) -> Slot:
         slot = Slot(offset)
@@ -273,7 +279,7 @@ class StageRunner(Generic[In]):
             async with handlers:
                 if slot.given_back:
                     return
-                slot.started = True
+                ledger.start(slot)
                 ledger.finish(slot, await self._process(record))
             handled.set()
 
@@ -291,6 +297,10 @@ class StageRunner(Generic[In]):
         async def commit_ready() -> None:
             while True:
                 await handled.wait()
+                if ledger.busy and s.commit_linger_seconds:
+                    # Others are about to finish: one transaction for them all (a
+                    # transaction costs the broker as much as its records).
+                    await asyncio.sleep(s.commit_linger_seconds)
                 handled.clear()
                 outgoing, offsets, count = ledger.take_ready()
                 if count:

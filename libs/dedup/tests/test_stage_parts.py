@@ -82,6 +82,8 @@ def test_the_ledger_commits_each_partitions_handled_prefix_only() -> None:
     p0, p1 = TopicPartition("t.in", 0), TopicPartition("t.in", 1)
     first, second, third = (ledger.add(p0, offset) for offset in (3, 4, 5))
     other = ledger.add(p1, 9)
+    for slot in (first, second, third, other):
+        ledger.start(slot)
     ledger.finish(third, [Outgoing("t.out", b"c", b"5")])
     assert ledger.take_ready() == ([], {}, 0)  # 5 is done, but 3 and 4 are not
     ledger.finish(first, [Outgoing("t.out", b"a", b"3")])
@@ -102,6 +104,8 @@ def test_outputs_of_several_partitions_go_out_in_the_order_their_handlers_finish
     ledger = Ledger()
     early = ledger.add(TopicPartition("t.in", 3), 0)
     late = ledger.add(TopicPartition("t.in", 0), 0)
+    ledger.start(early)
+    ledger.start(late)
     ledger.finish(early, [Outgoing("t.out", b"img", b"kept")])
     ledger.finish(late, [Outgoing("t.out", b"img", b"duplicate")])
     outgoing, _, _ = ledger.take_ready()
@@ -113,12 +117,16 @@ def test_a_rebalance_gives_back_only_each_partitions_tail_of_unstarted_records()
     p0, p1 = TopicPartition("t.in", 0), TopicPartition("t.in", 1)
     a, b, c, d = (ledger.add(p0, offset) for offset in (1, 2, 3, 4))
     e = ledger.add(p1, 7)
-    a.started = c.started = True  # b waits behind a, d behind c; e never started
+    ledger.start(a)  # b waits behind a, d behind c; e never started
+    ledger.start(c)
     assert ledger.give_back() == 2  # d and e: b is not a tail (c after it was started)
     assert (d.given_back, e.given_back, b.given_back) == (True, True, False)
     assert ledger.in_hand == 3
+    ledger.start(b)
+    assert ledger.busy == 3
     for slot in (a, b, c):
         ledger.finish(slot, [])
+    assert ledger.busy == 0
     assert ledger.take_ready() == ([], {p0: 4}, 3)  # offset 4 is fetched again
 
 
