@@ -23,42 +23,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import yaml  # type: ignore[import-untyped,import-not-found,unused-ignore]
+from containers import get, podman
 
 ROOT = Path(__file__).resolve().parents[1]
-PODMAN = shlex.split(os.environ.get("DEDUP_IMAGES_PODMAN", "podman"))
 HELM = os.environ.get("HELM", str(ROOT / ".tools" / "bin" / "helm"))
 CHART = Path(os.environ.get("DEDUP_PLAY_CHART", ROOT / "charts" / "dedup"))
 VALUES = ROOT / "charts" / "dedup" / "ci" / "podman-values.yaml"
 OUT = ROOT / "out" / "play"
-
-
-def podman(*args: str, check: bool = True, timeout: float = 300) -> str:
-    done = subprocess.run(
-        [*PODMAN, *args], capture_output=True, text=True, timeout=timeout, check=False
-    )
-    if check and done.returncode:
-        raise RuntimeError(f"podman {' '.join(args)}: {(done.stdout + done.stderr).strip()}")
-    return done.stdout.strip()
-
-
-def get(port: int, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as answer:
-            return answer.status, answer.read().decode(errors="replace")
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode(errors="replace")
-    except OSError:
-        return 0, ""
 
 
 def render(extra: list[str]) -> list[dict[str, Any]]:

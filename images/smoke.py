@@ -28,11 +28,10 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 
-PODMAN = shlex.split(os.environ.get("DEDUP_IMAGES_PODMAN", "podman"))
+from containers import PODMAN, get, podman
+
 RUN_FLAGS = shlex.split(os.environ.get("DEDUP_IMAGES_RUN_FLAGS", ""))
 # "hasher=localhost/dedup/hasher:0.1.0 verifier=..."
 IMAGES = dict(
@@ -120,31 +119,12 @@ def env_of(service: str, port: int, where: Endpoints) -> dict[str, str]:
     return {prefix + key: value for key, value in env.items()}
 
 
-def podman(*args: str, check: bool = True, timeout: float = 60) -> str:
-    done = subprocess.run(
-        [*PODMAN, *args], capture_output=True, text=True, timeout=timeout, check=False
-    )
-    if check and done.returncode:
-        raise RuntimeError(f"podman {' '.join(args)}: {done.stderr.strip()}")
-    return done.stdout.strip()
-
-
 def start(name: str, image: str, env: dict[str, str]) -> None:
     flags = [f"--env={key}={value}" for key, value in sorted(env.items())]
     podman(
         "run", "--detach", "--name", name, "--network", "host", "--no-healthcheck",
         *RUN_FLAGS, *flags, image,
     )  # fmt: skip
-
-
-def get(port: int, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as answer:
-            return answer.status, answer.read().decode(errors="replace")
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode(errors="replace")
-    except OSError:
-        return 0, ""
 
 
 def running(name: str) -> bool:
