@@ -339,7 +339,10 @@ class StageRunner(Generic[In]):
                 while ledger.in_hand:
                     await until_committed()
                 committer.cancel()
-        except* Abandoned:
+        except BaseExceptionGroup as group:
+            _, failed = group.split(Abandoned)
+            if failed is not None:  # a failure of its own: raised as itself, not in a group
+                raise (failed.exceptions[0] if len(failed.exceptions) == 1 else failed) from None
             log.warning("shutdown timed out; the records in hand stay uncommitted")
         finally:
             self.health.ready, self.health.detail = False, "stopping"

@@ -8,7 +8,7 @@ from aiokafka.errors import KafkaError, KafkaTimeoutError, OutOfOrderSequenceNum
 from google.protobuf.message import DecodeError
 
 from dedup.errors import InvalidMessageError
-from dedup.runtime.contract import Stage, backoff_seconds
+from dedup.runtime.contract import Output, Stage, backoff_seconds
 from dedup.runtime.kafka import Outgoing, RenewableProducer
 from dedup.runtime.stage import (
     Ledger,
@@ -205,3 +205,93 @@ async def test_a_failed_transaction_is_retried_whole_through_a_fresh_producer(
     assert committed == [b"a", b"b", b"c", ("test", OFFSETS)]
     # Its producer was dropped: the fresh one's start aborts what it left open.
     assert len(made) == 2 and made[0].stopped and made[0].open
+
+
+class OneBatchConsumer:
+    """Hands out one batch, then nothing: the second fetch asks the runner to stop."""
+
+    def __init__(self, records: list[ConsumerRecord[bytes, bytes]], stop: asyncio.Event):
+        self.batches, self.stop_event = [records], stop
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    async def getmany(
+        self, timeout_ms: int, max_records: int
+    ) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]:
+        if not self.batches:
+            self.stop_event.set()
+            await asyncio.sleep(0)
+            return {}
+        batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = {}
+        for r in self.batches.pop():
+            batch.setdefault(TopicPartition(r.topic, r.partition), []).append(r)
+        return batch
+
+    def assignment(self) -> set[TopicPartition]:
+        return set()
+
+
+def running_stage(
+    monkeypatch: pytest.MonkeyPatch, records: list[ConsumerRecord[bytes, bytes]]
+) -> tuple[StageRunner[BlobEvent], list[object]]:
+    """A runner over `records` with Kafka replaced by stand-ins: what it commits."""
+    from dedup.runtime import stage as runtime
+
+    async def handle(event: BlobEvent) -> list[Output]:
+        return [Output(event.image_id, event)]
+
+    settings = RuntimeSettings(
+        input_topic="t.in", output_topic="t.out", http_port=0, commit_linger_seconds=0
+    )
+    stop = asyncio.Event()
+    runner = StageRunner(Stage("test", BlobEvent, handle), settings, stop)
+    committed: list[object] = []
+
+    async def no_topics(*_: object) -> None:
+        return None
+
+    monkeypatch.setattr(runtime, "ensure_topics", no_topics)
+    monkeypatch.setattr(runtime, "make_consumer", lambda *_: OneBatchConsumer(records, stop))
+    monkeypatch.setattr(
+        runtime,
+        "make_producer",
+        lambda *_, **__: FlakyTransactionalProducer("none", [], committed),
+    )
+    return runner, committed
+
+
+def event(image_id: str) -> bytes:
+    return BlobEvent(image_id=image_id, blob_name=f"{image_id}.jpg").SerializeToString()
+
+
+async def test_the_runner_commits_every_record_it_fetched_with_its_output(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    records = [record(0, event("a")), record(1, event("b")), record(5, event("c"), partition=1)]
+    runner, committed = running_stage(monkeypatch, records)
+    await runner.run()
+    outputs = [BlobEvent.FromString(v).image_id for v in committed if isinstance(v, bytes)]
+    offsets: dict[TopicPartition, int] = {}
+    for item in committed:
+        if isinstance(item, tuple):
+            offsets |= item[1]
+    assert sorted(outputs) == ["a", "b", "c"]
+    assert offsets == {TopicPartition("t.in", 0): 2, TopicPartition("t.in", 1): 6}
+
+
+async def test_a_failure_of_the_runner_itself_is_raised_as_itself(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    runner, committed = running_stage(monkeypatch, [record(0, event("a"))])
+
+    async def broken(_: ConsumerRecord[bytes, bytes]) -> list[Outgoing]:
+        raise RuntimeError("a bug in the runtime")
+
+    monkeypatch.setattr(runner, "_process", broken)
+    with pytest.raises(RuntimeError, match="a bug in the runtime"):
+        await runner.run()
+    assert committed == []
