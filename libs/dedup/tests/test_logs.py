@@ -8,9 +8,9 @@ import pytest
 from aiokafka.errors import KafkaConnectionError
 from azure.core.exceptions import ServiceRequestError
 
+from dedup import logs
 from dedup.errors import TransientError
 from dedup.logs import (
-    OUTAGES,
     JsonFormatter,
     OutageFilter,
     adopt_library_loggers,
@@ -173,11 +173,5 @@ def test_library_loggers_that_keep_to_themselves_are_adopted() -> None:
 
 
 def test_configure_logging_installs_the_filter() -> None:
-    root = logging.getLogger()
-    saved = root.handlers[:], root.level
-    try:
-        configure_logging("hasher")
-        assert OUTAGES in root.handlers[0].filters
-    finally:
-        root.handlers[:] = saved[0]
-        root.setLevel(saved[1])
+    configure_logging("hasher")  # the root conftest puts the root logger back
+    assert logs.OUTAGES in logging.getLogger().handlers[0].filters
