@@ -26,7 +26,8 @@ from dedup.health import Health, serve_health
 from dedup.logs import configure_logging, dependency_of_error, dependency_ok
 from dedup.runtime.contract import backoff_seconds
 from dedup.runtime.kafka import KafkaError
-from dedup.runtime.stage import keep_early_signals, request_stop_on_signals
+from dedup.runtime.signals import keep_early_signals
+from dedup.runtime.stage import request_stop_on_signals
 from dedup.settings import load_settings
 from dedup.v1.events_pb2 import BlobEvent
 from services.ingest.settings import IngestSettings

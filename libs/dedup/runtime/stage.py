@@ -31,7 +31,6 @@ import contextlib
 import functools
 import itertools
 import logging
-import signal
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -63,6 +62,7 @@ from dedup.runtime.kafka import (
     send_transaction,
     transactional_id,
 )
+from dedup.runtime.signals import STOP_SIGNALS, early_signal, keep_early_signals
 from dedup.settings import RuntimeSettings
 from dedup.topics import dead_letter
 
@@ -502,28 +502,13 @@ class StageRunner(Generic[In]):
         await asyncio.sleep(seconds)
 
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-# The stop signals that arrived before the event loop took them over (keep_early_signals).
-_early_signals: list[int] = []
-
-
-def keep_early_signals() -> None:
-    """Remember SIGTERM/SIGINT until `request_stop_on_signals` installs the loop's handler:
-    the first thing `main` does, so that a stop during start-up is not lost."""
-
-    def keep(signum: int, _frame: object) -> None:
-        _early_signals.append(signum)
-
-    for sig in STOP_SIGNALS:
-        signal.signal(sig, keep)
-
-
 def request_stop_on_signals(stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     for sig in STOP_SIGNALS:
         loop.add_signal_handler(sig, stop.set)
-    if _early_signals:
-        log.info("stopping: %s arrived during start-up", signal.Signals(_early_signals[0]).name)
+    early = early_signal()
+    if early is not None:
+        log.info("stopping: %s arrived during start-up", early.name)
         stop.set()
 
 
