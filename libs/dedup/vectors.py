@@ -8,9 +8,10 @@ The only module of the library that imports pymilvus (its settings: dedup.settin
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import grpc
 from pymilvus import AsyncMilvusClient
@@ -34,6 +35,35 @@ def open_milvus(settings: MilvusSettings) -> AsyncMilvusClient:
     return AsyncMilvusClient(
         uri=settings.milvus_uri, token=token, timeout=settings.milvus_timeout_seconds
     )
+
+
+class CollectionIndex(Protocol):
+    """What a service's index on Milvus offers to be opened and closed."""
+
+    async def ensure_collection(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+IndexT = TypeVar("IndexT", bound=CollectionIndex)
+
+
+@asynccontextmanager
+async def opened_index(
+    settings: MilvusSettings, make: Callable[[AsyncMilvusClient], IndexT]
+) -> AsyncIterator[IndexT]:
+    """The index `make` builds on a client of `settings`' Milvus, its collection made if
+    missing; closed, then the client, however the block ends."""
+    milvus = open_milvus(settings)
+    try:
+        index = make(milvus)
+        await index.ensure_collection()
+        try:
+            yield index
+        finally:
+            await index.aclose()
+    finally:
+        await milvus.close()
 
 
 def is_unavailable(error: BaseException) -> bool:

@@ -7,6 +7,7 @@ Kafka.
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from tritonclient.grpc.aio import InferenceServerClient
 
@@ -17,6 +18,9 @@ from services.embedder.handler import STAGE, Embedder, EmbedderConfig, Threshold
 from services.embedder.index import EmbeddingIndex, MemoryEmbeddingIndex, index_config
 from services.embedder.inference import TritonEmbedder
 from services.embedder.settings import EmbedderSettings
+
+if TYPE_CHECKING:
+    from pymilvus import AsyncMilvusClient
 
 
 @asynccontextmanager
@@ -81,12 +85,11 @@ async def embedding_index(
         yield MemoryEmbeddingIndex(dim)
         return
     # Imported here: pymilvus (with pandas) is ~60 MB that an index in memory never needs.
-    from dedup.vectors import FlushPolicy, open_milvus
+    from dedup.vectors import FlushPolicy, opened_index
     from services.embedder.milvus_index import MilvusEmbeddingIndex
 
-    milvus = open_milvus(settings)
-    try:
-        index = MilvusEmbeddingIndex(
+    def make(milvus: "AsyncMilvusClient") -> MilvusEmbeddingIndex:
+        return MilvusEmbeddingIndex(
             milvus,
             settings.collection,
             dim,
@@ -103,10 +106,6 @@ async def embedding_index(
             batch_delay_seconds=settings.milvus_batch_delay_seconds,
             flush=FlushPolicy(settings.milvus_flush_rows, settings.milvus_flush_seconds),
         )
-        await index.ensure_collection()
-        try:
-            yield index
-        finally:
-            await index.aclose()
-    finally:
-        await milvus.close()
+
+    async with opened_index(settings, make) as index:
+        yield index

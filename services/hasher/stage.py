@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from functools import partial
+from typing import TYPE_CHECKING
 
 import cv2
 
@@ -23,6 +24,9 @@ from services.hasher.features import extract
 from services.hasher.handler import STAGE, Hasher, HasherConfig
 from services.hasher.index import HashIndex, MemoryHashIndex, Radii
 from services.hasher.settings import HasherSettings
+
+if TYPE_CHECKING:
+    from pymilvus import AsyncMilvusClient
 
 
 def status_label(status: ImageStatus.ValueType) -> str:
@@ -111,12 +115,11 @@ async def hash_index(settings: HasherSettings, *, in_memory: bool) -> AsyncItera
         yield MemoryHashIndex(radii)
         return
     # Imported here: pymilvus (with pandas) is ~60 MB that an index in memory never needs.
-    from dedup.vectors import FlushPolicy, open_milvus
+    from dedup.vectors import FlushPolicy, opened_index
     from services.hasher.milvus_index import MilvusHashIndex, hash_index_config
 
-    milvus = open_milvus(settings)
-    try:
-        index = MilvusHashIndex(
+    def make(milvus: "AsyncMilvusClient") -> MilvusHashIndex:
+        return MilvusHashIndex(
             milvus,
             settings.collection,
             radii,
@@ -126,10 +129,6 @@ async def hash_index(settings: HasherSettings, *, in_memory: bool) -> AsyncItera
             ),
             flush=FlushPolicy(settings.milvus_flush_rows, settings.milvus_flush_seconds),
         )
-        await index.ensure_collection()
-        try:
-            yield index
-        finally:
-            await index.aclose()
-    finally:
-        await milvus.close()
+
+    async with opened_index(settings, make) as index:
+        yield index
