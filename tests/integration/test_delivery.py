@@ -10,12 +10,14 @@ from collections import Counter
 from pathlib import Path
 
 import aiohttp
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from apps.scan.servers import free_port
 from dedup.runtime.kafka import (
     Outgoing,
     Publisher,
+    client_options,
     committed_offsets,
     end_offsets,
     ensure_topics,
@@ -23,6 +25,7 @@ from dedup.runtime.kafka import (
     read_topic,
     send_transaction,
     stop_producer,
+    until_offsets_visible,
 )
 from dedup.settings import KafkaSettings
 from dedup.topics import dead_letter
@@ -239,3 +242,30 @@ async def test_a_transaction_its_producer_never_committed_is_never_read(
         await stop_producer(dead)
     keys = [r.key async for r in read_topic(kafka, topic, idle_seconds=0.3)]
     assert sorted(keys) == [f"img-{i}" for i in range(5)]
+
+
+async def test_a_commit_is_read_by_the_group_once_it_is_visible(
+    kafka: KafkaSettings, run_id: str
+) -> None:
+    # A transaction's commit returns before the group reads its offsets: the next owner
+    # of a partition given up at once would start before them (the two-replica fault
+    # case published records twice). After the wait, the next owner reads each commit.
+    topic, group = f"test.{run_id}.visible", f"visible-{run_id}"
+    await ensure_topics(kafka, [topic])
+    tp = TopicPartition(topic, 0)
+    producer = make_producer(kafka, f"test-{run_id}")
+    mine, next_owner = (
+        AIOKafkaConsumer(group_id=group, enable_auto_commit=False, **client_options(kafka))
+        for _ in range(2)
+    )
+    for client in (producer, mine, next_owner):
+        await client.start()
+    try:
+        for offset in range(1, 31):
+            await send_transaction(producer, [Outgoing(topic, b"k", b"v")], {tp: offset}, group)
+            await asyncio.wait_for(until_offsets_visible(mine, {tp: offset}), 10)
+            assert await next_owner.committed(tp) == offset
+    finally:
+        await mine.stop()
+        await next_owner.stop()
+        await stop_producer(producer)

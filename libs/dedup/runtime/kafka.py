@@ -176,6 +176,24 @@ async def send_transaction(
     await producer.commit_transaction()
 
 
+async def until_offsets_visible(
+    consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int], poll_seconds: float = 0.01
+) -> None:
+    """Return once the group's committed offsets have reached `offsets`. A transaction's
+    commit returns before Kafka writes its markers, and until then the group still reads
+    the offsets before it (the OffsetFetch aiokafka speaks cannot ask for stable ones):
+    the partitions' next owner would start there and publish those records again. So a
+    stage waits for this before it gives partitions up."""
+    pending = dict(offsets)
+    while True:
+        for tp, wanted in list(pending.items()):
+            if (await consumer.committed(tp) or 0) >= wanted:
+                del pending[tp]
+        if not pending:
+            return
+        await asyncio.sleep(poll_seconds)
+
+
 # The producer's idempotence state is broken (a broker restart while batches expired in
 # flight): that producer never sends again, a fresh one (a new producer id) does.
 BROKEN_PRODUCER = (OutOfOrderSequenceNumber, InvalidProducerEpoch, InvalidProducerIdMapping)

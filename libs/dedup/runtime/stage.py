@@ -61,6 +61,7 @@ from dedup.runtime.kafka import (
     make_producer,
     send_transaction,
     transactional_id,
+    until_offsets_visible,
 )
 from dedup.runtime.signals import STOP_SIGNALS, early_signal, keep_early_signals
 from dedup.settings import RuntimeSettings
@@ -72,25 +73,33 @@ log = logging.getLogger("dedup.runtime")
 MAX_ERROR_HEADER = 2000
 
 
+async def no_release(partitions: set[TopicPartition]) -> None:
+    return None
+
+
 class FinishInHandOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
     """A rebalance (a replica joins or leaves) first gives back the records in hand that
     no handler has started (`give_back`), then waits until the ones being handled are
     produced and committed: the partitions' next owner starts after them, and fetches the
     given-back ones again (a new assignment starts from the committed offsets). Without
     the wait, the next owner would publish them too (a transaction's offset commit does
-    not check the group's generation in the protocol aiokafka speaks)."""
+    not check the group's generation in the protocol aiokafka speaks). Then it waits
+    until the group reads those commits (`release`), or the next owner would start
+    before them."""
 
     def __init__(self) -> None:
         self.nothing_in_hand = asyncio.Event()
         self.nothing_in_hand.set()
         self.revoking = False
         self.give_back: Callable[[], None] = lambda: None
+        self.release: Callable[[set[TopicPartition]], Awaitable[None]] = no_release
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         self.revoking = True
         try:
             self.give_back()
             await self.nothing_in_hand.wait()
+            await self.release(revoked)
         finally:
             self.revoking = False
 
@@ -293,6 +302,22 @@ class StageRunner(Generic[In]):
                 settled()
 
         gate.give_back = give_back
+        unconfirmed: dict[TopicPartition, int] = {}  # committed, not yet read back
+
+        async def release(partitions: set[TopicPartition]) -> None:
+            """Before giving partitions up: wait until the group reads what was committed
+            for them, so their next owner starts after it."""
+            mine = {tp: unconfirmed.pop(tp) for tp in partitions if tp in unconfirmed}
+            try:
+                async with asyncio.timeout(s.kafka_session_timeout_ms / 1000):
+                    await until_offsets_visible(consumer, mine)
+            except (KafkaError, TimeoutError):
+                log.warning(
+                    "the group does not read the last commits yet; their records may be redone",
+                    extra={"dependency": "kafka"},
+                )
+
+        gate.release = release
 
         async def commit_ready() -> None:
             while True:
@@ -305,6 +330,7 @@ class StageRunner(Generic[In]):
                 outgoing, offsets, count = ledger.take_ready()
                 if count:
                     await self._publish(producer, outgoing, offsets)
+                    unconfirmed.update(offsets)
                     metrics.LAST_COMMIT.labels(self.name).set(time.time())
                     ledger.committed(count)
                     settled()
@@ -338,6 +364,7 @@ class StageRunner(Generic[In]):
                 give_back()
                 while ledger.in_hand:
                     await until_committed()
+                await release(set(unconfirmed))
                 committer.cancel()
         except BaseExceptionGroup as group:
             _, failed = group.split(Abandoned)

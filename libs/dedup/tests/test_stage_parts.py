@@ -208,10 +208,17 @@ async def test_a_failed_transaction_is_retried_whole_through_a_fresh_producer(
 
 
 class OneBatchConsumer:
-    """Hands out one batch, then nothing: the second fetch asks the runner to stop."""
+    """Hands out one batch, then nothing: the second fetch asks the runner to stop. The
+    group reads the offsets the producer's transactions committed."""
 
-    def __init__(self, records: list[ConsumerRecord[bytes, bytes]], stop: asyncio.Event):
-        self.batches, self.stop_event = [records], stop
+    def __init__(
+        self,
+        records: list[ConsumerRecord[bytes, bytes]],
+        stop: asyncio.Event,
+        committed: list[object],
+    ):
+        self.batches, self.stop_event, self.transactions = [records], stop, committed
+        self.offsets_read: dict[TopicPartition, int] = {}
 
     async def start(self) -> None:
         return None
@@ -234,10 +241,15 @@ class OneBatchConsumer:
     def assignment(self) -> set[TopicPartition]:
         return set()
 
+    async def committed(self, tp: TopicPartition) -> int | None:
+        offsets = [o[1][tp] for o in self.transactions if isinstance(o, tuple) and tp in o[1]]
+        self.offsets_read[tp] = max(offsets, default=0)
+        return self.offsets_read[tp] or None
+
 
 def running_stage(
     monkeypatch: pytest.MonkeyPatch, records: list[ConsumerRecord[bytes, bytes]]
-) -> tuple[StageRunner[BlobEvent], list[object]]:
+) -> tuple[StageRunner[BlobEvent], list[object], OneBatchConsumer]:
     """A runner over `records` with Kafka replaced by stand-ins: what it commits."""
     from dedup.runtime import stage as runtime
 
@@ -255,13 +267,14 @@ def running_stage(
         return None
 
     monkeypatch.setattr(runtime, "ensure_topics", no_topics)
-    monkeypatch.setattr(runtime, "make_consumer", lambda *_: OneBatchConsumer(records, stop))
+    consumer = OneBatchConsumer(records, stop, committed)
+    monkeypatch.setattr(runtime, "make_consumer", lambda *_: consumer)
     monkeypatch.setattr(
         runtime,
         "make_producer",
         lambda *_, **__: FlakyTransactionalProducer("none", [], committed),
     )
-    return runner, committed
+    return runner, committed, consumer
 
 
 def event(image_id: str) -> bytes:
@@ -272,7 +285,7 @@ async def test_the_runner_commits_every_record_it_fetched_with_its_output(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     records = [record(0, event("a")), record(1, event("b")), record(5, event("c"), partition=1)]
-    runner, committed = running_stage(monkeypatch, records)
+    runner, committed, consumer = running_stage(monkeypatch, records)
     await runner.run()
     outputs = [BlobEvent.FromString(v).image_id for v in committed if isinstance(v, bytes)]
     offsets: dict[TopicPartition, int] = {}
@@ -281,12 +294,14 @@ async def test_the_runner_commits_every_record_it_fetched_with_its_output(
             offsets |= item[1]
     assert sorted(outputs) == ["a", "b", "c"]
     assert offsets == {TopicPartition("t.in", 0): 2, TopicPartition("t.in", 1): 6}
+    # Before it left the group, it saw the group read them (their next owner starts there).
+    assert consumer.offsets_read == offsets
 
 
 async def test_a_failure_of_the_runner_itself_is_raised_as_itself(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    runner, committed = running_stage(monkeypatch, [record(0, event("a"))])
+    runner, committed, _ = running_stage(monkeypatch, [record(0, event("a"))])
 
     async def broken(_: ConsumerRecord[bytes, bytes]) -> list[Outgoing]:
         raise RuntimeError("a bug in the runtime")
