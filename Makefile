@@ -123,8 +123,18 @@ $(PEERS_VENV)/.installed: bench/peers-requirements.txt
 .PHONY: bench-peers
 bench-peers: $(PEERS_VENV)/.installed ## the venv of the peers bench/scan_cost.py compares with (Immaculate 0.3.0, Python 3.12)
 
+# Milvus standalone for bench/milvus_growth.py --server standalone, in a venv of its own.
+MILVUS_VENV := bench/.venv-milvus
+$(MILVUS_VENV)/.installed: bench/milvus-requirements.txt
+	rm -rf $(MILVUS_VENV) && $(PYTHON) -m venv $(MILVUS_VENV)
+	$(MILVUS_VENV)/bin/pip install -q -r bench/milvus-requirements.txt
+	touch $@
+
+.PHONY: bench-milvus
+bench-milvus: $(MILVUS_VENV)/.installed ## the venv of the Milvus standalone server bench/milvus_growth.py measures indexes on (Milvus 2.3.5)
+
 .PHONY: bench
-bench: setup bench-peers ## dedup scan's cost vs decode-only and the peers (FILES=N), then on the local stack: hasher throughput, back-fill lister, embedder throughput, the pipeline streaming; Milvus cost at 10k/100k/1M stored (GROWTH_SIZES=..., a private Milvus Lite)
+bench: setup bench-peers bench-milvus ## dedup scan's cost vs decode-only and the peers (FILES=N), then on the local stack: hasher throughput, back-fill lister, embedder throughput, the pipeline streaming; Milvus cost at 10k/100k/1M stored (GROWTH_SIZES=..., a private Milvus Lite)
 	$(PY) -m bench.scan_cost $(if $(FILES),--files $(FILES))
 	$(MAKE) up
 	$(PY) bench/hasher_throughput.py --milvus
@@ -132,6 +142,7 @@ bench: setup bench-peers ## dedup scan's cost vs decode-only and the peers (FILE
 	$(PY) bench/embedder_eval.py --throughput-only
 	$(PY) -m bench.streaming
 	$(PY) bench/milvus_growth.py $(if $(GROWTH_SIZES),--sizes $(GROWTH_SIZES))
+	$(PY) bench/milvus_growth.py --server standalone --kinds embedding --embedding-index HNSW $(if $(GROWTH_SIZES),--sizes $(GROWTH_SIZES))
 
 .PHONY: bench-rss
 bench-rss: setup ## dedup scan's peak RSS (all its processes) on 100 and 1,000 files (SIZES=100,1000,10000)

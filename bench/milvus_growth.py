@@ -34,6 +34,12 @@ over the embeddings), not a second Milvus query.
 
 --float-sizes (default: --sizes) limits the embedding collection where 1M float
 vectors do not fit; the hash collection is always filled to each size.
+
+Milvus Lite searches flat whatever index is asked for. `--server standalone` measures
+the indexes themselves on a Milvus 2.3 standalone server (`make bench-milvus`; each
+component on a port after --port): the fill is flushed and the index built before the
+images go. Milvus 2.3 holds one vector field per collection, so only the embedder's
+collection runs there (`--kinds embedding`).
 """
 
 from __future__ import annotations
@@ -50,7 +56,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -61,7 +67,7 @@ import numpy.typing as npt
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "libs")]
 
-from bench.proctree import read_stat  # noqa: E402
+from bench.proctree import ProcStat, all_stats, descendants, kill_tree, read_stat  # noqa: E402
 
 if TYPE_CHECKING:
     from dedup.vectors import FlushPolicy
@@ -128,16 +134,83 @@ def milvus_lite(folder: Path, port: int) -> Iterator[int]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+# The standalone server's components, each on a port of its own after the proxy's.
+STANDALONE_PORTS = (
+    "etcd_port",
+    "root_coord_port",
+    "proxy_internal_port",
+    "query_coord_port",
+    "query_node_port",
+    "index_coord_port",
+    "index_node_port",
+    "data_coord_port",
+    "data_node_port",
+)
+
+
+@contextmanager
+def milvus_standalone(folder: Path, port: int, launcher: Path) -> Iterator[int]:
+    """A fresh Milvus standalone (PyPI `milvus`: the server a cluster runs, with its
+    indexes, and etcd embedded) serving gRPC on `port`, its other components on the next
+    ports; the launcher's pid (the server is its child). Milvus 2.3's gRPC servers bind
+    every address: run it on a machine that takes no outside connections."""
+    if not launcher.exists():
+        raise SystemExit(f"{launcher} is missing: make bench-milvus")
+    taken = [p for p in range(port, port + len(STANDALONE_PORTS) + 1) if port_open(p)]
+    if taken:
+        raise SystemExit(f"ports {taken} are taken: pass another --port")
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    ports = [
+        f"--{name.replace('_', '-')}={port + 1 + i}" for i, name in enumerate(STANDALONE_PORTS)
+    ]
+    with (folder / "launcher.log").open("wb") as log:
+        server = subprocess.Popen(
+            [str(launcher), "--data", str(folder), f"--proxy-port={port}", *ports],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=folder,
+        )
+    try:
+        deadline = time.monotonic() + 180
+        while not port_open(port):
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"Milvus did not start (see {folder / 'launcher.log'})")
+            time.sleep(0.5)
+        yield server.pid
+    finally:
+        server.send_signal(signal.SIGINT)  # what the launcher stops on
+        try:
+            server.wait(60)
+        except subprocess.TimeoutExpired:
+            kill_tree(server.pid)
+            server.kill()
+            server.wait()
+        kill_tree(server.pid)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def milvus_server(args: argparse.Namespace, size: int) -> AbstractContextManager[int]:
+    folder = RUN / args.server / str(size)
+    if args.server == "standalone":
+        return milvus_standalone(folder, args.port, args.launcher)
+    return milvus_lite(folder, args.port)
+
+
+def tree(pid: int) -> list[ProcStat]:
+    """`pid` and every process below it (the standalone server is the launcher's child)."""
+    own = read_stat(pid)
+    return ([own] if own else []) + descendants(pid, all_stats())
+
+
 def cpu_seconds(pid: int) -> float:
-    stat = read_stat(pid)
-    return stat.cpu_seconds if stat else float("nan")
+    stats = tree(pid)
+    return sum(s.cpu_seconds for s in stats) if stats else float("nan")
 
 
 def rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
+    """The resident memory of `pid` and every process below it."""
+    return sum(s.rss_bytes for s in tree(pid))
 
 
 # ---- synthetic data -----------------------------------------------------------------------
@@ -365,6 +438,9 @@ async def measure_embeddings(args: argparse.Namespace, pid: int, port: int, size
         ]
         await client.insert("growth_embeddings", rows)
         index.flusher.added(len(rows))
+    if args.server == "standalone":
+        await asyncio.to_thread(sealed_and_indexed, port, "growth_embeddings", size)
+        await asyncio.to_thread(quiet, pid)
     fill = time.perf_counter() - started
 
     found: list[set[str]] = []
@@ -391,6 +467,43 @@ async def measure_embeddings(args: argparse.Namespace, pid: int, port: int, size
     return Row(
         "embedding", size, fill, *per_image(cpu, seconds, args.images), rss / 2**20, share, expected
     )
+
+
+def sealed_and_indexed(port: int, collection: str, rows: int, timeout: float = 3600) -> None:
+    """Flush the fill into sealed segments and wait until the index covers them, as in a
+    collection that has been filling for a while (a search of a growing segment is flat)."""
+    from pymilvus import MilvusClient
+
+    client = MilvusClient(uri=f"http://127.0.0.1:{port}")
+    try:
+        client.flush(collection)
+        deadline = time.monotonic() + timeout
+        while True:
+            (name,) = client.list_indexes(collection)
+            info = client.describe_index(collection, name)
+            if int(info.get("indexed_rows", 0)) >= rows and not int(
+                info.get("pending_index_rows", 0)
+            ):
+                return
+            if time.monotonic() > deadline:
+                raise SystemExit(
+                    f"the index of {collection} was not built in {timeout:.0f} s: {info}"
+                )
+            time.sleep(1)
+    finally:
+        client.close()
+
+
+def quiet(pid: int, window: float = 5.0, idle_cores: float = 0.1, timeout: float = 1800) -> None:
+    """Wait until the server has finished what the fill set going (compaction, index
+    builds): its CPU over `window` below `idle_cores`, so the loop measures the images."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        before = cpu_seconds(pid)
+        time.sleep(window)
+        if (cpu_seconds(pid) - before) / window < idle_cores:
+            return
+    print(f"# the server never went quiet within {timeout:.0f} s: its CPU includes its own work")
 
 
 def flush_policy(args: argparse.Namespace) -> FlushPolicy:
@@ -438,12 +551,33 @@ def main() -> None:
     parser.add_argument("--hash-nprobe", type=int, default=64)
     parser.add_argument("--flush-rows", type=int, default=0, help="flush policy (0: never)")
     parser.add_argument("--flush-seconds", type=float, default=0, help="flush policy (0: never)")
-    parser.add_argument("--port", type=int, default=29150, help="the private Milvus Lite's")
+    parser.add_argument(
+        "--server",
+        choices=("lite", "standalone"),
+        default="lite",
+        help="lite: the stack's Milvus Lite (flat searches only); standalone: Milvus 2.3"
+        " standalone (make bench-milvus), which builds the indexes a cluster has",
+    )
+    parser.add_argument(
+        "--launcher", type=Path, default=ROOT / "bench" / ".venv-milvus" / "bin" / "milvus-server"
+    )
+    parser.add_argument("--port", type=int, default=29150, help="the private Milvus's")
+    parser.add_argument(
+        "--kinds",
+        type=lambda text: set(text.split(",")),
+        default={"hash", "embedding"},
+        help="hash,embedding (Milvus 2.3 standalone holds one vector field per collection:"
+        " embedding only)",
+    )
     args = parser.parse_args()
+    if args.server == "standalone" and "hash" in args.kinds:
+        parser.error(
+            "Milvus 2.3 has one vector field per collection: with standalone, --kinds embedding"
+        )
     float_sizes = set(args.float_sizes if args.float_sizes is not None else args.sizes)
 
     print(f"# {' '.join(sys.argv)}")
-    print(f"# {platform.node()}, {os.cpu_count()} CPUs, Milvus Lite {milvus_lite_version()}")
+    print(f"# {platform.node()}, {os.cpu_count()} CPUs, {server_version(args)}")
     print(
         f"# embedding index {args.embedding_index} (nlist {args.nlist}, nprobe {args.nprobe}),"
         f" hash index {args.hash_index},"
@@ -451,19 +585,25 @@ def main() -> None:
     )
     rows: list[Row] = []
     for size in args.sizes:
-        with milvus_lite(RUN / str(size), args.port) as pid:
-            rows.append(asyncio.run(measure_hashes(args, pid, args.port, size)))
-            print_table(rows[-1:])
-            if size in float_sizes:
+        with milvus_server(args, size) as pid:
+            if "hash" in args.kinds:
+                rows.append(asyncio.run(measure_hashes(args, pid, args.port, size)))
+                print_table(rows[-1:])
+            if "embedding" in args.kinds and size in float_sizes:
                 rows.append(asyncio.run(measure_embeddings(args, pid, args.port, size)))
                 print_table(rows[-1:])
     print_table(rows)
 
 
-def milvus_lite_version() -> str:
+def server_version(args: argparse.Namespace) -> str:
     from importlib.metadata import version
 
-    return version("milvus-lite")
+    if args.server == "lite":
+        return f"Milvus Lite {version('milvus-lite')}"
+    site = args.launcher.resolve().parents[1] / "lib"
+    found = sorted(site.glob("python3*/site-packages/milvus-*.dist-info"))
+    name = found[0].name.removeprefix("milvus-").removesuffix(".dist-info") if found else "?"
+    return f"Milvus standalone {name}"
 
 
 if __name__ == "__main__":
