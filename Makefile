@@ -125,6 +125,7 @@ bench-peers: $(PEERS_VENV)/.installed ## the venv of the peers bench/scan_cost.p
 
 # Milvus standalone for bench/milvus_growth.py --server standalone, in a venv of its own.
 MILVUS_VENV := bench/.venv-milvus
+STANDALONE_SIZES ?= 10000,100000
 $(MILVUS_VENV)/.installed: bench/milvus-requirements.txt
 	rm -rf $(MILVUS_VENV) && $(PYTHON) -m venv $(MILVUS_VENV)
 	$(MILVUS_VENV)/bin/pip install -q -r bench/milvus-requirements.txt
@@ -142,7 +143,7 @@ bench: setup bench-peers bench-milvus ## dedup scan's cost vs decode-only and th
 	$(PY) bench/embedder_eval.py --throughput-only
 	$(PY) -m bench.streaming
 	$(PY) bench/milvus_growth.py $(if $(GROWTH_SIZES),--sizes $(GROWTH_SIZES))
-	$(PY) bench/milvus_growth.py --server standalone --kinds embedding --embedding-index HNSW --sizes $(or $(STANDALONE_SIZES),10000,100000)
+	$(PY) bench/milvus_growth.py --server standalone --kinds embedding --embedding-index HNSW --sizes $(STANDALONE_SIZES)
 
 .PHONY: bench-rss
 bench-rss: setup ## dedup scan's peak RSS (all its processes) on 100 and 1,000 files (SIZES=100,1000,10000)
