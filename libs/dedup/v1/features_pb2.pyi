@@ -188,7 +188,7 @@ class Marks(_message.Message):
     file's: colour added to a grey picture (a logo, a mark), not a colour original.
     """
     pixels: _builtins.bytes
-    """A checksum of the decoded pixels (every 4th row), with their size: two files with
+    """A checksum of the decoded pixels (every 8th row), with their size: two files with
     the same one hold the very same pixels, so a lossless one was saved from a lossy one
     (a lossy encoder never gives its input back).
     """
