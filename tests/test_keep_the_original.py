@@ -79,6 +79,15 @@ def logo(img: Image.Image) -> Image.Image:
     return out
 
 
+def grey_logo(img: Image.Image) -> Image.Image:
+    """A colour logo on the picture made grey: colour in a patch only."""
+    return logo(ImageOps.grayscale(img).convert("RGB"))
+
+
+def grey_8(img: Image.Image) -> Image.Image:
+    return ImageOps.grayscale(img)
+
+
 def blurred(img: Image.Image) -> Image.Image:
     return img.filter(ImageFilter.GaussianBlur(2))
 
@@ -134,6 +143,21 @@ JPEG_90 = jpeg(90)(PHOTO)
             "a hue edit re-saved at a higher quality",
             jpeg(70)(PHOTO),
             jpeg(90)(hue_turned(decoded(jpeg(70)(PHOTO)))),
+        ),
+        (
+            "a PNG re-save of a JPEG at 95 (no blocks show: the very pixels tell)",
+            jpeg(95)(PHOTO),
+            png(decoded(jpeg(95)(PHOTO))),
+        ),
+        (
+            "a colour logo on a grey original",
+            png(grey_8(PHOTO)),
+            png(grey_logo(PHOTO)),
+        ),
+        (
+            "a 16-bit copy of an 8-bit grey PNG (the very pixels)",
+            png(grey_8(PHOTO)),
+            png(grey_16(PHOTO)),
         ),
         (
             "a blurred PNG of the JPEG (the demo's)",

@@ -124,15 +124,24 @@ def _cell_mean(a: npt.NDArray[Any]) -> Grid:
     return np.asarray(a.reshape(shape).mean(axis=(1, 3)), dtype=np.float32)
 
 
-def colour_signature(rgb: npt.NDArray[np.uint8]) -> ColourSignature:
-    """The colour signature of an RGB uint8 image (any size; shrunk to 64x64 first)."""
+def _sampled(rgb: npt.NDArray[np.uint8]) -> tuple[Grid, Grid]:
+    """(0..1 sRGB, CIELAB) of ``rgb`` shrunk to SAMPLE x SAMPLE."""
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.size == 0:
         raise ValueError(f"expected a non-empty H x W x 3 image, got shape {rgb.shape}")
     small = area_resize(rgb, SAMPLE, SAMPLE)
     small_f = small.astype(np.float32) * np.float32(1.0 / 255.0)
-    lab = np.asarray(cv2.cvtColor(small_f, cv2.COLOR_RGB2Lab), dtype=np.float32)
+    return small_f, np.asarray(cv2.cvtColor(small_f, cv2.COLOR_RGB2Lab), dtype=np.float32)
+
+
+def _chroma(lab: Grid) -> Grid:
+    return np.asarray(np.hypot(lab[..., 1], lab[..., 2]), dtype=np.float32)
+
+
+def colour_signature(rgb: npt.NDArray[np.uint8]) -> ColourSignature:
+    """The colour signature of an RGB uint8 image (any size; shrunk to 64x64 first)."""
+    small_f, lab = _sampled(rgb)
     luma = np.asarray(cv2.cvtColor(small_f, cv2.COLOR_RGB2GRAY), dtype=np.float32)
-    chroma = np.hypot(lab[..., 1], lab[..., 2])
+    chroma = _chroma(lab)
     p99 = float(np.partition(chroma.ravel(), _P99)[_P99])
 
     r, g, b = small_f[..., 0], small_f[..., 1], small_f[..., 2]
@@ -152,6 +161,23 @@ def colour_signature(rgb: npt.NDArray[np.uint8]) -> ColourSignature:
         colourfulness=colourfulness,
         is_greyscale=p99 < GREYSCALE_CHROMA,
     )
+
+
+# A coloured patch: the samples with visible colour (GREYSCALE_CHROMA) are under
+# PATCH_SHARE of the picture and the rest is as neutral as a greyscale file's (under
+# NEUTRAL_CHROMA, which a JPEG of a grey picture keeps): a photo with little colour
+# still has some in its greys (2-4 units), a logo put on a grey picture has none there.
+PATCH_SHARE: Final = 0.1
+NEUTRAL_CHROMA: Final = 1.0
+_PATCH: Final = int((1.0 - PATCH_SHARE) * SAMPLE * SAMPLE)
+
+
+def coloured_patch(rgb: npt.NDArray[np.uint8]) -> bool:
+    """Colour in a small part only, the rest grey (``PATCH_SHARE``): a grey picture with
+    colour added to it (a logo, a mark), not a colour original."""
+    chroma = np.partition(_chroma(_sampled(rgb)[1]).ravel(), (_PATCH, _P99))
+    # Not greyscale (as ``is_greyscale``), yet grey but for a tenth.
+    return float(chroma[_PATCH]) < NEUTRAL_CHROMA and float(chroma[_P99]) >= GREYSCALE_CHROMA
 
 
 def colour_distance(a: ColourSignature, b: ColourSignature, transform: int | None = None) -> float:

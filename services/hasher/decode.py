@@ -116,6 +116,9 @@ class Decoded:
     animated: bool = False
     orientation: int = 1  # the EXIF orientation that was applied (1 = none)
     scale: float = 1.0  # original longer side / decoded longer side
+    # 16-bit samples that are all 8-bit ones widened (each a multiple of 257); not looked
+    # for in a file decoded in strips (a large one).
+    widened: bool = False
 
 
 def decode(
@@ -198,6 +201,7 @@ def _decode(data: bytes, *, max_side: int, max_pixels: int, budget: ByteBudget |
         if stripped:
             need = peak_bytes(img.size, img.mode, has_alpha=alpha, max_side=max_side, stripped=True)
         with _held(budget, need, img):
+            widened = False
             if stripped and isinstance(img, ImageFile.ImageFile):
                 has_alpha = _has_alpha(img)
                 rgb_img = png_strips.decode_reduced(
@@ -206,6 +210,7 @@ def _decode(data: bytes, *, max_side: int, max_pixels: int, budget: ByteBudget |
             else:
                 img.load()  # the first frame of an animation
                 has_alpha = _has_alpha(img)
+                widened = mode.startswith("I;16") and _widened(img)
                 rgb_img = _to_rgb(img, has_alpha)
                 if factor >= 2:
                     rgb_img = rgb_img.reduce(factor)
@@ -233,6 +238,7 @@ def _decode(data: bytes, *, max_side: int, max_pixels: int, budget: ByteBudget |
         animated=animated,
         orientation=orientation,
         scale=max(w0, h0) / max(rgb.shape[0], rgb.shape[1]),
+        widened=widened,
     )
 
 
@@ -404,6 +410,11 @@ def _to_rgb(img: Image.Image, has_alpha: bool) -> Image.Image:
     if img.mode == "LAB":
         return _lab_to_rgb(img)
     return img.convert("RGB")  # L, 1, P, CMYK (Adobe inversion handled), YCbCr, HSV
+
+
+def _widened(img: Image.Image) -> bool:
+    """Every 16-bit sample is an 8-bit one times 257 (how converters widen 8 bits)."""
+    return not bool((np.asarray(img) % 257).any())
 
 
 def _deep_to_l(img: Image.Image) -> Image.Image:

@@ -7,12 +7,19 @@ from dataclasses import dataclass
 import numpy as np
 
 from dedup.budget import ByteBudget
-from dedup.colour import SAMPLE, ColourSignature, colour_signature
+from dedup.colour import SAMPLE, ColourSignature, colour_signature, coloured_patch
 from dedup.imaging import content_box, luminance
 from dedup.resample import area_resize
 from services.hasher.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, Decoded, decode
 from services.hasher.hashes import PdqHash, pdq_hash, wavelet_hash
-from services.hasher.quality import Quality, blockiness, is_framed, is_palette, quality
+from services.hasher.quality import (
+    Quality,
+    blockiness,
+    is_framed,
+    is_palette,
+    pixels_checksum,
+    quality,
+)
 from services.hasher.thumbnail import WORKING_SIDE, fit, working_copy
 
 
@@ -31,6 +38,8 @@ class Features:
     palette: bool  # at most 256 colours (quality.is_palette)
     blockiness: float | None  # JPEG's block edges in the pixels (quality.blockiness)
     framed: bool  # a flat band of one colour along every side (quality.is_framed)
+    coloured_patch: bool  # colour in a small part only (dedup.colour.coloured_patch)
+    pixels: bytes  # a checksum of the decoded pixels (quality.pixels_checksum)
 
 
 def compute(decoded: Decoded, *, working_side: int = WORKING_SIDE) -> Features:
@@ -58,6 +67,8 @@ def compute(decoded: Decoded, *, working_side: int = WORKING_SIDE) -> Features:
         palette=is_palette(decoded),
         blockiness=blockiness(decoded),
         framed=is_framed(decoded),
+        coloured_patch=coloured_patch(rgb64),
+        pixels=pixels_checksum(decoded),
     )
 
 

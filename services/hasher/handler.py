@@ -186,6 +186,9 @@ def fill_features(
     )
     image.marks.palette = features.palette
     image.marks.framed = features.framed
+    image.marks.coloured_patch = features.coloured_patch
+    image.marks.pixels = features.pixels
+    image.marks.widened = features.decoded.widened
     if features.blockiness is not None:
         image.marks.blockiness = features.blockiness
     image.working_copy_url = working_copy_url

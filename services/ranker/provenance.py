@@ -5,9 +5,12 @@ noise, detail, JPEG quality and blockiness) and, for a pair the matcher proved, 
 the alignment shows (a crop, a frame, an overlay). The first rule below that applies
 names the derived copy and how; none applying leaves the pair's direction unknown:
 
-1. the pixels, proved pairs only: a crop or a framed copy (the matcher); a framed copy
-   (the image's own mark: a flat band of one colour along all four sides);
-2. a greyscale copy of a colour one;
+1. the pixels, proved pairs only: a crop or a framed copy (the matcher); then the very
+   same pixels (the images' checksums): a lossless file is a re-save of the JPEG (which
+   never gives its input back), a 16-bit file of 8-bit samples a copy of the 8-bit one;
+   a framed copy (the image's own mark: a flat band of one colour along all four sides);
+2. a greyscale copy of a colour one; unless the colour is in a patch only, the rest as
+   grey as a greyscale file: then colour (a logo, a mark) was added to the grey one;
 3. a palette copy (at most 256 colours, dithered or not) of a full-colour one; then the
    pixels again: a copy with a caption or a logo (the matcher; dithering can pass for
    one, colour and palette cannot);
@@ -67,6 +70,10 @@ LOSSLESS_QUALITY: Final = 101
 RESAVE_BLOCKS: Final = 0.6
 FRESH_MARGIN: Final = 1.5
 MIN_BLOCKS: Final = 0.05
+
+COLOURED: Final = "a copy with a logo or a mark in colour"
+LOSSLESS_RESAVE: Final = "a lossless re-save of the JPEG (its very pixels)"
+WIDENED: Final = "a 16-bit copy of the 8-bit file (its very pixels)"
 
 PIXEL_WORDS: Final = {
     Derivation.DERIVATION_CROP: "a crop",
@@ -139,6 +146,20 @@ def _lossy_copy(x: Decision, y: Decision) -> bool:
     return x.marks.blockiness >= MIN_BLOCKS > y.marks.blockiness
 
 
+def _same_pixels(a: Decision, b: Decision) -> tuple[str | None, str | None]:
+    """Files of the very same pixels: a lossless one was saved from the lossy one (which
+    could not have given its input back), a 16-bit one widened from the 8-bit one."""
+    if not a.marks.pixels or a.marks.pixels != b.marks.pixels:
+        return None, None
+    if _lossless(a) and _jpeg_quality(b) is not None:
+        return LOSSLESS_RESAVE, None
+    if _lossless(b) and _jpeg_quality(a) is not None:
+        return None, LOSSLESS_RESAVE
+    if a.marks.widened != b.marks.widened:
+        return (WIDENED, None) if a.marks.widened else (None, WIDENED)
+    return None, None
+
+
 def _same_aspect(a: Decision, b: Decision) -> bool:
     """The same aspect ratio, either way up (a copy turned by 90 degrees)."""
     ratio_a, ratio_b = a.width / a.height, b.width / b.height
@@ -166,14 +187,21 @@ def derives(a: Decision, b: Decision, scores: Scores) -> tuple[str | None, str |
     if pixels[0] != pixels[1] and not overlay:
         return PIXEL_WORDS.get(pixels[0]), PIXEL_WORDS.get(pixels[1])
     described = _described(a) and _described(b)
+    copied = _same_pixels(a, b) if described else (None, None)
+    if copied != (None, None):
+        return copied
     if described and a.marks.framed != b.marks.framed:
         return ("a framed copy", None) if a.marks.framed else (None, "a framed copy")
     # A logo in colour on a greyscale picture makes the copy colour: the overlay tells.
     coloured_by_overlay = (
         overlay and pixels[0 if b.greyscale else 1] == Derivation.DERIVATION_OVERLAY
     )
-    if described and a.greyscale != b.greyscale and not coloured_by_overlay:
-        return ("a greyscale copy", None) if a.greyscale else (None, "a greyscale copy")
+    if described and a.greyscale != b.greyscale:
+        # Colour in a patch only, the rest grey: colour added to the grey picture.
+        if (b if a.greyscale else a).marks.coloured_patch:
+            return (None, COLOURED) if a.greyscale else (COLOURED, None)
+        if not coloured_by_overlay:
+            return ("a greyscale copy", None) if a.greyscale else (None, "a greyscale copy")
     if described and a.marks.palette != b.marks.palette:
         return ("a palette copy", None) if a.marks.palette else (None, "a palette copy")
     if pixels[0] != pixels[1]:

@@ -168,6 +168,9 @@ class Marks(_message.Message):
     PALETTE_FIELD_NUMBER: _builtins.int
     BLOCKINESS_FIELD_NUMBER: _builtins.int
     FRAMED_FIELD_NUMBER: _builtins.int
+    COLOURED_PATCH_FIELD_NUMBER: _builtins.int
+    PIXELS_FIELD_NUMBER: _builtins.int
+    WIDENED_FIELD_NUMBER: _builtins.int
     palette: _builtins.bool
     """At most 256 colours (a grey picture: 128 levels): a palette (GIF, a quantised PNG),
     dithered or not.
@@ -180,16 +183,32 @@ class Marks(_message.Message):
     """
     framed: _builtins.bool
     """A flat band of one colour (any colour) along all four sides: a frame or mat added."""
+    coloured_patch: _builtins.bool
+    """Colour in a small part of the picture only, the rest as neutral as a greyscale
+    file's: colour added to a grey picture (a logo, a mark), not a colour original.
+    """
+    pixels: _builtins.bytes
+    """A checksum of the decoded pixels (every 8th row), with their size: two files with
+    the same one hold the very same pixels, so a lossless one was saved from a lossy one
+    (a lossy encoder never gives its input back).
+    """
+    widened: _builtins.bool
+    """16-bit samples that are all 8-bit ones widened (each a multiple of 257): the file
+    was written from 8-bit pixels.
+    """
     def __init__(
         self,
         *,
         palette: _builtins.bool = ...,
         blockiness: _builtins.float | None = ...,
         framed: _builtins.bool = ...,
+        coloured_patch: _builtins.bool = ...,
+        pixels: _builtins.bytes = ...,
+        widened: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_blockiness", b"_blockiness", "blockiness", b"blockiness"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_blockiness", b"_blockiness", "blockiness", b"blockiness", "framed", b"framed", "palette", b"palette"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_blockiness", b"_blockiness", "blockiness", b"blockiness", "coloured_patch", b"coloured_patch", "framed", b"framed", "palette", b"palette", "pixels", b"pixels", "widened", b"widened"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__blockiness: _TypeAlias = _typing.Literal["blockiness"]  # noqa: Y015
     _WhichOneofArgType__blockiness: _TypeAlias = _typing.Literal["_blockiness", b"_blockiness"]  # noqa: Y015

@@ -98,3 +98,21 @@ def test_different_photos_are_not_close() -> None:
     a = colour_signature(np.asarray(synth.photo(1, 320, 240)))
     b = colour_signature(np.asarray(synth.photo(2, 320, 240)))
     assert colour_distance(a, b) > 0.1
+
+
+def _grey(seed: int) -> Image.Image:
+    return synth.photo(seed, 640, 480).convert("L").convert("RGB")
+
+
+def test_colour_in_a_patch_of_a_grey_picture_is_told_from_a_colour_photo() -> None:
+    from PIL import ImageDraw
+
+    logo = _grey(5)
+    ImageDraw.Draw(logo).ellipse((520, 360, 610, 450), fill=(200, 30, 60))
+    found = extract(synth.png(logo))
+    assert not found.colour.is_greyscale and found.coloured_patch
+    assert not extract(synth.png(_grey(5))).coloured_patch  # grey all over
+    # A photo with little colour keeps some in its greys: no patch.
+    faded = ImageEnhance.Color(synth.photo(5, 640, 480)).enhance(0.15)
+    faded_found = extract(synth.jpeg(faded, 90))
+    assert not faded_found.colour.is_greyscale and not faded_found.coloured_patch

@@ -188,3 +188,39 @@ def test_a_blur_removes_noise_too_but_far_more_detail() -> None:
         None,
         "a blurred copy",
     )
+
+
+def test_the_same_pixels_in_a_lossless_file_are_a_re_save_of_the_jpeg() -> None:
+    # A JPEG at 95 shows no blocks, so only the pixels being the very same tell.
+    jpeg = copy("j", jpeg=0.95, blockiness=0.01)
+    png = copy("p", fmt="PNG", jpeg=1.0, blockiness=0.01, quality=0.9)
+    jpeg.marks.pixels = png.marks.pixels = b"\x01\x02\x03\x04"
+    how = "a lossless re-save of the JPEG (its very pixels)"
+    assert derives(jpeg, png, Scores()) == (None, how)
+    assert derives(png, jpeg, Scores()) == (how, None)
+    other = copy("q", fmt="PNG", jpeg=1.0, blockiness=0.01)
+    other.marks.pixels = b"\x05\x06\x07\x08"  # other pixels: no such evidence
+    assert derives(jpeg, other, Scores()) == (None, None)
+
+
+def test_a_16_bit_file_widened_from_the_same_8_bit_pixels_is_the_copy() -> None:
+    eight = copy("e", fmt="PNG", jpeg=1.0, greyscale=True)
+    sixteen = copy("s", fmt="PNG", jpeg=1.0, greyscale=True)
+    eight.marks.pixels = sixteen.marks.pixels = b"\x01\x02\x03\x04"
+    sixteen.marks.widened = True
+    how = "a 16-bit copy of the 8-bit file (its very pixels)"
+    assert derives(eight, sixteen, Scores()) == (None, how)
+    assert derives(sixteen, eight, Scores()) == (how, None)
+    sixteen.marks.pixels = b"\x05\x06\x07\x08"  # widened, but of other pixels: unknown
+    assert derives(eight, sixteen, Scores()) == (None, None)
+
+
+def test_colour_in_a_patch_on_a_grey_picture_was_added_to_it() -> None:
+    grey = copy("g", fmt="PNG", jpeg=1.0, greyscale=True)
+    logo = copy("l", fmt="PNG", jpeg=1.0, quality=0.9)
+    logo.marks.coloured_patch = True
+    how = "a copy with a logo or a mark in colour"
+    assert derives(grey, logo, Scores()) == (None, how)
+    assert derives(logo, grey, Scores()) == (how, None)
+    colour = copy("c", fmt="PNG", jpeg=1.0)  # colour all over: the grey one is the copy
+    assert derives(grey, colour, Scores()) == ("a greyscale copy", None)
