@@ -165,16 +165,24 @@ FRAME_SHARE: Final = 0.015
 FRAME_LEVELS: Final = 16
 
 
-def _flat_band(lines: npt.NDArray[np.uint8], need: int) -> npt.NDArray[np.int16] | None:
-    """The median colour of the first ``need`` lines (rows) if they are all of it."""
-    band = lines[:need].reshape(-1, 3)
+def _flat_band(band: npt.NDArray[np.uint8]) -> npt.NDArray[np.int16] | None:
+    """The median colour of ``band`` (pixels x 3) if every pixel is within FRAME_LEVELS of it."""
+    # OpenCV's column reductions are several times faster than numpy's over 3 columns.
+    top = cv2.reduce(band, 0, cv2.REDUCE_MAX).ravel().astype(np.int16)
+    bottom = cv2.reduce(band, 0, cv2.REDUCE_MIN).ravel().astype(np.int16)
     # Wider than twice the tolerance: no colour is within it of every pixel (the usual
     # case, a picture's edge, decided without the median).
-    if int((band.max(axis=0).astype(np.int16) - band.min(axis=0)).max()) > 2 * FRAME_LEVELS:
+    if int((top - bottom).max()) > 2 * FRAME_LEVELS:
         return None
-    wide = band.astype(np.int16)
-    median = np.median(wide, axis=0).astype(np.int16)
-    return median if int(np.abs(wide - median).max()) <= FRAME_LEVELS else None
+    # np.median's value, truncated as astype(int16) truncates it: of an even count, the
+    # floor of the mean of the two middle values.
+    n = len(band)
+    middle = np.partition(band.T, sorted({(n - 1) // 2, n // 2}), axis=1)
+    median = (middle[:, (n - 1) // 2].astype(np.int16) + middle[:, n // 2]) // 2
+    # Every pixel within the tolerance of the median: its extremes are.
+    return (
+        median if int(max((top - median).max(), (median - bottom).max())) <= FRAME_LEVELS else None
+    )
 
 
 def is_framed(decoded: Decoded) -> bool:
@@ -185,10 +193,11 @@ def is_framed(decoded: Decoded) -> bool:
     need = max(2, round(FRAME_SHARE * min(h, w)))
     if min(h, w) < 8 * need:
         return False
-    sides = (rgb, rgb[::-1], rgb.transpose(1, 0, 2), rgb.transpose(1, 0, 2)[::-1])
+    # Top, bottom, left, right; a band's pixels in any order (only extremes and medians).
+    sides = (rgb[:need], rgb[h - need :], rgb[:, :need], rgb[:, w - need :])
     colours = []
     for side in sides:  # most pictures fail on the first side: look no further
-        colour = _flat_band(side, need)
+        colour = _flat_band(side.reshape(-1, 3))
         if colour is None:
             return False
         colours.append(colour)

@@ -1,0 +1,77 @@
+"""The hasher's faster code gives what the code before it gave, on generated images.
+
+Each ``_old_*`` is the earlier implementation, kept here as the oracle: exact where the
+new code is exact, within float noise where only the order of a sum changed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+from PIL import Image, ImageOps
+
+from services.hasher.decode import Decoded, decode
+from services.hasher.quality import FRAME_LEVELS, FRAME_SHARE, is_framed
+from services.hasher.tests import synth
+
+
+def _old_flat_band(lines: npt.NDArray[np.uint8], need: int) -> npt.NDArray[np.int16] | None:
+    band = lines[:need].reshape(-1, 3)
+    if int((band.max(axis=0).astype(np.int16) - band.min(axis=0)).max()) > 2 * FRAME_LEVELS:
+        return None
+    wide = band.astype(np.int16)
+    median = np.median(wide, axis=0).astype(np.int16)
+    return median if int(np.abs(wide - median).max()) <= FRAME_LEVELS else None
+
+
+def _old_is_framed(decoded: Decoded) -> bool:
+    rgb = decoded.rgb
+    h, w = rgb.shape[:2]
+    need = max(2, round(FRAME_SHARE * min(h, w)))
+    if min(h, w) < 8 * need:
+        return False
+    sides = (rgb, rgb[::-1], rgb.transpose(1, 0, 2), rgb.transpose(1, 0, 2)[::-1])
+    colours = []
+    for side in sides:
+        colour = _old_flat_band(side, need)
+        if colour is None:
+            return False
+        colours.append(colour)
+    stacked = np.stack(colours)
+    return int((stacked.max(axis=0) - stacked.min(axis=0)).max()) <= FRAME_LEVELS
+
+
+def _framed_variants(seed: int) -> list[Image.Image]:
+    """A photo, framed in flat, noisy (within, at and past the tolerance) and uneven
+    bands, on odd and even sizes (the median of an even count is a mean of two)."""
+    rng = np.random.default_rng(seed)
+    img = synth.photo(seed, 401 + 2 * seed, 300 + seed)
+    out = [img]
+    for border, spread in ((12, 0), (9, 10), (15, 16), (10, 17), (11, 30)):
+        colour = tuple(int(v) for v in rng.integers(40, 216, 3))
+        framed = np.asarray(ImageOps.expand(img, border=border, fill=colour)).astype(np.int16)
+        noise = rng.integers(-spread, spread + 1, framed.shape)
+        mask = np.ones(framed.shape[:2], bool)
+        mask[border:-border, border:-border] = False
+        framed[mask] += noise[mask]
+        out.append(Image.fromarray(np.clip(framed, 0, 255).astype(np.uint8)))
+    # One side of another colour, and a letterbox (two sides only).
+    uneven = np.asarray(ImageOps.expand(img, border=14, fill=(200, 30, 30))).copy()
+    uneven[:, :14] = (180, 40, 40)
+    out.append(Image.fromarray(uneven))
+    out.append(ImageOps.expand(img, border=(0, 20, 0, 20), fill=(0, 0, 0)))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_is_framed_decides_as_before(seed: int) -> None:
+    for img in _framed_variants(seed):
+        for data in (synth.png(img), synth.jpeg(img, 80)):
+            decoded = decode(data)
+            assert is_framed(decoded) == _old_is_framed(decoded)
+
+
+def test_the_framed_cases_include_both_answers() -> None:
+    answers = {_old_is_framed(decode(synth.png(img))) for img in _framed_variants(0)}
+    assert answers == {True, False}
