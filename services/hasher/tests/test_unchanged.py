@@ -6,12 +6,18 @@ new code is exact, within float noise where only the order of a sum changed.
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Any
+
+import cv2
 import numpy as np
 import numpy.typing as npt
 import pytest
 from PIL import Image, ImageOps
 
+from dedup.colour import _HEADER, GRID, SAMPLE, _srgb_to_l, colour_signature
 from services.hasher.decode import Decoded, decode
+from services.hasher.hashes import _haar_approximation
 from services.hasher.quality import FRAME_LEVELS, FRAME_SHARE, is_framed
 from services.hasher.tests import synth
 
@@ -75,3 +81,42 @@ def test_is_framed_decides_as_before(seed: int) -> None:
 def test_the_framed_cases_include_both_answers() -> None:
     answers = {_old_is_framed(decode(synth.png(img))) for img in _framed_variants(0)}
     assert answers == {True, False}
+
+
+def _greys() -> list[npt.NDArray[np.float32]]:
+    """64x64 luma of photos, of noise, and of flat posterised copies (ties at the median)."""
+    rng = np.random.default_rng(5)
+    photos = [np.asarray(synth.photo(s, 64, 64).convert("L"), np.float32) for s in range(20)]
+    noise = [rng.uniform(0, 255, (64, 64)).astype(np.float32) for _ in range(20)]
+    flat = [(np.round(g / 48) * 48).astype(np.float32) for g in photos + noise]
+    return photos + noise + flat
+
+
+def test_the_haar_approximation_is_pywavelets_bit_for_bit() -> None:
+    import pywt
+
+    for grey in _greys():
+        old = pywt.wavedec2(grey, "haar", level=2)[0]
+        assert np.array_equal(_haar_approximation(grey, 2), old)
+
+
+def _old_cell_mean(a: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
+    k = SAMPLE // GRID
+    shape = (GRID, k, GRID, k, *a.shape[2:])
+    return np.asarray(a.reshape(shape).mean(axis=(1, 3)), dtype=np.float32)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_colour_grids_are_as_before(seed: int) -> None:
+    # The cell means differ from numpy's in the last bits only: their stored bytes agree,
+    # and so do the scalars (mean_lightness, the mean of the means, in its last bits).
+    for img in (synth.photo(seed, 64, 64), synth.photo(seed, 64, 64).convert("L")):
+        rgb = np.asarray(img.convert("RGB"))
+        signature = colour_signature(rgb)
+        small_f = rgb.astype(np.float32) * np.float32(1.0 / 255.0)  # as colour_signature
+        lab = cv2.cvtColor(small_f, cv2.COLOR_RGB2Lab)
+        luma = np.asarray(cv2.cvtColor(small_f, cv2.COLOR_RGB2GRAY), np.float32)
+        old = replace(signature, lab=_old_cell_mean(lab), grey_l=_old_cell_mean(_srgb_to_l(luma)))
+        assert signature.to_bytes()[_HEADER.size :] == old.to_bytes()[_HEADER.size :]
+        assert np.allclose(signature.lab, old.lab, rtol=0, atol=1e-4)
+        assert signature.mean_lightness == pytest.approx(float(old.lab[..., 0].mean()), rel=1e-6)
