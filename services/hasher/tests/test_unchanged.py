@@ -16,9 +16,18 @@ import pytest
 from PIL import Image, ImageOps
 
 from dedup.colour import _HEADER, GRID, SAMPLE, _srgb_to_l, colour_signature
+from dedup.imaging import luminance
 from services.hasher.decode import Decoded, decode
 from services.hasher.hashes import _haar_approximation
-from services.hasher.quality import FRAME_LEVELS, FRAME_SHARE, is_framed
+from services.hasher.quality import (
+    BLOCK_REDUCTIONS,
+    BLOCK_STRIDE,
+    FRAME_LEVELS,
+    FRAME_SHARE,
+    JPEG_BLOCK,
+    blockiness,
+    is_framed,
+)
 from services.hasher.tests import synth
 
 
@@ -120,3 +129,32 @@ def test_the_colour_grids_are_as_before(seed: int) -> None:
         assert signature.to_bytes()[_HEADER.size :] == old.to_bytes()[_HEADER.size :]
         assert np.allclose(signature.lab, old.lab, rtol=0, atol=1e-4)
         assert signature.mean_lightness == pytest.approx(float(old.lab[..., 0].mean()), rel=1e-6)
+
+
+def _old_blockiness(decoded: Decoded) -> float | None:
+    reduction = round(decoded.scale)
+    if reduction not in BLOCK_REDUCTIONS or abs(decoded.scale - reduction) > 0.02:
+        return None
+    period = JPEG_BLOCK // reduction
+    rgb = decoded.rgb
+    if min(rgb.shape[:2]) < 4 * period:
+        return None
+
+    def excess(luma: npt.NDArray[np.float32], axis: int) -> float:
+        profile = np.abs(np.diff(luma, axis=axis)).mean(axis=1 - axis)
+        phases = np.array([profile[p::period].mean() for p in range(period)])
+        mean = float(phases.mean())
+        return float(phases.max()) / mean - 1.0 if mean > 0 else 0.0
+
+    luma = luminance(rgb)
+    return min(excess(luma[::BLOCK_STRIDE], 1), excess(luma[:, ::BLOCK_STRIDE], 0))
+
+
+# Sizes decoded at reductions 1, 2 and 4 (and one past them), odd and even sides; JPEGs
+# at several qualities, a PNG (no blocks) and a JPEG re-saved as PNG.
+@pytest.mark.parametrize("size", [(333, 250), (900, 601), (1500, 1001), (2200, 1650), (4100, 60)])
+def test_blockiness_is_as_before_bit_for_bit(size: tuple[int, int]) -> None:
+    img = synth.photo(sum(size), *size)
+    for data in (synth.jpeg(img, 50), synth.jpeg(img, 90), synth.png(img)):
+        decoded = decode(data)
+        assert blockiness(decoded) == _old_blockiness(decoded)
