@@ -30,7 +30,7 @@ is not measured.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import cv2
 import numpy as np
@@ -226,7 +226,7 @@ def blockiness(decoded: Decoded) -> float | None:
     if min(rgb.shape[:2]) < 4 * period:
         return None
 
-    def excess(jumps: npt.NDArray[np.float32], axis: int) -> float:
+    def excess(jumps: npt.NDArray[Any], axis: int) -> float:
         profile = jumps.mean(axis=1 - axis)
         phases = np.array([profile[p::period].mean() for p in range(period)])
         mean = float(phases.mean())
