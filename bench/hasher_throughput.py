@@ -26,8 +26,10 @@ the best round of each counts (a neighbour's load only ever adds). --set edited 
 edited folder of bench/scan_cost.py (real dev photos at 1600 px, a quarter originals and
 their crops, captions, borders, ...) instead of the upload mix.
 
-    .venv/bin/python bench/hasher_throughput.py [--images 60] [--rounds 5] [--milvus]
+    .venv/bin/python -m bench.hasher_throughput [--images 60] [--rounds 5] [--milvus]
         [--set mix|edited] [--baseline DIR] [--cpu-only]
+
+(as a module: --set edited imports bench.scan_cost).
 """
 
 from __future__ import annotations
@@ -146,7 +148,7 @@ def cpu_costs(folder: Path, rounds: int, codes: dict[str, Path]) -> dict[str, di
 
 
 def cpu_report(folder: Path, costs: dict[str, dict[str, float]]) -> None:
-    print(f"\nCPU ms per image, one thread, best of the rounds ({folder}):")
+    print(f"\nCPU ms per image, one thread, best of the rounds ({os.path.relpath(folder, ROOT)}):")
     print(f"  {'code':40s} {'decode-only':>11s} {'compute':>8s} {'ratio':>6s}")
     for name, c in costs.items():
         decode_ms, compute_ms = c["decode"], c["compute"]
@@ -322,7 +324,8 @@ def main(argv: list[str] | None = None) -> int:
         what = "JPEG 4000x3000 to 800x600, PNG, WebP"
     data = [p.read_bytes() for p in sorted(folder.iterdir())]
     megabytes = sum(map(len, data)) / 1e6
-    print(f"$ {' '.join([os.path.relpath(sys.executable, ROOT), *sys.argv])}")
+    script = f"-m {__spec__.name}" if __spec__ else os.path.relpath(sys.argv[0], ROOT)
+    print(f"$ {' '.join([os.path.relpath(sys.executable, ROOT), script, *sys.argv[1:]])}")
     print(
         f"{len(data)} files ({megabytes:.1f} MB: {what});"
         f" {args.rounds} interleaved rounds; {args.threads} thread(s);"
