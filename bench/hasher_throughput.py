@@ -312,9 +312,11 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(cpu_worker(args.cpu_worker, 3)))
         return 0
 
+    from dedup.memory import return_large_blocks
     from services.hasher.decode import decode
     from services.hasher.features import extract
 
+    return_large_blocks()  # as every service's entry point does, before any thread starts
     cv2.setNumThreads(1)  # as the service sets it (services/hasher/__main__.py)
     if args.set == "edited":
         folder = edited_files(args.images)
