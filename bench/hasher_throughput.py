@@ -17,7 +17,19 @@ and prints images/s and the ratio hasher / decode-only (target: at least 0.8). R
 alternate between the two so that a neighbour's load on the machine hits both alike; the
 median round counts. A full-resolution decode is shown for scale.
 
-    .venv/bin/python bench/hasher_throughput.py [--images 60] [--rounds 5] [--milvus]
+Then the CPU (time.process_time, one thread) of the decode alone and of the features
+alone (`features.compute` on the decoded images), per image, and their ratio, each code
+in a process of its own set up as the service sets itself up (glibc's malloc thresholds,
+`dedup.memory`; OpenCV on one thread); with --baseline, another checkout of the code
+(`git archive COMMIT | tar -x -C DIR`) too, its processes interleaved with this one's;
+the best round of each counts (a neighbour's load only ever adds). --set edited uses the
+edited folder of bench/scan_cost.py (real dev photos at 1600 px, a quarter originals and
+their crops, captions, borders, ...) instead of the upload mix.
+
+    .venv/bin/python -m bench.hasher_throughput [--images 60] [--rounds 5] [--milvus]
+        [--set mix|edited] [--baseline DIR] [--cpu-only]
+
+(as a module: --set edited imports bench.scan_cost).
 """
 
 from __future__ import annotations
@@ -30,6 +42,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 import uuid
@@ -54,15 +67,14 @@ MIX = (
 )
 
 
-def files(count: int) -> list[bytes]:
-    """`count` encoded photos in the MIX, generated once and cached under .run/bench/."""
+def mix_files(count: int) -> Path:
+    """A folder of `count` encoded photos in the MIX, generated once under .run/bench/."""
     key = hashlib.sha256(json.dumps([count, MIX]).encode()).hexdigest()[:12]
     folder = CACHE / key
     if folder.is_dir() and len(list(folder.iterdir())) == count:
-        return [p.read_bytes() for p in sorted(folder.iterdir())]
+        return folder
     folder.mkdir(parents=True, exist_ok=True)
     print(f"generating {count} photos into {folder} (once)", file=sys.stderr)
-    out = []
     index = 0
     for share, w, h, fmt, quality in MIX:
         for _ in range(max(1, round(share * count))):
@@ -72,11 +84,76 @@ def files(count: int) -> list[bytes]:
             buffer = io.BytesIO()
             params = {"quality": quality} if quality else {}
             img.save(buffer, fmt, **params)
-            data = buffer.getvalue()
-            (folder / f"{index:04d}.{fmt.lower()}").write_bytes(data)
-            out.append(data)
+            (folder / f"{index:04d}.{fmt.lower()}").write_bytes(buffer.getvalue())
             index += 1
-    return out
+    return folder
+
+
+def edited_files(count: int) -> Path:
+    """bench/scan_cost.py's edited folder of `count` files, written once under .run/bench/."""
+    from bench.dev_sets import DEFAULT_DEV
+    from bench.scan_cost import PhotoSource, plan_edited, real_photos, write_folder
+
+    folder = ROOT / ".run" / "bench" / f"hasher-edited-{count}"
+    if not (folder.is_dir() and len(list(folder.iterdir())) == count):
+        print(f"writing the edited folder into {folder} (once)", file=sys.stderr)
+        write_folder(
+            "edited", folder, plan_edited(count), PhotoSource(real_photos(DEFAULT_DEV), 1600)
+        )
+    return folder
+
+
+def cpu_worker(folder: Path, passes: int) -> dict[str, float | str]:
+    """In a process of its own: the best of `passes` passes of the CPU seconds that decoding
+    every file in `folder` takes, and computing the features of every decoded image."""
+    from dedup.memory import return_large_blocks
+    from services.hasher.decode import decode
+    from services.hasher.features import compute
+
+    return_large_blocks()  # as every service's entry point does
+    cv2.setNumThreads(1)
+    data = [p.read_bytes() for p in sorted(folder.iterdir())]
+    decoded = [decode(d) for d in data]
+    for image in decoded[:3]:  # warm caches and lazy imports
+        compute(image)
+    best = {"decode": float("inf"), "compute": float("inf")}
+    for _ in range(passes):
+        started = time.process_time()
+        for encoded in data:
+            decode(encoded)
+        best["decode"] = min(best["decode"], time.process_time() - started)
+        started = time.process_time()
+        for image in decoded:
+            compute(image)
+        best["compute"] = min(best["compute"], time.process_time() - started)
+    costs: dict[str, float | str] = {k: 1000 * v / len(data) for k, v in best.items()}
+    return costs | {"code": str(Path(sys.modules[compute.__module__].__file__ or "").parents[2])}
+
+
+def cpu_costs(folder: Path, rounds: int, codes: dict[str, Path]) -> dict[str, dict[str, float]]:
+    """CPU ms per image of decode and compute for each checkout in `codes`, each round a
+    fresh process per checkout, rounds interleaved; the best round counts."""
+    best: dict[str, dict[str, float]] = {name: {} for name in codes}
+    for _ in range(rounds):
+        for name, code in codes.items():
+            env = os.environ | {"PYTHONPATH": f"{code / 'libs'}{os.pathsep}{code}"}
+            argv = [sys.executable, __file__, "--cpu-worker", str(folder)]
+            out = subprocess.run(argv, env=env, check=True, capture_output=True, text=True)
+            result = json.loads(out.stdout.splitlines()[-1])
+            if Path(result.pop("code")) != code:
+                raise SystemExit(f"{name}: the worker imported another checkout's code")
+            for key, ms in result.items():
+                best[name][key] = min(best[name].get(key, float("inf")), ms)
+    return best
+
+
+def cpu_report(folder: Path, costs: dict[str, dict[str, float]]) -> None:
+    print(f"\nCPU ms per image, one thread, best of the rounds ({os.path.relpath(folder, ROOT)}):")
+    print(f"  {'code':40s} {'decode-only':>11s} {'compute':>8s} {'ratio':>6s}")
+    for name, c in costs.items():
+        decode_ms, compute_ms = c["decode"], c["compute"]
+        ratio = compute_ms / decode_ms
+        print(f"  {name:40s} {decode_ms:11.2f} {compute_ms:8.2f} {ratio:6.2f}")
 
 
 def full_decode(data: bytes) -> None:
@@ -226,20 +303,42 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="worker threads (1: one core)")
     parser.add_argument("--milvus", action="store_true", help="also the handler with Milvus")
     parser.add_argument("--concurrency", type=int, default=8, help="handlers at once (--milvus)")
+    parser.add_argument("--set", choices=("mix", "edited"), default="mix", help="which files")
+    parser.add_argument("--baseline", type=Path, help="another checkout, for the CPU table")
+    parser.add_argument("--cpu-only", action="store_true", help="only the CPU table")
+    parser.add_argument("--cpu-worker", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.cpu_worker:
+        print(json.dumps(cpu_worker(args.cpu_worker, 3)))
+        return 0
 
+    from dedup.memory import return_large_blocks
     from services.hasher.decode import decode
     from services.hasher.features import extract
 
+    return_large_blocks()  # as every service's entry point does, before any thread starts
     cv2.setNumThreads(1)  # as the service sets it (services/hasher/__main__.py)
-    data = files(args.images)
+    if args.set == "edited":
+        folder = edited_files(args.images)
+        what = "the edited folder of bench/scan_cost.py, JPEG at 1600 px"
+    else:
+        folder = mix_files(args.images)
+        what = "JPEG 4000x3000 to 800x600, PNG, WebP"
+    data = [p.read_bytes() for p in sorted(folder.iterdir())]
     megabytes = sum(map(len, data)) / 1e6
-    print(f"$ {' '.join([os.path.relpath(sys.executable, ROOT), *sys.argv])}")
+    script = f"-m {__spec__.name}" if __spec__ else os.path.relpath(sys.argv[0], ROOT)
+    print(f"$ {' '.join([os.path.relpath(sys.executable, ROOT), script, *sys.argv[1:]])}")
     print(
-        f"{len(data)} files ({megabytes:.1f} MB: JPEG 4000x3000 to 800x600, PNG, WebP);"
-        f" {args.rounds} interleaved rounds, median; {args.threads} thread(s);"
+        f"{len(data)} files ({megabytes:.1f} MB: {what});"
+        f" {args.rounds} interleaved rounds; {args.threads} thread(s);"
         f" {os.cpu_count()} CPUs, Python {platform.python_version()}"
     )
+    codes = {f"this checkout ({ROOT})": ROOT}
+    if args.baseline:
+        codes = {f"baseline ({args.baseline})": args.baseline.resolve()} | codes
+    cpu_report(folder, cpu_costs(folder, args.rounds, codes))
+    if args.cpu_only:
+        return 0
     times = compare(
         data,
         args.rounds,

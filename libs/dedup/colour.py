@@ -119,9 +119,9 @@ def _srgb_to_l(v: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
 
 
 def _cell_mean(a: npt.NDArray[Any]) -> Grid:
-    k = SAMPLE // GRID
-    shape = (GRID, k, GRID, k, *a.shape[2:])
-    return np.asarray(a.reshape(shape).mean(axis=(1, 3)), dtype=np.float32)
+    # OpenCV's area filter at a whole ratio is the mean of each cell, several times faster
+    # than numpy's mean over two axes of a reshape.
+    return np.asarray(cv2.resize(a, (GRID, GRID), interpolation=cv2.INTER_AREA), np.float32)
 
 
 def _sampled(rgb: npt.NDArray[np.uint8]) -> tuple[Grid, Grid]:

@@ -34,14 +34,30 @@ DIHEDRAL: Final = (
 INVERSE: Final = (0, 3, 2, 1, 4, 5, 6, 7)
 
 
+# The float copy that luma is computed from is made this much at a time: a whole decoded
+# image's would be a block of several MiB, mmapped (dedup.memory) and faulted in afresh
+# on every call, which costs more than the conversion.
+LUMA_STRIP_BYTES: Final = 1 << 20
+
+
 def luminance(rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
     """Rec.601 luma (the coefficients PDQ uses) as float32, 0..255.
 
     Not rounded to uint8: on near-black images (PDQ quality ~0) whole-level rounding
     alone flips a third of the bits against the reference.
     """
-    rgb_f = np.asarray(rgb, dtype=np.float32)
-    return np.asarray(cv2.cvtColor(rgb_f, cv2.COLOR_RGB2GRAY), dtype=np.float32)
+    h, w = rgb.shape[:2]
+    rows = max(1, LUMA_STRIP_BYTES // (12 * max(1, w)))  # 3 float32 channels a pixel
+    if h <= rows:
+        rgb_f = np.asarray(rgb, dtype=np.float32)
+        return np.asarray(cv2.cvtColor(rgb_f, cv2.COLOR_RGB2GRAY), dtype=np.float32)
+    out = np.empty((h, w), dtype=np.float32)
+    strip = np.empty((rows, w, 3), dtype=np.float32)
+    for top in range(0, h, rows):
+        n = min(rows, h - top)
+        np.copyto(strip[:n], rgb[top : top + n], casting="unsafe")
+        cv2.cvtColor(strip[:n], cv2.COLOR_RGB2GRAY, dst=out[top : top + n])
+    return out
 
 
 def apply_dihedral(array: npt.NDArray[Any], index: int) -> npt.NDArray[Any]:
