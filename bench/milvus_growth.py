@@ -100,38 +100,59 @@ def port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+@dataclass(frozen=True)
+class Server:
+    """How to run one kind of Milvus server: its command, and how it starts and stops."""
+
+    name: str
+    command: list[str]
+    ports: range  # every port it listens on; the first serves gRPC
+    env: dict[str, str] | None = None
+    start_seconds: float = 60
+    stop_signal: signal.Signals = signal.SIGTERM
+
+
 @contextmanager
-def milvus_lite(folder: Path, port: int) -> Iterator[int]:
-    """A fresh Milvus Lite serving gRPC on 127.0.0.1:`port` (its data in `folder`); its pid."""
-    if port_open(port):
-        raise SystemExit(f"port {port} is taken: pass another --port")
+def serving(server: Server, folder: Path) -> Iterator[int]:
+    """`server` started afresh with its data in `folder`, until its gRPC port answers;
+    its pid. Stopped, its processes killed and `folder` removed at the end."""
+    taken = [p for p in server.ports if port_open(p)]
+    if taken:
+        raise SystemExit(f"ports {taken} are taken: pass another --port")
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    lib = milvus_lite_lib()
-    env = os.environ | {"LD_LIBRARY_PATH": str(lib)}
-    with (folder / "milvus.log").open("wb") as log:
-        server = subprocess.Popen(
-            [str(lib / "milvus"), str(folder / "milvus.db"), f"127.0.0.1:{port}", "ERROR"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=folder,
+    log_path = folder / "server.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            server.command, env=server.env, stdout=log, stderr=subprocess.STDOUT, cwd=folder
         )
     try:
-        deadline = time.monotonic() + 60
-        while not port_open(port):
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"Milvus Lite did not start (see {folder / 'milvus.log'})")
+        deadline = time.monotonic() + server.start_seconds
+        while not port_open(server.ports[0]):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"{server.name} did not start (see {log_path})")
             time.sleep(0.2)
-        yield server.pid
+        yield process.pid
     finally:
-        server.send_signal(signal.SIGTERM)
+        process.send_signal(server.stop_signal)
         try:
-            server.wait(20)
+            process.wait(60)
         except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+            process.kill()
+            process.wait()
+        kill_tree(process.pid)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def milvus_lite(folder: Path, port: int) -> Server:
+    """Milvus Lite serving gRPC on 127.0.0.1:`port`, its data in `folder`."""
+    lib = milvus_lite_lib()
+    return Server(
+        "Milvus Lite",
+        [str(lib / "milvus"), str(folder / "milvus.db"), f"127.0.0.1:{port}", "ERROR"],
+        range(port, port + 1),
+        env=os.environ | {"LD_LIBRARY_PATH": str(lib)},
+    )
 
 
 # The standalone server's components, each on a port of its own after the proxy's.
@@ -148,53 +169,28 @@ STANDALONE_PORTS = (
 )
 
 
-@contextmanager
-def milvus_standalone(folder: Path, port: int, launcher: Path) -> Iterator[int]:
-    """A fresh Milvus standalone (PyPI `milvus`: the server a cluster runs, with its
-    indexes, and etcd embedded) serving gRPC on `port`, its other components on the next
-    ports; the launcher's pid (the server is its child). Milvus 2.3's gRPC servers bind
-    every address: run it on a machine that takes no outside connections."""
+def milvus_standalone(folder: Path, port: int, launcher: Path) -> Server:
+    """Milvus standalone (PyPI `milvus`: the server a cluster runs, with its indexes, and
+    etcd embedded) serving gRPC on `port`, its other components on the next ports; the
+    pid is the launcher's (the server is its child). Milvus 2.3's gRPC servers bind every
+    address: run it on a machine that takes no outside connections."""
     if not launcher.exists():
         raise SystemExit(f"{launcher} is missing: make bench-milvus")
-    taken = [p for p in range(port, port + len(STANDALONE_PORTS) + 1) if port_open(p)]
-    if taken:
-        raise SystemExit(f"ports {taken} are taken: pass another --port")
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    ports = [
-        f"--{name.replace('_', '-')}={port + 1 + i}" for i, name in enumerate(STANDALONE_PORTS)
-    ]
-    with (folder / "launcher.log").open("wb") as log:
-        server = subprocess.Popen(
-            [str(launcher), "--data", str(folder), f"--proxy-port={port}", *ports],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=folder,
-        )
-    try:
-        deadline = time.monotonic() + 180
-        while not port_open(port):
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"Milvus did not start (see {folder / 'launcher.log'})")
-            time.sleep(0.5)
-        yield server.pid
-    finally:
-        server.send_signal(signal.SIGINT)  # what the launcher stops on
-        try:
-            server.wait(60)
-        except subprocess.TimeoutExpired:
-            kill_tree(server.pid)
-            server.kill()
-            server.wait()
-        kill_tree(server.pid)
-        shutil.rmtree(folder, ignore_errors=True)
+    ports = [f"--{n.replace('_', '-')}={port + 1 + i}" for i, n in enumerate(STANDALONE_PORTS)]
+    return Server(
+        "Milvus standalone",
+        [str(launcher), "--data", str(folder), f"--proxy-port={port}", *ports],
+        range(port, port + len(STANDALONE_PORTS) + 1),
+        start_seconds=180,
+        stop_signal=signal.SIGINT,  # what the launcher stops on
+    )
 
 
 def milvus_server(args: argparse.Namespace, size: int) -> AbstractContextManager[int]:
     folder = RUN / args.server / str(size)
     if args.server == "standalone":
-        return milvus_standalone(folder, args.port, args.launcher)
-    return milvus_lite(folder, args.port)
+        return serving(milvus_standalone(folder, args.port, args.launcher), folder)
+    return serving(milvus_lite(folder, args.port), folder)
 
 
 def tree(pid: int) -> list[ProcStat]:
