@@ -19,9 +19,11 @@ names the derived copy and how; none applying leaves the pair's direction unknow
    pixels show JPEG blocks as strong as the other's lower-quality JPEG (a hue or colour
    edit, a caption, a PNG re-saved from the JPEG: text passes for detail, so first);
 6. of the same size: a noisier copy (noise added; not a JPEG's better-quality original,
-   nor a blur's original), then a blurred one (far less detail);
+   nor a blur's original), then a blurred one (far less detail, and less noise: text
+   over a smooth picture adds as much detail, and some noise);
 7. a JPEG copy: of the same size, a JPEG showing its blocks beside a lossless file that
-   shows none (that file was not saved from this JPEG);
+   shows none, or under RESAVE_BLOCKS of them at much the same noise (that file was not
+   saved from this JPEG: it would keep its blocks, and neither noise nor a blur hid them);
 8. a re-encode: of the same size, a JPEG of lower quality than the other JPEG.
 
 The kept copy is the best by quality (``rank_key``) of the copies that derive from no
@@ -138,12 +140,19 @@ def _quantiser_scale(quality: int) -> float:
 
 def _lossy_copy(x: Decision, y: Decision) -> bool:
     """``x`` is a JPEG showing its blocks, ``y`` (the same size) a lossless file without
-    any: ``y`` was not saved from ``x`` (it would carry its blocks), so ``x`` is the copy."""
+    any, or with under RESAVE_BLOCKS of them and a noise within NOISIER times ``x``'s
+    either way (noise added, or a blur, would have hidden them): ``y`` was not saved from
+    ``x`` (it would carry its blocks), so ``x`` is the copy. Faint blocks count too: a
+    JPEG at 90 of a grainy texture shows under MIN_BLOCKS."""
     if _jpeg_quality(x) is None or not _lossless(y):
         return False
     if not (x.marks.HasField("blockiness") and y.marks.HasField("blockiness")):
         return False
-    return x.marks.blockiness >= MIN_BLOCKS > y.marks.blockiness
+    blocks_x, blocks_y = x.marks.blockiness, y.marks.blockiness
+    if blocks_x >= MIN_BLOCKS > blocks_y:
+        return True
+    noise_x, noise_y = _noise_sigma(x), _noise_sigma(y)
+    return blocks_y < RESAVE_BLOCKS * blocks_x and noise_x / NOISIER <= noise_y <= NOISIER * noise_x
 
 
 def _same_pixels(a: Decision, b: Decision) -> tuple[str | None, str | None]:
@@ -177,6 +186,16 @@ def _noisier(x: Decision, y: Decision) -> bool:
         return False
     q_x, q_y = _jpeg_quality(x), _jpeg_quality(y)
     return not (q_x is not None and q_y is not None and q_x > q_y)
+
+
+def _blurred(x: Decision, y: Decision) -> bool:
+    """x is y blurred: far less detail, and far less noise where y has noise to lose (a
+    blur removes it too; text over a copy adds detail and, to the noise measure, a little
+    noise: the copy's original would read as a blurred copy of it)."""
+    detail_x, detail_y = _detail(x), _detail(y)
+    if min(detail_x, detail_y) <= 0 or detail_y < BLURRIER * detail_x:
+        return False
+    return NOISIER * _noise_sigma(x) <= max(_noise_sigma(y), NOISE_FLOOR)
 
 
 def derives(a: Decision, b: Decision, scores: Scores) -> tuple[str | None, str | None]:
@@ -225,12 +244,10 @@ def derives(a: Decision, b: Decision, scores: Scores) -> tuple[str | None, str |
         return "a noisier copy", None
     if same and _noisier(b, a):
         return None, "a noisier copy"
-    detail_a, detail_b = _detail(a), _detail(b)
-    if same and min(detail_a, detail_b) > 0:
-        if detail_b >= BLURRIER * detail_a:
-            return "a blurred copy", None
-        if detail_a >= BLURRIER * detail_b:
-            return None, "a blurred copy"
+    if same and _blurred(a, b):
+        return "a blurred copy", None
+    if same and _blurred(b, a):
+        return None, "a blurred copy"
     if same and _lossy_copy(a, b):
         return "a JPEG copy of the lossless file", None
     if same and _lossy_copy(b, a):

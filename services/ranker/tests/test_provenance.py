@@ -58,7 +58,7 @@ SHARED = Scores(shared_image=1.0, shared_candidate=1.0)
             Scores(),
             "a noisier copy",
         ),  # noise passes for detail
-        (copy("c", sharpness=0.1), Scores(), "a blurred copy"),
+        (copy("c", sharpness=0.05, noise=0.999), Scores(), "a blurred copy"),
         (copy("c", jpeg=0.6), Scores(), "a re-encode (JPEG quality 60 < 90)"),
     ],
 )
@@ -132,6 +132,32 @@ def test_a_jpeg_beside_a_lossless_file_without_blocks_is_the_copy() -> None:
     # Noise added to a JPEG hides its blocks: the noise rule comes first.
     noisy = copy("n", fmt="PNG", jpeg=1.0, blockiness=0.01, noise=0.2)
     assert derives(noisy, caption, Scores()) == ("a noisier copy", None)
+
+
+def test_a_jpeg_with_more_blocks_than_a_lossless_file_as_noisy_is_the_copy() -> None:
+    # A grey texture's captioned JPEG at 90: its blocks under MIN_BLOCKS, but more than
+    # twice the PNG's; a PNG saved from it would keep them (RESAVE_BLOCKS).
+    png = copy("p", fmt="PNG", jpeg=1.0, blockiness=0.011, noise=0.59)  # sigma 4.2
+    caption = copy("c", jpeg=0.9, blockiness=0.026, noise=0.68, quality=0.8)  # sigma 3.5
+    how = "a JPEG copy of the lossless file"
+    assert derives(png, caption, Scores()) == (None, how)
+    assert derives(caption, png, Scores()) == (how, None)
+    # Noise added to the JPEG (over NOISIER times its sigma, if under the noise rule's
+    # margin) hid its blocks: unknown.
+    noisy = copy("n", fmt="PNG", jpeg=1.0, blockiness=0.006, noise=0.46)  # sigma 5.4
+    assert derives(noisy, caption, Scores()) == (None, None)
+    # So did a blur, which takes the noise too (under NOISIER times less).
+    soft = copy("s", fmt="PNG", jpeg=1.0, blockiness=0.006, noise=0.85)  # sigma 2.1
+    assert derives(soft, caption, Scores()) == (None, None)
+
+
+def test_text_over_a_copy_is_no_blur_of_its_original() -> None:
+    # A caption on a smooth picture: 8 times the detail and a little more noise. The
+    # original keeps its noise, so it is no blurred copy of the captioned one.
+    original = copy("o", sharpness=0.33, noise=0.79, jpeg=0.92)  # detail 74, sigma 2.5
+    caption = copy("c", sharpness=0.87, noise=0.72, jpeg=0.9)  # detail 1000, sigma 3.1
+    assert derives(original, caption, Scores()) == (None, "a re-encode (JPEG quality 90 < 92)")
+    assert derives(caption, original, Scores()) == ("a re-encode (JPEG quality 90 < 92)", None)
 
 
 def test_no_evidence_leaves_the_direction_unknown() -> None:
