@@ -178,6 +178,11 @@ JPEG_90 = jpeg(90)(PHOTO)
             jpeg(90)(captioned(grainy_grey(PHOTO))),
         ),
         (
+            "a PNG with a logo of a JPEG at 92 (faint blocks: most of its very pixels tell)",
+            jpeg(92)(PHOTO),
+            png(logo(decoded(jpeg(92)(PHOTO)))),
+        ),
+        (
             "a blurred PNG of the JPEG (the demo's)",
             jpeg(85)(PHOTO),
             png(blurred(decoded(jpeg(85)(PHOTO)))),

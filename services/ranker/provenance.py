@@ -8,6 +8,8 @@ names the derived copy and how; none applying leaves the pair's direction unknow
 1. the pixels, proved pairs only: a crop or a framed copy (the matcher); then the very
    same pixels (the images' checksums): a lossless file is a re-save of the JPEG (which
    never gives its input back), a 16-bit file of 8-bit samples a copy of the 8-bit one;
+   most of the JPEG's very pixels, band by band: a lossless file saved from it with an
+   edit over the rest (a logo, a caption; its blocks may be too faint to tell);
    a framed copy (the image's own mark: a flat band of one colour along all four sides);
 2. a greyscale copy of a colour one; unless the colour is in a patch only, the rest as
    grey as a greyscale file: then colour (a logo, a mark) was added to the grey one;
@@ -38,6 +40,7 @@ names how a copy derives, in the reasons.
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
@@ -75,6 +78,10 @@ MIN_BLOCKS: Final = 0.05
 
 COLOURED: Final = "a copy with a logo or a mark in colour"
 LOSSLESS_RESAVE: Final = "a lossless re-save of the JPEG (its very pixels)"
+EDITED_RESAVE: Final = "a lossless re-save of the JPEG edited in part (most of its very pixels)"
+# The share of the pixels' bands (services/hasher/quality.py pixels_checksum) that must
+# hold the very same textured pixels: most of the picture.
+SAME_BANDS: Final = 0.5
 WIDENED: Final = "a 16-bit copy of the 8-bit file (its very pixels)"
 
 PIXEL_WORDS: Final = {
@@ -169,6 +176,28 @@ def _same_pixels(a: Decision, b: Decision) -> tuple[str | None, str | None]:
     return None, None
 
 
+def _bands(d: Decision) -> tuple[int, ...]:
+    """The checksums of the pixels' bands (0: a flat band), after the whole's."""
+    data = d.marks.pixels
+    if len(data) < 8 or len(data) % 4:
+        return ()
+    return struct.unpack(f"<{len(data) // 4 - 1}I", data[4:])
+
+
+def _partly_resaved(x: Decision, y: Decision) -> bool:
+    """``x`` is lossless, ``y`` a JPEG, and most of ``x``'s bands hold ``y``'s very
+    pixels (textured ones: a JPEG can give a flat area back): ``x`` was saved from ``y``
+    with an edit over the rest (a logo, a caption), since ``y``'s encoder would have
+    changed every band of ``x``."""
+    if not _lossless(x) or _jpeg_quality(y) is None:
+        return False
+    bands_x, bands_y = _bands(x), _bands(y)
+    if not bands_x or len(bands_x) != len(bands_y):
+        return False
+    same = sum(1 for p, q in zip(bands_x, bands_y, strict=True) if p and p == q)
+    return same >= SAME_BANDS * len(bands_x)
+
+
 def _same_aspect(a: Decision, b: Decision) -> bool:
     """The same aspect ratio, either way up (a copy turned by 90 degrees)."""
     ratio_a, ratio_b = a.width / a.height, b.width / b.height
@@ -209,6 +238,10 @@ def derives(a: Decision, b: Decision, scores: Scores) -> tuple[str | None, str |
     copied = _same_pixels(a, b) if described else (None, None)
     if copied != (None, None):
         return copied
+    if described and _partly_resaved(a, b):
+        return EDITED_RESAVE, None
+    if described and _partly_resaved(b, a):
+        return None, EDITED_RESAVE
     if described and a.marks.framed != b.marks.framed:
         return ("a framed copy", None) if a.marks.framed else (None, "a framed copy")
     # A logo in colour on a greyscale picture makes the copy colour: the overlay tells.

@@ -229,6 +229,25 @@ def test_the_same_pixels_in_a_lossless_file_are_a_re_save_of_the_jpeg() -> None:
     assert derives(jpeg, other, Scores()) == (None, None)
 
 
+def _pixels(whole: int, *bands: int) -> bytes:
+    return b"".join(n.to_bytes(4, "little") for n in (whole, *bands))
+
+
+def test_a_lossless_file_with_most_of_a_jpeg_s_very_pixels_was_saved_from_it() -> None:
+    # A logo over a JPEG at 92, saved as PNG: its blocks too faint to tell, but 3 of
+    # its 4 bands hold the JPEG's very pixels (0: a flat band, no evidence).
+    jpeg = copy("j", jpeg=0.92, blockiness=0.02)
+    logo = copy("l", fmt="PNG", jpeg=1.0, blockiness=0.02, quality=0.9)
+    jpeg.marks.pixels, logo.marks.pixels = _pixels(1, 7, 8, 9, 10), _pixels(2, 7, 8, 9, 11)
+    how = "a lossless re-save of the JPEG edited in part (most of its very pixels)"
+    assert derives(jpeg, logo, Scores()) == (None, how)
+    assert derives(logo, jpeg, Scores()) == (how, None)
+    logo.marks.pixels = _pixels(2, 7, 12, 13, 14)  # a quarter of them: unknown
+    assert derives(jpeg, logo, Scores()) == (None, None)
+    jpeg.marks.pixels, logo.marks.pixels = _pixels(1, 0, 0, 0, 10), _pixels(2, 0, 0, 0, 11)
+    assert derives(jpeg, logo, Scores()) == (None, None)  # flat bands tell nothing
+
+
 def test_a_16_bit_file_widened_from_the_same_8_bit_pixels_is_the_copy() -> None:
     eight = copy("e", fmt="PNG", jpeg=1.0, greyscale=True)
     sixteen = copy("s", fmt="PNG", jpeg=1.0, greyscale=True)
