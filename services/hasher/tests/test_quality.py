@@ -158,6 +158,13 @@ def test_a_lossless_copy_edited_in_part_keeps_the_jpeg_s_pixels_elsewhere() -> N
     assert len(same) == 16 and sum(same) >= 12, same  # all but the logo's bands
     re_encoded = _jpeg(edited, 98)  # a lossy encoder changes every band
     assert not set(_bands(extract(re_encoded).pixels)) & set(_bands(theirs)) - {0}
+    # ... at 100 without chroma subsampling too, of a lossless grey original: not one band
+    # of it comes back, so the original is never read as saved from its JPEG.
+    grey = ImageOps.grayscale(synth.photo(6, 600, 400))
+    best = io.BytesIO()
+    grey.save(best, "JPEG", quality=100, subsampling=0)
+    lossless = set(_bands(extract(_png(grey)).pixels)) - {0}
+    assert lossless and not set(_bands(extract(best.getvalue()).pixels)) & lossless
 
 
 def test_a_flat_band_is_no_evidence() -> None:
