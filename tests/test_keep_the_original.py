@@ -98,6 +98,14 @@ def hue_turned(img: Image.Image) -> Image.Image:
     return Image.fromarray(hsv, "HSV").convert("RGB")
 
 
+def grainy_grey(img: Image.Image) -> Image.Image:
+    """A grey picture with film grain (sigma 12): a texture whose JPEG at 90 shows no
+    blocks to speak of."""
+    grey = np.asarray(ImageOps.grayscale(img), np.float32)
+    grain = np.random.default_rng(12).normal(0.0, 12.0, grey.shape)
+    return Image.fromarray(np.clip(grey + grain, 0, 255).astype(np.uint8))
+
+
 def group(name: str, data: bytes) -> tuple[CandidateGroup, bytes]:
     """The image's group as the hasher writes it, and its working copy."""
     features = extract(data)
@@ -158,6 +166,21 @@ JPEG_90 = jpeg(90)(PHOTO)
             "a 16-bit copy of an 8-bit grey PNG (the very pixels)",
             png(grey_8(PHOTO)),
             png(grey_16(PHOTO)),
+        ),
+        (
+            "a captioned JPEG of a smooth JPEG (the text is no blur of the original)",
+            jpeg(92)(PHOTO),
+            jpeg(90)(captioned(decoded(jpeg(92)(PHOTO)))),
+        ),
+        (
+            "a captioned JPEG at 90 of a grainy grey PNG (faint blocks, still more than the PNG's)",
+            png(grainy_grey(PHOTO)),
+            jpeg(90)(captioned(grainy_grey(PHOTO))),
+        ),
+        (
+            "a PNG with a logo of a JPEG at 92 (faint blocks: most of its very pixels tell)",
+            jpeg(92)(PHOTO),
+            png(logo(decoded(jpeg(92)(PHOTO)))),
         ),
         (
             "a blurred PNG of the JPEG (the demo's)",

@@ -8,6 +8,8 @@ names the derived copy and how; none applying leaves the pair's direction unknow
 1. the pixels, proved pairs only: a crop or a framed copy (the matcher); then the very
    same pixels (the images' checksums): a lossless file is a re-save of the JPEG (which
    never gives its input back), a 16-bit file of 8-bit samples a copy of the 8-bit one;
+   most of the JPEG's very pixels, band by band: a lossless file saved from it with an
+   edit over the rest (a logo, a caption; its blocks may be too faint to tell);
    a framed copy (the image's own mark: a flat band of one colour along all four sides);
 2. a greyscale copy of a colour one; unless the colour is in a patch only, the rest as
    grey as a greyscale file: then colour (a logo, a mark) was added to the grey one;
@@ -19,9 +21,11 @@ names the derived copy and how; none applying leaves the pair's direction unknow
    pixels show JPEG blocks as strong as the other's lower-quality JPEG (a hue or colour
    edit, a caption, a PNG re-saved from the JPEG: text passes for detail, so first);
 6. of the same size: a noisier copy (noise added; not a JPEG's better-quality original,
-   nor a blur's original), then a blurred one (far less detail);
+   nor a blur's original), then a blurred one (far less detail, and less noise: text
+   over a smooth picture adds as much detail, and some noise);
 7. a JPEG copy: of the same size, a JPEG showing its blocks beside a lossless file that
-   shows none (that file was not saved from this JPEG);
+   shows none, or under RESAVE_BLOCKS of them at much the same noise (that file was not
+   saved from this JPEG: it would keep its blocks, and neither noise nor a blur hid them);
 8. a re-encode: of the same size, a JPEG of lower quality than the other JPEG.
 
 The kept copy is the best by quality (``rank_key``) of the copies that derive from no
@@ -36,6 +40,7 @@ names how a copy derives, in the reasons.
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
@@ -73,6 +78,10 @@ MIN_BLOCKS: Final = 0.05
 
 COLOURED: Final = "a copy with a logo or a mark in colour"
 LOSSLESS_RESAVE: Final = "a lossless re-save of the JPEG (its very pixels)"
+EDITED_RESAVE: Final = "a lossless re-save of the JPEG edited in part (most of its very pixels)"
+# The share of the pixels' bands (services/hasher/quality.py pixels_checksum) that must
+# hold the very same textured pixels: most of the picture.
+SAME_BANDS: Final = 0.5
 WIDENED: Final = "a 16-bit copy of the 8-bit file (its very pixels)"
 
 PIXEL_WORDS: Final = {
@@ -138,12 +147,19 @@ def _quantiser_scale(quality: int) -> float:
 
 def _lossy_copy(x: Decision, y: Decision) -> bool:
     """``x`` is a JPEG showing its blocks, ``y`` (the same size) a lossless file without
-    any: ``y`` was not saved from ``x`` (it would carry its blocks), so ``x`` is the copy."""
+    any, or with under RESAVE_BLOCKS of them and a noise within NOISIER times ``x``'s
+    either way (noise added, or a blur, would have hidden them): ``y`` was not saved from
+    ``x`` (it would carry its blocks), so ``x`` is the copy. Faint blocks count too: a
+    JPEG at 90 of a grainy texture shows under MIN_BLOCKS."""
     if _jpeg_quality(x) is None or not _lossless(y):
         return False
     if not (x.marks.HasField("blockiness") and y.marks.HasField("blockiness")):
         return False
-    return x.marks.blockiness >= MIN_BLOCKS > y.marks.blockiness
+    blocks_x, blocks_y = x.marks.blockiness, y.marks.blockiness
+    if blocks_x >= MIN_BLOCKS > blocks_y:
+        return True
+    noise_x, noise_y = _noise_sigma(x), _noise_sigma(y)
+    return blocks_y < RESAVE_BLOCKS * blocks_x and noise_x / NOISIER <= noise_y <= NOISIER * noise_x
 
 
 def _same_pixels(a: Decision, b: Decision) -> tuple[str | None, str | None]:
@@ -158,6 +174,28 @@ def _same_pixels(a: Decision, b: Decision) -> tuple[str | None, str | None]:
     if a.marks.widened != b.marks.widened:
         return (WIDENED, None) if a.marks.widened else (None, WIDENED)
     return None, None
+
+
+def _bands(d: Decision) -> tuple[int, ...]:
+    """The checksums of the pixels' bands (0: a flat band), after the whole's."""
+    data = d.marks.pixels
+    if len(data) < 8 or len(data) % 4:
+        return ()
+    return struct.unpack(f"<{len(data) // 4 - 1}I", data[4:])
+
+
+def _partly_resaved(x: Decision, y: Decision) -> bool:
+    """``x`` is lossless, ``y`` a JPEG, and most of ``x``'s bands hold ``y``'s very
+    pixels (textured ones: a JPEG can give a flat area back): ``x`` was saved from ``y``
+    with an edit over the rest (a logo, a caption), since ``y``'s encoder would have
+    changed every band of ``x``."""
+    if not _lossless(x) or _jpeg_quality(y) is None:
+        return False
+    bands_x, bands_y = _bands(x), _bands(y)
+    if not bands_x or len(bands_x) != len(bands_y):
+        return False
+    same = sum(1 for p, q in zip(bands_x, bands_y, strict=True) if p and p == q)
+    return same >= SAME_BANDS * len(bands_x)
 
 
 def _same_aspect(a: Decision, b: Decision) -> bool:
@@ -179,6 +217,16 @@ def _noisier(x: Decision, y: Decision) -> bool:
     return not (q_x is not None and q_y is not None and q_x > q_y)
 
 
+def _blurred(x: Decision, y: Decision) -> bool:
+    """x is y blurred: far less detail, and far less noise where y has noise to lose (a
+    blur removes it too; text over a copy adds detail and, to the noise measure, a little
+    noise: the copy's original would read as a blurred copy of it)."""
+    detail_x, detail_y = _detail(x), _detail(y)
+    if min(detail_x, detail_y) <= 0 or detail_y < BLURRIER * detail_x:
+        return False
+    return NOISIER * _noise_sigma(x) <= max(_noise_sigma(y), NOISE_FLOOR)
+
+
 def derives(a: Decision, b: Decision, scores: Scores) -> tuple[str | None, str | None]:
     """(how ``a`` derives from ``b``, how ``b`` derives from ``a``), at most one of them
     set; ``scores``: the pair's proof with ``a`` as its image and ``b`` as its candidate."""
@@ -190,6 +238,10 @@ def derives(a: Decision, b: Decision, scores: Scores) -> tuple[str | None, str |
     copied = _same_pixels(a, b) if described else (None, None)
     if copied != (None, None):
         return copied
+    if described and _partly_resaved(a, b):
+        return EDITED_RESAVE, None
+    if described and _partly_resaved(b, a):
+        return None, EDITED_RESAVE
     if described and a.marks.framed != b.marks.framed:
         return ("a framed copy", None) if a.marks.framed else (None, "a framed copy")
     # A logo in colour on a greyscale picture makes the copy colour: the overlay tells.
@@ -225,12 +277,10 @@ def derives(a: Decision, b: Decision, scores: Scores) -> tuple[str | None, str |
         return "a noisier copy", None
     if same and _noisier(b, a):
         return None, "a noisier copy"
-    detail_a, detail_b = _detail(a), _detail(b)
-    if same and min(detail_a, detail_b) > 0:
-        if detail_b >= BLURRIER * detail_a:
-            return "a blurred copy", None
-        if detail_a >= BLURRIER * detail_b:
-            return None, "a blurred copy"
+    if same and _blurred(a, b):
+        return "a blurred copy", None
+    if same and _blurred(b, a):
+        return None, "a blurred copy"
     if same and _lossy_copy(a, b):
         return "a JPEG copy of the lossless file", None
     if same and _lossy_copy(b, a):

@@ -142,6 +142,36 @@ def test_the_pixels_checksum_tells_a_lossless_re_save_from_a_re_encode() -> None
     assert extract(re_encoded).pixels != extract(jpeg).pixels
 
 
+def _bands(checksums: bytes) -> list[int]:
+    """The band checksums after the whole's (4 bytes each)."""
+    return [int.from_bytes(checksums[i : i + 4], "little") for i in range(4, len(checksums), 4)]
+
+
+def test_a_lossless_copy_edited_in_part_keeps_the_jpeg_s_pixels_elsewhere() -> None:
+    jpeg = _jpeg(synth.photo(5, 600, 400), 92)
+    edited = Image.open(io.BytesIO(jpeg)).convert("RGB")
+    edited.paste((200, 30, 60), (480, 300, 560, 380))  # a logo in a corner
+    png = _png(edited)
+    ours, theirs = extract(png).pixels, extract(jpeg).pixels
+    assert ours[:4] != theirs[:4]  # not the very same pixels
+    same = [a == b != 0 for a, b in zip(_bands(ours), _bands(theirs), strict=True)]
+    assert len(same) == 16 and sum(same) >= 12, same  # all but the logo's bands
+    re_encoded = _jpeg(edited, 98)  # a lossy encoder changes every band
+    assert not set(_bands(extract(re_encoded).pixels)) & set(_bands(theirs)) - {0}
+    # ... at 100 without chroma subsampling too, of a lossless grey original: not one band
+    # of it comes back, so the original is never read as saved from its JPEG.
+    grey = ImageOps.grayscale(synth.photo(6, 600, 400))
+    best = io.BytesIO()
+    grey.save(best, "JPEG", quality=100, subsampling=0)
+    lossless = set(_bands(extract(_png(grey)).pixels)) - {0}
+    assert lossless and not set(_bands(extract(best.getvalue()).pixels)) & lossless
+
+
+def test_a_flat_band_is_no_evidence() -> None:
+    flat = _png(Image.new("RGB", (300, 200), (250, 250, 250)))
+    assert set(_bands(extract(flat).pixels)) == {0}
+
+
 def test_a_16_bit_file_of_8_bit_samples_is_widened() -> None:
     grey = np.asarray(synth.photo(6, 300, 200).convert("L"), np.uint16)
     widened = decode(_png(Image.fromarray(grey * 257)))

@@ -58,7 +58,7 @@ SHARED = Scores(shared_image=1.0, shared_candidate=1.0)
             Scores(),
             "a noisier copy",
         ),  # noise passes for detail
-        (copy("c", sharpness=0.1), Scores(), "a blurred copy"),
+        (copy("c", sharpness=0.05, noise=0.999), Scores(), "a blurred copy"),
         (copy("c", jpeg=0.6), Scores(), "a re-encode (JPEG quality 60 < 90)"),
     ],
 )
@@ -134,6 +134,32 @@ def test_a_jpeg_beside_a_lossless_file_without_blocks_is_the_copy() -> None:
     assert derives(noisy, caption, Scores()) == ("a noisier copy", None)
 
 
+def test_a_jpeg_with_more_blocks_than_a_lossless_file_as_noisy_is_the_copy() -> None:
+    # A grey texture's captioned JPEG at 90: its blocks under MIN_BLOCKS, but more than
+    # twice the PNG's; a PNG saved from it would keep them (RESAVE_BLOCKS).
+    png = copy("p", fmt="PNG", jpeg=1.0, blockiness=0.011, noise=0.59)  # sigma 4.2
+    caption = copy("c", jpeg=0.9, blockiness=0.026, noise=0.68, quality=0.8)  # sigma 3.5
+    how = "a JPEG copy of the lossless file"
+    assert derives(png, caption, Scores()) == (None, how)
+    assert derives(caption, png, Scores()) == (how, None)
+    # Noise added to the JPEG (over NOISIER times its sigma, if under the noise rule's
+    # margin) hid its blocks: unknown.
+    noisy = copy("n", fmt="PNG", jpeg=1.0, blockiness=0.006, noise=0.46)  # sigma 5.4
+    assert derives(noisy, caption, Scores()) == (None, None)
+    # So did a blur, which takes the noise too (under NOISIER times less).
+    soft = copy("s", fmt="PNG", jpeg=1.0, blockiness=0.006, noise=0.85)  # sigma 2.1
+    assert derives(soft, caption, Scores()) == (None, None)
+
+
+def test_text_over_a_copy_is_no_blur_of_its_original() -> None:
+    # A caption on a smooth picture: 8 times the detail and a little more noise. The
+    # original keeps its noise, so it is no blurred copy of the captioned one.
+    original = copy("o", sharpness=0.33, noise=0.79, jpeg=0.92)  # detail 74, sigma 2.5
+    caption = copy("c", sharpness=0.87, noise=0.72, jpeg=0.9)  # detail 1000, sigma 3.1
+    assert derives(original, caption, Scores()) == (None, "a re-encode (JPEG quality 90 < 92)")
+    assert derives(caption, original, Scores()) == ("a re-encode (JPEG quality 90 < 92)", None)
+
+
 def test_no_evidence_leaves_the_direction_unknown() -> None:
     assert derives(ORIGINAL, copy("c"), Scores()) == (None, None)
     # More pixels at another aspect ratio: a frame, a squeeze, not a downscale.
@@ -201,6 +227,25 @@ def test_the_same_pixels_in_a_lossless_file_are_a_re_save_of_the_jpeg() -> None:
     other = copy("q", fmt="PNG", jpeg=1.0, blockiness=0.01)
     other.marks.pixels = b"\x05\x06\x07\x08"  # other pixels: no such evidence
     assert derives(jpeg, other, Scores()) == (None, None)
+
+
+def _pixels(whole: int, *bands: int) -> bytes:
+    return b"".join(n.to_bytes(4, "little") for n in (whole, *bands))
+
+
+def test_a_lossless_file_with_most_of_a_jpeg_s_very_pixels_was_saved_from_it() -> None:
+    # A logo over a JPEG at 92, saved as PNG: its blocks too faint to tell, but 3 of
+    # its 4 bands hold the JPEG's very pixels (0: a flat band, no evidence).
+    jpeg = copy("j", jpeg=0.92, blockiness=0.02)
+    logo = copy("l", fmt="PNG", jpeg=1.0, blockiness=0.02, quality=0.9)
+    jpeg.marks.pixels, logo.marks.pixels = _pixels(1, 7, 8, 9, 10), _pixels(2, 7, 8, 9, 11)
+    how = "a lossless re-save of the JPEG edited in part (most of its very pixels)"
+    assert derives(jpeg, logo, Scores()) == (None, how)
+    assert derives(logo, jpeg, Scores()) == (how, None)
+    logo.marks.pixels = _pixels(2, 7, 12, 13, 14)  # a quarter of them: unknown
+    assert derives(jpeg, logo, Scores()) == (None, None)
+    jpeg.marks.pixels, logo.marks.pixels = _pixels(1, 0, 0, 0, 10), _pixels(2, 0, 0, 0, 11)
+    assert derives(jpeg, logo, Scores()) == (None, None)  # flat bands tell nothing
 
 
 def test_a_16_bit_file_widened_from_the_same_8_bit_pixels_is_the_copy() -> None:
