@@ -21,10 +21,10 @@ nothing. A deleted image drops every edge it has and refuses new ones while it s
 deleted (a later BlobCreated revives it), so a deletion and a late group proving an
 edge to the deleted image commute.
 
-State per image is the decision last published for it (serialised, without its time),
-which carries the image's own links: exactly what the compacted decisions topic holds,
-so `restore` rebuilds the same graph after a restart. Only images with links (a small
-fraction) have adjacency entries besides.
+State per image is the decision last published for it (serialised, without its time:
+its card, kept where `cards.py` says), which carries the image's own links: exactly what
+the compacted decisions topic holds, so `restore` rebuilds the same graph after a
+restart. Only images with links (a small fraction) have adjacency entries besides.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from dedup.errors import InvalidMessageError
 from dedup.v1.decisions_pb2 import Decision, DecisionKind, Link
 from dedup.v1.features_pb2 import ImageStatus
 from dedup.v1.groups_pb2 import Candidate, CandidateGroup, Scores, Verdict
+from services.ranker.cards import Cards
 from services.ranker.provenance import choosing, derives, keeper, kept_reason
 
 # Clusters up to this size compare every pair of copies for the kept copy (the pairs
@@ -169,8 +170,10 @@ def is_active(d: Decision) -> bool:
 class Ranker:
     """The only writer of cluster membership; see the module docstring."""
 
-    def __init__(self) -> None:
-        self._cards: dict[str, bytes] = {}
+    def __init__(self, cards: Cards | None = None) -> None:
+        """`cards`: where each image's card is kept (the service: `SpilledCards`, on
+        disk with the recent ones in memory); all in memory by default."""
+        self._cards: Cards = {} if cards is None else cards
         # Images that are never in a cluster: unreadable or deleted (a small set).
         self._inactive: set[str] = set()
         self._deleted: set[str] = set()
@@ -181,6 +184,10 @@ class Ranker:
 
     def __len__(self) -> int:
         return len(self._cards)
+
+    @property
+    def cards(self) -> Cards:
+        return self._cards
 
     @property
     def linked(self) -> int:

@@ -7,9 +7,10 @@ and runs the stage with the Kafka runner (`open_stage`, __main__.py); `dedup sca
 """
 
 import logging
+import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from typing import Final
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -21,6 +22,7 @@ from dedup.runtime.contract import Output, Stage
 from dedup.runtime.kafka import KafkaError, Publisher
 from dedup.v1.decisions_pb2 import DecisionKind
 from dedup.v1.groups_pb2 import CandidateGroup
+from services.ranker.cards import SpilledCards
 from services.ranker.handler import Outcome, Ranker
 from services.ranker.settings import RankerSettings
 
@@ -96,8 +98,22 @@ async def restore(settings: RankerSettings, ranker: Ranker) -> None:
     )
 
 
+@contextmanager
+def opened_ranker(settings: RankerSettings) -> Iterator[Ranker]:
+    """An empty ranker, its cards where `settings` say (the file removed on leaving)."""
+    if settings.cards_in_memory:
+        yield Ranker()
+        return
+    folder = settings.cards_folder or tempfile.gettempdir()
+    cards = SpilledCards(folder, settings.cards_memory_bytes)
+    try:
+        yield Ranker(cards)
+    finally:
+        cards.close()
+
+
 @asynccontextmanager
 async def open_stage(settings: RankerSettings) -> AsyncIterator[Stage[CandidateGroup]]:
-    ranker = Ranker()
-    await restore(settings, ranker)
-    yield ranker_stage(ranker)
+    with opened_ranker(settings) as ranker:
+        await restore(settings, ranker)
+        yield ranker_stage(ranker)
