@@ -22,7 +22,7 @@ from typing import Final, Protocol
 # checks the estimate).
 ENTRY_BYTES: Final = 150
 # SQLite's own page cache, per connection (its default is 2 MiB).
-PAGE_CACHE_KIB: Final = 4096
+PAGE_CACHE_KIB: Final = 2048
 
 
 class Cards(Protocol):

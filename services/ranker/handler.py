@@ -163,6 +163,12 @@ def bare(etag: str) -> str:
     return etag.strip('"')
 
 
+def packed(links: Iterable[Link]) -> bytes:
+    """An image's own links as the ranker keeps them: serialised, ~0.1 kB a link, where a
+    parsed Link kept holds ~1 kB (an arena of its own)."""
+    return Decision(links=links).SerializeToString(deterministic=True)
+
+
 def is_active(d: Decision) -> bool:
     return d.status in (OK, UNSEEN)
 
@@ -177,8 +183,8 @@ class Ranker:
         # Images that are never in a cluster: unreadable or deleted (a small set).
         self._inactive: set[str] = set()
         self._deleted: set[str] = set()
-        # Links proved by each image's own group (only images that have any).
-        self._links: dict[str, tuple[Link, ...]] = {}
+        # Links proved by each image's own group (only images that have any), `packed`.
+        self._links: dict[str, bytes] = {}
         # Undirected adjacency built from every image's links (only images that have any).
         self._adjacent: dict[int, dict[str, set[str]]] = {DUPLICATE: {}, SIMILAR: {}}
 
@@ -211,9 +217,10 @@ class Ranker:
         for d in decisions:
             self._remember(d)
             if d.links:
-                self._links[d.image_id] = tuple(d.links)
+                self._links[d.image_id] = packed(d.links)
         repair: set[str] = set()
-        for source, links in list(self._links.items()):
+        for source in list(self._links):
+            links = self._own(source)
             for link in links:
                 target = link.image_id
                 if target not in self._cards:
@@ -275,16 +282,18 @@ class Ranker:
     # --- the graph ---------------------------------------------------------------------
 
     def _own(self, image_id: str) -> tuple[Link, ...]:
-        return self._links.get(image_id, ())
+        data = self._links.get(image_id)
+        return () if data is None else tuple(Decision.FromString(data).links)
 
     def _neighbours(self, image_id: str) -> set[str]:
         return {n for adjacency in self._adjacent.values() for n in adjacency.get(image_id, ())}
 
     def _set_links(self, source: str, links: Sequence[Link]) -> None:
         """Replace the links `source` proved, and the adjacency that follows from them."""
-        old = self._links.pop(source, ())
+        old = self._own(source)
+        self._links.pop(source, None)
         if links:
-            self._links[source] = tuple(sorted(links, key=lambda k: k.image_id))
+            self._links[source] = packed(sorted(links, key=lambda k: k.image_id))
         for target in {k.image_id for k in old} | {k.image_id for k in links}:
             self._refresh_edge(source, target)
 

@@ -24,5 +24,5 @@ class RankerSettings(RuntimeSettings):
     # memory too: the ranker's memory stays flat however many images there are
     # (services/ranker/README.md, "Memory"). cards_in_memory: all of them in memory only.
     cards_folder: str = ""
-    cards_memory_bytes: int = Field(64 * 1024 * 1024, ge=0)
+    cards_memory_bytes: int = Field(4 * 1024 * 1024, ge=0)
     cards_in_memory: bool = False
