@@ -124,7 +124,7 @@ $(PEERS_VENV)/.installed: bench/peers-requirements.txt
 bench-peers: $(PEERS_VENV)/.installed ## the venv of the peers bench/scan_cost.py compares with (Immaculate 0.3.0, Python 3.12)
 
 .PHONY: bench
-bench: setup bench-peers ## dedup scan's cost vs decode-only and the peers (FILES=N), then on the local stack: hasher throughput, back-fill lister, embedder throughput, the pipeline streaming; Milvus cost at 10k/100k/1M stored (GROWTH_SIZES=..., a private Milvus Lite)
+bench: setup bench-peers ## dedup scan's cost vs decode-only and the peers (FILES=N), then on the local stack: hasher throughput, back-fill lister, embedder throughput, the pipeline streaming; Milvus cost at 10k/100k/1M stored (GROWTH_SIZES=..., a private Milvus Lite); each service's RSS from 1k to 10k images seen (MEMORY_IMAGES=100000)
 	$(PY) -m bench.scan_cost $(if $(FILES),--files $(FILES))
 	$(MAKE) up
 	$(PY) bench/hasher_throughput.py --milvus
@@ -132,6 +132,7 @@ bench: setup bench-peers ## dedup scan's cost vs decode-only and the peers (FILE
 	$(PY) bench/embedder_eval.py --throughput-only
 	$(PY) -m bench.streaming
 	$(PY) bench/milvus_growth.py $(if $(GROWTH_SIZES),--sizes $(GROWTH_SIZES))
+	$(PY) -m bench.memory_growth $(if $(MEMORY_IMAGES),--images $(MEMORY_IMAGES))
 
 .PHONY: bench-rss
 bench-rss: setup ## dedup scan's peak RSS (all its processes) on 100 and 1,000 files (SIZES=100,1000,10000)
