@@ -38,6 +38,8 @@ class Cards(Protocol):
 
     def __len__(self) -> int: ...
 
+    def pop(self, image_id: str, default: None, /) -> bytes | None: ...
+
 
 def entry_bytes(image_id: str, card: bytes) -> int:
     """The memory a recent card takes, estimated."""
@@ -109,6 +111,14 @@ class SpilledCards:
             (image_id, card),
         )
         self._keep(image_id, card)
+
+    def pop(self, image_id: str, default: None = None) -> bytes | None:
+        found = self.get(image_id)
+        self._db.execute("DELETE FROM cards WHERE id = ?", (image_id,))
+        held = self._recent.pop(image_id, None)
+        if held is not None:
+            self._bytes -= entry_bytes(image_id, held)
+        return found if found is not None else default
 
     def _keep(self, image_id: str, card: bytes) -> None:
         old = self._recent.pop(image_id, None)

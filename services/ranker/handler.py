@@ -179,7 +179,8 @@ class Ranker:
     def __init__(self, cards: Cards | None = None) -> None:
         """`cards`: where each image's card is kept (the service: `SpilledCards`, on
         disk with the recent ones in memory); all in memory by default."""
-        self._cards: Cards = {} if cards is None else cards
+        in_memory: dict[str, bytes] = {}
+        self._cards: Cards = in_memory if cards is None else cards
         # Images that are never in a cluster: unreadable or deleted (a small set).
         self._inactive: set[str] = set()
         self._deleted: set[str] = set()
@@ -215,9 +216,27 @@ class Ranker:
         to a since-deleted image, or to an image with no decision at all.
         """
         for d in decisions:
-            self._remember(d)
-            if d.links:
-                self._links[d.image_id] = packed(d.links)
+            self.take(d)
+        return self.repair()
+
+    def take(self, d: Decision) -> None:
+        """One decision of the topic, read in its order (a later one of the same image
+        replaces an earlier): `restore` one at a time; `repair` once all are in."""
+        self._remember(d)
+        if d.links:
+            self._links[d.image_id] = packed(d.links)
+        else:
+            self._links.pop(d.image_id, None)
+
+    def forget(self, image_id: str) -> None:
+        """A tombstone of the topic: the image's decision was removed on purpose."""
+        self._cards.pop(image_id, None)
+        self._inactive.discard(image_id)
+        self._deleted.discard(image_id)
+        self._links.pop(image_id, None)
+
+    def repair(self) -> Outcome:
+        """Once every decision is in (`take`): the adjacency, and what to republish."""
         repair: set[str] = set()
         for source in list(self._links):
             links = self._own(source)

@@ -16,7 +16,7 @@ from typing import Final
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from dedup import metrics
-from dedup.decisions import latest_records, parse_each
+from dedup.decisions import each_decision
 from dedup.errors import TransientError
 from dedup.runtime.contract import Output, Stage
 from dedup.runtime.kafka import KafkaError, Publisher
@@ -74,11 +74,16 @@ async def restore(settings: RankerSettings, ranker: Ranker) -> None:
     """Rebuild the graph from the decisions topic; republish what a crash left half-done."""
     started = time.perf_counter()
     try:
-        decisions = await latest_records(
+        # One record at a time into the ranker (its cards file): the topic is never
+        # held in memory whole, so the start-up peak does not grow with the images.
+        async for key, decision in each_decision(
             settings, settings.output_topic, idle_seconds=settings.restore_idle_seconds
-        )
-        repair = ranker.restore(decision for _, decision in parse_each(decisions))
-        del decisions
+        ):
+            if decision is None:
+                ranker.forget(key)
+            else:
+                ranker.take(decision)
+        repair = ranker.repair()
         if repair.decisions:
             async with Publisher(settings) as publisher:
                 for output in publishable(repair, now()):

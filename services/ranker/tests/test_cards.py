@@ -6,9 +6,10 @@ import hashlib
 import tracemalloc
 from pathlib import Path
 
+from dedup.v1.decisions_pb2 import Decision
 from services.ranker.cards import SpilledCards, entry_bytes
 from services.ranker.handler import Ranker
-from services.ranker.tests.helpers import REJ, Img, group
+from services.ranker.tests.helpers import DUP, REJ, SIM, Img, group
 
 
 def image_id(i: int) -> str:
@@ -78,3 +79,36 @@ def test_the_rankers_memory_does_not_grow_with_the_images_it_has_seen(tmp_path: 
     assert grown_per_image(ranker, 1000, 4000) < 20
     assert len(ranker) == 4000
     assert ranker.decision(image_id(5)) is not None
+
+
+def test_a_rebuild_one_record_at_a_time_equals_one_from_the_latest_decisions(
+    tmp_path: Path,
+) -> None:
+    qualities = (0.9, 0.5, 0.7, 0.4, 0.6)
+    a, b, c, d, e = (Img(x, quality=q) for x, q in zip("abcde", qualities, strict=True))
+    live = Ranker()
+    history: list[tuple[str, Decision | None]] = []
+    for g in (
+        group(a),
+        group(b, [(a, DUP)]),
+        group(c, [(b, DUP)]),
+        group(d, [(c, SIM)]),
+        group(b, [(a, REJ)]),  # b's links change: the topic holds both versions
+        group(e),
+    ):
+        history += [(x.image_id, x) for x in live.handle(g).decisions]
+    history.append(("e", None))  # a tombstone
+    latest = {key: x for key, x in history if x is not None}
+    del latest["e"]
+
+    expected = Ranker()
+    expected.restore(latest.values())
+    streamed = Ranker(SpilledCards(tmp_path, max_bytes=1024))
+    for key, x in history:
+        streamed.forget(key) if x is None else streamed.take(x)
+    assert streamed.repair().decisions == []
+    assert len(streamed) == len(expected) == 4 and streamed.linked == expected.linked
+    assert all(streamed.decision(i) == expected.decision(i) for i in "abcd")
+    assert streamed.decision("e") is None
+    more = group(d, [(a, DUP)])
+    assert streamed.handle(more).decisions == expected.handle(more).decisions
