@@ -135,7 +135,7 @@ $(MILVUS_VENV)/.installed: bench/milvus-requirements.txt
 bench-milvus: $(MILVUS_VENV)/.installed ## the venv of the Milvus standalone server bench/milvus_growth.py measures indexes on (Milvus 2.3.5)
 
 .PHONY: bench
-bench: setup bench-peers bench-milvus ## dedup scan's cost vs decode-only and the peers (FILES=N), then on the local stack: hasher throughput, back-fill lister, embedder throughput, the pipeline streaming; Milvus cost at 10k/100k/1M stored (GROWTH_SIZES=..., a private Milvus Lite), and HNSW's at 10k/100k on a Milvus standalone (STANDALONE_SIZES=...)
+bench: setup bench-peers bench-milvus ## dedup scan's cost vs decode-only and the peers (FILES=N), then on the local stack: hasher throughput, back-fill lister, embedder throughput, the pipeline streaming; Milvus cost at 10k/100k/1M stored (GROWTH_SIZES=..., a private Milvus Lite), and HNSW's at 10k/100k on a Milvus standalone (STANDALONE_SIZES=...); each service's RSS from 1k to 10k images seen (MEMORY_IMAGES=100000)
 	$(PY) -m bench.scan_cost $(if $(FILES),--files $(FILES))
 	$(MAKE) up
 	$(PY) bench/hasher_throughput.py --milvus
@@ -144,6 +144,7 @@ bench: setup bench-peers bench-milvus ## dedup scan's cost vs decode-only and th
 	$(PY) -m bench.streaming
 	$(PY) bench/milvus_growth.py $(if $(GROWTH_SIZES),--sizes $(GROWTH_SIZES))
 	$(PY) bench/milvus_growth.py --server standalone --kinds embedding --embedding-index HNSW --sizes $(STANDALONE_SIZES)
+	$(PY) -m bench.memory_growth $(if $(MEMORY_IMAGES),--images $(MEMORY_IMAGES))
 
 .PHONY: bench-rss
 bench-rss: setup ## dedup scan's peak RSS (all its processes) on 100 and 1,000 files (SIZES=100,1000,10000)

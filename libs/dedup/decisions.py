@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 from google.protobuf.message import DecodeError
 
@@ -34,6 +34,22 @@ async def latest_records(
         else:  # a Kafka tombstone: the key was removed on purpose
             latest.pop(record.key, None)
     return latest
+
+
+async def each_decision(
+    kafka: KafkaSettings, topic: str, *, idle_seconds: float = 1.0
+) -> AsyncIterator[tuple[str, Decision | None]]:
+    """Every record of the topic in its order, parsed (None: a tombstone), holding none of
+    them: a reader that keeps the last of each key has the latest decisions, as
+    `latest_records`, without the whole topic in memory at once."""
+    async for record in read_topic(kafka, topic, idle_seconds=idle_seconds):
+        if not record.value:
+            yield record.key, None
+            continue
+        try:
+            yield record.key, Decision.FromString(record.value)
+        except DecodeError:
+            log.warning("skipping an unparseable decision", extra={"image_id": record.key})
 
 
 def parse_each(latest: dict[str, bytes]) -> Iterator[tuple[str, Decision]]:

@@ -21,10 +21,10 @@ nothing. A deleted image drops every edge it has and refuses new ones while it s
 deleted (a later BlobCreated revives it), so a deletion and a late group proving an
 edge to the deleted image commute.
 
-State per image is the decision last published for it (serialised, without its time),
-which carries the image's own links: exactly what the compacted decisions topic holds,
-so `restore` rebuilds the same graph after a restart. Only images with links (a small
-fraction) have adjacency entries besides.
+State per image is the decision last published for it (serialised, without its time:
+its card, kept where `cards.py` says), which carries the image's own links: exactly what
+the compacted decisions topic holds, so `restore` rebuilds the same graph after a
+restart. Only images with links (a small fraction) have adjacency entries besides.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from dedup.errors import InvalidMessageError
 from dedup.v1.decisions_pb2 import Decision, DecisionKind, Link
 from dedup.v1.features_pb2 import ImageStatus
 from dedup.v1.groups_pb2 import Candidate, CandidateGroup, Scores, Verdict
+from services.ranker.cards import Cards
 from services.ranker.provenance import choosing, derives, keeper, kept_reason
 
 # Clusters up to this size compare every pair of copies for the kept copy (the pairs
@@ -162,6 +163,12 @@ def bare(etag: str) -> str:
     return etag.strip('"')
 
 
+def packed(links: Iterable[Link]) -> bytes:
+    """An image's own links as the ranker keeps them: serialised, ~0.1 kB a link, where a
+    parsed Link kept holds ~1 kB (an arena of its own)."""
+    return Decision(links=links).SerializeToString(deterministic=True)
+
+
 def is_active(d: Decision) -> bool:
     return d.status in (OK, UNSEEN)
 
@@ -169,18 +176,25 @@ def is_active(d: Decision) -> bool:
 class Ranker:
     """The only writer of cluster membership; see the module docstring."""
 
-    def __init__(self) -> None:
-        self._cards: dict[str, bytes] = {}
+    def __init__(self, cards: Cards | None = None) -> None:
+        """`cards`: where each image's card is kept (the service: `SpilledCards`, on
+        disk with the recent ones in memory); all in memory by default."""
+        in_memory: dict[str, bytes] = {}
+        self._cards: Cards = in_memory if cards is None else cards
         # Images that are never in a cluster: unreadable or deleted (a small set).
         self._inactive: set[str] = set()
         self._deleted: set[str] = set()
-        # Links proved by each image's own group (only images that have any).
-        self._links: dict[str, tuple[Link, ...]] = {}
+        # Links proved by each image's own group (only images that have any), `packed`.
+        self._links: dict[str, bytes] = {}
         # Undirected adjacency built from every image's links (only images that have any).
         self._adjacent: dict[int, dict[str, set[str]]] = {DUPLICATE: {}, SIMILAR: {}}
 
     def __len__(self) -> int:
         return len(self._cards)
+
+    @property
+    def cards(self) -> Cards:
+        return self._cards
 
     @property
     def linked(self) -> int:
@@ -202,11 +216,30 @@ class Ranker:
         to a since-deleted image, or to an image with no decision at all.
         """
         for d in decisions:
-            self._remember(d)
-            if d.links:
-                self._links[d.image_id] = tuple(d.links)
+            self.take(d)
+        return self.repair()
+
+    def take(self, d: Decision) -> None:
+        """One decision of the topic, read in its order (a later one of the same image
+        replaces an earlier): `restore` one at a time; `repair` once all are in."""
+        self._remember(d)
+        if d.links:
+            self._links[d.image_id] = packed(d.links)
+        else:
+            self._links.pop(d.image_id, None)
+
+    def forget(self, image_id: str) -> None:
+        """A tombstone of the topic: the image's decision was removed on purpose."""
+        self._cards.pop(image_id, None)
+        self._inactive.discard(image_id)
+        self._deleted.discard(image_id)
+        self._links.pop(image_id, None)
+
+    def repair(self) -> Outcome:
+        """Once every decision is in (`take`): the adjacency, and what to republish."""
         repair: set[str] = set()
-        for source, links in list(self._links.items()):
+        for source in list(self._links):
+            links = self._own(source)
             for link in links:
                 target = link.image_id
                 if target not in self._cards:
@@ -268,16 +301,18 @@ class Ranker:
     # --- the graph ---------------------------------------------------------------------
 
     def _own(self, image_id: str) -> tuple[Link, ...]:
-        return self._links.get(image_id, ())
+        data = self._links.get(image_id)
+        return () if data is None else tuple(Decision.FromString(data).links)
 
     def _neighbours(self, image_id: str) -> set[str]:
         return {n for adjacency in self._adjacent.values() for n in adjacency.get(image_id, ())}
 
     def _set_links(self, source: str, links: Sequence[Link]) -> None:
         """Replace the links `source` proved, and the adjacency that follows from them."""
-        old = self._links.pop(source, ())
+        old = self._own(source)
+        self._links.pop(source, None)
         if links:
-            self._links[source] = tuple(sorted(links, key=lambda k: k.image_id))
+            self._links[source] = packed(sorted(links, key=lambda k: k.image_id))
         for target in {k.image_id for k in old} | {k.image_id for k in links}:
             self._refresh_edge(source, target)
 

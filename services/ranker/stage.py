@@ -7,20 +7,22 @@ and runs the stage with the Kafka runner (`open_stage`, __main__.py); `dedup sca
 """
 
 import logging
+import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from typing import Final
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from dedup import metrics
-from dedup.decisions import latest_records, parse_each
+from dedup.decisions import each_decision
 from dedup.errors import TransientError
 from dedup.runtime.contract import Output, Stage
 from dedup.runtime.kafka import KafkaError, Publisher
 from dedup.v1.decisions_pb2 import DecisionKind
 from dedup.v1.groups_pb2 import CandidateGroup
+from services.ranker.cards import SpilledCards
 from services.ranker.handler import Outcome, Ranker
 from services.ranker.settings import RankerSettings
 
@@ -72,11 +74,16 @@ async def restore(settings: RankerSettings, ranker: Ranker) -> None:
     """Rebuild the graph from the decisions topic; republish what a crash left half-done."""
     started = time.perf_counter()
     try:
-        decisions = await latest_records(
+        # One record at a time into the ranker (its cards file): the topic is never
+        # held in memory whole, so the start-up peak does not grow with the images.
+        async for key, decision in each_decision(
             settings, settings.output_topic, idle_seconds=settings.restore_idle_seconds
-        )
-        repair = ranker.restore(decision for _, decision in parse_each(decisions))
-        del decisions
+        ):
+            if decision is None:
+                ranker.forget(key)
+            else:
+                ranker.take(decision)
+        repair = ranker.repair()
         if repair.decisions:
             async with Publisher(settings) as publisher:
                 for output in publishable(repair, now()):
@@ -96,8 +103,22 @@ async def restore(settings: RankerSettings, ranker: Ranker) -> None:
     )
 
 
+@contextmanager
+def opened_ranker(settings: RankerSettings) -> Iterator[Ranker]:
+    """An empty ranker, its cards where `settings` say (the file removed on leaving)."""
+    if settings.cards_in_memory:
+        yield Ranker()
+        return
+    folder = settings.cards_folder or tempfile.gettempdir()
+    cards = SpilledCards(folder, settings.cards_memory_bytes)
+    try:
+        yield Ranker(cards)
+    finally:
+        cards.close()
+
+
 @asynccontextmanager
 async def open_stage(settings: RankerSettings) -> AsyncIterator[Stage[CandidateGroup]]:
-    ranker = Ranker()
-    await restore(settings, ranker)
-    yield ranker_stage(ranker)
+    with opened_ranker(settings) as ranker:
+        await restore(settings, ranker)
+        yield ranker_stage(ranker)

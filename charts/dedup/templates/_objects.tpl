@@ -113,7 +113,7 @@ spec:
       volumes:
         - name: tmp
           emptyDir:
-            sizeLimit: {{ $v.tmpSizeLimit }}
+            sizeLimit: {{ default $v.tmpSizeLimit $svc.tmpSizeLimit }}
       {{- with (default $v.nodeSelector $svc.nodeSelector) }}
       nodeSelector:
         {{- toYaml . | nindent 8 }}

@@ -1,0 +1,141 @@
+"""Where the ranker keeps each image's card (its last decision, serialised).
+
+A card is needed again only when a later group links to its image, so the service keeps
+them all in an SQLite file on local disk and only the most recently used in memory,
+bounded in bytes: the ranker's memory stays flat however many images the decisions topic
+holds (the file grows instead, ~0.5 kB an image). The file is a spill, not a second
+source of truth: it is made afresh at every start and filled from the topic
+(`Ranker.restore`), and deleted on close. `dedup scan` and the tests keep the cards in a
+plain dict (`Cards` is what the ranker needs of either).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import tempfile
+from collections import OrderedDict
+from pathlib import Path
+from typing import Final, Protocol
+
+# What one recent card takes besides its bytes: its id (32 characters), the bytes
+# object's header and the OrderedDict's entry, measured with tracemalloc (test_cards.py
+# checks the estimate).
+ENTRY_BYTES: Final = 150
+# SQLite's own page cache, per connection (its default is 2 MiB).
+PAGE_CACHE_KIB: Final = 2048
+
+
+class Cards(Protocol):
+    """The cards by image id: a dict has all of it."""
+
+    def get(self, image_id: str, /) -> bytes | None: ...
+
+    def __getitem__(self, image_id: str, /) -> bytes: ...
+
+    def __setitem__(self, image_id: str, card: bytes, /) -> None: ...
+
+    def __contains__(self, image_id: object, /) -> bool: ...
+
+    def __len__(self) -> int: ...
+
+    def pop(self, image_id: str, default: None, /) -> bytes | None: ...
+
+
+def entry_bytes(image_id: str, card: bytes) -> int:
+    """The memory a recent card takes, estimated."""
+    return ENTRY_BYTES + len(image_id) + len(card)
+
+
+class SpilledCards:
+    """Every card in an SQLite file, the most recently used up to `max_bytes` in memory
+    too. Not thread-safe: the ranker handles one group at a time on the event loop."""
+
+    def __init__(self, folder: Path | str, max_bytes: int) -> None:
+        self._max_bytes = max_bytes
+        self._recent: OrderedDict[str, bytes] = OrderedDict()
+        self._bytes = 0
+        # Deleted on close (and by the system if the process dies: it is in /tmp).
+        self._file = tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed by close())
+            dir=folder, prefix="ranker-cards-", suffix=".sqlite"
+        )
+        self._db = sqlite3.connect(self._file.name, isolation_level=None)
+        # Nothing to recover after a crash (the next start rebuilds from the topic): no
+        # journal, no fsync.
+        for pragma in ("journal_mode = OFF", "synchronous = OFF", "locking_mode = EXCLUSIVE",
+                       f"cache_size = -{PAGE_CACHE_KIB}"):  # fmt: skip
+            self._db.execute(f"PRAGMA {pragma}")
+        self._db.execute("CREATE TABLE cards (id TEXT PRIMARY KEY, card BLOB) WITHOUT ROWID")
+
+    @property
+    def max_bytes(self) -> int:
+        return self._max_bytes
+
+    @property
+    def nbytes(self) -> int:
+        """The memory the recent cards take (estimated)."""
+        return self._bytes
+
+    def __len__(self) -> int:
+        """Counted in the file (a scan of it: for logs and benchmarks, not per group)."""
+        count: int = self._db.execute("SELECT count(*) FROM cards").fetchone()[0]
+        return count
+
+    def __contains__(self, image_id: object) -> bool:
+        return isinstance(image_id, str) and self.get(image_id) is not None
+
+    def __getitem__(self, image_id: str) -> bytes:
+        found = self.get(image_id)
+        if found is None:
+            raise KeyError(image_id)
+        return found
+
+    def get(self, image_id: str) -> bytes | None:
+        found = self._recent.get(image_id)
+        if found is not None:
+            self._recent.move_to_end(image_id)
+            return found
+        row = self._db.execute("SELECT card FROM cards WHERE id = ?", (image_id,)).fetchone()
+        if row is None:
+            return None
+        card: bytes = row[0]
+        self._keep(image_id, card)
+        return card
+
+    def __setitem__(self, image_id: str, card: bytes) -> None:
+        if self._recent.get(image_id) == card:
+            self._recent.move_to_end(image_id)
+            return
+        self._db.execute(
+            "INSERT INTO cards (id, card) VALUES (?, ?)"
+            " ON CONFLICT (id) DO UPDATE SET card = excluded.card",
+            (image_id, card),
+        )
+        self._keep(image_id, card)
+
+    def pop(self, image_id: str, default: None = None) -> bytes | None:
+        found = self.get(image_id)
+        self._db.execute("DELETE FROM cards WHERE id = ?", (image_id,))
+        held = self._recent.pop(image_id, None)
+        if held is not None:
+            self._bytes -= entry_bytes(image_id, held)
+        return found if found is not None else default
+
+    def _keep(self, image_id: str, card: bytes) -> None:
+        old = self._recent.pop(image_id, None)
+        if old is not None:
+            self._bytes -= entry_bytes(image_id, old)
+        size = entry_bytes(image_id, card)
+        if size > self._max_bytes:
+            return
+        self._recent[image_id] = card
+        self._bytes += size
+        while self._bytes > self._max_bytes:
+            evicted, data = self._recent.popitem(last=False)
+            self._bytes -= entry_bytes(evicted, data)
+
+    def close(self) -> None:
+        self._db.close()
+        self._file.close()
+
+
+__all__ = ["Cards", "SpilledCards"]
