@@ -11,6 +11,7 @@ plain dict (`Cards` is what the ranker needs of either).
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import tempfile
 from collections import OrderedDict
@@ -54,17 +55,21 @@ class SpilledCards:
         self._max_bytes = max_bytes
         self._recent: OrderedDict[str, bytes] = OrderedDict()
         self._bytes = 0
-        # Deleted on close (and by the system if the process dies: it is in /tmp).
-        self._file = tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed by close())
-            dir=folder, prefix="ranker-cards-", suffix=".sqlite"
-        )
-        self._db = sqlite3.connect(self._file.name, isolation_level=None)
-        # Nothing to recover after a crash (the next start rebuilds from the topic): no
-        # journal, no fsync.
-        for pragma in ("journal_mode = OFF", "synchronous = OFF", "locking_mode = EXCLUSIVE",
-                       f"cache_size = -{PAGE_CACHE_KIB}"):  # fmt: skip
-            self._db.execute(f"PRAGMA {pragma}")
-        self._db.execute("CREATE TABLE cards (id TEXT PRIMARY KEY, card BLOB) WITHOUT ROWID")
+        handle, path = tempfile.mkstemp(dir=folder, prefix="ranker-cards-", suffix=".sqlite")
+        os.close(handle)
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None)
+            # Nothing to recover after a crash (the next start rebuilds from the topic):
+            # no journal, no fsync.
+            for pragma in ("journal_mode = OFF", "synchronous = OFF", "locking_mode = EXCLUSIVE",
+                           f"cache_size = -{PAGE_CACHE_KIB}"):  # fmt: skip
+                self._db.execute(f"PRAGMA {pragma}")
+            self._db.execute("CREATE TABLE cards (id TEXT PRIMARY KEY, card BLOB) WITHOUT ROWID")
+        finally:
+            # Unlinked once open (no journal names it again): however the process ends,
+            # the file goes with it, and a restarted container (its pod's /tmp kept)
+            # finds no cards of its predecessors filling the volume.
+            os.unlink(path)
 
     @property
     def max_bytes(self) -> int:
@@ -135,7 +140,6 @@ class SpilledCards:
 
     def close(self) -> None:
         self._db.close()
-        self._file.close()
 
 
 __all__ = ["Cards", "SpilledCards"]

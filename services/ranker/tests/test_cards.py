@@ -112,3 +112,15 @@ def test_a_rebuild_one_record_at_a_time_equals_one_from_the_latest_decisions(
     assert streamed.decision("e") is None
     more = group(d, [(a, DUP)])
     assert streamed.handle(more).decisions == expected.handle(more).decisions
+
+
+def test_the_cards_file_leaves_nothing_in_the_folder_however_the_process_ends(
+    tmp_path: Path,
+) -> None:
+    # A restarted container keeps its pod's /tmp: a file left by each crash would fill it.
+    cards = SpilledCards(tmp_path, max_bytes=16)  # every card but the newest on disk
+    for i in range(50):
+        cards[f"img-{i}"] = bytes([i]) * 100
+    assert list(tmp_path.iterdir()) == []
+    assert cards["img-7"] == bytes([7]) * 100 and len(cards) == 50
+    cards.close()
