@@ -658,6 +658,7 @@ def main(argv: list[str] | None = None) -> int:
         "ratio",
         "ransac_threshold",
         "descriptor_matching",
+        "screen_inliers",
         "refine_until",
         "flow_above",
         "skip_decided",
