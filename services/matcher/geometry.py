@@ -48,7 +48,9 @@ residual, the displacement only for residuals where other shots hide, the second
 orientation aligned only if it competes. The first orientation is tried on each side's
 strongest features (``first_features``) before all of them: a copy they align
 conclusively is decided there. The ratio test's neighbours come from an LSH index (brute
-force confirms an answer near ``min_inliers``). A pair the hashes already
+force confirms an answer near ``min_inliers``), and each orientation's full matching is
+screened first by the index's own buckets (``screen_inliers``): an unrelated pair rarely
+gets past it. A pair the hashes already
 align (a dihedral turn and a scale) needs no features at all: ``turn_and_scale`` and
 ``check_alignment``, used by services/matcher/decide.py.
 
@@ -393,6 +395,8 @@ def _estimate(
     mirrored: bool,
     params: MatchParams,
     policy: MatchPolicy,
+    *,
+    screen: bool = True,
 ) -> Estimate:
     """RANSAC on the ratio test's matches of the new image's features (``query``) with the
     candidate's. An approximate (LSH) answer that would pass min_inliers but short of a
@@ -404,10 +408,11 @@ def _estimate(
     are chance, and RANSAC finds no sane transform among them or a handful of inliers; a
     copy keeps many of its true matches there (bench/README.md: the margin measured on
     bench.matcher_eval's pairs). The screen seeds as the full matching does, so a pair
-    it lets through gets the same answer as without it."""
+    it lets through gets the same answer as without it. ``screen`` False: no screen (the
+    strongest features found enough inliers already: not hopeless)."""
     # Fewer matches than the inliers a verdict needs: RANSAC cannot find them.
     fewest = policy.min_inliers if params.skip_decided else 3
-    if params.screen_inliers and params.skip_decided and _approximate(params):
+    if screen and params.screen_inliers and params.skip_decided and _approximate(params):
         screened = _ransac(query, candidate, mirrored, params, fewest, screen=True)
         if screened.inliers < params.screen_inliers:
             return screened
@@ -692,6 +697,7 @@ def _orientation(
     """One orientation of the candidate: its strongest features first, enough for a copy
     that they align conclusively (no refinement or flow could change it), then all."""
     keypoints = candidate.keypoints(mirrored=mirrored)
+    screen = True
     if params.first_features and params.skip_decided:
         n = params.first_features
         # Fewer matches than CLEAR_INLIERS cannot align clearly: no RANSAC for them.
@@ -701,7 +707,8 @@ def _orientation(
             aligned = _aligned(new, candidate, few.transform, params)
             if _conclusive(aligned[2], params):
                 return _aligned_result(new, candidate, few, mirrored, params, policy, aligned)
-    estimate = _estimate(new.plain, keypoints, mirrored, params, policy)
+        screen = few.inliers < params.screen_inliers
+    estimate = _estimate(new.plain, keypoints, mirrored, params, policy, screen=screen)
     return _aligned_result(new, candidate, estimate, mirrored, params, policy)
 
 
