@@ -50,9 +50,9 @@ strongest features (``first_features``) before all of them: a copy they align
 conclusively is decided there. The ratio test's neighbours come from an LSH index (brute
 force confirms an answer near ``min_inliers``), and each orientation's full matching is
 screened first by the index's own buckets (``screen_inliers``): an unrelated pair rarely
-gets past it. A pair the hashes already
-align (a dihedral turn and a scale) needs no features at all: ``turn_and_scale`` and
-``check_alignment``, used by services/matcher/decide.py.
+gets past it. A pair the hashes already align (a dihedral turn and a scale) needs no
+features at all: ``turn_and_scale`` and ``check_alignment``, used by
+services/matcher/decide.py.
 
 The numbers behind the defaults: bench/matcher_eval.py.
 """
@@ -156,8 +156,8 @@ class MatchParams:
     ratio: float = 0.8
     descriptor_matching: DescriptorMatching = DescriptorMatching.LSH
     # LSH with skip_decided: each orientation's full matching is screened first by the
-    # index's own buckets (no multi-probe, ~2x cheaper); fewer RANSAC inliers there than
-    # this and it is rejected as it is (0: no screen).
+    # index's own buckets (no multi-probe: cheaper); fewer RANSAC inliers there than this
+    # and it is rejected as it is (0: no screen).
     screen_inliers: int = 6
     # In pixels of the new image's (possibly enlarged) working copy.
     ransac_threshold: float = 4.0
