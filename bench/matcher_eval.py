@@ -20,12 +20,13 @@ in process CPU per pair.
   the coasters, ...) and a sample of other pairs.
 
     .venv/bin/python -m bench.matcher_eval [--dev ../shared/data/dev] [--photos 30]
-        [--compare] [--survey]
+        [--compare] [--survey] [--verdicts FILE]
 
 ``--compare``: the reference too (every check on every pair, brute-force matching, no
 shortcut: the matcher as it was), interleaved pair by pair, its verdicts and CPU beside
 the default's. ``--survey``: the aligned-copy shortcut on every pair whatever its PDQ
-distance and aspect ratios.
+distance and aspect ratios. ``--verdicts FILE``: every pair's verdict, test, inliers and
+residual, a line each in the run's order (diff two versions' files: the same verdicts?).
 """
 
 from __future__ import annotations
@@ -621,6 +622,16 @@ def survey(bench: Bench) -> None:
         print(f"  other shots aligned by the turn: min residual {min(shots):.3f}")
 
 
+def write_verdicts(outcomes: Iterable[Outcome], path: Path) -> None:
+    """A line per pair, in the run's (deterministic) order."""
+    lines = (
+        f"{o.cls}\t{o.label}\t{NAMES[o.verdict]}\t{o.decision.test}\t{o.decision.inliers}"
+        f"\t{o.decision.residual}"
+        for o in outcomes
+    )
+    path.write_text("".join(line + "\n" for line in lines))
+
+
 def _flag(text: str) -> bool:
     return text.lower() in ("1", "true", "yes", "on")
 
@@ -637,6 +648,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--survey", action="store_true", help="the aligned-copy shortcut on every pair"
     )
+    parser.add_argument("--verdicts", type=Path, help="write every pair's verdict to this file")
     defaults = {k: f.default for k, f in MatcherSettings.model_fields.items()}
     param_names = (
         "detector",
@@ -646,6 +658,7 @@ def main(argv: list[str] | None = None) -> int:
         "ratio",
         "ransac_threshold",
         "descriptor_matching",
+        "screen_inliers",
         "refine_until",
         "flow_above",
         "skip_decided",
@@ -679,6 +692,8 @@ def main(argv: list[str] | None = None) -> int:
     report(bench)
     if args.survey:
         survey(bench)
+    if args.verdicts:
+        write_verdicts(bench.outcomes, args.verdicts)
     elapsed = time.perf_counter() - started
     print(f"\n{len(bench.outcomes)} pairs in {elapsed:.0f} s ({params.detector})")
     return 0

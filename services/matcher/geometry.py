@@ -48,9 +48,11 @@ residual, the displacement only for residuals where other shots hide, the second
 orientation aligned only if it competes. The first orientation is tried on each side's
 strongest features (``first_features``) before all of them: a copy they align
 conclusively is decided there. The ratio test's neighbours come from an LSH index (brute
-force confirms an answer near ``min_inliers``). A pair the hashes already
-align (a dihedral turn and a scale) needs no features at all: ``turn_and_scale`` and
-``check_alignment``, used by services/matcher/decide.py.
+force confirms an answer near ``min_inliers``), and each orientation's full matching is
+screened first by the index's own buckets (``screen_inliers``): an unrelated pair rarely
+gets past it. A pair the hashes already align (a dihedral turn and a scale) needs no
+features at all: ``turn_and_scale`` and ``check_alignment``, used by
+services/matcher/decide.py.
 
 The numbers behind the defaults: bench/matcher_eval.py.
 """
@@ -91,6 +93,8 @@ LSH_INDEX: Final[dict[str, bool | int | float | str]] = {
     "key_size": 12,
     "multi_probe_level": 1,
 }
+# The screen (MatchParams.screen_inliers): the same tables, each query's own bucket only.
+LSH_SCREEN_INDEX: Final = {**LSH_INDEX, "multi_probe_level": 0}
 # Optical flow after alignment runs on copies at most this many pixels on the longer side.
 FLOW_SIDE: Final = 256
 # Local contrast normalisation before the flow (brightness, gamma, colour edits), sigma px.
@@ -151,6 +155,10 @@ class MatchParams:
     min_side: int = 384
     ratio: float = 0.8
     descriptor_matching: DescriptorMatching = DescriptorMatching.LSH
+    # LSH with skip_decided: each orientation's full matching is screened first by the
+    # index's own buckets (no multi-probe: cheaper); fewer RANSAC inliers there than this
+    # and it is rejected as it is (0: no screen).
+    screen_inliers: int = 6
     # In pixels of the new image's (possibly enlarged) working copy.
     ransac_threshold: float = 4.0
     ransac_iterations: int = 2000
@@ -334,21 +342,24 @@ def view_of_bytes(data: bytes, params: MatchParams) -> ImageView:
     return view_of(decode_grey(data), params)
 
 
-def _ratio_matches(query: KeypointSet, train: KeypointSet, params: MatchParams) -> list[Any]:
+def _ratio_matches(
+    query: KeypointSet, train: KeypointSet, params: MatchParams, *, screen: bool = False
+) -> list[Any]:
     if query.descriptors is None or train.descriptors is None or len(train) < 2:
         return []
-    pairs = _matcher(params).knnMatch(query.descriptors, train.descriptors, k=2)
+    pairs = _matcher(params, screen=screen).knnMatch(query.descriptors, train.descriptors, k=2)
     return [p[0] for p in pairs if len(p) == 2 and p[0].distance < params.ratio * p[1].distance]
 
 
-def _matcher(params: MatchParams) -> cv2.DescriptorMatcher:
+def _matcher(params: MatchParams, *, screen: bool = False) -> cv2.DescriptorMatcher:
     if params.detector is Detector.SIFT:
         return cv2.BFMatcher(cv2.NORM_L2)
     if not _approximate(params):
         return cv2.BFMatcher(cv2.NORM_HAMMING)
-    # The index's random hash functions come from OpenCV's per-thread RNG.
+    # The index's random hash functions come from OpenCV's per-thread RNG (the screen's
+    # tables are the full matching's).
     cv2.setRNGSeed(RANSAC_SEED)
-    return cv2.FlannBasedMatcher(LSH_INDEX, {"checks": 32})
+    return cv2.FlannBasedMatcher(LSH_SCREEN_INDEX if screen else LSH_INDEX, {"checks": 32})
 
 
 def _sane(transform: npt.NDArray[np.float64], mirrored: bool, params: MatchParams) -> bool:
@@ -384,14 +395,27 @@ def _estimate(
     mirrored: bool,
     params: MatchParams,
     policy: MatchPolicy,
+    *,
+    screen: bool = True,
 ) -> Estimate:
     """RANSAC on the ratio test's matches of the new image's features (``query``) with the
     candidate's. An approximate (LSH) answer that would pass min_inliers but short of a
     clear match is confirmed by exact matching: an approximate second neighbour lets more
     chance matches through the ratio test (exact matching finds no more true ones, so
-    fewer LSH inliers than min_inliers reject as they are)."""
+    fewer LSH inliers than min_inliers reject as they are).
+
+    Screened first (``screen_inliers``): an unrelated pair's matches in the own buckets
+    are chance, and RANSAC finds no sane transform among them or a handful of inliers; a
+    copy keeps many of its true matches there (bench/README.md: the margin measured on
+    bench.matcher_eval's pairs). The screen seeds as the full matching does, so a pair
+    it lets through gets the same answer as without it. ``screen`` False: no screen (the
+    strongest features found enough inliers already: not hopeless)."""
     # Fewer matches than the inliers a verdict needs: RANSAC cannot find them.
     fewest = policy.min_inliers if params.skip_decided else 3
+    if screen and params.screen_inliers and params.skip_decided and _approximate(params):
+        screened = _ransac(query, candidate, mirrored, params, fewest, screen=True)
+        if screened.inliers < params.screen_inliers:
+            return screened
     estimate = _ransac(query, candidate, mirrored, params, fewest)
     if _approximate(params) and policy.min_inliers <= estimate.inliers < CLEAR_INLIERS:
         exact = replace(params, descriptor_matching=DescriptorMatching.BRUTE_FORCE)
@@ -404,9 +428,15 @@ def _approximate(params: MatchParams) -> bool:
 
 
 def _ransac(
-    query: KeypointSet, candidate: KeypointSet, mirrored: bool, params: MatchParams, fewest: int
+    query: KeypointSet,
+    candidate: KeypointSet,
+    mirrored: bool,
+    params: MatchParams,
+    fewest: int,
+    *,
+    screen: bool = False,
 ) -> Estimate:
-    matches = _ratio_matches(query, candidate, params)
+    matches = _ratio_matches(query, candidate, params, screen=screen)
     if len(matches) < fewest:
         return Estimate(len(matches), 0)
     dst = query.points[[m.queryIdx for m in matches]]
@@ -667,6 +697,7 @@ def _orientation(
     """One orientation of the candidate: its strongest features first, enough for a copy
     that they align conclusively (no refinement or flow could change it), then all."""
     keypoints = candidate.keypoints(mirrored=mirrored)
+    screen = True
     if params.first_features and params.skip_decided:
         n = params.first_features
         # Fewer matches than CLEAR_INLIERS cannot align clearly: no RANSAC for them.
@@ -676,7 +707,8 @@ def _orientation(
             aligned = _aligned(new, candidate, few.transform, params)
             if _conclusive(aligned[2], params):
                 return _aligned_result(new, candidate, few, mirrored, params, policy, aligned)
-    estimate = _estimate(new.plain, keypoints, mirrored, params, policy)
+        screen = few.inliers < params.screen_inliers
+    estimate = _estimate(new.plain, keypoints, mirrored, params, policy, screen=screen)
     return _aligned_result(new, candidate, estimate, mirrored, params, policy)
 
 

@@ -31,6 +31,9 @@ class MatcherSettings(RuntimeSettings, BlobSettings):
     ransac_threshold: float = Field(PARAMS.ransac_threshold, gt=0.0, le=50.0)
     # The ratio test's two nearest neighbours: an LSH index (ORB) or brute force.
     descriptor_matching: DescriptorMatching = PARAMS.descriptor_matching
+    # LSH: each orientation screened first by the index's own buckets (no multi-probe);
+    # fewer RANSAC inliers there than this reject it without the full matching (0: never).
+    screen_inliers: int = Field(PARAMS.screen_inliers, ge=0, le=1000)
     # Skip the checks that cannot change the verdict (README, "What it does"):
     # ECC only for residuals in (min(refine_above, flow_above), refine_until] (above it
     # with < 50 inliers), the displacement check only in (flow_above, max_residual].

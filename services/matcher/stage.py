@@ -40,6 +40,7 @@ def matcher_of(settings: MatcherSettings, fetch: FetchWorkingCopy) -> Matcher:
         ratio=settings.ratio,
         ransac_threshold=settings.ransac_threshold,
         descriptor_matching=settings.descriptor_matching,
+        screen_inliers=settings.screen_inliers,
         skip_decided=settings.skip_decided,
         refine_until=settings.refine_until,
         flow_above=settings.flow_above,

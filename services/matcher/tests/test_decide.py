@@ -250,7 +250,9 @@ def test_an_approximate_match_short_of_clear_is_confirmed_exactly(
         return geometry.Estimate(matches=inliers + 5, inliers=inliers)
 
     monkeypatch.setattr(geometry, "_ransac", ransac)
-    match(view("scene"), view("unrelated"), replace(PARAMS, first_features=0), POLICY)
+    # No screen either (test_geometry.py's): the full matching alone.
+    params = replace(PARAMS, first_features=0, screen_inliers=0)
+    match(view("scene"), view("unrelated"), params, POLICY)
     lsh, brute = DescriptorMatching.LSH, DescriptorMatching.BRUTE_FORCE
     assert used == ([lsh, brute] if exact else [lsh]) * 2  # each orientation
 

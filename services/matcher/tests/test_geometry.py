@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from typing import Any
 
 import cv2
 import numpy as np
@@ -14,10 +16,12 @@ from PIL import Image
 from dedup import synthetic
 from dedup.v1.groups_pb2 import Verdict
 from services.hasher.features import extract
+from services.matcher import geometry
 from services.matcher.decide import judge
 from services.matcher.geometry import (
     Detector,
     ImageView,
+    KeypointSet,
     MatchParams,
     MatchPolicy,
     MatchResult,
@@ -137,6 +141,30 @@ def test_undecodable_working_copies_raise_value_error() -> None:
 
 def _outcome(result: MatchResult) -> tuple[object, ...]:
     return (result.inliers, result.matches, result.mirrored, result.residual, result.transform)
+
+
+def test_the_lsh_screen_only_saves_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A copy gets the result it gets without the screen (the same tables, seeded alike);
+    an unrelated pair is rejected without matching all the features."""
+    unscreened = replace(PARAMS, screen_inliers=0)
+    for edit in ("crop", "mirror", "rotate-27"):
+        new, old = view("scene", edit), view("scene")
+        assert _outcome(match(new, old, PARAMS)) == _outcome(match(new, old, unscreened))
+    calls: list[tuple[bool, int]] = []
+    ratio_matches = geometry._ratio_matches
+
+    def counted(
+        query: KeypointSet, train: KeypointSet, params: MatchParams, *, screen: bool = False
+    ) -> list[Any]:
+        calls.append((screen, len(train)))
+        return ratio_matches(query, train, params, screen=screen)
+
+    monkeypatch.setattr(geometry, "_ratio_matches", counted)
+    result = match(view("unrelated"), view("scene"), PARAMS)
+    assert judge(result, POLICY).verdict == Verdict.VERDICT_REJECTED
+    assert sum(screen for screen, _ in calls) == 2  # each orientation screened
+    # ... and matched in full by neither (only the strongest features' first try).
+    assert all(screen or n <= PARAMS.first_features for screen, n in calls)
 
 
 def test_verdicts_are_reproducible_across_calls_and_threads() -> None:

@@ -75,6 +75,7 @@ def test_settings_reach_the_matcher(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DEDUP_MATCHER_PAIR_CACHE_BYTES", "7000")
     monkeypatch.setenv("DEDUP_MATCHER_DESCRIPTOR_MATCHING", "brute-force")
     monkeypatch.setenv("DEDUP_MATCHER_SKIP_DECIDED", "false")
+    monkeypatch.setenv("DEDUP_MATCHER_SCREEN_INLIERS", "0")
     monkeypatch.setenv("DEDUP_MATCHER_ALIGNED_MAX_PDQ", "-1")
     matcher = matcher_of(MatcherSettings(), working_copy_reader(FakeBlobs(), 1))
     assert matcher.params.detector is Detector.SIFT
@@ -84,4 +85,5 @@ def test_settings_reach_the_matcher(monkeypatch: pytest.MonkeyPatch) -> None:
     assert matcher.pairs.max_bytes == 7000
     assert matcher.params.descriptor_matching is DescriptorMatching.BRUTE_FORCE
     assert not matcher.params.skip_decided
+    assert matcher.params.screen_inliers == 0
     assert matcher.policy.aligned_max_pdq == -1
