@@ -102,12 +102,35 @@ def decide_canonically(
     policy: MatchPolicy,
 ) -> Decision:
     """The pair's decision with the lower (id, e_tag) as the new image: the same
-    whichever of the two arrived first."""
+    whichever of the two arrived first. A DUPLICATE whose displacement comes near its
+    limit is decided the other way too, and stands only if that agrees."""
     (our_version, our_view), (their_version, their_view) = ours, theirs
-    if ours_first(our_version, their_version):
-        return decide(our_view, their_view, params, policy, hint)
-    reverse = None if hint is None else hint.reversed()
-    return decide(their_view, our_view, params, policy, reverse)
+    first, second, hint_first = our_view, their_view, hint
+    if not ours_first(our_version, their_version):
+        first, second = second, first
+        hint_first = None if hint is None else hint.reversed()
+    decision = decide(first, second, params, policy, hint_first)
+    if not near_the_displacement_limit(decision, policy):
+        return decision
+    hint_second = None if hint_first is None else hint_first.reversed()
+    other = decide(second, first, params, policy, hint_second)
+    # Not a DUPLICATE: no provenance, which would be the other way round.
+    return decision if other.verdict == Verdict.VERDICT_DUPLICATE else other
+
+
+# Of ``max_displaced``: a DUPLICATE displaced beyond this share of the limit is checked the
+# other way round. The flow between two aligned images is measured from the new one, so
+# another shot of a scene can fall either side of the limit by which image is the new
+# one (which the ids choose); a copy lines up everywhere, far below it.
+DOUBTFUL_DISPLACEMENT: Final = 0.5
+
+
+def near_the_displacement_limit(decision: Decision, policy: MatchPolicy) -> bool:
+    return (
+        decision.verdict == Verdict.VERDICT_DUPLICATE
+        and decision.displaced is not None
+        and decision.displaced > DOUBTFUL_DISPLACEMENT * policy.max_displaced
+    )
 
 
 class Matcher:
