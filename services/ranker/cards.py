@@ -3,10 +3,10 @@
 A card is needed again only when a later group links to its image, so the service keeps
 them all in an SQLite file on local disk and only the most recently used in memory,
 bounded in bytes: the ranker's memory stays flat however many images the decisions topic
-holds (the file grows instead, ~0.5 kB an image). The file is a spill, not a second
-source of truth: it is made afresh at every start and filled from the topic
-(`Ranker.restore`), and deleted on close. `dedup scan` and the tests keep the cards in a
-plain dict (`Cards` is what the ranker needs of either).
+holds (the file grows instead: the README's "Memory and start-up time"). The file is a
+spill, not a second source of truth: it is made afresh at every start and filled from
+the topic (`Ranker.restore`), and unlinked once open. `dedup scan` and the tests keep
+the cards in a plain dict (`Cards` is what the ranker needs of either).
 """
 
 from __future__ import annotations

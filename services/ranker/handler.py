@@ -164,8 +164,9 @@ def bare(etag: str) -> str:
 
 
 def packed(links: Iterable[Link]) -> bytes:
-    """An image's own links as the ranker keeps them: serialised, ~0.1 kB a link, where a
-    parsed Link kept holds ~1 kB (an arena of its own)."""
+    """An image's own links as the ranker keeps them: serialised, a fraction of what a
+    parsed Link kept holds (an arena of its own; the README's "Memory and start-up
+    time")."""
     return Decision(links=links).SerializeToString(deterministic=True)
 
 

@@ -18,7 +18,7 @@ class RankerSettings(RuntimeSettings):
     concurrency: int = Field(1, ge=1, le=1)
     # The start-up read of the decisions topic ends once the topic is this quiet.
     restore_idle_seconds: float = Field(1.0, gt=0)
-    # Each image's last decision (its card, ~0.5 kB) is kept in an SQLite file in
+    # Each image's last decision (its card) is kept in an SQLite file in
     # cards_folder ("": the system's temporary folder, the chart's /tmp emptyDir), made
     # afresh at every start, and the most recently used up to cards_memory_bytes in
     # memory too: the ranker's memory stays flat however many images there are

@@ -105,7 +105,7 @@ async def restore(settings: RankerSettings, ranker: Ranker) -> None:
 
 @contextmanager
 def opened_ranker(settings: RankerSettings) -> Iterator[Ranker]:
-    """An empty ranker, its cards where `settings` say (the file removed on leaving)."""
+    """An empty ranker, its cards where `settings` say (its file gone with the process)."""
     if settings.cards_in_memory:
         yield Ranker()
         return
