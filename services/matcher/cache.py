@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
 from typing import Generic, TypeAlias, TypeVar
 
+from dedup.lru import ByteLRU
 from services.matcher.decide import Decision
 from services.matcher.geometry import ImageView
 
@@ -34,9 +34,9 @@ class ViewCache:
     decoded twice."""
 
     def __init__(self, max_bytes: int) -> None:
-        self._max_bytes = max_bytes
-        self._views: OrderedDict[str, tuple[str, ImageView]] = OrderedDict()
-        self._bytes = 0
+        self._views: ByteLRU[str, tuple[str, ImageView]] = ByteLRU(
+            max_bytes, lambda _, entry: entry[1].nbytes
+        )
 
     def __len__(self) -> int:
         return len(self._views)
@@ -46,35 +46,25 @@ class ViewCache:
 
     @property
     def max_bytes(self) -> int:
-        return self._max_bytes
+        return self._views.max_bytes
 
     @property
     def nbytes(self) -> int:
-        return self._bytes
+        return self._views.nbytes
 
     def get(self, image_id: str, e_tag: str = "") -> ImageView | None:
         """The cached view of this version; ``e_tag`` "": whichever version is cached."""
         entry = self._views.get(image_id)
         if entry is None or (e_tag and entry[0] != e_tag):
             return None
-        self._views.move_to_end(image_id)
         return entry[1]
 
     def put(self, image_id: str, view: ImageView, e_tag: str = "") -> None:
         """Insert or replace; a view larger than the whole budget is not kept."""
-        self.drop(image_id)
-        if view.nbytes > self._max_bytes:
-            return
-        self._views[image_id] = (e_tag, view)
-        self._bytes += view.nbytes
-        while self._bytes > self._max_bytes:
-            _, (_, evicted) = self._views.popitem(last=False)
-            self._bytes -= evicted.nbytes
+        self._views.put(image_id, (e_tag, view))
 
     def drop(self, image_id: str) -> None:
-        entry = self._views.pop(image_id, None)
-        if entry is not None:
-            self._bytes -= entry[1].nbytes
+        self._views.pop(image_id)
 
 
 def pair_key(a: Version, b: Version) -> PairKey:
@@ -94,44 +84,11 @@ def pair_bytes(key: PairKey, decision: Decision) -> int:
     return PAIR_ENTRY_BYTES + strings
 
 
-class PairCache:
+class PairCache(ByteLRU[PairKey, Decision]):
     """Decisions of verified pairs (direction-free), keyed by ``pair_key``."""
 
     def __init__(self, max_bytes: int) -> None:
-        self._max_bytes = max_bytes
-        self._bytes = 0
-        self._decisions: OrderedDict[PairKey, tuple[Decision, int]] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._decisions)
-
-    @property
-    def max_bytes(self) -> int:
-        return self._max_bytes
-
-    @property
-    def nbytes(self) -> int:
-        return self._bytes
-
-    def get(self, key: PairKey) -> Decision | None:
-        entry = self._decisions.get(key)
-        if entry is None:
-            return None
-        self._decisions.move_to_end(key)
-        return entry[0]
-
-    def put(self, key: PairKey, decision: Decision) -> None:
-        size = pair_bytes(key, decision)
-        if size > self._max_bytes:
-            return
-        old = self._decisions.pop(key, None)
-        if old is not None:
-            self._bytes -= old[1]
-        self._decisions[key] = (decision, size)
-        self._bytes += size
-        while self._bytes > self._max_bytes:
-            _, (_, evicted) = self._decisions.popitem(last=False)
-            self._bytes -= evicted
+        super().__init__(max_bytes, pair_bytes)
 
 
 K = TypeVar("K", bound=Hashable)

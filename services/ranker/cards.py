@@ -14,9 +14,10 @@ from __future__ import annotations
 import os
 import sqlite3
 import tempfile
-from collections import OrderedDict
 from pathlib import Path
 from typing import Final, Protocol
+
+from dedup.lru import ByteLRU
 
 # What one recent card takes besides its bytes: its id (32 characters), the bytes
 # object's header and the OrderedDict's entry, measured with tracemalloc (test_cards.py
@@ -52,9 +53,7 @@ class SpilledCards:
     too. Not thread-safe: the ranker handles one group at a time on the event loop."""
 
     def __init__(self, folder: Path | str, max_bytes: int) -> None:
-        self._max_bytes = max_bytes
-        self._recent: OrderedDict[str, bytes] = OrderedDict()
-        self._bytes = 0
+        self._recent: ByteLRU[str, bytes] = ByteLRU(max_bytes, entry_bytes)
         handle, path = tempfile.mkstemp(dir=folder, prefix="ranker-cards-", suffix=".sqlite")
         os.close(handle)
         try:
@@ -73,12 +72,12 @@ class SpilledCards:
 
     @property
     def max_bytes(self) -> int:
-        return self._max_bytes
+        return self._recent.max_bytes
 
     @property
     def nbytes(self) -> int:
         """The memory the recent cards take (estimated)."""
-        return self._bytes
+        return self._recent.nbytes
 
     def __len__(self) -> int:
         """Counted in the file (a scan of it: for logs and benchmarks, not per group)."""
@@ -97,46 +96,29 @@ class SpilledCards:
     def get(self, image_id: str) -> bytes | None:
         found = self._recent.get(image_id)
         if found is not None:
-            self._recent.move_to_end(image_id)
             return found
         row = self._db.execute("SELECT card FROM cards WHERE id = ?", (image_id,)).fetchone()
         if row is None:
             return None
         card: bytes = row[0]
-        self._keep(image_id, card)
+        self._recent.put(image_id, card)
         return card
 
     def __setitem__(self, image_id: str, card: bytes) -> None:
         if self._recent.get(image_id) == card:
-            self._recent.move_to_end(image_id)
             return
         self._db.execute(
             "INSERT INTO cards (id, card) VALUES (?, ?)"
             " ON CONFLICT (id) DO UPDATE SET card = excluded.card",
             (image_id, card),
         )
-        self._keep(image_id, card)
+        self._recent.put(image_id, card)
 
     def pop(self, image_id: str, default: None = None) -> bytes | None:
         found = self.get(image_id)
         self._db.execute("DELETE FROM cards WHERE id = ?", (image_id,))
-        held = self._recent.pop(image_id, None)
-        if held is not None:
-            self._bytes -= entry_bytes(image_id, held)
+        self._recent.pop(image_id)
         return found if found is not None else default
-
-    def _keep(self, image_id: str, card: bytes) -> None:
-        old = self._recent.pop(image_id, None)
-        if old is not None:
-            self._bytes -= entry_bytes(image_id, old)
-        size = entry_bytes(image_id, card)
-        if size > self._max_bytes:
-            return
-        self._recent[image_id] = card
-        self._bytes += size
-        while self._bytes > self._max_bytes:
-            evicted, data = self._recent.popitem(last=False)
-            self._bytes -= entry_bytes(evicted, data)
 
     def close(self) -> None:
         self._db.close()
