@@ -211,7 +211,12 @@ kafka_prepare() {
     RUN_DIR="$RUN_DIR" PORT="$KAFKA_PORT" CONTROLLER_PORT="$KAFKA_CONTROLLER_PORT"
   # KRaft needs a formatted log dir (cluster id + node id) before the first start.
   if [[ ! -f $dir/data/meta.properties ]]; then
-    cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+    # A Kafka Uuid: 16 random bytes in URL-safe base64, never starting with "-" (the
+    # format tool would read it as an option).
+    cluster_id=-
+    while [[ $cluster_id == -* ]]; do
+      cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+    done
     kafka_java kafka.tools.StorageTool format --ignore-formatted -t "$cluster_id" -c "$props"
     "${CMD[@]}" >>"$(log_file kafka)" 2>&1 ||
       { show_log_tail kafka 20; die "kafka: formatting $dir/data failed"; }
