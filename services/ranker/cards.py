@@ -71,6 +71,11 @@ class SpilledCards:
             os.unlink(path)
 
     @property
+    def database(self) -> sqlite3.Connection:
+        """The file's connection, for the graph's tables (`SpilledGraph`)."""
+        return self._db
+
+    @property
     def max_bytes(self) -> int:
         return self._recent.max_bytes
 

@@ -23,8 +23,8 @@ edge to the deleted image commute.
 
 State per image is the decision last published for it (serialised, without its time:
 its card, kept where `cards.py` says), which carries the image's own links: exactly what
-the compacted decisions topic holds, so `restore` rebuilds the same graph after a
-restart. Only images with links (a small fraction) have adjacency entries besides.
+the compacted decisions topic holds, so `restore` rebuilds the same graph (kept where
+`graph.py` says) after a restart. Only images with links are in the graph.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from dedup.v1.decisions_pb2 import Decision, DecisionKind, Link
 from dedup.v1.features_pb2 import ImageStatus
 from dedup.v1.groups_pb2 import Candidate, CandidateGroup, Scores, Verdict
 from services.ranker.cards import Cards
+from services.ranker.graph import Graph, MemoryGraph
 from services.ranker.provenance import choosing, derives, keeper, kept_reason
 
 # Clusters up to this size compare every pair of copies for the kept copy (the pairs
@@ -177,18 +178,18 @@ def is_active(d: Decision) -> bool:
 class Ranker:
     """The only writer of cluster membership; see the module docstring."""
 
-    def __init__(self, cards: Cards | None = None) -> None:
-        """`cards`: where each image's card is kept (the service: `SpilledCards`, on
-        disk with the recent ones in memory); all in memory by default."""
+    def __init__(self, cards: Cards | None = None, graph: Graph | None = None) -> None:
+        """`cards`: where each image's card is kept, `graph` its links and the edges
+        they make (the service: `SpilledCards` and `SpilledGraph`, on disk with the
+        recent cards in memory); all in memory by default."""
         in_memory: dict[str, bytes] = {}
         self._cards: Cards = in_memory if cards is None else cards
         # Images that are never in a cluster: unreadable or deleted (a small set).
         self._inactive: set[str] = set()
         self._deleted: set[str] = set()
-        # Links proved by each image's own group (only images that have any), `packed`.
-        self._links: dict[str, bytes] = {}
-        # Undirected adjacency built from every image's links (only images that have any).
-        self._adjacent: dict[int, dict[str, set[str]]] = {DUPLICATE: {}, SIMILAR: {}}
+        # Links proved by each image's own group (`packed`) and the undirected edges
+        # built from every image's links (only images that have any).
+        self._graph: Graph = MemoryGraph() if graph is None else graph
 
     def __len__(self) -> int:
         return len(self._cards)
@@ -200,7 +201,7 @@ class Ranker:
     @property
     def linked(self) -> int:
         """Images with at least one DUPLICATE or SIMILAR edge."""
-        return len(self._adjacent[DUPLICATE].keys() | self._adjacent[SIMILAR].keys())
+        return self._graph.linked()
 
     def decision(self, image_id: str) -> Decision | None:
         """The decision last published for an image (without its time)."""
@@ -224,22 +225,19 @@ class Ranker:
         """One decision of the topic, read in its order (a later one of the same image
         replaces an earlier): `restore` one at a time; `repair` once all are in."""
         self._remember(d)
-        if d.links:
-            self._links[d.image_id] = packed(d.links)
-        else:
-            self._links.pop(d.image_id, None)
+        self._graph.set_own(d.image_id, packed(d.links) if d.links else None)
 
     def forget(self, image_id: str) -> None:
         """A tombstone of the topic: the image's decision was removed on purpose."""
         self._cards.pop(image_id, None)
         self._inactive.discard(image_id)
         self._deleted.discard(image_id)
-        self._links.pop(image_id, None)
+        self._graph.set_own(image_id, None)
 
     def repair(self) -> Outcome:
         """Once every decision is in (`take`): the adjacency, and what to republish."""
         repair: set[str] = set()
-        for source in list(self._links):
+        for source in self._graph.sources():
             links = self._own(source)
             for link in links:
                 target = link.image_id
@@ -302,32 +300,31 @@ class Ranker:
     # --- the graph ---------------------------------------------------------------------
 
     def _own(self, image_id: str) -> tuple[Link, ...]:
-        data = self._links.get(image_id)
+        data = self._graph.own(image_id)
         return () if data is None else tuple(Decision.FromString(data).links)
 
     def _neighbours(self, image_id: str) -> set[str]:
-        return {n for adjacency in self._adjacent.values() for n in adjacency.get(image_id, ())}
+        return self._graph.neighbours(image_id, DUPLICATE) | self._graph.neighbours(
+            image_id, SIMILAR
+        )
 
     def _set_links(self, source: str, links: Sequence[Link]) -> None:
         """Replace the links `source` proved, and the adjacency that follows from them."""
         old = self._own(source)
-        self._links.pop(source, None)
-        if links:
-            self._links[source] = packed(sorted(links, key=lambda k: k.image_id))
+        self._graph.set_own(
+            source, packed(sorted(links, key=lambda k: k.image_id)) if links else None
+        )
         for target in {k.image_id for k in old} | {k.image_id for k in links}:
             self._refresh_edge(source, target)
 
     def _refresh_edge(self, a: str, b: str) -> None:
         verdicts = {k.verdict for k in self._own(a) if k.image_id == b}
         verdicts |= {k.verdict for k in self._own(b) if k.image_id == a}
-        for verdict, adjacency in self._adjacent.items():
-            for one, other in ((a, b), (b, a)):
-                if verdict in verdicts:
-                    adjacency.setdefault(one, set()).add(other)
-                elif one in adjacency:
-                    adjacency[one].discard(other)
-                    if not adjacency[one]:
-                        del adjacency[one]
+        for verdict in (DUPLICATE, SIMILAR):
+            if verdict in verdicts:
+                self._graph.add_edge(a, b, verdict)
+            else:
+                self._graph.remove_edge(a, b, verdict)
 
     def _cut(self, x: str) -> None:
         """Drop every edge of `x`: its own links and the links others proved to it."""
@@ -339,9 +336,8 @@ class Ranker:
     def _component(self, start: str) -> set[str]:
         """The cluster of an active image: DUPLICATE edges over active images."""
         seen, todo = {start}, [start]
-        duplicates = self._adjacent[DUPLICATE]
         while todo:
-            for n in duplicates.get(todo.pop(), ()):
+            for n in self._graph.neighbours(todo.pop(), DUPLICATE):
                 if n not in seen and n not in self._inactive:
                     seen.add(n)
                     todo.append(n)
@@ -373,9 +369,8 @@ class Ranker:
         if len(members) > ALL_PAIRS:
             return {}
         found = {}
-        duplicates = self._adjacent[DUPLICATE]
         for a, b in itertools.combinations(sorted(members), 2):
-            if b in duplicates.get(a, set()):
+            if self._graph.has_edge(a, b, DUPLICATE):
                 source, link = self._evidence(a, b)
                 scores = choosing(link.scores)
             else:
@@ -391,7 +386,7 @@ class Ranker:
     def _proved_how(self, node: str, kept: str, members: dict[str, Decision]) -> str | None:
         """How `node` derives from `kept` by their whole proof, if they have one: its
         pixels also tell an overlay (for the words only)."""
-        if kept not in self._adjacent[DUPLICATE].get(node, set()):
+        if not self._graph.has_edge(node, kept, DUPLICATE):
             return None
         source, link = self._evidence(node, kept)
         target = kept if source == node else node
@@ -456,7 +451,7 @@ class Ranker:
         pairs, seen, queue = [], {root}, deque([root])
         while queue:
             parent = queue.popleft()
-            for n in sorted(self._adjacent[DUPLICATE].get(parent, set()) & cluster):
+            for n in sorted(self._graph.neighbours(parent, DUPLICATE) & cluster):
                 if n not in seen:
                     seen.add(n)
                     pairs.append((n, parent))
@@ -474,7 +469,7 @@ class Ranker:
         d.cluster_id = cluster_id
         if kind in (KEEP, DUPLICATE_OF, UNIQUE):
             d.reason = ""
-        similar = self._adjacent[SIMILAR].get(d.image_id, set()) - cluster - self._inactive
+        similar = self._graph.neighbours(d.image_id, SIMILAR) - cluster - self._inactive
         d.similar.extend(sorted(similar))
         d.links.extend(self._own(d.image_id))
         return d

@@ -22,7 +22,8 @@ class RankerSettings(RuntimeSettings):
     # cards_folder ("": the system's temporary folder, the chart's /tmp emptyDir), made
     # afresh at every start, and the most recently used up to cards_memory_bytes in
     # memory too: the ranker's memory stays flat however many images there are
-    # (services/ranker/README.md, "Memory"). cards_in_memory: all of them in memory only.
+    # (services/ranker/README.md, "Memory"), the graph of linked images in that file too.
+    # cards_in_memory: all of them and the graph in memory only.
     cards_folder: str = ""
     cards_memory_bytes: int = Field(4 * 1024 * 1024, ge=0)
     cards_in_memory: bool = False

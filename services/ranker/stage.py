@@ -23,6 +23,7 @@ from dedup.runtime.kafka import KafkaError, Publisher
 from dedup.v1.decisions_pb2 import DecisionKind
 from dedup.v1.groups_pb2 import CandidateGroup
 from services.ranker.cards import SpilledCards
+from services.ranker.graph import SpilledGraph
 from services.ranker.handler import Outcome, Ranker
 from services.ranker.settings import RankerSettings
 
@@ -105,14 +106,15 @@ async def restore(settings: RankerSettings, ranker: Ranker) -> None:
 
 @contextmanager
 def opened_ranker(settings: RankerSettings) -> Iterator[Ranker]:
-    """An empty ranker, its cards where `settings` say (its file gone with the process)."""
+    """An empty ranker, its cards and graph where `settings` say (their file gone with
+    the process)."""
     if settings.cards_in_memory:
         yield Ranker()
         return
     folder = settings.cards_folder or tempfile.gettempdir()
     cards = SpilledCards(folder, settings.cards_memory_bytes)
     try:
-        yield Ranker(cards)
+        yield Ranker(cards, SpilledGraph(cards.database))
     finally:
         cards.close()
 

@@ -5,7 +5,9 @@ the restarts (rebuilding from the compacted decisions), the last decision of eve
 is the same, and it agrees with a plain union-find over the proven DUPLICATE edges.
 """
 
+import tempfile
 from collections.abc import Sequence
+from contextlib import ExitStack, closing
 from dataclasses import dataclass
 
 from hypothesis import given, settings
@@ -13,7 +15,9 @@ from hypothesis import strategies as st
 
 from dedup.v1.decisions_pb2 import DecisionKind
 from dedup.v1.groups_pb2 import CandidateGroup, Verdict
-from services.ranker.handler import card
+from services.ranker.cards import SpilledCards
+from services.ranker.graph import SpilledGraph
+from services.ranker.handler import Ranker, card
 from services.ranker.tests.helpers import (
     DUP,
     REJ,
@@ -167,3 +171,35 @@ def test_deleting_the_kept_copy_elects_the_next_best(scene: Scene, data: st.Data
     assert topic.latest[victim].kind == GONE
     assert victim not in {d.duplicate_of for d in topic.latest.values()}
     assert_agrees_with_union_find(topic, scene, frozenset({victim}))
+
+
+@PROPERTIES
+@given(scene=scenes(), data=st.data())
+def test_a_ranker_spilled_to_disk_decides_as_one_in_memory(
+    scene: Scene, data: st.DataObject
+) -> None:
+    """The service's cards and graph in SQLite (every card but the newest out of memory)
+    against dicts: the same decisions after every group, restarts from the topic too."""
+    groups = scene.groups()
+    stream = list(data.draw(st.permutations(groups), label="order"))
+    stream += data.draw(st.lists(st.sampled_from(groups), max_size=4), label="redelivered")
+    gone = data.draw(st.sets(st.sampled_from(list(scene.images)), max_size=2), label="deleted")
+    stream += [deleted(i) for i in sorted(gone, key=lambda i: i.id)]
+    stream += data.draw(st.lists(st.sampled_from(groups), max_size=2), label="uploaded again")
+    restarts = data.draw(st.frozensets(st.integers(0, len(stream) - 1), max_size=2))
+    with tempfile.TemporaryDirectory() as folder, ExitStack() as files:
+
+        def spilled(topic: Topic) -> Ranker:
+            cards = files.enter_context(closing(SpilledCards(folder, max_bytes=16)))
+            ranker = Ranker(cards, SpilledGraph(cards.database))
+            assert ranker.restore(topic.latest.values()).decisions == []
+            return ranker
+
+        topic = Topic()
+        memory, disk = Ranker(), spilled(topic)
+        for i, g in enumerate(stream):
+            if i in restarts:
+                memory, disk = topic.restart(), spilled(topic)
+            outcome = topic.publish(memory.handle(g))
+            assert disk.handle(g) == outcome
+        assert disk.linked == memory.linked
