@@ -246,7 +246,15 @@ def dedup_command() -> list[str]:
     found = str(beside) if beside.is_file() else shutil.which("dedup")
     if not found:
         raise SystemExit("no `dedup` command: run `make setup`")
-    return [found, "scan"]
+    return [found, "scan", *stateless(found)]
+
+
+def stateless(dedup: str) -> list[str]:
+    """The flag that keeps `dedup scan` from reading or writing its state: every run is
+    measured from nothing (with its state, a second round would resume the first and
+    index nothing). A checkout from before the state has no such flag, and none to skip."""
+    usage = subprocess.run([dedup, "scan", "--help"], capture_output=True, text=True).stdout
+    return ["--no-state"] if "--no-state" in usage else []
 
 
 DEDUP = "dedup scan"
@@ -278,8 +286,8 @@ def contenders(immaculate: Sequence[str], baseline: str | None = None) -> list[C
     scan = dedup_command()
     if baseline:
         # Another checkout's `dedup` (say, main's): before and after in the same run.
-        out.append(Contender(BASELINE, lambda d, j: [baseline, "scan", str(d), "--json", str(j),
-                                                     "--quiet"]))  # fmt: skip
+        before = [baseline, "scan", *stateless(baseline)]
+        out.append(Contender(BASELINE, lambda d, j: [*before, str(d), "--json", str(j), "--quiet"]))
     out.append(Contender(DEDUP, lambda d, j: [*scan, str(d), "--json", str(j), "--quiet"]))
     return out
 

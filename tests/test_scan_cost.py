@@ -36,6 +36,7 @@ from bench.scan_cost import (
     cost,
     cost_table,
     cost_verdicts,
+    dedup_command,
     plan_edited,
     plan_unique,
     without_inference_ms,
@@ -296,3 +297,9 @@ def test_decode_only_decodes_at_the_hashers_working_side() -> None:
     from services.hasher.thumbnail import WORKING_SIDE
 
     assert inspect.signature(decode).parameters["max_side"].default == WORKING_SIDE
+
+
+def test_every_scan_is_measured_from_nothing() -> None:
+    # With its state, the second round would resume the first and index nothing.
+    command = dedup_command()
+    assert command[1:] == ["scan", "--no-state"]
