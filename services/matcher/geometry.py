@@ -59,6 +59,7 @@ The numbers behind the defaults: bench/matcher_eval.py.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Final
@@ -196,10 +197,14 @@ class KeypointSet:
     descriptors: npt.NDArray[Any] | None  # N x 32 uint8 (ORB) or N x 128 float32 (SIFT)
     # Detector response per feature (None: not known; ``strongest`` keeps them all).
     responses: npt.NDArray[np.float32] | None = None
+    # N x 3: each keypoint's size, angle and pyramid level (ORB: the mirror image's
+    # descriptors are computed at them; None: not kept).
+    shapes: npt.NDArray[np.float32] | None = None
 
     @property
     def nbytes(self) -> int:
-        return self.points.nbytes + (0 if self.descriptors is None else self.descriptors.nbytes)
+        arrays = (self.points, self.descriptors, self.responses, self.shapes)
+        return sum(0 if a is None else a.nbytes for a in arrays)
 
     def __len__(self) -> int:
         return len(self.points)
@@ -209,12 +214,14 @@ class KeypointSet:
         if self.responses is None or self.descriptors is None or len(self) <= n:
             return self
         keep = np.sort(np.argpartition(-self.responses, n)[:n])
-        return KeypointSet(self.points[keep], self.descriptors[keep], self.responses[keep])
+        shapes = None if self.shapes is None else self.shapes[keep]
+        return KeypointSet(self.points[keep], self.descriptors[keep], self.responses[keep], shapes)
 
 
-# Bytes per feature (its point, 2 float32, its descriptor and its response): the most a
-# view's features take, counted from the start (they are computed on first use).
-FEATURE_BYTES: Final = {Detector.ORB: 8 + 32 + 4, Detector.SIFT: 8 + 128 * 4 + 4}
+# Bytes per feature (its point, 2 float32, its descriptor, its response and, ORB, its
+# keypoint's shape, 3 float32): the most a view's features take, counted from the start
+# (they are computed on first use).
+FEATURE_BYTES: Final = {Detector.ORB: 8 + 32 + 4 + 12, Detector.SIFT: 8 + 128 * 4 + 4}
 
 
 @dataclass(frozen=True, eq=False, slots=True)
@@ -247,10 +254,18 @@ class ImageView:
     def keypoints(self, *, mirrored: bool) -> KeypointSet:
         found = self.computed.get(mirrored)
         if found is None:
-            compute = _mirrored_keypoints if mirrored else _keypoints
-            found = compute(self.grey, self.params)
+            if mirrored:
+                found = _mirrored_keypoints(self.grey, self.params, self._detected())
+            else:
+                found = _keypoints(self.grey, self.params)
             self.computed[mirrored] = found
         return found
+
+    def _detected(self) -> KeypointSet | None:
+        """The features the mirror image's are derived from (ORB: the plain ones; always
+        these, whichever orientation is asked for first, so that a pair's verdict does not
+        depend on the order its views were used in)."""
+        return self.plain if self.params.detector is Detector.ORB else None
 
     @property
     def nbytes(self) -> int:
@@ -300,6 +315,10 @@ def decode_grey(data: bytes) -> Grey:
 def _detector(params: MatchParams) -> cv2.Feature2D:
     if params.detector is Detector.SIFT:
         return cv2.SIFT.create(nfeatures=params.max_features)
+    return _orb(params)
+
+
+def _orb(params: MatchParams) -> cv2.ORB:
     # A low FAST threshold: blurred or low-contrast copies still get corners.
     return cv2.ORB.create(nfeatures=params.max_features, fastThreshold=10)
 
@@ -309,12 +328,18 @@ def _keypoints(grey: Grey, params: MatchParams) -> KeypointSet:
         # A one-pixel line (a 20000x1 upload): ORB's pyramid would shrink it to nothing
         # and fail (cv2.error), and no corner fits in it anyway.
         return KeypointSet(np.zeros((0, 2), np.float32), None)
-    keypoints, descriptors = _detector(params).detectAndCompute(grey, None)
+    return _keypoint_set(*_detector(params).detectAndCompute(grey, None))
+
+
+def _keypoint_set(keypoints: Sequence[cv2.KeyPoint], descriptors: npt.NDArray[Any] | None
+                  ) -> KeypointSet:  # fmt: skip
     if descriptors is None or not keypoints:
         return KeypointSet(np.zeros((0, 2), np.float32), None)
-    points = np.array([k.pt for k in keypoints], dtype=np.float32).reshape(-1, 2)
-    responses = np.array([k.response for k in keypoints], dtype=np.float32)
-    return KeypointSet(points, descriptors, responses)
+    points = np.asarray(cv2.KeyPoint.convert(keypoints), np.float32).reshape(-1, 2)
+    # One pass over the keypoints (each attribute read is a call into OpenCV).
+    rest = [(k.response, k.size, k.angle, k.octave) for k in keypoints]
+    columns = np.array(rest, np.float32).reshape(-1, 4)
+    return KeypointSet(points, descriptors, columns[:, 0].copy(), columns[:, 1:].copy())
 
 
 def view_of(grey: Grey, params: MatchParams) -> ImageView:
@@ -329,12 +354,45 @@ def view_of(grey: Grey, params: MatchParams) -> ImageView:
     return ImageView(grey=grey, scale=scale, content=content_box(grey), params=params)
 
 
-def _mirrored_keypoints(grey: Grey, params: MatchParams) -> KeypointSet:
-    """The features of the flipped copy, mapped back into ``grey``'s coordinates."""
-    flipped = _keypoints(np.ascontiguousarray(grey[:, ::-1]), params)
+def _mirrored_keypoints(
+    grey: Grey, params: MatchParams, detected: KeypointSet | None = None
+) -> KeypointSet:
+    """The features of the flipped copy, mapped back into ``grey``'s coordinates.
+
+    ``detected``: ``grey``'s own ORB features. Their keypoints, flipped, are described on
+    the flipped copy instead of detecting it afresh (the detection is most of ORB's
+    cost): FAST corners, their Harris scores and orientations are mirror-symmetric, and
+    so, but for rounding, is ORB's pyramid, so it would find the same keypoints there."""
+    flipped_grey = np.ascontiguousarray(grey[:, ::-1])
+    if detected is None or detected.shapes is None:
+        flipped = _keypoints(flipped_grey, params)
+    else:
+        orb = _orb(params)
+        keypoints = _flipped(detected, grey.shape[1], orb.getScaleFactor())
+        flipped = _keypoint_set(*orb.compute(flipped_grey, keypoints))
     points = flipped.points.copy()
     points[:, 0] = (grey.shape[1] - 1) - points[:, 0]
     return KeypointSet(points, flipped.descriptors, flipped.responses)
+
+
+def _flipped(features: KeypointSet, width: int, scale_factor: float) -> list[cv2.KeyPoint]:
+    """``features``' keypoints as ORB would place them in the copy flipped left to right:
+    on each one's pyramid level (``width`` / scale_factor**level px, rounded as ORB
+    rounds it, in float32) the mirror image of its pixel there, its angle mirrored."""
+    assert features.shapes is not None and features.responses is not None
+    sizes, angles, levels = features.shapes.T
+    scale = (scale_factor ** levels.astype(np.float64)).astype(np.float32)
+    level_width = np.rint(np.float32(width) / scale)
+    xs = (level_width - 1) * scale - features.points[:, 0]
+    columns = (xs, features.points[:, 1], sizes, np.mod(180.0 - angles, 360.0), features.responses)
+    # Python numbers: cv2.KeyPoint from numpy scalars one by one costs more than ORB's compute.
+    rows = zip(*(c.astype(np.float64).tolist() for c in columns), strict=True)
+    return [
+        cv2.KeyPoint(x, y, size, angle, response, level)
+        for (x, y, size, angle, response), level in zip(
+            rows, levels.astype(np.int32).tolist(), strict=True
+        )
+    ]
 
 
 def view_of_bytes(data: bytes, params: MatchParams) -> ImageView:
