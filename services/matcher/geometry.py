@@ -197,13 +197,14 @@ class KeypointSet:
     descriptors: npt.NDArray[Any] | None  # N x 32 uint8 (ORB) or N x 128 float32 (SIFT)
     # Detector response per feature (None: not known; ``strongest`` keeps them all).
     responses: npt.NDArray[np.float32] | None = None
-    # N x 3: each keypoint's size, angle and pyramid level (ORB: the mirror image's
-    # descriptors are computed at them; None: not kept).
-    shapes: npt.NDArray[np.float32] | None = None
+    # Each keypoint's angle (degrees) and pyramid level: ORB's mirror-image features are
+    # described at them (None: not kept).
+    angles: npt.NDArray[np.float32] | None = None
+    levels: npt.NDArray[np.uint8] | None = None
 
     @property
     def nbytes(self) -> int:
-        arrays = (self.points, self.descriptors, self.responses, self.shapes)
+        arrays = (self.points, self.descriptors, self.responses, self.angles, self.levels)
         return sum(0 if a is None else a.nbytes for a in arrays)
 
     def __len__(self) -> int:
@@ -214,14 +215,17 @@ class KeypointSet:
         if self.responses is None or self.descriptors is None or len(self) <= n:
             return self
         keep = np.sort(np.argpartition(-self.responses, n)[:n])
-        shapes = None if self.shapes is None else self.shapes[keep]
-        return KeypointSet(self.points[keep], self.descriptors[keep], self.responses[keep], shapes)
+        angles = None if self.angles is None else self.angles[keep]
+        levels = None if self.levels is None else self.levels[keep]
+        return KeypointSet(
+            self.points[keep], self.descriptors[keep], self.responses[keep], angles, levels
+        )
 
 
 # Bytes per feature (its point, 2 float32, its descriptor, its response and, ORB, its
-# keypoint's shape, 3 float32): the most a view's features take, counted from the start
-# (they are computed on first use).
-FEATURE_BYTES: Final = {Detector.ORB: 8 + 32 + 4 + 12, Detector.SIFT: 8 + 128 * 4 + 4}
+# angle and level): the most a view's features take, counted from the start (they are
+# computed on first use).
+FEATURE_BYTES: Final = {Detector.ORB: 8 + 32 + 4 + 5, Detector.SIFT: 8 + 128 * 4 + 4}
 
 
 @dataclass(frozen=True, eq=False, slots=True)
@@ -337,9 +341,10 @@ def _keypoint_set(keypoints: Sequence[cv2.KeyPoint], descriptors: npt.NDArray[An
         return KeypointSet(np.zeros((0, 2), np.float32), None)
     points = np.asarray(cv2.KeyPoint.convert(keypoints), np.float32).reshape(-1, 2)
     # One pass over the keypoints (each attribute read is a call into OpenCV).
-    rest = [(k.response, k.size, k.angle, k.octave) for k in keypoints]
-    columns = np.array(rest, np.float32).reshape(-1, 4)
-    return KeypointSet(points, descriptors, columns[:, 0].copy(), columns[:, 1:].copy())
+    rest = [(k.response, k.angle, k.octave) for k in keypoints]
+    columns = np.array(rest, np.float32).reshape(-1, 3)
+    responses, angles = columns[:, 0].copy(), columns[:, 1].copy()
+    return KeypointSet(points, descriptors, responses, angles, columns[:, 2].astype(np.uint8))
 
 
 def view_of(grey: Grey, params: MatchParams) -> ImageView:
@@ -364,33 +369,35 @@ def _mirrored_keypoints(
     cost): FAST corners, their Harris scores and orientations are mirror-symmetric, and
     so, but for rounding, is ORB's pyramid, so it would find the same keypoints there."""
     flipped_grey = np.ascontiguousarray(grey[:, ::-1])
-    if detected is None or detected.shapes is None:
+    if detected is None or detected.angles is None:
         flipped = _keypoints(flipped_grey, params)
     else:
         orb = _orb(params)
-        keypoints = _flipped(detected, grey.shape[1], orb.getScaleFactor())
-        flipped = _keypoint_set(*orb.compute(flipped_grey, keypoints))
+        flipped = _keypoint_set(*orb.compute(flipped_grey, _flipped(detected, grey.shape[1], orb)))
     points = flipped.points.copy()
     points[:, 0] = (grey.shape[1] - 1) - points[:, 0]
     return KeypointSet(points, flipped.descriptors, flipped.responses)
 
 
-def _flipped(features: KeypointSet, width: int, scale_factor: float) -> list[cv2.KeyPoint]:
-    """``features``' keypoints as ORB would place them in the copy flipped left to right:
-    on each one's pyramid level (``width`` / scale_factor**level px, rounded as ORB
-    rounds it, in float32) the mirror image of its pixel there, its angle mirrored."""
-    assert features.shapes is not None and features.responses is not None
-    sizes, angles, levels = features.shapes.T
-    scale = (scale_factor ** levels.astype(np.float64)).astype(np.float32)
+def _flipped(features: KeypointSet, width: int, orb: cv2.ORB) -> list[cv2.KeyPoint]:
+    """``features``' keypoints as ``orb`` would place them in the copy flipped left to
+    right: on each one's pyramid level (``width`` / scale**level px, rounded as ORB rounds
+    it, in float32) the mirror image of its pixel there, its angle mirrored."""
+    assert features.angles is not None and features.levels is not None
+    assert features.responses is not None
+    levels = features.levels.astype(np.float64)
+    scale = (orb.getScaleFactor() ** levels).astype(np.float32)
     level_width = np.rint(np.float32(width) / scale)
     xs = (level_width - 1) * scale - features.points[:, 0]
-    columns = (xs, features.points[:, 1], sizes, np.mod(180.0 - angles, 360.0), features.responses)
+    sizes = orb.getPatchSize() * scale  # as ORB sizes them; only its descriptors count
+    angles = np.mod(180.0 - features.angles, 360.0)
+    columns = (xs, features.points[:, 1], sizes, angles, features.responses)
     # Python numbers: cv2.KeyPoint from numpy scalars one by one costs more than ORB's compute.
     rows = zip(*(c.astype(np.float64).tolist() for c in columns), strict=True)
     return [
         cv2.KeyPoint(x, y, size, angle, response, level)
         for (x, y, size, angle, response), level in zip(
-            rows, levels.astype(np.int32).tolist(), strict=True
+            rows, features.levels.astype(np.int32).tolist(), strict=True
         )
     ]
 
