@@ -6,8 +6,8 @@ runs it in a thread.
 1. **Local features** (ORB by default, SIFT as a setting) on the grey working copy.
    ORB's descriptors are rotation invariant, so turned copies match as they are; they
    are not mirror invariant, so the candidate is also matched as a mirror image
-   (its features are computed once more on the flipped copy and mapped back into the
-   candidate's own coordinates). Working copies smaller than ``min_side`` are enlarged
+   (ORB: its keypoints, flipped, described on the flipped copy; its features mapped back
+   into the candidate's own coordinates). Working copies smaller than ``min_side`` are enlarged
    first: ORB's 31-px patches find almost nothing in a 128-px thumbnail.
 2. **Ratio test** (Lowe): a match counts only if its best descriptor distance is
    clearly below the second best.
