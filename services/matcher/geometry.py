@@ -332,7 +332,11 @@ def _keypoints(grey: Grey, params: MatchParams) -> KeypointSet:
         # A one-pixel line (a 20000x1 upload): ORB's pyramid would shrink it to nothing
         # and fail (cv2.error), and no corner fits in it anyway.
         return KeypointSet(np.zeros((0, 2), np.float32), None)
-    return _keypoint_set(*_detector(params).detectAndCompute(grey, None))
+    found = _keypoint_set(*_detector(params).detectAndCompute(grey, None))
+    if params.detector is not Detector.ORB:
+        # Only ORB's mirror image is described at them (SIFT packs its octave otherwise).
+        return replace(found, angles=None, levels=None)
+    return found
 
 
 def _keypoint_set(keypoints: Sequence[cv2.KeyPoint], descriptors: npt.NDArray[Any] | None

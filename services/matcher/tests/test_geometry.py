@@ -215,3 +215,10 @@ def test_another_shot_that_aligns_is_caught_by_its_displacement(
     verdict, reason = decision.verdict, decision.reason
     assert verdict == Verdict.VERDICT_SIMILAR
     assert "displaced" in reason
+
+
+def test_a_views_features_take_no_more_than_counted() -> None:
+    for detector in Detector:
+        v = view("scene", detector=detector)
+        assert v.nbytes >= v.grey.nbytes + v.plain.nbytes + v.mirrored.nbytes
+        assert v.plain.nbytes <= len(v.plain) * geometry.FEATURE_BYTES[detector]
