@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.matcher_cost [--files 60] [--rounds 3] [--baseline DIR]
     .venv/bin/python -m bench.matcher_cost --against screen_inliers=0 [--rounds 3]
+    .venv/bin/python -m bench.matcher_cost --against-tree DIR [--rounds 3]
 
 The folder is scan_cost's edited photos (bench/scan_cost.py, --side 1600); the pairs are
 every two files of one photo (the copies a scan proposes) and as many pairs of different
@@ -14,11 +15,15 @@ services | tar -x -C DIR``), run in its own process in turn with this one, round
 ``--against NAME=VALUE``: the defaults against them with one MatchParams field changed,
 in one process, pair by pair in alternating order (steadier than processes in turn);
 the features are then computed up front (both orientations) and reported on their own.
+``--against-tree DIR``: another tree's matcher (its ``services/matcher``; the libraries
+are this checkout's) in this process, pair by pair in alternating order, each with views
+of its own and their features on first use included, as in the service.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import os
@@ -28,7 +33,9 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from bench.dev_sets import DEFAULT_DEV
@@ -114,6 +121,96 @@ def against(folder: Path, field: str, value: str, rounds: int) -> None:
         )
 
 
+def _ours(name: str) -> bool:
+    # The package too: its __path__, not sys.path, says where its subpackages are.
+    return name == "services" or name.startswith("services.matcher")
+
+
+@contextlib.contextmanager
+def _modules_of(tree: Path) -> Iterator[None]:
+    """Imports of ``services.matcher`` inside come from ``tree``; this checkout's after."""
+    ours = {n: m for n, m in sys.modules.items() if _ours(n)}
+    for name in ours:
+        del sys.modules[name]
+    sys.path.insert(0, str(tree))
+    try:
+        yield
+    finally:
+        sys.path.remove(str(tree))
+        for name in [n for n in sys.modules if _ours(n)]:
+            del sys.modules[name]
+        sys.modules.update(ours)
+
+
+def matcher_of(tree: Path) -> tuple[ModuleType, ModuleType]:
+    """(decide, geometry) of ``tree``'s matcher, bound to its own modules."""
+    import importlib
+
+    with _modules_of(tree):
+        decide = importlib.import_module("services.matcher.decide")
+        geometry = importlib.import_module("services.matcher.geometry")
+    assert Path(geometry.__file__ or "").is_relative_to(tree), geometry.__file__
+    return decide, geometry
+
+
+def against_tree(folder: Path, tree: Path, rounds: int) -> None:
+    """This checkout's matcher and ``tree``'s, interleaved pair by pair; best round of each."""
+    from services.hasher.features import extract
+    from services.hasher.handler import transform_of_candidate
+    from services.hasher.hashes import best_dihedral
+    from services.matcher import decide, geometry
+
+    sides = {"now": (decide, geometry), "baseline": matcher_of(tree)}
+    files = sorted(folder.glob("*.jpg"))
+    photos = [f.name.split("-")[1] for f in files]
+    features = [extract(f.read_bytes()) for f in files]
+    both = list(itertools.combinations(range(len(files)), 2))
+    copies = [(i, j) for i, j in both if photos[i] == photos[j]]
+    others = [(i, j) for i, j in both if photos[i] != photos[j]]
+    pairs = copies + random.Random(0).sample(others, min(len(others), len(copies)))
+    hints = [best_dihedral(features[i].pdq, features[j].pdq.hash) for i, j in pairs]
+    totals: dict[str, list[float]] = {name: [] for name in sides}
+    on_copies: dict[str, list[float]] = {name: [] for name in sides}
+    changed = 0
+    for r in range(rounds):
+        deciders: dict[str, Callable[[int, int, int], tuple[Any, ...]]] = {}
+        for name, (d, g) in sides.items():
+            views = [g.view_of_bytes(f.working_copy, g.MatchParams()) for f in features]
+
+            def decided(i: int, j: int, n: int, d: Any = d, g: Any = g, views: Any = views
+                        ) -> tuple[Any, ...]:  # fmt: skip
+                variant, distance = hints[n]
+                hint = d.HashHint(distance, transform_of_candidate(variant))
+                out = d.decide(views[i], views[j], g.MatchParams(), g.MatchPolicy(), hint)
+                return out.verdict, str(out.test)
+
+            deciders[name] = decided
+        spent = dict.fromkeys(sides, 0.0)
+        spent_copies = dict.fromkeys(sides, 0.0)
+        for n, (i, j) in enumerate(pairs):
+            verdicts = set()
+            for name in list(sides) if (n + r) % 2 else list(sides)[::-1]:
+                t = time.process_time()
+                verdicts.add(deciders[name](i, j, n))
+                took = (time.process_time() - t) * 1000
+                spent[name] += took
+                spent_copies[name] += took if n < len(copies) else 0.0
+            changed += len(verdicts) > 1
+        for name in sides:
+            totals[name].append(spent[name])
+            on_copies[name].append(spent_copies[name])
+    print(f"{len(pairs)} pairs ({len(copies)} of copies) of {len(files)} files, features on"
+          f" first use included; verdicts or tests that differ: {changed}")  # fmt: skip
+    for name, ms in totals.items():
+        every = ", ".join(f"{m / len(pairs):.1f}" for m in ms)
+        best_copies = min(on_copies[name])
+        print(
+            f"{name:>8}: {min(ms) / len(pairs):.1f} CPU-ms per pair (rounds: {every}),"
+            f" {min(ms) / len(files):.1f} per file; the copies' pairs alone"
+            f" {best_copies / len(copies):.1f} per pair, {best_copies / len(files):.1f} per file"
+        )
+
+
 def run_in(tree: Path, folder: Path) -> dict[str, Any]:
     """``measure`` with ``tree``'s libs and services, in a process of its own."""
     path = os.pathsep.join([str(tree / "libs"), str(tree), os.getcwd()])
@@ -136,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DEFAULT_DEV)
     parser.add_argument("--baseline", type=Path, help="a tree with libs and services")
     parser.add_argument("--against", metavar="NAME=VALUE", help="a MatchParams field changed")
+    parser.add_argument("--against-tree", type=Path, metavar="DIR",
+                        help="another tree's services/matcher, in this process")  # fmt: skip
     parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
     ns = parser.parse_args(argv)
     if ns.measure:
@@ -150,6 +249,9 @@ def main(argv: list[str] | None = None) -> int:
         if ns.against:
             field, value = ns.against.split("=", 1)
             against(folder, field, value, ns.rounds)
+            return 0
+        if ns.against_tree:
+            against_tree(folder, ns.against_tree, ns.rounds)
             return 0
         runs: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
         for r in range(ns.rounds):

@@ -6,8 +6,8 @@ runs it in a thread.
 1. **Local features** (ORB by default, SIFT as a setting) on the grey working copy.
    ORB's descriptors are rotation invariant, so turned copies match as they are; they
    are not mirror invariant, so the candidate is also matched as a mirror image
-   (its features are computed once more on the flipped copy and mapped back into the
-   candidate's own coordinates). Working copies smaller than ``min_side`` are enlarged
+   (ORB: its keypoints, flipped, described on the flipped copy; its features mapped back
+   into the candidate's own coordinates). Working copies smaller than ``min_side`` are enlarged
    first: ORB's 31-px patches find almost nothing in a 128-px thumbnail.
 2. **Ratio test** (Lowe): a match counts only if its best descriptor distance is
    clearly below the second best.
@@ -59,6 +59,7 @@ The numbers behind the defaults: bench/matcher_eval.py.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Final
@@ -196,10 +197,15 @@ class KeypointSet:
     descriptors: npt.NDArray[Any] | None  # N x 32 uint8 (ORB) or N x 128 float32 (SIFT)
     # Detector response per feature (None: not known; ``strongest`` keeps them all).
     responses: npt.NDArray[np.float32] | None = None
+    # Each keypoint's angle (degrees) and pyramid level: ORB's mirror-image features are
+    # described at them (None: not kept).
+    angles: npt.NDArray[np.float32] | None = None
+    levels: npt.NDArray[np.uint8] | None = None
 
     @property
     def nbytes(self) -> int:
-        return self.points.nbytes + (0 if self.descriptors is None else self.descriptors.nbytes)
+        arrays = (self.points, self.descriptors, self.responses, self.angles, self.levels)
+        return sum(0 if a is None else a.nbytes for a in arrays)
 
     def __len__(self) -> int:
         return len(self.points)
@@ -209,12 +215,17 @@ class KeypointSet:
         if self.responses is None or self.descriptors is None or len(self) <= n:
             return self
         keep = np.sort(np.argpartition(-self.responses, n)[:n])
-        return KeypointSet(self.points[keep], self.descriptors[keep], self.responses[keep])
+        angles = None if self.angles is None else self.angles[keep]
+        levels = None if self.levels is None else self.levels[keep]
+        return KeypointSet(
+            self.points[keep], self.descriptors[keep], self.responses[keep], angles, levels
+        )
 
 
-# Bytes per feature (its point, 2 float32, its descriptor and its response): the most a
-# view's features take, counted from the start (they are computed on first use).
-FEATURE_BYTES: Final = {Detector.ORB: 8 + 32 + 4, Detector.SIFT: 8 + 128 * 4 + 4}
+# Bytes per feature (its point, 2 float32, its descriptor, its response and, ORB, its
+# angle and level): the most a view's features take, counted from the start (they are
+# computed on first use).
+FEATURE_BYTES: Final = {Detector.ORB: 8 + 32 + 4 + 5, Detector.SIFT: 8 + 128 * 4 + 4}
 
 
 @dataclass(frozen=True, eq=False, slots=True)
@@ -247,10 +258,18 @@ class ImageView:
     def keypoints(self, *, mirrored: bool) -> KeypointSet:
         found = self.computed.get(mirrored)
         if found is None:
-            compute = _mirrored_keypoints if mirrored else _keypoints
-            found = compute(self.grey, self.params)
+            if mirrored:
+                found = _mirrored_keypoints(self.grey, self.params, self._detected())
+            else:
+                found = _keypoints(self.grey, self.params)
             self.computed[mirrored] = found
         return found
+
+    def _detected(self) -> KeypointSet | None:
+        """The features the mirror image's are derived from (ORB: the plain ones; always
+        these, whichever orientation is asked for first, so that a pair's verdict does not
+        depend on the order its views were used in)."""
+        return self.plain if self.params.detector is Detector.ORB else None
 
     @property
     def nbytes(self) -> int:
@@ -300,6 +319,10 @@ def decode_grey(data: bytes) -> Grey:
 def _detector(params: MatchParams) -> cv2.Feature2D:
     if params.detector is Detector.SIFT:
         return cv2.SIFT.create(nfeatures=params.max_features)
+    return _orb(params)
+
+
+def _orb(params: MatchParams) -> cv2.ORB:
     # A low FAST threshold: blurred or low-contrast copies still get corners.
     return cv2.ORB.create(nfeatures=params.max_features, fastThreshold=10)
 
@@ -309,12 +332,23 @@ def _keypoints(grey: Grey, params: MatchParams) -> KeypointSet:
         # A one-pixel line (a 20000x1 upload): ORB's pyramid would shrink it to nothing
         # and fail (cv2.error), and no corner fits in it anyway.
         return KeypointSet(np.zeros((0, 2), np.float32), None)
-    keypoints, descriptors = _detector(params).detectAndCompute(grey, None)
+    found = _keypoint_set(*_detector(params).detectAndCompute(grey, None))
+    if params.detector is not Detector.ORB:
+        # Only ORB's mirror image is described at them (SIFT packs its octave otherwise).
+        return replace(found, angles=None, levels=None)
+    return found
+
+
+def _keypoint_set(keypoints: Sequence[cv2.KeyPoint], descriptors: npt.NDArray[Any] | None
+                  ) -> KeypointSet:  # fmt: skip
     if descriptors is None or not keypoints:
         return KeypointSet(np.zeros((0, 2), np.float32), None)
-    points = np.array([k.pt for k in keypoints], dtype=np.float32).reshape(-1, 2)
-    responses = np.array([k.response for k in keypoints], dtype=np.float32)
-    return KeypointSet(points, descriptors, responses)
+    points = np.asarray(cv2.KeyPoint.convert(keypoints), np.float32).reshape(-1, 2)
+    # One pass over the keypoints (each attribute read is a call into OpenCV).
+    rest = [(k.response, k.angle, k.octave) for k in keypoints]
+    columns = np.array(rest, np.float32).reshape(-1, 3)
+    responses, angles = columns[:, 0].copy(), columns[:, 1].copy()
+    return KeypointSet(points, descriptors, responses, angles, columns[:, 2].astype(np.uint8))
 
 
 def view_of(grey: Grey, params: MatchParams) -> ImageView:
@@ -329,12 +363,47 @@ def view_of(grey: Grey, params: MatchParams) -> ImageView:
     return ImageView(grey=grey, scale=scale, content=content_box(grey), params=params)
 
 
-def _mirrored_keypoints(grey: Grey, params: MatchParams) -> KeypointSet:
-    """The features of the flipped copy, mapped back into ``grey``'s coordinates."""
-    flipped = _keypoints(np.ascontiguousarray(grey[:, ::-1]), params)
+def _mirrored_keypoints(
+    grey: Grey, params: MatchParams, detected: KeypointSet | None = None
+) -> KeypointSet:
+    """The features of the flipped copy, mapped back into ``grey``'s coordinates.
+
+    ``detected``: ``grey``'s own ORB features. Their keypoints, flipped, are described on
+    the flipped copy instead of detecting it afresh (the detection is most of ORB's
+    cost): FAST corners, their Harris scores and orientations are mirror-symmetric, and
+    so, but for rounding, is ORB's pyramid, so it would find the same keypoints there."""
+    flipped_grey = np.ascontiguousarray(grey[:, ::-1])
+    if detected is None or detected.angles is None:
+        flipped = _keypoints(flipped_grey, params)
+    else:
+        orb = _orb(params)
+        flipped = _keypoint_set(*orb.compute(flipped_grey, _flipped(detected, grey.shape[1], orb)))
     points = flipped.points.copy()
     points[:, 0] = (grey.shape[1] - 1) - points[:, 0]
     return KeypointSet(points, flipped.descriptors, flipped.responses)
+
+
+def _flipped(features: KeypointSet, width: int, orb: cv2.ORB) -> list[cv2.KeyPoint]:
+    """``features``' keypoints as ``orb`` would place them in the copy flipped left to
+    right: on each one's pyramid level (``width`` / scale**level px, rounded as ORB rounds
+    it, in float32) the mirror image of its pixel there, its angle mirrored."""
+    assert features.angles is not None and features.levels is not None
+    assert features.responses is not None
+    levels = features.levels.astype(np.float64)
+    scale = (orb.getScaleFactor() ** levels).astype(np.float32)
+    level_width = np.rint(np.float32(width) / scale)
+    xs = (level_width - 1) * scale - features.points[:, 0]
+    sizes = orb.getPatchSize() * scale  # as ORB sizes them; only its descriptors count
+    angles = np.mod(180.0 - features.angles, 360.0)
+    columns = (xs, features.points[:, 1], sizes, angles, features.responses)
+    # Python numbers: cv2.KeyPoint from numpy scalars one by one costs more than ORB's compute.
+    rows = zip(*(c.astype(np.float64).tolist() for c in columns), strict=True)
+    return [
+        cv2.KeyPoint(x, y, size, angle, response, level)
+        for (x, y, size, angle, response), level in zip(
+            rows, features.levels.astype(np.int32).tolist(), strict=True
+        )
+    ]
 
 
 def view_of_bytes(data: bytes, params: MatchParams) -> ImageView:

@@ -110,6 +110,23 @@ def test_mirrored_features_are_in_the_images_own_coordinates() -> None:
     assert v.nbytes >= v.grey.nbytes + v.plain.nbytes + v.mirrored.nbytes
 
 
+@pytest.mark.parametrize("picture", ["scene", "unrelated"])
+def test_mirrored_features_are_those_orb_detects_on_the_flipped_copy(picture: str) -> None:
+    # Described at the plain keypoints, flipped: detecting the flipped copy afresh finds
+    # the same ones but for a few that the pyramid's rounding moves.
+    v = view(picture)
+    derived = v.mirrored
+    detected = geometry._mirrored_keypoints(v.grey, PARAMS)
+    assert derived.descriptors is not None and detected.descriptors is not None
+    assert len(derived) == len(v.plain)
+    gaps = np.abs(derived.points[:, None, :] - detected.points[None, :, :]).max(axis=2)
+    nearest = gaps.argmin(axis=1)
+    same_bits = (derived.descriptors == detected.descriptors[nearest]).all(axis=1)
+    same = (gaps.min(axis=1) < 0.01) & same_bits
+    assert same.mean() >= 0.98
+    np.testing.assert_array_equal(derived.responses, v.plain.responses)
+
+
 def test_features_are_computed_on_first_use_and_kept() -> None:
     fresh = view_of_bytes(working_copy("scene"), PARAMS)
     assert fresh.computed == {}
@@ -198,3 +215,10 @@ def test_another_shot_that_aligns_is_caught_by_its_displacement(
     verdict, reason = decision.verdict, decision.reason
     assert verdict == Verdict.VERDICT_SIMILAR
     assert "displaced" in reason
+
+
+def test_a_views_features_take_no_more_than_counted() -> None:
+    for detector in Detector:
+        v = view("scene", detector=detector)
+        assert v.nbytes >= v.grey.nbytes + v.plain.nbytes + v.mirrored.nbytes
+        assert v.plain.nbytes <= len(v.plain) * geometry.FEATURE_BYTES[detector]
