@@ -17,7 +17,8 @@ subsample (every 2nd or 4th row) of that image: plenty for a score, for less tim
   a logo in a few tiles does not pass for detail; sigma for this is the larger of N's and
   the one measured before an upscale to 512 px (which smooths noise out of the estimate,
   not out of the energy), so added noise does not either; a palette image is smoothed
-  (Gaussian, 1 px) first, so its dither does not.
+  (Gaussian, 1 px) first, so its dither does not. v is scaled by (50 / d)^2, d = the
+  grey levels' standard deviation: a gain in contrast (a brightening) is no detail.
 - N, noise: 1 / (1 + (sigma / 5)^2), sigma = Immerkaer's noise estimate (the 3x3
   kernel [1 -2 1; -2 4 -2; 1 -2 1]) made robust to edges by using the median absolute
   response: sigma = median|K*I| / (6 * 0.6745); in grey levels, at 512 px.
@@ -317,9 +318,9 @@ def noise_sigma(grey: npt.NDArray[np.float32]) -> float:
 
 
 def laplacian_energy(g: npt.NDArray[np.float32]) -> float:
-    """The DETAIL_QUANTILE over DETAIL_TILES x DETAIL_TILES tiles of the mean squared 4-neighbour
-    Laplacian (of every other row): an overlay in a few tiles (a caption, a logo) leaves
-    it where it was, while a global variance counts its strokes in full."""
+    """The DETAIL_QUANTILE over DETAIL_TILES x DETAIL_TILES tiles of the mean squared
+    4-neighbour Laplacian (of every other row): an overlay in a few tiles (a caption, a
+    logo) leaves it where it was, while a global variance counts its strokes in full."""
     if min(g.shape) < 3:
         return 0.0
     laplacian = cv2.Laplacian(g, cv2.CV_32F, ksize=1)[1:-1:2, 1:-1]
