@@ -47,9 +47,13 @@ def _parts(q: Quality) -> str:
     return " ".join(f"{k}={getattr(q, k):.4f}" for k in ("score", *WEIGHTS))
 
 
-def fooled(sources: Sequence[tuple[str, bytes]], seed: int, parts: bool) -> dict[str, list[str]]:
-    """Per kind, the photos whose copy scored at least the original."""
+def fooled(
+    sources: Sequence[tuple[str, bytes]], seed: int, parts: bool
+) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """Per kind, the photos whose copy scored at least the original; and those whose
+    copy's sharpness part (S) did."""
     found: dict[str, list[str]] = {kind.name: [] for kind in EDIT_KINDS}
+    sharper: dict[str, list[str]] = {kind.name: [] for kind in EDIT_KINDS}
     for index, (name, data) in enumerate(sources):
         rng = np.random.default_rng((seed, index))
         with Image.open(io.BytesIO(data)) as opened:
@@ -63,7 +67,9 @@ def fooled(sources: Sequence[tuple[str, bytes]], seed: int, parts: bool) -> dict
                 print(f"  {kind.name:22s} {_parts(copy)}")
             if copy.score >= original.score:
                 found[kind.name].append(name)
-    return found
+            if copy.sharpness >= original.sharpness:
+                sharper[kind.name].append(name)
+    return found, sharper
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,10 +80,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parts", action="store_true", help="print every score's parts")
     ns = parser.parse_args(argv)
     sources = photos(ns.photos, ns.data)
-    found = fooled(sources, ns.seed, ns.parts)
-    print(f"{len(sources)} photos; per edit kind, the share whose copy scored >= the original")
+    found, sharper = fooled(sources, ns.seed, ns.parts)
+    n = len(sources)
+    print(f"{n} photos; per edit kind, the share whose copy scored >= the original (Q), and")
+    print("whose sharpness part did (S)")
+    print(f"{'edit kind':22s} {'Q >= original':>15s} {'S >= original':>15s}")
     for kind, names in found.items():
-        print(f"{kind:24s} {len(names):>3d}/{len(sources):<3d} {len(names) / len(sources):6.1%}")
+        s = len(sharper[kind])
+        print(
+            f"{kind:22s} {len(names):>6d}/{n:<3d}{len(names) / n:6.1%} {s:>6d}/{n:<3d}{s / n:6.1%}"
+        )
     return 0
 
 
