@@ -62,7 +62,7 @@ NOISE_FLOOR: Final = 0.5
 # 8-100 times; a caption's text or a re-encode's blocks add a few times).
 BLURRIER: Final = 8.0
 # A copy noisier than the other with this many times its detail is its original, and the
-# other a blurred copy (a blur removes 10-100 times the detail, added noise adds little).
+# other a blurred copy (a blur removes 8-100 times the detail, added noise adds little).
 BLUR_NOT_NOISE: Final = BLURRIER
 # JPEG quality steps (IJG scale) that make one JPEG a re-encode of the other.
 REENCODE_STEPS: Final = 1
