@@ -12,7 +12,7 @@ bench/recipe.py), which the keeper's rules were not tuned on (`--photos odd` tak
 odd-indexed Unsplash photos instead: the tuning set). Without the dev sets: generated
 photos (dedup.synthetic).
 
-    python -m bench.keeper [--photos even|odd] [--keep DIR]
+    python -m bench.keeper [--photos even|odd] [--seed N] [--keep DIR]
 
 It prints, per edit kind, in how many of the groups holding that kind the original was
 kept, then every group where it was not (which copy was kept, and why). Groups the scan
@@ -269,13 +269,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--photos", choices=("even", "odd"), default="even")
     parser.add_argument("--data", type=Path, default=DEFAULT_DEV)
     parser.add_argument("--keep", type=Path, help="write the groups here and keep them")
+    parser.add_argument("--seed", type=int, default=7, help="the edits' random seed")
     parser.add_argument("--milvus", help="a running Milvus instead of a private one")
     parser.add_argument("--triton", help="a running Triton instead of a private one")
     ns = parser.parse_args(argv)
     configure_cli_logging()
     with tempfile.TemporaryDirectory(prefix="dedup-keeper-set-") as tmp:
         folder = ns.keep or Path(tmp) / "groups"
-        groups = write_groups(folder, photos(ns.photos, ns.data))
+        groups = write_groups(folder, photos(ns.photos, ns.data), ns.seed)
         print(f"{len(groups)} groups of 1 original + {EDITS_PER_GROUP} copies in {folder}",
               file=sys.stderr)  # fmt: skip
         tally = asyncio.run(judge(folder, groups, ns.milvus, ns.triton))

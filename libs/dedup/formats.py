@@ -19,6 +19,13 @@ from typing import Final
 # The hasher's reason for bytes that no image format recognised (services/hasher/decode.py
 # says it with this constant).
 UNIDENTIFIED: Final = "not a decodable image (unknown or damaged header)"
+# Formats (Pillow's names) that always store their pixels losslessly (WebP may or may not;
+# TIFF may hold JPEG, rare for photos people upload). The hasher's decoder marks these
+# lossless; the ranker tells a lossless file by them, since a quality score that penalises
+# a lossless file holding a JPEG's pixels no longer does.
+LOSSLESS_FORMATS: Final = frozenset(
+    {"PNG", "BMP", "TIFF", "PPM", "TGA", "QOI", "ICO", "DIB", "PCX"}
+)
 # Image formats that Pillow does not list (some we do not decode, but they are images).
 _EXTRA_IMAGE_SUFFIXES: Final = frozenset({".heic", ".heif", ".avif", ".jxl", ".svg", ".raw"})
 

@@ -35,7 +35,7 @@ import numpy.typing as npt
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from dedup.budget import ByteBudget
-from dedup.formats import UNIDENTIFIED
+from dedup.formats import LOSSLESS_FORMATS, UNIDENTIFIED
 from services.hasher import png_strips
 
 DecodeErrorKind = Literal["corrupt", "unsupported", "too_large", "bomb", "empty"]
@@ -461,8 +461,8 @@ def _lab_to_rgb(img: Image.Image) -> Image.Image:
 
 
 def _lossless(fmt: str, data: bytes) -> bool | None:
-    if fmt in ("PNG", "BMP", "TIFF", "PPM", "TGA", "QOI", "ICO", "DIB", "PCX"):
-        return True  # (TIFF may hold JPEG, rare for photos people upload)
+    if fmt in LOSSLESS_FORMATS:
+        return True
     if fmt in ("JPEG", "MPO"):
         return False
     if fmt == "WEBP":

@@ -56,18 +56,23 @@ def compute(decoded: Decoded, *, working_side: int = WORKING_SIDE) -> Features:
     # One 64x64 area average serves the colour signature and the wavelet hash (area
     # averaging commutes with the linear luma, so its luma is the grey's 64x64).
     rgb64 = area_resize(np.ascontiguousarray(small[top:bottom, left:right]), SAMPLE, SAMPLE)
+    colour = colour_signature(rgb64)
+    palette, blocks, patch = is_palette(decoded), blockiness(decoded), coloured_patch(rgb64)
+    # A grey picture with colour in a patch only (a logo) is grey content.
+    coloured = not (colour.is_greyscale or patch)
     return Features(
         decoded=decoded,
         wavelet_hash=wavelet_hash(luminance(rgb64)),
         pdq=pdq_hash(inner_grey),
-        colour=colour_signature(rgb64),
-        quality=quality(decoded, grey),  # the whole image: bars make a copy worse
+        colour=colour,
+        # The whole image: bars make a copy worse.
+        quality=quality(decoded, grey, palette=palette, blocks=blocks, colour=coloured),
         working_copy=working_copy(small, working_side),
         content_box=box,
-        palette=is_palette(decoded),
-        blockiness=blockiness(decoded),
+        palette=palette,
+        blockiness=blocks,
         framed=is_framed(decoded),
-        coloured_patch=coloured_patch(rgb64),
+        coloured_patch=patch,
         pixels=pixels_checksum(decoded),
     )
 

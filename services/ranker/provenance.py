@@ -44,6 +44,7 @@ import struct
 from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
+from dedup.formats import LOSSLESS_FORMATS
 from dedup.v1.decisions_pb2 import Decision
 from dedup.v1.features_pb2 import ImageStatus
 from dedup.v1.groups_pb2 import Derivation, Scores
@@ -56,12 +57,13 @@ ASPECT: Final = 0.02
 # plus NOISE_FLOOR.
 NOISIER: Final = 1.5
 NOISE_FLOOR: Final = 0.5
-# Detail (Laplacian variance less noise, at 512 px): the other has BLURRIER x as much (a
-# blur removes 10-100 times; a caption's text or a re-encode's blocks add a few times).
+# Detail (the Laplacian's energy over the picture's tiles less noise, at 512 px: the
+# hasher's quality.laplacian_energy): the other has BLURRIER x as much (a blur removes
+# 8-100 times; a caption's text or a re-encode's blocks add a few times).
 BLURRIER: Final = 8.0
 # A copy noisier than the other with this many times its detail is its original, and the
-# other a blurred copy (a blur removes 10-100 times the detail, added noise adds little).
-BLUR_NOT_NOISE: Final = 10.0
+# other a blurred copy (a blur removes 8-100 times the detail, added noise adds little).
+BLUR_NOT_NOISE: Final = BLURRIER
 # JPEG quality steps (IJG scale) that make one JPEG a re-encode of the other.
 REENCODE_STEPS: Final = 1
 # A re-save: a file claiming at least RESAVE_QUALITY (lossless: LOSSLESS_QUALITY) whose
@@ -108,7 +110,11 @@ def _jpeg_quality(d: Decision) -> int | None:
 
 
 def _lossless(d: Decision) -> bool:
-    return d.format not in ("JPEG", "MPO", "WEBP", "") and d.quality_parts.jpeg_quality >= 1.0
+    """Stored losslessly: by its format (its J is less when its pixels show a JPEG's blocks,
+    or a palette's), or a lossless WebP (J 1)."""
+    if d.format in LOSSLESS_FORMATS:
+        return True
+    return d.format == "WEBP" and d.quality_parts.jpeg_quality >= 1.0
 
 
 def _described(d: Decision) -> bool:
@@ -222,7 +228,7 @@ def _blurred(x: Decision, y: Decision) -> bool:
     blur removes it too; text over a copy adds detail and, to the noise measure, a little
     noise: the copy's original would read as a blurred copy of it)."""
     detail_x, detail_y = _detail(x), _detail(y)
-    if min(detail_x, detail_y) <= 0 or detail_y < BLURRIER * detail_x:
+    if detail_y <= 0 or detail_y < BLURRIER * detail_x:  # x with none left: blurred away
         return False
     return NOISIER * _noise_sigma(x) <= max(_noise_sigma(y), NOISE_FLOOR)
 

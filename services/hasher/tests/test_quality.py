@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 
 import numpy as np
 import pytest
-from PIL import Image, ImageEnhance, ImageFilter, ImageOps
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 
 from dedup import synthetic
 from services.hasher.decode import decode
@@ -120,7 +121,7 @@ def test_a_grey_photo_is_no_palette_but_its_quantised_copy_is() -> None:
 
 
 def test_two_lines_of_caption_do_not_hide_a_resaves_blocks() -> None:
-    from PIL import ImageDraw, ImageFont
+    from PIL import ImageFont
 
     first = _jpeg(synthetic.photo(31, (900, 600)), 70)
     captioned = Image.open(io.BytesIO(first)).convert("RGB")
@@ -179,3 +180,57 @@ def test_a_16_bit_file_of_8_bit_samples_is_widened() -> None:
     deep = decode(_png(Image.fromarray(grey * 257 + 3)))  # 16 bits of its own
     assert not deep.widened
     assert not decode(_png(Image.fromarray(grey.astype(np.uint8)))).widened
+
+
+def _palette(img: Image.Image) -> Image.Image:
+    return img.quantize(64, dither=Image.Dither.FLOYDSTEINBERG)
+
+
+def _captioned(img: Image.Image) -> Image.Image:
+    return synthetic.EDITS["caption"](img)
+
+
+def _logo(img: Image.Image) -> Image.Image:
+    out = img.copy()
+    ImageDraw.Draw(out).ellipse((300, 200, 380, 280), fill=(200, 30, 60), outline="white", width=2)
+    return out
+
+
+def _grey16(img: Image.Image) -> Image.Image:
+    return Image.fromarray(np.asarray(ImageOps.grayscale(img), np.uint16) * 257)
+
+
+# Copies that must not pass for better than their original, a JPEG at 90: each made from
+# the decoded JPEG (what a user edits), saved as a user would. The old score put each above.
+FOOLING: dict[str, tuple[Callable[[Image.Image], Image.Image], str]] = {
+    "dithered to a 64-colour palette": (_palette, "PNG"),
+    "noise added": (lambda img: synth.noisy(img, 10), "PNG"),
+    "a caption": (_captioned, "JPEG"),
+    "a logo": (_logo, "PNG"),
+    "greyscale, 16-bit": (_grey16, "PNG"),
+    "re-saved as PNG": (lambda img: img, "PNG"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FOOLING))
+@pytest.mark.parametrize("seed", [40, 41])
+def test_dither_noise_overlays_greyscale_and_resaves_are_no_better(name: str, seed: int) -> None:
+    first = _jpeg(synthetic.photo(seed, (400, 300)), 90)
+    edit, fmt = FOOLING[name]
+    copy = edit(Image.open(io.BytesIO(first)).convert("RGB"))
+    data = _png(copy) if fmt == "PNG" else _jpeg(copy, 90)
+    assert extract(data).quality.score < extract(first).quality.score, name
+
+
+def test_a_palette_png_is_as_lossy_as_a_gif() -> None:
+    picture = synthetic.photo(42, (400, 300)).quantize(128)
+    gif = io.BytesIO()
+    picture.save(gif, "GIF")
+    png, as_gif = extract(_png(picture)).quality, extract(gif.getvalue()).quality
+    assert png.jpeg_quality == as_gif.jpeg_quality < 1.0
+
+
+def test_a_grey_copy_loses_the_colour_part() -> None:
+    picture = synthetic.photo(43, (400, 300))
+    colour, grey = (extract(_png(p)).quality for p in (picture, ImageOps.grayscale(picture)))
+    assert colour.colour == 1.0 and grey.colour == 0.0
