@@ -50,6 +50,7 @@ class Check(StrEnum):
     RANSAC_RESIDUAL = "ransac+residual"  # DUPLICATE: features, residual (and displacement)
     RESIDUAL = "residual"  # SIMILAR: aligned, but residual above max_residual
     DISPLACEMENT = "displacement"  # SIMILAR: aligned, but part of it moved (optical flow)
+    SPREAD = "spread"  # REJECTED: aligned in a band or a corner only (an overlay)
     UNAVAILABLE = "unavailable"  # REJECTED: a working copy is missing or not an image
 
 
@@ -176,6 +177,14 @@ def judge(result: MatchResult, policy: MatchPolicy) -> Decision:
             Check.RESIDUAL,
             f"same scene, another capture: {how} but aligned residual {result.residual:.3f}"
             f" > {policy.max_residual:.3f}",
+        )
+    if result.spread is not None and result.spread < policy.min_spread:
+        return decision(
+            Verdict.VERDICT_REJECTED,
+            Check.SPREAD,
+            f"no proof beyond an overlay: {how}, aligned residual {result.residual:.3f}, but"
+            f" on textured windows spanning {result.spread:.0%} of either picture"
+            f" (< {policy.min_spread:.0%}): a caption or a logo both carry?",
         )
     if result.displaced is not None and result.displaced > policy.max_displaced:
         return decision(

@@ -142,6 +142,10 @@ class MatchPolicy:
     aligned_max_pdq: int = 48
     aligned_aspect_tolerance: float = 0.02
     aligned_max_residual: float = 0.1
+    # The textured windows that prove an alignment span at least this share of either
+    # picture's height and width (``spread``): two pictures under one caption or logo
+    # align on it alone.
+    min_spread: float = 0.3
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,6 +250,8 @@ class ImageView:
     # mirrored -> features; mirrored: those of the flipped copy, in this image's own
     # coordinates.
     computed: dict[bool, KeypointSet] = field(default_factory=dict, repr=False)
+    # Where its texture lies (``texture_extent``), computed on first use: one entry.
+    textures: list[Box | None] = field(default_factory=list, repr=False)
 
     @property
     def plain(self) -> KeypointSet:
@@ -272,6 +278,12 @@ class ImageView:
         return self.plain if self.params.detector is Detector.ORB else None
 
     @property
+    def texture(self) -> Box | None:
+        if not self.textures:
+            self.textures.append(texture_extent(self.grey, self.params))
+        return self.textures[0]
+
+    @property
     def nbytes(self) -> int:
         """The grey copy and the most its features (both orientations) can take."""
         features = 2 * self.params.max_features * FEATURE_BYTES[self.params.detector]
@@ -291,6 +303,8 @@ class MatchResult:
     transform: tuple[tuple[float, float, float], tuple[float, float, float]] | None = None
     windows: int = 0  # textured windows the residual was measured on
     window_residuals: npt.NDArray[np.float32] | None = field(default=None, repr=False)
+    # How much of either picture those windows span (``spread``); None: not measured.
+    spread: float | None = None
     # The fraction of the overlap's textured pixels that the dense optical flow finds
     # displaced after alignment (parallax, motion), 0 = none; None: not measured.
     displaced: float | None = None
@@ -538,8 +552,9 @@ def window_residuals(
     params: MatchParams,
     pixel: float = 1.0,
     boxes: tuple[Box, Box] | None = None,
-) -> npt.NDArray[np.float32]:
-    """``(1 - correlation) / 2`` of every textured window of the overlap, 0 = identical.
+) -> tuple[npt.NDArray[np.float32], Box | None]:
+    """``(1 - correlation) / 2`` of every textured window of the overlap, 0 = identical,
+    and the extent of those windows (``Windows.extent``; None: none).
 
     ``pixel``: the size, in ``new``'s pixels, of the coarser of the two images' own pixels
     (a thumbnail enlarged 3x has 3-px pixels): both are blurred to that resolution, so a
@@ -570,7 +585,65 @@ def window_residuals(
     sb = np.sqrt((db * db).mean(axis=1))
     textured = (sa >= params.min_window_std) & (sb >= params.min_window_std)
     corr = (da[textured] * db[textured]).mean(axis=1) / (sa[textured] * sb[textured])
-    return np.asarray((1.0 - np.clip(corr, -1.0, 1.0)) / 2.0, dtype=np.float32)
+    residuals = np.asarray((1.0 - np.clip(corr, -1.0, 1.0)) / 2.0, dtype=np.float32)
+    return residuals, windows.extent(textured)
+
+
+# Texture on the scale of a window, less the shading under it (texture_extent).
+TEXTURE_SHADING_SIGMA: Final = 8.0
+
+
+def texture_extent(grey: Grey, params: MatchParams) -> Box | None:
+    """The (top, bottom, left, right) of ``grey``'s textured windows, as the residual sees
+    texture (its blur, its window size and deviation; shading taken off by a wide blur
+    rather than a plane per window): where the picture has anything to compare. None
+    when it has none."""
+    h, w = grey.shape
+    k = max(MIN_WINDOW, round(max(h, w) / WINDOWS_ACROSS))
+    rows, cols = h // k, w // k
+    if rows == 0 or cols == 0:
+        return None
+    smooth = _blurred(cv2.medianBlur(grey, 3), params.blur_sigma)
+    detail = smooth - _blurred(smooth, TEXTURE_SHADING_SIGMA)
+    cut = np.ascontiguousarray(detail[: rows * k, : cols * k])
+    # OpenCV's area average at a whole ratio: each window's mean square.
+    energy = cv2.resize(cv2.multiply(cut, cut), (cols, rows), interpolation=cv2.INTER_AREA)
+    r, c = np.nonzero(energy >= params.min_window_std**2)
+    if len(r) == 0:
+        return None
+    return int(r.min()) * k, (int(r.max()) + 1) * k, int(c.min()) * k, (int(c.max()) + 1) * k
+
+
+def spread(
+    judged: Box | None,
+    transform: npt.NDArray[np.float64],
+    new_texture: Box | None,
+    candidate_texture: Box | None,
+) -> float:
+    """How much of either picture's texture the windows that judged an alignment span:
+    in each image (``judged``, in the new one's pixels, mapped back into the candidate's
+    by ``transform``), the smaller of their height's and width's shares of the extent of
+    its own texture (``texture_extent``), then the larger of the two images'. A crop
+    spans all of itself, a copy of a small object on a plain ground all of the object;
+    two pictures aligned on the caption or the logo they both carry, a band or a corner
+    of each."""
+    if judged is None:
+        return 0.0
+    top, bottom, left, right = judged
+    corners = np.array([[left, top], [right, top], [left, bottom], [right, bottom]], np.float64)
+    inverse = cv2.invertAffineTransform(transform)
+    back = corners @ inverse[:, :2].T + inverse[:, 2]
+
+    def share(xs: npt.NDArray[Any], ys: npt.NDArray[Any], texture: Box | None) -> float:
+        if texture is None:
+            return 1.0  # no texture of its own to span
+        t, b, lft, r = texture
+        return min(1.0, float(np.ptp(ys)) / max(1, b - t), float(np.ptp(xs)) / max(1, r - lft))
+
+    return max(
+        share(corners[:, 0], corners[:, 1], new_texture),
+        share(back[:, 0], back[:, 1], candidate_texture),
+    )
 
 
 def _box_mask(shape: tuple[int, ...], box: Box | None) -> npt.NDArray[np.uint8]:
@@ -595,6 +668,16 @@ class Windows:
         k, rows, cols = self.k, self.rows, self.cols
         cut = image[: rows * k, : cols * k]
         return cut.reshape(rows, k, cols, k).transpose(0, 2, 1, 3)
+
+    def extent(self, picked: npt.NDArray[np.bool_]) -> Box | None:
+        """The (top, bottom, left, right) pixels of the ``picked`` windows (a flag per
+        window, in ``of``'s order); None for none."""
+        if not picked.any():
+            return None
+        rows, cols = (at[picked] for at in self._where)
+        k = self.k
+        return (int(rows.min()) * k, (int(rows.max()) + 1) * k,
+                int(cols.min()) * k, (int(cols.max()) + 1) * k)  # fmt: skip
 
     def of(self, image: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
         """One row of k * k pixels per window inside the mask."""
@@ -806,7 +889,9 @@ def _aligned_result(
         return MatchResult(best.matches, 0, 0.0, mirrored, None)
     if params.skip_decided and best.inliers < policy.min_inliers:
         return _unaligned(best, mirrored)  # rejected whatever the alignment says
-    transform, windows, residual = aligned or _aligned(new, candidate, best.transform, params)
+    transform, windows, residual, spread = aligned or _aligned(
+        new, candidate, best.transform, params
+    )
     ransac_residual, refined = residual, False
     # ECC's refinement, where RANSAC's transform leaves doubt: the better aligned one counts
     # (ECC maximises the correlation of the whole overlap, which an overlay can pull).
@@ -816,7 +901,7 @@ def _aligned_result(
         if polished is not None:
             again = _aligned(new, candidate, polished, params)
             if again[2] is not None and (residual is None or again[2] < residual):
-                transform, windows, residual = again
+                transform, windows, residual, spread = again
     displaced = None
     if not params.skip_decided or _flow_decides(residual, params, policy.max_residual):
         displaced = _displaced(new, candidate, transform, params)
@@ -830,6 +915,7 @@ def _aligned_result(
         transform=((a, b, c), (d, e, f)),
         windows=len(windows),
         window_residuals=windows,
+        spread=spread,
         displaced=displaced,
         ransac_residual=ransac_residual,
         refined=refined,
@@ -867,17 +953,20 @@ def _displaced(
 
 
 # (transform, window residuals, aligned residual)
-Aligned = tuple[npt.NDArray[np.float64], npt.NDArray[np.float32], float | None]
+# (transform, window residuals, aligned residual, the windows' spread).
+Aligned = tuple[npt.NDArray[np.float64], npt.NDArray[np.float32], float | None, float]
 
 
 def _aligned(
     new: ImageView, candidate: ImageView, transform: npt.NDArray[np.float64], params: MatchParams
 ) -> Aligned:
-    """(transform, window residuals, aligned residual) of the candidate warped by it."""
+    """(transform, window residuals, aligned residual, their windows' spread) of the
+    candidate warped by it."""
     pixel = _coarser_pixel(new, candidate, transform)
     boxes = (new.content, candidate.content)
-    windows = window_residuals(new.grey, candidate.grey, transform, params, pixel, boxes)
-    return transform, windows, aligned_residual(windows, params)
+    windows, judged = window_residuals(new.grey, candidate.grey, transform, params, pixel, boxes)
+    spanned = spread(judged, transform, new.texture, candidate.texture)
+    return transform, windows, aligned_residual(windows, params), spanned
 
 
 # ---- aligned copies: the hashes' turn and a scale, no features ---------------------------
@@ -925,7 +1014,7 @@ def check_alignment(
 ) -> Alignment:
     """The residual after ``transform``, and the displacement where it leaves doubt
     (above ``flow_above``, at most ``flow_until``)."""
-    _, windows, residual = _aligned(new, candidate, transform, params)
+    _, windows, residual, _ = _aligned(new, candidate, transform, params)
     displaced = None
     if _flow_decides(residual, params, flow_until):
         displaced = _displaced(new, candidate, transform, params)

@@ -49,6 +49,9 @@ class MatcherSettings(RuntimeSettings, BlobSettings):
     # ...and at most this fraction of the aligned overlap's textured pixels displaced
     # (dense optical flow after alignment: parallax or motion; README, "Other shots").
     max_displaced: float = Field(POLICY.max_displaced, gt=0.0, le=1.0)
+    # ...and textured windows spanning at least this share of either picture's height and
+    # width (two pictures under one caption or logo align on it alone; README, step 6).
+    min_spread: float = Field(POLICY.min_spread, ge=0.0, le=1.0)
     # Aligned copies, no features: a hash candidate at most aligned_max_pdq from the new
     # image (at its pdq_transform) whose content has the same aspect ratio once turned
     # (log ratio within aligned_aspect_tolerance) is aligned by the turn and a scale, and

@@ -49,6 +49,7 @@ def matcher_of(settings: MatcherSettings, fetch: FetchWorkingCopy) -> Matcher:
         min_inliers=settings.min_inliers,
         max_residual=settings.max_residual,
         max_displaced=settings.max_displaced,
+        min_spread=settings.min_spread,
         aligned_max_pdq=settings.aligned_max_pdq,
         aligned_aspect_tolerance=settings.aligned_aspect_tolerance,
         aligned_max_residual=settings.aligned_max_residual,

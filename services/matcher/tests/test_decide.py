@@ -9,9 +9,12 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from PIL import Image, ImageDraw, ImageFont
 
+from dedup import synthetic
 from dedup.imaging import DIHEDRAL, INVERSE
 from dedup.v1.groups_pb2 import Verdict
+from services.hasher.features import extract
 from services.matcher import geometry
 from services.matcher.decide import Check, HashHint, decide
 from services.matcher.geometry import (
@@ -273,3 +276,43 @@ def test_a_border_beside_a_turned_copys_corners_is_no_evidence(picture: str) -> 
     bordered, turned = view(picture, "border"), view(picture, "rotate-27")
     assert decide(bordered, turned, PARAMS, POLICY).verdict == DUPLICATE
     assert decide(turned, bordered, PARAMS, POLICY).verdict == DUPLICATE
+
+
+def captioned(image: Image.Image, *, top: bool) -> Image.Image:
+    """``image`` under a white caption, at its top or its bottom."""
+    out = image.convert("RGB")
+    size = out.height // 12
+    ImageDraw.Draw(out).text(
+        (size // 2, size // 2 if top else out.height - 2 * size),
+        "summer 2026",
+        fill="white",
+        font=ImageFont.load_default(size=size),
+        stroke_width=2,
+        stroke_fill="black",
+    )
+    return out
+
+
+def captioned_view(image: Image.Image, *, top: bool) -> ImageView:
+    encoded = synthetic.encode(captioned(image, top=top), quality=90)
+    return view_of_bytes(extract(encoded).working_copy, PARAMS)
+
+
+@pytest.mark.parametrize("seed", [900, 912, 922])
+def test_two_pictures_under_one_caption_are_not_copies(seed: int) -> None:
+    # The caption's strokes align, and the rest of these pictures is too flat to refute
+    # it: without the spread test they were DUPLICATE (11 of 20 such pairs).
+    a = captioned_view(synthetic.photo(seed), top=True)
+    b = captioned_view(synthetic.photo(seed + 1), top=False)
+    assert decide(a, b, PARAMS, replace(POLICY, min_spread=0.0)).verdict == DUPLICATE
+    decision = decide(a, b, PARAMS, POLICY)
+    assert (decision.verdict, decision.test) == (REJECTED, Check.SPREAD)
+
+
+@pytest.mark.parametrize("seed", [900, 901, 902])
+def test_a_crop_under_its_own_caption_is_still_a_copy(seed: int) -> None:
+    photo = synthetic.photo(seed)
+    crop = photo.crop((photo.width // 8, photo.height // 10, photo.width * 7 // 8, photo.height))
+    a, b = captioned_view(crop, top=False), captioned_view(photo, top=True)
+    assert decide(a, b, PARAMS, POLICY).verdict == DUPLICATE
+    assert decide(b, a, PARAMS, POLICY).verdict == DUPLICATE
