@@ -135,9 +135,10 @@ $(MILVUS_VENV)/.installed: bench/milvus-requirements.txt
 bench-milvus: $(MILVUS_VENV)/.installed ## the venv of the Milvus standalone server bench/milvus_growth.py measures indexes on (Milvus 2.3.5)
 
 .PHONY: bench
-bench: setup bench-peers bench-milvus ## dedup scan's cost vs decode-only and the peers (FILES=N), the matcher's with its LSH screen and without, then on the local stack: hasher throughput, back-fill lister, embedder throughput, the pipeline streaming; Milvus cost at 10k/100k/1M stored (GROWTH_SIZES=..., a private Milvus Lite), and HNSW's at 10k/100k on a Milvus standalone (STANDALONE_SIZES=...); each service's RSS from 1k to 10k images seen (MEMORY_IMAGES=100000)
+bench: setup bench-peers bench-milvus ## dedup scan's cost vs decode-only and the peers (FILES=N), the matcher's with its LSH screen and without, the ranker's state spilled and in memory, then on the local stack: hasher throughput, back-fill lister, embedder throughput, the pipeline streaming; Milvus cost at 10k/100k/1M stored (GROWTH_SIZES=..., a private Milvus Lite), and HNSW's at 10k/100k on a Milvus standalone (STANDALONE_SIZES=...); each service's RSS from 1k to 10k images seen (MEMORY_IMAGES=100000)
 	$(PY) -m bench.scan_cost $(if $(FILES),--files $(FILES))
 	$(PY) -m bench.matcher_cost --against screen_inliers=0
+	$(PY) -m bench.ranker_state
 	$(MAKE) up
 	$(PY) bench/hasher_throughput.py --milvus
 	$(PY) bench/backfill_lister.py
