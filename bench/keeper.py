@@ -12,7 +12,12 @@ bench/recipe.py), which the keeper's rules were not tuned on (`--photos odd` tak
 odd-indexed Unsplash photos instead: the tuning set). Without the dev sets: generated
 photos (dedup.synthetic).
 
-    python -m bench.keeper [--photos even|odd] [--seed N] [--keep DIR]
+    python -m bench.keeper [--photos even|odd] [--seed N] [--keep DIR] [--same-times]
+
+The files are written in the order a user's folder gets them, the original first; with
+`--same-times` every file gets one modification time, so that only the pixels can tell
+which copy came first (the ranker's last word on copies as good by quality is the first
+written).
 
 It prints, per edit kind, in how many of the groups holding that kind the original was
 kept, then every group where it was not (which copy was kept, and why). Groups the scan
@@ -24,8 +29,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import os
 import sys
 import tempfile
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -270,6 +277,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DEFAULT_DEV)
     parser.add_argument("--keep", type=Path, help="write the groups here and keep them")
     parser.add_argument("--seed", type=int, default=7, help="the edits' random seed")
+    parser.add_argument(
+        "--same-times", action="store_true", help="one modification time for every file"
+    )
     parser.add_argument("--milvus", help="a running Milvus instead of a private one")
     parser.add_argument("--triton", help="a running Triton instead of a private one")
     ns = parser.parse_args(argv)
@@ -277,6 +287,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="dedup-keeper-set-") as tmp:
         folder = ns.keep or Path(tmp) / "groups"
         groups = write_groups(folder, photos(ns.photos, ns.data), ns.seed)
+        if ns.same_times:
+            stamp = time.time_ns()
+            for file in folder.rglob("*.*"):
+                os.utime(file, ns=(stamp, stamp))
         print(f"{len(groups)} groups of 1 original + {EDITS_PER_GROUP} copies in {folder}",
               file=sys.stderr)  # fmt: skip
         tally = asyncio.run(judge(folder, groups, ns.milvus, ns.triton))

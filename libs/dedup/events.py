@@ -35,7 +35,7 @@ def created_from_listing(
 ) -> BlobEvent:
     """The BlobCreated event Event Grid would have sent for a listed blob (back-fill, watch)."""
     when = Timestamp()
-    when.FromSeconds(int(blob.last_modified))
+    when.FromNanoseconds(round(blob.last_modified * 1e9))
     return BlobEvent(
         image_id=image_id(account, container, blob.name),
         account=account,

@@ -42,7 +42,7 @@ from dedup.v1.features_pb2 import ImageStatus
 from dedup.v1.groups_pb2 import Candidate, CandidateGroup, Scores, Verdict
 from services.ranker.cards import Cards
 from services.ranker.graph import Graph, MemoryGraph
-from services.ranker.provenance import choosing, derives, keeper, kept_reason
+from services.ranker.provenance import choosing, contenders, derives, keeper, kept_reason
 
 # Clusters up to this size compare every pair of copies for the kept copy (the pairs
 # grow with the square); larger ones keep their best quality.
@@ -136,6 +136,7 @@ def describe(group: CandidateGroup) -> Decision:
         greyscale=image.greyscale,
         quality_parts=image.quality_parts,
         marks=image.marks,
+        written_at=event.event_time if event.HasField("event_time") else None,
     )
 
 
@@ -427,14 +428,16 @@ class Ranker:
                 alone.reason = UNIQUE_REASON
             return [alone]
         derived = self._relations(members)
+        tied = contenders(members, derived, rank_key)
         kept = keeper(members, derived, rank_key)
+        by_time = len(tied) if kept != min(tied, key=lambda m: rank_key(members[m])) else 0
         cluster_id = min(cluster)
         hows = {
             n: self._proved_how(n, kept, members) or derived.get((n, kept))
             for n in sorted(cluster - {kept})
         }
         out = [self._fill(members[kept], KEEP, cluster, cluster_id=cluster_id)]
-        out[0].reason = kept_reason([h for h in hows.values() if h], len(cluster))
+        out[0].reason = kept_reason([h for h in hows.values() if h], len(cluster), by_time)
         for node, parent in self._tree(kept, cluster):
             _, link = self._evidence(node, parent)
             d = self._fill(members[node], DUPLICATE_OF, cluster, cluster_id=cluster_id)

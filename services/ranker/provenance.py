@@ -30,8 +30,12 @@ names the derived copy and how; none applying leaves the pair's direction unknow
 
 The kept copy is the best by quality (``rank_key``) of the copies that derive from no
 other copy of the cluster (usually one: the original); of all of them if every one
-does. Every pair of the cluster is compared, proved or not, by the images' own features
-and, of a proved pair's pixels, the crop only (``choosing``): the choice depends on the
+does. Copies as good by quality (within ``QUALITY_TIE``: a re-save at the JPEG's own
+quality, a flip, the very same pixels) are told apart by when they were written: the
+first written is kept, since a copy is made after its original.
+
+Every pair of the cluster is compared, proved or not, by the images' own features and,
+of a proved pair's pixels, the crop only (``choosing``): the choice depends on the
 cluster's members, not on the order they arrived in nor on which of their pairs the
 pipeline happened to prove. The rest of the pixels' evidence (an overlay, a frame)
 names how a copy derives, in the reasons.
@@ -77,6 +81,9 @@ LOSSLESS_QUALITY: Final = 101
 RESAVE_BLOCKS: Final = 0.6
 FRESH_MARGIN: Final = 1.5
 MIN_BLOCKS: Final = 0.05
+# Quality scores this close are equal: a re-save at the JPEG's own quality, or a flip,
+# differs from its original's by rounding alone.
+QUALITY_TIE: Final = 0.003
 
 COLOURED: Final = "a copy with a logo or a mark in colour"
 LOSSLESS_RESAVE: Final = "a lossless re-save of the JPEG (its very pixels)"
@@ -320,11 +327,28 @@ Derived = Mapping[tuple[str, str], str]
 Rank = Callable[[Decision], tuple[object, ...]]
 
 
-def keeper(members: Mapping[str, Decision], derived: Derived, rank: Rank) -> str:
-    """The best-ranked copy of those derived from no other; of all, if every one is."""
+def contenders(members: Mapping[str, Decision], derived: Derived, rank: Rank) -> list[str]:
+    """Of the copies derived from no other (of all, if every one is), the best-ranked one
+    and those within QUALITY_TIE of its quality, in rank order."""
     children = {child for child, _ in derived}
     free = [m for m in members if m not in children] or list(members)
-    return min(free, key=lambda m: rank(members[m]))
+    free.sort(key=lambda m: rank(members[m]))
+    best = members[free[0]].quality
+    if math.isnan(best):
+        return free[:1]
+    return [m for m in free if members[m].quality >= best - QUALITY_TIE]
+
+
+def _written(d: Decision) -> tuple[int, int]:
+    """Sorts the first written first, and a copy of unknown time after every known one."""
+    return (0, d.written_at.ToNanoseconds()) if d.HasField("written_at") else (1, 0)
+
+
+def keeper(members: Mapping[str, Decision], derived: Derived, rank: Rank) -> str:
+    """The first written of the contenders, then the best-ranked."""
+    return min(
+        contenders(members, derived, rank), key=lambda m: (_written(members[m]), rank(members[m]))
+    )
 
 
 def listed(words: Sequence[str]) -> str:
@@ -332,14 +356,22 @@ def listed(words: Sequence[str]) -> str:
     return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
 
 
-def kept_reason(hows: Sequence[str], copies: int) -> str:
-    """Why the kept copy: ``hows`` says how each copy proved to derive from it does."""
+def kept_reason(hows: Sequence[str], copies: int, by_time: int = 0) -> str:
+    """Why the kept copy: ``hows`` says how each copy proved to derive from it does;
+    ``by_time``: the number of copies as good by quality it was chosen from as the first
+    written (0: quality chose)."""
+    first = f"the first written of {by_time} copies as good by quality"
     if not hows:
+        if by_time:
+            return f"kept: {first} (none proved to derive from another)"
         return f"kept: the best of {copies} copies by quality (none proved to derive from another)"
     unknown = copies - 1 - len(hows)
     verb = "include" if unknown else ("is" if len(hows) == 1 else "are")
     subject = "the other copy" if copies == 2 else "the others"
     text = f"kept: {subject} {verb} {listed(sorted(hows))} of it"
-    if unknown:
-        text += f"; {unknown} more ranked below it by quality"
+    if by_time:
+        text += f"; {first}"
+    below = unknown - max(0, by_time - 1)
+    if below > 0:
+        text += f"; {below} more ranked below it by quality"
     return text

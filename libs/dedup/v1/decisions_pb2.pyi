@@ -86,6 +86,7 @@ class Decision(_message.Message):
     GREYSCALE_FIELD_NUMBER: _builtins.int
     QUALITY_PARTS_FIELD_NUMBER: _builtins.int
     MARKS_FIELD_NUMBER: _builtins.int
+    WRITTEN_AT_FIELD_NUMBER: _builtins.int
     image_id: _builtins.str
     blob_url: _builtins.str
     kind: Global___DecisionKind.ValueType
@@ -131,6 +132,13 @@ class Decision(_message.Message):
     def quality_parts(self) -> _features_pb2.QualityParts: ...
     @_builtins.property
     def marks(self) -> _features_pb2.Marks: ...
+    @_builtins.property
+    def written_at(self) -> _timestamp_pb2.Timestamp:
+        """When the blob was written, by its event (an upload's event time, a listing's
+        last-modified time, a file's modification time in `dedup scan`): a copy is made after
+        its original, the last word when the pixels cannot tell which came first.
+        """
+
     def __init__(
         self,
         *,
@@ -157,10 +165,11 @@ class Decision(_message.Message):
         greyscale: _builtins.bool = ...,
         quality_parts: _features_pb2.QualityParts | None = ...,
         marks: _features_pb2.Marks | None = ...,
+        written_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["decided_at", b"decided_at", "evidence", b"evidence", "marks", b"marks", "quality_parts", b"quality_parts"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["decided_at", b"decided_at", "evidence", b"evidence", "marks", b"marks", "quality_parts", b"quality_parts", "written_at", b"written_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["blob_name", b"blob_name", "blob_url", b"blob_url", "cluster_id", b"cluster_id", "container", b"container", "decided_at", b"decided_at", "duplicate_of", b"duplicate_of", "e_tag", b"e_tag", "evidence", b"evidence", "format", b"format", "greyscale", b"greyscale", "height", b"height", "image_id", b"image_id", "kind", b"kind", "links", b"links", "marks", b"marks", "quality", b"quality", "quality_parts", b"quality_parts", "reason", b"reason", "similar", b"similar", "size_bytes", b"size_bytes", "status", b"status", "width", b"width", "working_copy_url", b"working_copy_url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["blob_name", b"blob_name", "blob_url", b"blob_url", "cluster_id", b"cluster_id", "container", b"container", "decided_at", b"decided_at", "duplicate_of", b"duplicate_of", "e_tag", b"e_tag", "evidence", b"evidence", "format", b"format", "greyscale", b"greyscale", "height", b"height", "image_id", b"image_id", "kind", b"kind", "links", b"links", "marks", b"marks", "quality", b"quality", "quality_parts", b"quality_parts", "reason", b"reason", "similar", b"similar", "size_bytes", b"size_bytes", "status", b"status", "width", b"width", "working_copy_url", b"working_copy_url", "written_at", b"written_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -8,7 +8,7 @@ from dedup.v1.decisions_pb2 import Decision
 from dedup.v1.features_pb2 import ImageStatus, Marks, QualityParts
 from dedup.v1.groups_pb2 import Derivation, Scores
 from services.ranker.handler import rank_key
-from services.ranker.provenance import choosing, derives, keeper, kept_reason
+from services.ranker.provenance import choosing, contenders, derives, keeper, kept_reason
 
 OK = ImageStatus.IMAGE_STATUS_OK
 
@@ -188,6 +188,29 @@ def test_the_keeper_is_the_best_copy_of_those_that_derive_from_none() -> None:
     assert keeper(members, everyone, rank_key) == "a"  # a cycle: the best of all
 
 
+def written(d: Decision, seconds: int) -> Decision:
+    d.written_at.FromSeconds(seconds)
+    return d
+
+
+def test_of_copies_as_good_by_quality_the_first_written_is_kept() -> None:
+    # A re-save at the JPEG's own quality scores a hair above its original: a tie.
+    original = written(copy("z-original", quality=0.5940), 1_000)
+    resave = written(copy("a-resave", quality=0.5946), 2_000)
+    members = {"z-original": original, "a-resave": resave}
+    assert keeper(members, {}, rank_key) == "z-original"
+    assert contenders(members, {}, rank_key) == ["a-resave", "z-original"]
+    # A copy of unknown time is not taken for the first written.
+    members["a-resave"] = copy("a-resave", quality=0.5946)
+    assert keeper(members, {}, rank_key) == "z-original"
+    # A clear difference of quality is not overruled by time.
+    members["a-resave"] = written(copy("a-resave", quality=0.62), 2_000)
+    assert keeper(members, {}, rank_key) == "a-resave"
+    # Nor is a derivation: the first written copy derived from another is not kept.
+    members["a-resave"] = written(copy("a-resave", quality=0.5946), 500)
+    assert keeper(members, {("a-resave", "z-original"): "a crop"}, rank_key) == "z-original"
+
+
 def test_the_kept_copy_says_what_the_others_are() -> None:
     assert kept_reason(["a crop", "a greyscale copy"], 3) == (
         "kept: the others are a crop and a greyscale copy of it"
@@ -197,6 +220,13 @@ def test_the_kept_copy_says_what_the_others_are() -> None:
         "kept: the others include a crop of it; 2 more ranked below it by quality"
     )
     assert kept_reason([], 3).startswith("kept: the best of 3 copies by quality")
+    assert kept_reason(["a crop"], 4, by_time=2) == (
+        "kept: the others include a crop of it; the first written of 2 copies as good by"
+        " quality; 1 more ranked below it by quality"
+    )
+    assert kept_reason([], 2, by_time=2).startswith(
+        "kept: the first written of 2 copies as good by quality"
+    )
 
 
 def test_less_noise_with_as_much_detail_is_harder_compression_not_noise_added() -> None:
