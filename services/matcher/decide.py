@@ -164,6 +164,13 @@ def judge(result: MatchResult, policy: MatchPolicy) -> Decision:
             Check.RANSAC_INLIERS,
             f"no geometric match: {how} (< {policy.min_inliers})",
         )
+    if result.residual is None and result.inliers < policy.min_unchecked_inliers:
+        return decision(
+            Verdict.VERDICT_REJECTED,
+            Check.RANSAC_ONLY,
+            f"not proved: {how}, too little texture to check the alignment, and fewer"
+            f" inliers than that needs (< {policy.min_unchecked_inliers})",
+        )
     if result.residual is None:
         # Too small or too flat to compare after alignment: the inliers are all the proof.
         return decision(

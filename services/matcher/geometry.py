@@ -132,6 +132,9 @@ class MatchPolicy:
     cannot change it)."""
 
     min_inliers: int = 12
+    # A pair too small or too flat to check after alignment stands on its inliers alone:
+    # it needs this many (a blurred copy of one picture and another picture met 13).
+    min_unchecked_inliers: int = 24
     max_residual: float = 0.2
     # The most of the aligned overlap's textured pixels that optical flow may find
     # displaced (displaced_fraction) for a DUPLICATE.

@@ -45,6 +45,8 @@ class MatcherSettings(RuntimeSettings, BlobSettings):
     # min_inliers RANSAC inliers and an aligned residual of at most max_residual; as many
     # inliers with a larger residual is another shot of the scene (SIMILAR).
     min_inliers: int = Field(POLICY.min_inliers, ge=4)
+    # ...or, where the pair is too flat to check the alignment, min_unchecked_inliers.
+    min_unchecked_inliers: int = Field(POLICY.min_unchecked_inliers, ge=4)
     max_residual: float = Field(POLICY.max_residual, gt=0.0, le=1.0)
     # ...and at most this fraction of the aligned overlap's textured pixels displaced
     # (dense optical flow after alignment: parallax or motion; README, "Other shots").

@@ -47,6 +47,7 @@ def matcher_of(settings: MatcherSettings, fetch: FetchWorkingCopy) -> Matcher:
     )
     policy = MatchPolicy(
         min_inliers=settings.min_inliers,
+        min_unchecked_inliers=settings.min_unchecked_inliers,
         max_residual=settings.max_residual,
         max_displaced=settings.max_displaced,
         min_spread=settings.min_spread,

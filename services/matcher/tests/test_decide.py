@@ -16,7 +16,7 @@ from dedup.imaging import DIHEDRAL, INVERSE
 from dedup.v1.groups_pb2 import Verdict
 from services.hasher.features import extract
 from services.matcher import geometry
-from services.matcher.decide import Check, HashHint, decide
+from services.matcher.decide import Check, HashHint, decide, judge
 from services.matcher.geometry import (
     DescriptorMatching,
     ImageView,
@@ -316,3 +316,16 @@ def test_a_crop_under_its_own_caption_is_still_a_copy(seed: int) -> None:
     a, b = captioned_view(crop, top=False), captioned_view(photo, top=True)
     assert decide(a, b, PARAMS, POLICY).verdict == DUPLICATE
     assert decide(b, a, PARAMS, POLICY).verdict == DUPLICATE
+
+
+def test_inliers_alone_prove_a_pair_too_flat_to_check_only_when_they_are_many() -> None:
+    # A heavily blurred copy of one generated photo and another photo met 13 inliers, and
+    # nothing was left to check their alignment on.
+    few = geometry.MatchResult(matches=19, inliers=13, inlier_ratio=13 / 19, mirrored=True,
+                               residual=None)  # fmt: skip
+    rejected = judge(few, POLICY)
+    assert (rejected.verdict, rejected.test) == (Verdict.VERDICT_REJECTED, Check.RANSAC_ONLY)
+    assert "not proved" in rejected.reason
+    many = replace(few, matches=40, inliers=30)
+    proved = judge(many, POLICY)
+    assert (proved.verdict, proved.test) == (Verdict.VERDICT_DUPLICATE, Check.RANSAC_ONLY)
