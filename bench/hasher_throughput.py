@@ -161,6 +161,13 @@ def cpu_report(folder: Path, costs: dict[str, dict[str, list[float]]]) -> None:
         )
         ratio = statistics.median(c["compute"]) / statistics.median(c["decode"])
         print(f"  {name:40s} {decode_ms:>15s} {compute_ms:>15s} {ratio:6.2f}")
+    if len(costs) == 2:  # the baseline, then this checkout
+        # A round's two processes ran back to back: their ratio cancels most of a load change.
+        before, after = costs.values()
+        for key in ("decode", "compute"):
+            pairs = zip(after[key], before[key], strict=True)
+            change = statistics.median(a / b for a, b in pairs)
+            print(f"  {key}: this checkout / baseline, median of the rounds' ratios: {change:.3f}")
 
 
 def full_decode(data: bytes) -> None:
