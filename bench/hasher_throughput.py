@@ -22,9 +22,9 @@ alone (`features.compute` on the decoded images), per image, and their ratio, ea
 in a process of its own set up as the service sets itself up (glibc's malloc thresholds,
 `dedup.memory`; OpenCV on one thread); with --baseline, another checkout of the code
 (`git archive COMMIT | tar -x -C DIR`) too, its processes interleaved with this one's;
-the best round of each counts (a neighbour's load only ever adds). --set edited uses the
-edited folder of bench/scan_cost.py (real dev photos at 1600 px, a quarter originals and
-their crops, captions, borders, ...) instead of the upload mix.
+the best and the median round of each are shown. --set edited uses the edited folder of
+bench/scan_cost.py (real dev photos at 1600 px, a quarter originals and their crops,
+captions, borders, ...) instead of the upload mix.
 
     .venv/bin/python -m bench.hasher_throughput [--images 60] [--rounds 5] [--milvus]
         [--set mix|edited] [--baseline DIR] [--cpu-only]
@@ -130,10 +130,12 @@ def cpu_worker(folder: Path, passes: int) -> dict[str, float | str]:
     return costs | {"code": str(Path(sys.modules[compute.__module__].__file__ or "").parents[2])}
 
 
-def cpu_costs(folder: Path, rounds: int, codes: dict[str, Path]) -> dict[str, dict[str, float]]:
+def cpu_costs(
+    folder: Path, rounds: int, codes: dict[str, Path]
+) -> dict[str, dict[str, list[float]]]:
     """CPU ms per image of decode and compute for each checkout in `codes`, each round a
-    fresh process per checkout, rounds interleaved; the best round counts."""
-    best: dict[str, dict[str, float]] = {name: {} for name in codes}
+    fresh process per checkout, rounds interleaved: every round's figure."""
+    costs: dict[str, dict[str, list[float]]] = {name: {} for name in codes}
     for _ in range(rounds):
         for name, code in codes.items():
             env = os.environ | {"PYTHONPATH": f"{code / 'libs'}{os.pathsep}{code}"}
@@ -143,17 +145,29 @@ def cpu_costs(folder: Path, rounds: int, codes: dict[str, Path]) -> dict[str, di
             if Path(result.pop("code")) != code:
                 raise SystemExit(f"{name}: the worker imported another checkout's code")
             for key, ms in result.items():
-                best[name][key] = min(best[name].get(key, float("inf")), ms)
-    return best
+                costs[name].setdefault(key, []).append(ms)
+    return costs
 
 
-def cpu_report(folder: Path, costs: dict[str, dict[str, float]]) -> None:
-    print(f"\nCPU ms per image, one thread, best of the rounds ({os.path.relpath(folder, ROOT)}):")
-    print(f"  {'code':40s} {'decode-only':>11s} {'compute':>8s} {'ratio':>6s}")
+def cpu_report(folder: Path, costs: dict[str, dict[str, list[float]]]) -> None:
+    """Each checkout's best and median round (a neighbour's load only ever adds; the
+    median shows how much it moved); the ratio is of the medians."""
+    where = os.path.relpath(folder, ROOT)
+    print(f"\nCPU ms per image, one thread, best / median of the rounds ({where}):")
+    print(f"  {'code':40s} {'decode-only':>15s} {'compute':>15s} {'ratio':>6s}")
     for name, c in costs.items():
-        decode_ms, compute_ms = c["decode"], c["compute"]
-        ratio = compute_ms / decode_ms
-        print(f"  {name:40s} {decode_ms:11.2f} {compute_ms:8.2f} {ratio:6.2f}")
+        decode_ms, compute_ms = (
+            f"{min(c[k]):6.2f} / {statistics.median(c[k]):5.2f}" for k in ("decode", "compute")
+        )
+        ratio = statistics.median(c["compute"]) / statistics.median(c["decode"])
+        print(f"  {name:40s} {decode_ms:>15s} {compute_ms:>15s} {ratio:6.2f}")
+    if len(costs) == 2:  # the baseline, then this checkout
+        # A round's two processes ran back to back: their ratio cancels most of a load change.
+        before, after = costs.values()
+        for key in ("decode", "compute"):
+            pairs = zip(after[key], before[key], strict=True)
+            change = statistics.median(a / b for a, b in pairs)
+            print(f"  {key}: this checkout / baseline, median of the rounds' ratios: {change:.3f}")
 
 
 def full_decode(data: bytes) -> None:

@@ -139,28 +139,7 @@ def _chroma(lab: Grid) -> Grid:
 
 def colour_signature(rgb: npt.NDArray[np.uint8]) -> ColourSignature:
     """The colour signature of an RGB uint8 image (any size; shrunk to 64x64 first)."""
-    small_f, lab = _sampled(rgb)
-    luma = np.asarray(cv2.cvtColor(small_f, cv2.COLOR_RGB2GRAY), dtype=np.float32)
-    chroma = _chroma(lab)
-    p99 = float(np.partition(chroma.ravel(), _P99)[_P99])
-
-    r, g, b = small_f[..., 0], small_f[..., 1], small_f[..., 2]
-    rg = r - g
-    yb = 0.5 * (r + g) - b
-    # On 0..1 values, then scaled: every term is linear in the scale.
-    colourfulness = 255.0 * float(
-        np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean())
-    )
-    grid = _cell_mean(lab)
-    return ColourSignature(
-        lab=grid,
-        grey_l=_cell_mean(_srgb_to_l(luma)),
-        mean_lightness=float(grid[..., 0].mean()),  # equal cells: the mean of the means
-        mean_chroma=float(chroma.mean()),
-        p99_chroma=p99,
-        colourfulness=colourfulness,
-        is_greyscale=p99 < GREYSCALE_CHROMA,
-    )
+    return colour_marks(rgb)[0]
 
 
 # A coloured patch: the samples with visible colour (GREYSCALE_CHROMA) are under
@@ -175,9 +154,38 @@ _PATCH: Final = int((1.0 - PATCH_SHARE) * SAMPLE * SAMPLE)
 def coloured_patch(rgb: npt.NDArray[np.uint8]) -> bool:
     """Colour in a small part only, the rest grey (``PATCH_SHARE``): a grey picture with
     colour added to it (a logo, a mark), not a colour original."""
-    chroma = np.partition(_chroma(_sampled(rgb)[1]).ravel(), (_PATCH, _P99))
+    return colour_marks(rgb)[1]
+
+
+def colour_marks(rgb: npt.NDArray[np.uint8]) -> tuple[ColourSignature, bool]:
+    """``colour_signature`` and ``coloured_patch`` of ``rgb`` from one shrink and one
+    CIELAB conversion (the hasher wants both)."""
+    small_f, lab = _sampled(rgb)
+    luma = np.asarray(cv2.cvtColor(small_f, cv2.COLOR_RGB2GRAY), dtype=np.float32)
+    chroma = _chroma(lab)
+    ranked = np.partition(chroma.ravel(), (_PATCH, _P99))
+    p99 = float(ranked[_P99])
+
+    r, g, b = small_f[..., 0], small_f[..., 1], small_f[..., 2]
+    rg = r - g
+    yb = 0.5 * (r + g) - b
+    # On 0..1 values, then scaled: every term is linear in the scale.
+    colourfulness = 255.0 * float(
+        np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean())
+    )
+    grid = _cell_mean(lab)
+    signature = ColourSignature(
+        lab=grid,
+        grey_l=_cell_mean(_srgb_to_l(luma)),
+        mean_lightness=float(grid[..., 0].mean()),  # equal cells: the mean of the means
+        mean_chroma=float(chroma.mean()),
+        p99_chroma=p99,
+        colourfulness=colourfulness,
+        is_greyscale=p99 < GREYSCALE_CHROMA,
+    )
     # Not greyscale (as ``is_greyscale``), yet grey but for a tenth.
-    return float(chroma[_PATCH]) < NEUTRAL_CHROMA and float(chroma[_P99]) >= GREYSCALE_CHROMA
+    patch = float(ranked[_PATCH]) < NEUTRAL_CHROMA and p99 >= GREYSCALE_CHROMA
+    return signature, patch
 
 
 def colour_distance(a: ColourSignature, b: ColourSignature, transform: int | None = None) -> float:

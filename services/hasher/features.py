@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dedup.budget import ByteBudget
-from dedup.colour import SAMPLE, ColourSignature, colour_signature, coloured_patch
+from dedup.colour import SAMPLE, ColourSignature, colour_marks
 from dedup.imaging import content_box, luminance
 from dedup.resample import area_resize
 from services.hasher.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, Decoded, decode
@@ -56,8 +56,8 @@ def compute(decoded: Decoded, *, working_side: int = WORKING_SIDE) -> Features:
     # One 64x64 area average serves the colour signature and the wavelet hash (area
     # averaging commutes with the linear luma, so its luma is the grey's 64x64).
     rgb64 = area_resize(np.ascontiguousarray(small[top:bottom, left:right]), SAMPLE, SAMPLE)
-    colour = colour_signature(rgb64)
-    palette, blocks, patch = is_palette(decoded), blockiness(decoded), coloured_patch(rgb64)
+    colour, patch = colour_marks(rgb64)
+    palette, blocks = is_palette(decoded), blockiness(decoded)
     # A grey picture with colour in a patch only (a logo) is grey content.
     coloured = not (colour.is_greyscale or patch)
     return Features(

@@ -193,9 +193,10 @@ FRAME_LEVELS: Final = 16
 
 def _flat_band(band: npt.NDArray[np.uint8]) -> npt.NDArray[np.int16] | None:
     """The median colour of ``band`` (pixels x 3) if every pixel is within FRAME_LEVELS of it."""
-    # OpenCV's column reductions are several times faster than numpy's over 3 columns.
-    top = cv2.reduce(band, 0, cv2.REDUCE_MAX).ravel().astype(np.int16)
-    bottom = cv2.reduce(band, 0, cv2.REDUCE_MIN).ravel().astype(np.int16)
+    # Each channel's extremes in one pass of OpenCV's minMaxLoc: a seventh of the time of
+    # its two column reductions (themselves several times faster than numpy's).
+    extremes = [cv2.minMaxLoc(channel)[:2] for channel in cv2.split(band.reshape(1, -1, 3))]
+    bottom, top = (np.array(values, np.int16) for values in zip(*extremes, strict=True))
     # Wider than twice the tolerance: no colour is within it of every pixel (the usual
     # case, a picture's edge, decided without the median).
     if int((top - bottom).max()) > 2 * FRAME_LEVELS:
@@ -257,13 +258,19 @@ def blockiness(decoded: Decoded) -> float | None:
         return None
 
     def phase_excess(profile: npt.NDArray[Any]) -> float:
-        phases = np.array([profile[p::period].mean() for p in range(period)])
+        # np.mean of each phase without its overhead (a third of the time): the same
+        # pairwise sum, over the count in float32 (np.mean's float64 quotient, rounded to
+        # float32, is the same float).
+        counts = [len(range(p, len(profile), period)) for p in range(period)]
+        sums = np.array([np.add.reduce(profile[p::period]) for p in range(period)])
+        phases = sums / np.array(counts, np.float32)
         mean = float(phases.mean())
         return float(phases.max()) / mean - 1.0 if mean > 0 else 0.0
 
     def excess(jumps: npt.NDArray[Any], axis: int) -> float:
         plain = phase_excess(jumps.mean(axis=1 - axis))
-        np.minimum(jumps, BLOCK_CLIP, out=jumps)
+        # numpy's minimum with the clip, in a sixth of its time (OpenCV's truncation)
+        cv2.threshold(jumps, BLOCK_CLIP, 0.0, cv2.THRESH_TRUNC, dst=jumps)
         return max(plain, phase_excess(jumps.mean(axis=1 - axis)))
 
     # One conversion of the whole image costs less than two of strided subsets. OpenCV's
@@ -300,11 +307,16 @@ def pixels_checksum(decoded: Decoded) -> bytes:
     rgb = decoded.rgb
     seed = zlib.crc32(struct.pack("<3I", *rgb.shape))
     whole, bands = seed, []
-    for band in np.array_split(rgb[::PIXELS_STRIDE], PIXEL_BANDS):
-        data = band.tobytes()
-        whole = zlib.crc32(data, whole)  # the bands in a row: the whole's checksum
+    # One copy of the sampled rows, cut as np.array_split cuts them (the first bands a row
+    # longer) without its overhead: each band is a contiguous view that zlib reads.
+    sampled = np.ascontiguousarray(rgb[::PIXELS_STRIDE])
+    size, longer = divmod(len(sampled), PIXEL_BANDS)
+    for i in range(PIXEL_BANDS):
+        start = i * size + min(i, longer)
+        band = sampled[start : start + size + (i < longer)]
+        whole = zlib.crc32(band.data, whole)  # the bands in a row: the whole's checksum
         textured = band.size > 0 and _spread(band) > FRAME_LEVELS
-        bands.append(zlib.crc32(data, seed) if textured else 0)
+        bands.append(zlib.crc32(band.data, seed) if textured else 0)
     return struct.pack(f"<{1 + len(bands)}I", whole, *bands)
 
 

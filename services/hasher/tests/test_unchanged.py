@@ -6,6 +6,8 @@ new code is exact, within float noise where only the order of a sum changed.
 
 from __future__ import annotations
 
+import struct
+import zlib
 from dataclasses import replace
 from typing import Any
 
@@ -18,7 +20,7 @@ from PIL import Image, ImageOps
 from dedup.colour import _HEADER, GRID, SAMPLE, _srgb_to_l, colour_signature
 from dedup.imaging import luminance
 from services.hasher.decode import Decoded, decode
-from services.hasher.hashes import _haar_approximation
+from services.hasher.hashes import _haar_approximation, _median
 from services.hasher.quality import (
     BLOCK_CLIP,
     BLOCK_REDUCTIONS,
@@ -26,8 +28,12 @@ from services.hasher.quality import (
     FRAME_LEVELS,
     FRAME_SHARE,
     JPEG_BLOCK,
+    PIXEL_BANDS,
+    PIXELS_STRIDE,
+    _spread,
     blockiness,
     is_framed,
+    pixels_checksum,
 )
 from services.hasher.tests import synth
 
@@ -164,3 +170,36 @@ def test_blockiness_is_as_before_bit_for_bit(size: tuple[int, int]) -> None:
     for data in (synth.jpeg(img, 50), synth.jpeg(img, 90), synth.png(img)):
         decoded = decode(data)
         assert blockiness(decoded) == _old_blockiness(decoded)
+
+
+def test_the_hashes_median_is_numpys_bit_for_bit() -> None:
+    # The threshold of both hashes: a median off in its last bit moves the bits of the
+    # cells that tie with it (flat areas).
+    rng = np.random.default_rng(7)
+    for grey in _greys():
+        for values in (grey.ravel(), grey[:63].ravel(), grey.reshape(16, -1)):
+            assert np.array_equal(_median(values), np.median(values, axis=-1, keepdims=True))
+    wide = rng.normal(0.0, 1e4, (8, 256)).astype(np.float32)
+    assert np.array_equal(_median(wide), np.median(wide, axis=1, keepdims=True))
+
+
+def _old_pixels_checksum(decoded: Decoded) -> bytes:
+    rgb = decoded.rgb
+    seed = zlib.crc32(struct.pack("<3I", *rgb.shape))
+    whole, bands = seed, []
+    for band in np.array_split(rgb[::PIXELS_STRIDE], PIXEL_BANDS):
+        data = band.tobytes()
+        whole = zlib.crc32(data, whole)
+        textured = band.size > 0 and _spread(band) > FRAME_LEVELS
+        bands.append(zlib.crc32(data, seed) if textured else 0)
+    return struct.pack(f"<{1 + len(bands)}I", whole, *bands)
+
+
+# Heights whose sampled rows split into bands unevenly, evenly, and into fewer rows than
+# bands (empty ones); flat and textured bands.
+@pytest.mark.parametrize("size", [(640, 480), (513, 1000), (300, 128), (200, 97), (90, 40)])
+def test_the_pixels_checksum_is_as_before(size: tuple[int, int]) -> None:
+    img = np.asarray(synth.photo(sum(size), *size)).copy()
+    img[: size[1] // 3] = 128  # flat bands: written as 0
+    decoded = decode(synth.png(Image.fromarray(img)))
+    assert pixels_checksum(decoded) == _old_pixels_checksum(decoded)
