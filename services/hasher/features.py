@@ -13,10 +13,12 @@ from dedup.resample import area_resize
 from services.hasher.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, Decoded, decode
 from services.hasher.hashes import PdqHash, pdq_hash, wavelet_hash
 from services.hasher.quality import (
+    Blocks,
     Quality,
     blockiness,
     is_framed,
     is_palette,
+    native_noise,
     pixels_checksum,
     quality,
 )
@@ -36,10 +38,11 @@ class Features:
     # hashes and the colour signature skip black or white bars; see hashes.content_box.
     content_box: tuple[int, int, int, int]
     palette: bool  # at most 256 colours (quality.is_palette)
-    blockiness: float | None  # JPEG's block edges in the pixels (quality.blockiness)
+    blockiness: Blocks | None  # JPEG's block edges in the pixels (quality.blockiness)
     framed: bool  # a flat band of one colour along every side (quality.is_framed)
     coloured_patch: bool  # colour in a small part only (dedup.colour.coloured_patch)
     pixels: bytes  # a checksum of the decoded pixels (quality.pixels_checksum)
+    native_noise: float  # noise at the decoded pixels' scale (quality.native_noise)
 
 
 def compute(decoded: Decoded, *, working_side: int = WORKING_SIDE) -> Features:
@@ -58,6 +61,7 @@ def compute(decoded: Decoded, *, working_side: int = WORKING_SIDE) -> Features:
     rgb64 = area_resize(np.ascontiguousarray(small[top:bottom, left:right]), SAMPLE, SAMPLE)
     colour, patch = colour_marks(rgb64)
     palette, blocks = is_palette(decoded), blockiness(decoded)
+    ratio = None if blocks is None else blocks.ratio
     # A grey picture with colour in a patch only (a logo) is grey content.
     coloured = not (colour.is_greyscale or patch)
     return Features(
@@ -66,7 +70,7 @@ def compute(decoded: Decoded, *, working_side: int = WORKING_SIDE) -> Features:
         pdq=pdq_hash(inner_grey),
         colour=colour,
         # The whole image: bars make a copy worse.
-        quality=quality(decoded, grey, palette=palette, blocks=blocks, colour=coloured),
+        quality=quality(decoded, grey, palette=palette, blocks=ratio, colour=coloured),
         working_copy=working_copy(small, working_side),
         content_box=box,
         palette=palette,
@@ -74,6 +78,7 @@ def compute(decoded: Decoded, *, working_side: int = WORKING_SIDE) -> Features:
         framed=is_framed(decoded),
         coloured_patch=patch,
         pixels=pixels_checksum(decoded),
+        native_noise=native_noise(decoded),
     )
 
 

@@ -189,8 +189,10 @@ def fill_features(
     image.marks.coloured_patch = features.coloured_patch
     image.marks.pixels = features.pixels
     image.marks.widened = features.decoded.widened
+    image.marks.native_noise = features.native_noise
     if features.blockiness is not None:
-        image.marks.blockiness = features.blockiness
+        image.marks.blockiness = features.blockiness.ratio
+        image.marks.block_energy = features.blockiness.energy
     image.working_copy_url = working_copy_url
 
 

@@ -241,14 +241,27 @@ BLOCK_STRIDE: Final = 3  # every 3rd row (column) is enough for a profile
 # step, while a caption's or a logo's strokes (steps of a hundred levels at every
 # phase) would otherwise dilute the profile, and a re-save would read as a first JPEG.
 BLOCK_CLIP: Final = 32.0
+# The energy's steps count up to this many levels: an added noise's steps (of up to ~20
+# levels' deviation) stay whole, a stroke's do not swamp the profile.
+ENERGY_CLIP: Final = 64.0
 
 
-def blockiness(decoded: Decoded) -> float | None:
-    """How much more the grey levels jump across JPEG block edges than elsewhere: the
-    strongest of the 8 phases of the column (row) profile of |differences| over the mean,
-    less 1, the smaller of the two directions (blocks show in both); 0 for pixels never
-    JPEG-compressed. Every phase is tried: an EXIF turn or a crop moves the grid. None
-    when the decode was reduced so far that blocks are under 2 px."""
+@dataclass(frozen=True, slots=True)
+class Blocks:
+    """JPEG's 8x8 grid in the pixels (``blockiness``)."""
+
+    ratio: float  # the block edges' steps over the mean step, less 1
+    energy: float  # their squared steps' excess over the other phases' (grey levels^2)
+
+
+def blockiness(decoded: Decoded) -> Blocks | None:
+    """How much more the grey levels jump across JPEG block edges than elsewhere. Ratio:
+    the strongest of the 8 phases of the column (row) profile of |differences| over the
+    mean, less 1; energy: the strongest phase of squared differences less the median of
+    the others (additive noise raises every phase alike); each the smaller of the two
+    directions (blocks show in both), 0 for pixels never JPEG-compressed. Every phase is
+    tried: an EXIF turn or a crop moves the grid. None when the decode was reduced so far
+    that blocks are under 2 px."""
     reduction = round(decoded.scale)
     if reduction not in BLOCK_REDUCTIONS or abs(decoded.scale - reduction) > 0.02:
         return None
@@ -267,6 +280,12 @@ def blockiness(decoded: Decoded) -> float | None:
         mean = float(phases.mean())
         return float(phases.max()) / mean - 1.0 if mean > 0 else 0.0
 
+    def energy(jumps: npt.NDArray[Any], axis: int) -> float:
+        steps = np.minimum(jumps, ENERGY_CLIP)
+        profile = np.square(steps, out=steps).mean(axis=1 - axis)
+        phases = np.sort([profile[p::period].mean() for p in range(period)])
+        return float(phases[-1] - np.median(phases[:-1]))
+
     def excess(jumps: npt.NDArray[Any], axis: int) -> float:
         plain = phase_excess(jumps.mean(axis=1 - axis))
         # numpy's minimum with the clip, in a sixth of its time (OpenCV's truncation)
@@ -281,7 +300,8 @@ def blockiness(decoded: Decoded) -> float | None:
     cols = np.ascontiguousarray(luma[:, ::BLOCK_STRIDE])
     across = cv2.absdiff(rows[:, 1:], rows[:, :-1])
     down = cv2.absdiff(cols[1:], cols[:-1])
-    return min(excess(across, 1), excess(down, 0))
+    squared = min(energy(across, 1), energy(down, 0))  # before the ratio clips the steps
+    return Blocks(ratio=min(excess(across, 1), excess(down, 0)), energy=max(0.0, squared))
 
 
 # Every PIXELS_STRIDE-th row is checksummed: pixels equal there were copied, not
@@ -327,6 +347,20 @@ def noise_sigma(grey: npt.NDArray[np.float32]) -> float:
         return 0.0
     response = np.abs(cv2.filter2D(grey, cv2.CV_32F, _IMMERKAER)[1:-1:4, 1:-1:4])
     return float(np.median(response)) / (6.0 * 0.6745)
+
+
+# The native noise is measured on a central crop at most this many pixels a side: noise
+# is the same all over a picture, and a huge lossless file is not filtered whole.
+NATIVE_CROP: Final = 512
+
+
+def native_noise(decoded: Decoded) -> float:
+    """``noise_sigma`` at the decoded pixels' own scale (a central crop of them)."""
+    rgb = decoded.rgb
+    h, w = rgb.shape[:2]
+    top, left = max(0, (h - NATIVE_CROP) // 2), max(0, (w - NATIVE_CROP) // 2)
+    crop = np.ascontiguousarray(rgb[top : top + NATIVE_CROP, left : left + NATIVE_CROP])
+    return noise_sigma(luminance(crop))
 
 
 def laplacian_energy(g: npt.NDArray[np.float32]) -> float:

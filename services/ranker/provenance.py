@@ -21,11 +21,14 @@ names the derived copy and how; none applying leaves the pair's direction unknow
    pixels show JPEG blocks as strong as the other's lower-quality JPEG (a hue or colour
    edit, a caption, a PNG re-saved from the JPEG: text passes for detail, so first);
 6. of the same size: a noisier copy (noise added; not a JPEG's better-quality original,
-   nor a blur's original), then a blurred one (far less detail, and less noise: text
-   over a smooth picture adds as much detail, and some noise);
+   nor a blur's original, nor a lossless file without the JPEG's block energy, which an
+   added noise keeps), then a blurred one (far less detail, and less noise: text over a
+   smooth picture adds as much detail, and some noise);
 7. a JPEG copy: of the same size, a JPEG showing its blocks beside a lossless file that
-   shows none, or under RESAVE_BLOCKS of them at much the same noise (that file was not
-   saved from this JPEG: it would keep its blocks, and neither noise nor a blur hid them);
+   shows none (nor holds their energy, which noise added over them keeps; nor lost most
+   of the detail: a blur hides blocks), or under
+   RESAVE_BLOCKS of them at much the same noise (that file was not saved from this JPEG:
+   it would keep its blocks, and neither noise nor a blur hid them);
 8. a re-encode: of the same size, a JPEG of lower quality than the other JPEG.
 
 The kept copy is the best by quality (``rank_key``) of the copies that derive from no
@@ -81,6 +84,16 @@ LOSSLESS_QUALITY: Final = 101
 RESAVE_BLOCKS: Final = 0.6
 FRESH_MARGIN: Final = 1.5
 MIN_BLOCKS: Final = 0.05
+# Noise added over a JPEG keeps its block edges' energy (the hasher's block_energy: the
+# noise adds to every phase alike), where it dilutes blockiness: a lossless file holding
+# under KEPT_ENERGY of a same-size JPEG's, which shows at least MIN_ENERGY, was not made
+# from that JPEG; the JPEG was made from it (and took its grain away).
+KEPT_ENERGY: Final = 0.4
+MIN_ENERGY: Final = 5.0
+# A lossless file without a JPEG's blocks tells nothing of it when it has this many times
+# less detail: a blur hides blocks too (a JPEG copy of a lossless file has at most ~1.5
+# times its detail; a blurred PNG beside its JPEG original, 6-100 times less).
+HIDDEN_BY_BLUR: Final = 3.0
 # Quality scores this close are equal: a re-save at the JPEG's own quality, or a flip,
 # differs from its original's by rounding alone.
 QUALITY_TIE: Final = 0.003
@@ -104,6 +117,13 @@ def _noise_sigma(d: Decision) -> float:
     """Inverts the quality part N = 1 / (1 + (sigma / 5)^2)."""
     n = d.quality_parts.noise
     return 5.0 * math.sqrt(1.0 / n - 1.0) if 0.0 < n <= 1.0 else 0.0
+
+
+def _added_noise_sigma(d: Decision) -> float:
+    """The noise that tells one added: at the decoded pixels' own scale (the hasher's
+    native_noise), since the quality's resample to its canonical side averages much of it
+    away; without it, the quality's."""
+    return d.marks.native_noise if d.marks.HasField("native_noise") else _noise_sigma(d)
 
 
 def _detail(d: Decision) -> float:
@@ -163,8 +183,12 @@ def _lossy_copy(x: Decision, y: Decision) -> bool:
     any, or with under RESAVE_BLOCKS of them and a noise within NOISIER times ``x``'s
     either way (noise added, or a blur, would have hidden them): ``y`` was not saved from
     ``x`` (it would carry its blocks), so ``x`` is the copy. Faint blocks count too: a
-    JPEG at 90 of a grainy texture shows under MIN_BLOCKS."""
-    if _jpeg_quality(x) is None or not _lossless(y):
+    JPEG at 90 of a grainy texture shows under MIN_BLOCKS. Not when ``y`` holds ``x``'s
+    block energy (noise added over them), nor when ``y`` lost most of the detail (a blur
+    hid them)."""
+    if _jpeg_quality(x) is None or not _lossless(y) or _holds_blocks_of(y, x):
+        return False
+    if _detail(x) > HIDDEN_BY_BLUR * _detail(y):
         return False
     if not (x.marks.HasField("blockiness") and y.marks.HasField("blockiness")):
         return False
@@ -173,6 +197,18 @@ def _lossy_copy(x: Decision, y: Decision) -> bool:
         return True
     noise_x, noise_y = _noise_sigma(x), _noise_sigma(y)
     return blocks_y < RESAVE_BLOCKS * blocks_x and noise_x / NOISIER <= noise_y <= NOISIER * noise_x
+
+
+def _holds_blocks_of(x: Decision, y: Decision) -> bool | None:
+    """Whether lossless ``x`` holds the block energy of JPEG ``y`` (the same size): it was
+    saved from ``y``, noise added or not. None: not measured, or ``y``'s too faint."""
+    if not _lossless(x) or _jpeg_quality(y) is None:
+        return None
+    if not (x.marks.HasField("block_energy") and y.marks.HasField("block_energy")):
+        return None
+    if y.marks.block_energy < MIN_ENERGY:
+        return None
+    return x.marks.block_energy >= KEPT_ENERGY * y.marks.block_energy
 
 
 def _same_pixels(a: Decision, b: Decision) -> tuple[str | None, str | None]:
@@ -219,12 +255,13 @@ def _same_aspect(a: Decision, b: Decision) -> bool:
 
 def _noisier(x: Decision, y: Decision) -> bool:
     """Noise was added to x: more noise than y, unless y has far less detail (y is x
-    blurred: a blur removes noise too) or both are JPEGs and x the better one (harder
-    compression removes noise)."""
-    noise_x, noise_y = _noise_sigma(x), _noise_sigma(y)
+    blurred: a blur removes noise too), x is lossless without the blocks of y, a JPEG
+    (y was made from x: a JPEG removes grain), or both are JPEGs and x the better one
+    (harder compression removes noise)."""
+    noise_x, noise_y = _added_noise_sigma(x), _added_noise_sigma(y)
     if noise_x <= NOISIER * noise_y + NOISE_FLOOR:
         return False
-    if _detail(x) >= BLUR_NOT_NOISE * _detail(y):
+    if _detail(x) >= BLUR_NOT_NOISE * _detail(y) or _holds_blocks_of(x, y) is False:
         return False
     q_x, q_y = _jpeg_quality(x), _jpeg_quality(y)
     return not (q_x is not None and q_y is not None and q_x > q_y)

@@ -171,6 +171,8 @@ class Marks(_message.Message):
     COLOURED_PATCH_FIELD_NUMBER: _builtins.int
     PIXELS_FIELD_NUMBER: _builtins.int
     WIDENED_FIELD_NUMBER: _builtins.int
+    BLOCK_ENERGY_FIELD_NUMBER: _builtins.int
+    NATIVE_NOISE_FIELD_NUMBER: _builtins.int
     palette: _builtins.bool
     """At most 256 colours (a grey picture: 128 levels): a palette (GIF, a quantised PNG),
     dithered or not.
@@ -196,6 +198,17 @@ class Marks(_message.Message):
     """16-bit samples that are all 8-bit ones widened (each a multiple of 257): the file
     was written from 8-bit pixels.
     """
+    block_energy: _builtins.float
+    """The same block edges' excess in squared steps (grey levels squared), absent with
+    blockiness: noise added to the pixels adds to every phase alike and leaves it, where
+    it dilutes blockiness, so a lossless copy with noise added over a JPEG still holds
+    the JPEG's, while the lossless original a JPEG was made from has none.
+    """
+    native_noise: _builtins.float
+    """The noise's deviation (grey levels) at the decoded pixels' own scale: a resample to
+    the quality's canonical side averages much of an added noise away, so copies of one
+    size compare their noise by this one.
+    """
     def __init__(
         self,
         *,
@@ -205,14 +218,25 @@ class Marks(_message.Message):
         coloured_patch: _builtins.bool = ...,
         pixels: _builtins.bytes = ...,
         widened: _builtins.bool = ...,
+        block_energy: _builtins.float | None = ...,
+        native_noise: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_blockiness", b"_blockiness", "blockiness", b"blockiness"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_block_energy", b"_block_energy", "_blockiness", b"_blockiness", "_native_noise", b"_native_noise", "block_energy", b"block_energy", "blockiness", b"blockiness", "native_noise", b"native_noise"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_blockiness", b"_blockiness", "blockiness", b"blockiness", "coloured_patch", b"coloured_patch", "framed", b"framed", "palette", b"palette", "pixels", b"pixels", "widened", b"widened"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_block_energy", b"_block_energy", "_blockiness", b"_blockiness", "_native_noise", b"_native_noise", "block_energy", b"block_energy", "blockiness", b"blockiness", "coloured_patch", b"coloured_patch", "framed", b"framed", "native_noise", b"native_noise", "palette", b"palette", "pixels", b"pixels", "widened", b"widened"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__block_energy: _TypeAlias = _typing.Literal["block_energy"]  # noqa: Y015
+    _WhichOneofArgType__block_energy: _TypeAlias = _typing.Literal["_block_energy", b"_block_energy"]  # noqa: Y015
     _WhichOneofReturnType__blockiness: _TypeAlias = _typing.Literal["blockiness"]  # noqa: Y015
     _WhichOneofArgType__blockiness: _TypeAlias = _typing.Literal["_blockiness", b"_blockiness"]  # noqa: Y015
+    _WhichOneofReturnType__native_noise: _TypeAlias = _typing.Literal["native_noise"]  # noqa: Y015
+    _WhichOneofArgType__native_noise: _TypeAlias = _typing.Literal["_native_noise", b"_native_noise"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__block_energy) -> _WhichOneofReturnType__block_energy | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__blockiness) -> _WhichOneofReturnType__blockiness | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__native_noise) -> _WhichOneofReturnType__native_noise | None: ...
 
 Global___Marks: _TypeAlias = Marks  # noqa: Y015
 

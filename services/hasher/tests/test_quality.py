@@ -4,13 +4,20 @@ import io
 from collections.abc import Callable
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 
 from dedup import synthetic
 from services.hasher.decode import decode
 from services.hasher.features import extract
-from services.hasher.quality import WEIGHTS, blockiness, estimate_jpeg_quality, is_palette
+from services.hasher.quality import (
+    WEIGHTS,
+    Blocks,
+    blockiness,
+    estimate_jpeg_quality,
+    is_palette,
+)
 from services.hasher.tests import synth
 
 
@@ -85,10 +92,14 @@ def _jpeg(img: Image.Image, quality: int) -> bytes:
     return out.getvalue()
 
 
-def _blocks(data: bytes) -> float:
+def _block_marks(data: bytes) -> Blocks:
     found = blockiness(decode(data))
     assert found is not None
     return found
+
+
+def _blocks(data: bytes) -> float:
+    return _block_marks(data).ratio
 
 
 def test_a_resave_keeps_its_first_jpegs_blocks_even_under_a_caption() -> None:
@@ -103,6 +114,23 @@ def test_a_resave_keeps_its_first_jpegs_blocks_even_under_a_caption() -> None:
     # A caption's strokes jump at every phase of the grid: left out, they do not dilute.
     captioned = synthetic.EDITS["caption"](reopened)
     assert _blocks(_jpeg(captioned, 90)) > 0.75 * blocks
+
+
+def test_noise_added_over_a_jpeg_keeps_its_block_energy_a_grainy_original_has_none() -> None:
+    picture = synthetic.photo(31, (900, 600))
+    rng = np.random.default_rng(1)
+    first = _jpeg(picture, 70)
+    decoded = np.asarray(Image.open(io.BytesIO(first)).convert("RGB"), np.float64)
+    noisy = decoded + rng.normal(0, 10, decoded.shape)
+    jpeg, over = _block_marks(first), _block_marks(_png(_pixels(noisy)))
+    # The noise dilutes the ratio of the steps to a tenth, not the excess of their squares.
+    assert over.ratio < 0.2 * jpeg.ratio and over.energy > 0.8 * jpeg.energy
+    grainy = np.asarray(picture, np.float64) + rng.normal(0, 4, decoded.shape)
+    assert _block_marks(_png(_pixels(grainy))).energy < 0.2 * jpeg.energy
+
+
+def _pixels(values: npt.NDArray[np.float64]) -> Image.Image:
+    return Image.fromarray(np.clip(values, 0, 255).round().astype(np.uint8))
 
 
 def _png(img: Image.Image) -> bytes:

@@ -238,6 +238,41 @@ def test_less_noise_with_as_much_detail_is_harder_compression_not_noise_added() 
     )
 
 
+def energy(d: Decision, block_energy: float, native_noise: float | None = None) -> Decision:
+    d.marks.block_energy = block_energy
+    if native_noise is not None:
+        d.marks.native_noise = native_noise
+    return d
+
+
+def test_a_jpeg_of_a_grainy_lossless_original_took_its_grain() -> None:
+    # skimage's camera.png beside its JPEG at quality 62: the PNG's grain is no noise added
+    # to the JPEG, which would have kept the JPEG's block energy.
+    grainy = energy(copy("o", fmt="PNG", jpeg=1.0, noise=0.942, blockiness=0.010), 4.95)
+    jpeg = energy(copy("c", jpeg=0.62, noise=0.998, blockiness=0.24), 52.6)
+    assert derives(grainy, jpeg, Scores()) == (None, "a JPEG copy of the lossless file")
+    # Noise added over the JPEG dilutes its blockiness, not its block energy.
+    noisy = energy(copy("n", fmt="PNG", jpeg=1.0, noise=0.942, blockiness=0.010), 50.1)
+    assert derives(noisy, jpeg, Scores()) == ("a noisier copy", None)
+
+
+def test_added_noise_is_told_at_the_pixels_own_scale() -> None:
+    # A 640-px photo and its noisy copy: the resample to 512 px averages the noise to 1.6
+    # against 2.5 grey levels, under NOISIER; at their own scale 2.2 against 5.4.
+    original = energy(copy("o", jpeg=0.92, noise=0.912, sharpness=0.5), 1.5, 2.22)
+    noisy = energy(copy("n", fmt="PNG", jpeg=1.0, noise=0.795, sharpness=0.5), 2.9, 5.44)
+    assert derives(original, noisy, Scores()) == (None, "a noisier copy")
+    original.marks.ClearField("native_noise")
+    noisy.marks.ClearField("native_noise")
+    assert derives(original, noisy, Scores()) != (None, "a noisier copy")
+
+
+def test_a_lossless_file_blurred_out_of_its_blocks_says_nothing_of_the_jpeg() -> None:
+    original = copy("o", jpeg=0.7, noise=0.9997, sharpness=0.169, blockiness=0.236)
+    blurred_png = copy("b", fmt="PNG", jpeg=1.0, noise=0.99996, sharpness=0.026, blockiness=0.009)
+    assert derives(original, blurred_png, Scores()) == (None, None)
+
+
 def test_a_blur_removes_noise_too_but_far_more_detail() -> None:
     blurred = copy("c", noise=0.999, sharpness=0.01)
     assert derives(copy("o", noise=0.8, sharpness=0.5), blurred, Scores()) == (
