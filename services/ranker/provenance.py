@@ -25,8 +25,7 @@ names the derived copy and how; none applying leaves the pair's direction unknow
    added noise keeps), then a blurred one (far less detail, and less noise: text over a
    smooth picture adds as much detail, and some noise);
 7. a JPEG copy: of the same size, a JPEG showing its blocks beside a lossless file that
-   shows none (nor holds their energy, which noise added over them keeps; nor lost most
-   of the detail: a blur hides blocks), or under
+   shows none (nor holds their energy, which noise added over them keeps), or under
    RESAVE_BLOCKS of them at much the same noise (that file was not saved from this JPEG:
    it would keep its blocks, and neither noise nor a blur hid them);
 8. a re-encode: of the same size, a JPEG of lower quality than the other JPEG.
@@ -90,10 +89,6 @@ MIN_BLOCKS: Final = 0.05
 # from that JPEG; the JPEG was made from it (and took its grain away).
 KEPT_ENERGY: Final = 0.4
 MIN_ENERGY: Final = 5.0
-# A lossless file without a JPEG's blocks tells nothing of it when it has this many times
-# less detail: a blur hides blocks too (a JPEG copy of a lossless file has at most ~1.5
-# times its detail; a blurred PNG beside its JPEG original, 6-100 times less).
-HIDDEN_BY_BLUR: Final = 3.0
 # Quality scores this close are equal: a re-save at the JPEG's own quality, or a flip,
 # differs from its original's by rounding alone.
 QUALITY_TIE: Final = 0.003
@@ -184,11 +179,8 @@ def _lossy_copy(x: Decision, y: Decision) -> bool:
     either way (noise added, or a blur, would have hidden them): ``y`` was not saved from
     ``x`` (it would carry its blocks), so ``x`` is the copy. Faint blocks count too: a
     JPEG at 90 of a grainy texture shows under MIN_BLOCKS. Not when ``y`` holds ``x``'s
-    block energy (noise added over them), nor when ``y`` lost most of the detail (a blur
-    hid them)."""
+    block energy (noise added over them)."""
     if _jpeg_quality(x) is None or not _lossless(y) or _holds_blocks_of(y, x):
-        return False
-    if _detail(x) > HIDDEN_BY_BLUR * _detail(y):
         return False
     if not (x.marks.HasField("blockiness") and y.marks.HasField("blockiness")):
         return False
@@ -256,15 +248,17 @@ def _same_aspect(a: Decision, b: Decision) -> bool:
 def _noisier(x: Decision, y: Decision) -> bool:
     """Noise was added to x: more noise than y, unless y has far less detail (y is x
     blurred: a blur removes noise too), x is lossless without the blocks of y, a JPEG
-    (y was made from x: a JPEG removes grain), or both are JPEGs and x the better one
-    (harder compression removes noise)."""
+    (y was made from x: a JPEG removes grain), or both are lossy and x the better one or
+    either's quality unknown (a lossy WebP: harder compression removes noise)."""
     noise_x, noise_y = _added_noise_sigma(x), _added_noise_sigma(y)
     if noise_x <= NOISIER * noise_y + NOISE_FLOOR:
         return False
     if _detail(x) >= BLUR_NOT_NOISE * _detail(y) or _holds_blocks_of(x, y) is False:
         return False
+    if _lossless(x) or _lossless(y):
+        return True
     q_x, q_y = _jpeg_quality(x), _jpeg_quality(y)
-    return not (q_x is not None and q_y is not None and q_x > q_y)
+    return q_x is not None and q_y is not None and q_x <= q_y
 
 
 def _blurred(x: Decision, y: Decision) -> bool:

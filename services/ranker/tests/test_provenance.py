@@ -267,12 +267,6 @@ def test_added_noise_is_told_at_the_pixels_own_scale() -> None:
     assert derives(original, noisy, Scores()) != (None, "a noisier copy")
 
 
-def test_a_lossless_file_blurred_out_of_its_blocks_says_nothing_of_the_jpeg() -> None:
-    original = copy("o", jpeg=0.7, noise=0.9997, sharpness=0.169, blockiness=0.236)
-    blurred_png = copy("b", fmt="PNG", jpeg=1.0, noise=0.99996, sharpness=0.026, blockiness=0.009)
-    assert derives(original, blurred_png, Scores()) == (None, None)
-
-
 def test_a_blur_removes_noise_too_but_far_more_detail() -> None:
     blurred = copy("c", noise=0.999, sharpness=0.01)
     assert derives(copy("o", noise=0.8, sharpness=0.5), blurred, Scores()) == (
