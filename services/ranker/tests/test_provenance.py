@@ -267,6 +267,13 @@ def test_added_noise_is_told_at_the_pixels_own_scale() -> None:
     assert derives(original, noisy, Scores()) != (None, "a noisier copy")
 
 
+def test_a_lossy_webp_beside_a_jpeg_says_nothing_of_noise() -> None:
+    # A lossy WebP's quality is not recorded: its compression may have taken the grain.
+    jpeg = energy(copy("o", jpeg=0.92, noise=0.912), 2.3, 2.2)
+    webp = energy(copy("w", fmt="WEBP", jpeg=0.8, noise=0.99), 1.0, 0.4)
+    assert derives(jpeg, webp, Scores()) == (None, None)
+
+
 def test_a_blur_removes_noise_too_but_far_more_detail() -> None:
     blurred = copy("c", noise=0.999, sharpness=0.01)
     assert derives(copy("o", noise=0.8, sharpness=0.5), blurred, Scores()) == (
