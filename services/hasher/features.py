@@ -60,7 +60,9 @@ def compute(decoded: Decoded, *, working_side: int = WORKING_SIDE) -> Features:
     # averaging commutes with the linear luma, so its luma is the grey's 64x64).
     rgb64 = area_resize(np.ascontiguousarray(small[top:bottom, left:right]), SAMPLE, SAMPLE)
     colour, patch = colour_marks(rgb64)
-    palette, blocks = is_palette(decoded), blockiness(decoded)
+    # The decoded pixels' own luma: the block marks and the noise at their scale.
+    luma = luminance(decoded.rgb)
+    palette, blocks = is_palette(decoded), blockiness(decoded, luma)
     ratio = None if blocks is None else blocks.ratio
     # A grey picture with colour in a patch only (a logo) is grey content.
     coloured = not (colour.is_greyscale or patch)
@@ -78,7 +80,7 @@ def compute(decoded: Decoded, *, working_side: int = WORKING_SIDE) -> Features:
         framed=is_framed(decoded),
         coloured_patch=patch,
         pixels=pixels_checksum(decoded),
-        native_noise=native_noise(decoded),
+        native_noise=native_noise(luma),
     )
 
 

@@ -240,10 +240,8 @@ BLOCK_STRIDE: Final = 3  # every 3rd row (column) is enough for a profile
 # Steps between neighbours count up to this many grey levels: a block edge is a small
 # step, while a caption's or a logo's strokes (steps of a hundred levels at every
 # phase) would otherwise dilute the profile, and a re-save would read as a first JPEG.
+# An added noise's steps (of up to ~20 levels' deviation) mostly stay whole.
 BLOCK_CLIP: Final = 32.0
-# The energy's steps count up to this many levels: an added noise's steps (of up to ~20
-# levels' deviation) stay whole, a stroke's do not swamp the profile.
-ENERGY_CLIP: Final = 64.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,14 +252,14 @@ class Blocks:
     energy: float  # their squared steps' excess over the other phases' (grey levels^2)
 
 
-def blockiness(decoded: Decoded) -> Blocks | None:
+def blockiness(decoded: Decoded, luma: npt.NDArray[np.float32] | None = None) -> Blocks | None:
     """How much more the grey levels jump across JPEG block edges than elsewhere. Ratio:
     the strongest of the 8 phases of the column (row) profile of |differences| over the
     mean, less 1; energy: the strongest phase of squared differences less the median of
     the others (additive noise raises every phase alike); each the smaller of the two
     directions (blocks show in both), 0 for pixels never JPEG-compressed. Every phase is
     tried: an EXIF turn or a crop moves the grid. None when the decode was reduced so far
-    that blocks are under 2 px."""
+    that blocks are under 2 px. ``luma``: the decoded pixels' (``luminance``), if at hand."""
     reduction = round(decoded.scale)
     if reduction not in BLOCK_REDUCTIONS or abs(decoded.scale - reduction) > 0.02:
         return None
@@ -280,28 +278,27 @@ def blockiness(decoded: Decoded) -> Blocks | None:
         mean = float(phases.mean())
         return float(phases.max()) / mean - 1.0 if mean > 0 else 0.0
 
-    def energy(jumps: npt.NDArray[Any], axis: int) -> float:
-        steps = np.minimum(jumps, ENERGY_CLIP)
-        profile = np.square(steps, out=steps).mean(axis=1 - axis)
+    def energy(profile: npt.NDArray[Any]) -> float:
         phases = np.sort([profile[p::period].mean() for p in range(period)])
         return float(phases[-1] - np.median(phases[:-1]))
 
-    def excess(jumps: npt.NDArray[Any], axis: int) -> float:
+    def excess(jumps: npt.NDArray[Any], axis: int) -> tuple[float, float]:
+        """(ratio, energy) of one direction's steps (clipped and squared in place)."""
         plain = phase_excess(jumps.mean(axis=1 - axis))
         # numpy's minimum with the clip, in a sixth of its time (OpenCV's truncation)
         cv2.threshold(jumps, BLOCK_CLIP, 0.0, cv2.THRESH_TRUNC, dst=jumps)
-        return max(plain, phase_excess(jumps.mean(axis=1 - axis)))
+        ratio = max(plain, phase_excess(jumps.mean(axis=1 - axis)))
+        return ratio, energy(np.square(jumps, out=jumps).mean(axis=1 - axis))
 
     # One conversion of the whole image costs less than two of strided subsets. OpenCV's
     # |a - b| is numpy's abs of the difference in one pass, the same floats in the same
     # layout; it reads rows at a stride but not columns, hence the copy of every 3rd one.
-    luma = luminance(rgb)
+    luma = luminance(rgb) if luma is None else luma
     rows = luma[::BLOCK_STRIDE]
     cols = np.ascontiguousarray(luma[:, ::BLOCK_STRIDE])
-    across = cv2.absdiff(rows[:, 1:], rows[:, :-1])
-    down = cv2.absdiff(cols[1:], cols[:-1])
-    squared = min(energy(across, 1), energy(down, 0))  # before the ratio clips the steps
-    return Blocks(ratio=min(excess(across, 1), excess(down, 0)), energy=max(0.0, squared))
+    (ratio_x, energy_x) = excess(cv2.absdiff(rows[:, 1:], rows[:, :-1]), 1)
+    (ratio_y, energy_y) = excess(cv2.absdiff(cols[1:], cols[:-1]), 0)
+    return Blocks(ratio=min(ratio_x, ratio_y), energy=max(0.0, min(energy_x, energy_y)))
 
 
 # Every PIXELS_STRIDE-th row is checksummed: pixels equal there were copied, not
@@ -354,13 +351,12 @@ def noise_sigma(grey: npt.NDArray[np.float32]) -> float:
 NATIVE_CROP: Final = 512
 
 
-def native_noise(decoded: Decoded) -> float:
-    """``noise_sigma`` at the decoded pixels' own scale (a central crop of them)."""
-    rgb = decoded.rgb
-    h, w = rgb.shape[:2]
+def native_noise(luma: npt.NDArray[np.float32]) -> float:
+    """``noise_sigma`` at the decoded pixels' own scale (``luma``: theirs, ``luminance``;
+    a central crop of it)."""
+    h, w = luma.shape
     top, left = max(0, (h - NATIVE_CROP) // 2), max(0, (w - NATIVE_CROP) // 2)
-    crop = np.ascontiguousarray(rgb[top : top + NATIVE_CROP, left : left + NATIVE_CROP])
-    return noise_sigma(luminance(crop))
+    return noise_sigma(luma[top : top + NATIVE_CROP, left : left + NATIVE_CROP])
 
 
 def laplacian_energy(g: npt.NDArray[np.float32]) -> float:
