@@ -60,8 +60,9 @@ def compute(decoded: Decoded, *, working_side: int = WORKING_SIDE) -> Features:
     # averaging commutes with the linear luma, so its luma is the grey's 64x64).
     rgb64 = area_resize(np.ascontiguousarray(small[top:bottom, left:right]), SAMPLE, SAMPLE)
     colour, patch = colour_marks(rgb64)
-    # The decoded pixels' own luma: the block marks and the noise at their scale.
-    luma = luminance(decoded.rgb)
+    # The decoded pixels' own luma: the block marks and the noise at their scale (the
+    # working grey itself when the decode is no larger than the working copy).
+    luma = grey if small is decoded.rgb else luminance(decoded.rgb)
     palette, blocks = is_palette(decoded), blockiness(decoded, luma)
     ratio = None if blocks is None else blocks.ratio
     # A grey picture with colour in a patch only (a logo) is grey content.

@@ -296,8 +296,8 @@ def blockiness(decoded: Decoded, luma: npt.NDArray[np.float32] | None = None) ->
     luma = luminance(rgb) if luma is None else luma
     rows = luma[::BLOCK_STRIDE]
     cols = np.ascontiguousarray(luma[:, ::BLOCK_STRIDE])
-    (ratio_x, energy_x) = excess(cv2.absdiff(rows[:, 1:], rows[:, :-1]), 1)
-    (ratio_y, energy_y) = excess(cv2.absdiff(cols[1:], cols[:-1]), 0)
+    ratio_x, energy_x = excess(cv2.absdiff(rows[:, 1:], rows[:, :-1]), 1)
+    ratio_y, energy_y = excess(cv2.absdiff(cols[1:], cols[:-1]), 0)
     return Blocks(ratio=min(ratio_x, ratio_y), energy=max(0.0, min(energy_x, energy_y)))
 
 
